@@ -1,0 +1,56 @@
+// Package api is Bazaar's REST API: a gin router whose handlers write
+// records and, in the same PostgreSQL transaction, the events they cause.
+// No handler writes to Redis; the relay publishes committed events.
+package api
+
+import (
+	"cmp"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// Config holds the dependencies and settings of the API.
+type Config struct {
+	DB         *sqlx.DB
+	Logger     *slog.Logger
+	AdminToken string
+	// MaxBodyBytes caps request bodies; larger ones get 413.
+	MaxBodyBytes int64
+	// Observer, when set, is told after each commit that recorded events.
+	Observer store.TxObserver
+}
+
+// Server is the API's HTTP handler with its dependencies.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	engine *gin.Engine
+}
+
+// New validates cfg and builds the router.
+func New(cfg Config) (*Server, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("api: DB is required")
+	}
+	if cfg.AdminToken == "" {
+		return nil, errors.New("api: AdminToken is required")
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: gin.New()}
+	s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler serving every route.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Engine exposes the gin engine so other roles can mount routes on the same port.
+func (s *Server) Engine() *gin.Engine { return s.engine }

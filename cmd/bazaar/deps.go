@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // PostgreSQL driver.
+	"github.com/mattn/go-isatty"
+	"github.com/redis/go-redis/v9"
+)
+
+func newLogger(c Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	text := c.LogFormat == "text"
+	if c.LogFormat == "auto" {
+		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			text = true
+		}
+	}
+	if text {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// setup loads the config and makes the logger every subcommand starts with.
+func setup(env *environment) (Config, *slog.Logger, error) {
+	cfg, err := loadConfig(env.getenv)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	log := newLogger(cfg, env.stdout)
+	log.Info("config", "config", cfg)
+	if cfg.AdminToken == defaultAdminToken {
+		log.Warn("BAZAAR_ADMIN_TOKEN is the development default; set your own outside development")
+	}
+	return cfg, log, nil
+}
+
+func openDB(ctx context.Context, c Config) (*sqlx.DB, error) {
+	db, err := sqlx.Open("postgres", c.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	db.SetMaxOpenConns(25)
+	db.SetMaxIdleConns(25)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("postgres at %s is not reachable (start it with \"make up\"): %w", redactURL(c.DatabaseURL), err)
+	}
+	return db, nil
+}
+
+func openRedis(ctx context.Context, c Config) (*redis.Client, error) {
+	opt, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("redis at %s is not reachable (start it with \"make up\"): %w", redactURL(c.RedisURL), err)
+	}
+	return rdb, nil
+}
+
+// component is a long-running part with the lifecycle of house rule 8.
+type component interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// httpServer runs an http.Server as a component.
+type httpServer struct {
+	srv  *http.Server
+	log  *slog.Logger
+	done chan error
+}
+
+func newHTTPServer(addr string, h http.Handler, log *slog.Logger) *httpServer {
+	return &httpServer{
+		srv: &http.Server{
+			Addr:              addr,
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			// No WriteTimeout: SSE responses set their own write deadlines.
+		},
+		log: log,
+	}
+}
+
+func (s *httpServer) Start(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.srv.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.srv.Addr, err)
+	}
+	s.done = make(chan error, 1)
+	s.log.Info("http listening", "addr", ln.Addr().String())
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	return nil
+}
+
+func (s *httpServer) Stop(ctx context.Context) error {
+	if s.done == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	if serr := <-s.done; serr != nil && err == nil {
+		err = serr
+	}
+	s.done = nil
+	return err
+}
+
+// runComponents starts parts in order, waits for ctx to end (a signal), then
+// stops them in reverse order within the shutdown timeout.
+func runComponents(ctx context.Context, log *slog.Logger, timeout time.Duration, parts ...component) error {
+	started := 0
+	var startErr error
+	for _, p := range parts {
+		if err := p.Start(ctx); err != nil {
+			startErr = err
+			break
+		}
+		started++
+	}
+	if startErr == nil {
+		<-ctx.Done()
+		log.Info("shutting down", "timeout", timeout.String())
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var errs []error
+	for i := started - 1; i >= 0; i-- {
+		if err := parts[i].Stop(sctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if startErr != nil {
+		return startErr
+	}
+	return errors.Join(errs...)
+}

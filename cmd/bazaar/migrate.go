@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/bazaarhq/bazaar/sql/migrations"
+)
+
+func init() {
+	var steps int
+	register(&command{
+		name:  "migrate",
+		short: "apply (up), revert (down) or show (status) database migrations",
+		flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&steps, "steps", 1, "with down: how many migrations to revert (0 = all)")
+		},
+		run: func(ctx context.Context, env *environment, args []string) error {
+			if len(args) != 1 {
+				return usageError{"usage: bazaar migrate up|down|status"}
+			}
+			cfg, err := loadConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			db, err := openDB(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			switch args[0] {
+			case "up":
+				if err := migrations.Up(ctx, db.DB); err != nil {
+					return err
+				}
+			case "down":
+				if err := migrations.Down(ctx, db.DB, steps); err != nil {
+					return err
+				}
+			case "status":
+			default:
+				return usageError{fmt.Sprintf("unknown migrate action %q: use up, down or status", args[0])}
+			}
+			st, err := migrations.CurrentStatus(ctx, db.DB)
+			if err != nil {
+				return err
+			}
+			state := "up to date"
+			switch {
+			case st.Dirty:
+				state = "dirty: a migration failed half way; fix it by hand, then run migrate again"
+			case st.Current < st.Latest:
+				state = fmt.Sprintf("%d pending", st.Latest-st.Current)
+			case st.Current > st.Latest:
+				state = "database is newer than this binary"
+			}
+			fmt.Fprintf(env.stdout, "schema version %d of %d (%s)\n", st.Current, st.Latest, state)
+			return nil
+		},
+	})
+}

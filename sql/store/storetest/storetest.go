@@ -1,0 +1,190 @@
+// Package storetest gives each test its own freshly migrated PostgreSQL
+// database, cloned from a template that is migrated once per schema version,
+// and drops it when the test ends.
+//
+// The server is the one at TEST_DATABASE_URL (default
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable).
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // PostgreSQL driver.
+
+	"github.com/bazaarhq/bazaar/sql/migrations"
+)
+
+// AdminURL is the maintenance database URL tests connect to first.
+func AdminURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+var (
+	templateOnce sync.Once
+	templateName string
+	templateErr  error
+	counter      atomic.Int64
+)
+
+// NewDB creates a fresh migrated database for t and returns a pool on it and
+// its URL. The database is dropped in t.Cleanup.
+func NewDB(t testing.TB) (*sqlx.DB, string) {
+	t.Helper()
+	ctx := context.Background()
+	templateOnce.Do(func() { templateName, templateErr = ensureTemplate(ctx) })
+	if templateErr != nil {
+		t.Fatalf("storetest: template database: %v", templateErr)
+	}
+	admin, err := sql.Open("postgres", AdminURL())
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	defer admin.Close()
+
+	name := fmt.Sprintf("bazaar_t_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, counter.Add(1))
+	// CREATE DATABASE ... TEMPLATE fails while another session is connected
+	// to the template, so retry briefly when parallel packages clone at once.
+	for attempt := 0; ; attempt++ {
+		_, err = admin.ExecContext(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateName))
+		if err == nil {
+			break
+		}
+		if attempt > 50 || !strings.Contains(err.Error(), "being accessed by other users") {
+			t.Fatalf("storetest: create database: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dsn := withDatabase(AdminURL(), name)
+	db, err := sqlx.Open("postgres", dsn)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = db.Close()
+		admin, err := sql.Open("postgres", AdminURL())
+		if err != nil {
+			t.Errorf("storetest: %v", err)
+			return
+		}
+		defer admin.Close()
+		if _, err := admin.ExecContext(context.Background(), fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name)); err != nil {
+			t.Errorf("storetest: drop database: %v", err)
+		}
+	})
+	return db, dsn
+}
+
+// ensureTemplate creates and migrates a template database named after a hash
+// of the migrations, once per schema across all test processes.
+func ensureTemplate(ctx context.Context) (string, error) {
+	h := sha256.New()
+	err := fs.WalkDir(migrations.FS(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(migrations.FS(), path)
+		if err != nil {
+			return err
+		}
+		h.Write([]byte(path))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	name := "bazaar_tmpl_" + hex.EncodeToString(h.Sum(nil))[:16]
+
+	admin, err := sql.Open("postgres", AdminURL())
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close()
+	conn, err := admin.Conn(ctx)
+	if err != nil {
+		return "", fmt.Errorf("connect %s: %w", redact(AdminURL()), err)
+	}
+	defer conn.Close()
+	// Serialise template creation across concurrently running test binaries.
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(727274)`); err != nil {
+		return "", err
+	}
+	defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock(727274)`) //nolint:errcheck
+
+	var ready bool
+	err = conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)`, name).Scan(&ready)
+	if err != nil {
+		return "", err
+	}
+	if ready {
+		return name, nil
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s`, name)); err != nil {
+		return "", err
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`CREATE DATABASE %s`, name)); err != nil {
+		return "", err
+	}
+	tdb, err := sql.Open("postgres", withDatabase(AdminURL(), name))
+	if err != nil {
+		return "", err
+	}
+	if err := migrations.Up(ctx, tdb); err != nil {
+		_ = tdb.Close()
+		return "", err
+	}
+	_ = tdb.Close()
+	if _, err := conn.ExecContext(ctx, `UPDATE pg_database SET datistemplate = true WHERE datname = $1`, name); err != nil {
+		return "", err
+	}
+	// Drop templates of older schemas so they do not pile up.
+	rows, err := conn.QueryContext(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'bazaar_tmpl_%' AND datname <> $1`, name)
+	if err == nil {
+		var old []string
+		for rows.Next() {
+			var n string
+			if rows.Scan(&n) == nil {
+				old = append(old, n)
+			}
+		}
+		_ = rows.Close()
+		for _, n := range old {
+			_, _ = conn.ExecContext(ctx, fmt.Sprintf(`UPDATE pg_database SET datistemplate = false WHERE datname = '%s'`, n))
+			_, _ = conn.ExecContext(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s`, n))
+		}
+	}
+	return name, nil
+}
+
+func withDatabase(dsn, name string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "database"
+	}
+	return u.Redacted()
+}
