@@ -1,0 +1,9 @@
+DROP TABLE IF EXISTS task_failures;
+DROP TABLE IF EXISTS sent_emails;
+DROP TABLE IF EXISTS order_followups;
+DROP TABLE IF EXISTS user_segments;
+DROP TABLE IF EXISTS points_ledger;
+DROP TABLE IF EXISTS points_accounts;
+DROP TABLE IF EXISTS payments;
+DROP TABLE IF EXISTS inventory_restocks;
+DROP TABLE IF EXISTS inventory_reservations;
