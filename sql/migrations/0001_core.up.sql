@@ -73,7 +73,7 @@ CREATE TABLE orders (
     id              uuid PRIMARY KEY,
     seller_id       uuid NOT NULL REFERENCES sellers (id),
     user_id         uuid NOT NULL REFERENCES users (id),
-    status          text NOT NULL,
+    status          text NOT NULL CHECK (status IN ('pending', 'confirmed', 'cancelled', 'shipped', 'delivered')),
     currency        char(3) NOT NULL,
     subtotal_minor  bigint NOT NULL CHECK (subtotal_minor >= 0),
     total_minor     bigint NOT NULL CHECK (total_minor >= 0),
@@ -122,16 +122,18 @@ CREATE TABLE returns (
 CREATE INDEX returns_order_idx ON returns (order_id);
 CREATE INDEX returns_seller_idx ON returns (seller_id, created_at DESC, id DESC);
 
--- Idempotency records replay the first response to a repeated POST.
+-- Idempotency records replay the first response to a repeated POST. A
+-- record is written in the transaction of the change it answers, so the
+-- two commit together; requests still running hold an advisory lock instead.
 CREATE TABLE idempotency_keys (
     principal     text NOT NULL,
     key           text NOT NULL,
     method        text NOT NULL,
     path          text NOT NULL,
     request_hash  bytea NOT NULL,
-    status        integer,
+    status        integer NOT NULL,
     content_type  text NOT NULL DEFAULT '',
-    response      bytea,
+    response      bytea NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
     expires_at    timestamptz NOT NULL,
     PRIMARY KEY (principal, key)

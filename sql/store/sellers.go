@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+)
+
+// Seller is a merchant selling on the marketplace.
+type Seller struct {
+	ID        uuid.UUID `db:"id"`
+	Name      string    `db:"name"`
+	Email     string    `db:"email"`
+	CreatedAt time.Time `db:"created_at"`
+	UpdatedAt time.Time `db:"updated_at"`
+}
+
+const sellerColumns = `id, name, email, created_at, updated_at`
+
+const insertSellerQuery = `
+INSERT INTO sellers (id, name, email) VALUES ($1, $2, $3)
+RETURNING ` + sellerColumns
+
+// CreateSeller inserts a seller with a fresh UUIDv7 id and returns it as stored.
+func CreateSeller(ctx context.Context, q sqlx.QueryerContext, name, email string) (Seller, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Seller{}, fmt.Errorf("seller id: %w", err)
+	}
+	var s Seller
+	if err := sqlx.GetContext(ctx, q, &s, insertSellerQuery, id, name, email); err != nil {
+		return Seller{}, fmt.Errorf("create seller: %w", translate(err))
+	}
+	return s, nil
+}
+
+const getSellerQuery = `SELECT ` + sellerColumns + ` FROM sellers WHERE id = $1`
+
+// GetSeller reads one seller; ErrNotFound when there is none.
+func GetSeller(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (Seller, error) {
+	var s Seller
+	if err := sqlx.GetContext(ctx, q, &s, getSellerQuery, id); err != nil {
+		return Seller{}, fmt.Errorf("get seller %s: %w", id, translate(err))
+	}
+	return s, nil
+}
+
+const listSellersQuery = `
+SELECT ` + sellerColumns + ` FROM sellers
+WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
+ORDER BY created_at, id LIMIT $3`
+
+// ListSellers returns one page of sellers, oldest first, and the cursor of
+// the next page (nil on the last).
+func ListSellers(ctx context.Context, q sqlx.QueryerContext, p Page) ([]Seller, *Cursor, error) {
+	t, id := cursorArgs(p.After)
+	var out []Seller
+	if err := sqlx.SelectContext(ctx, q, &out, listSellersQuery, t, id, p.limit()+1); err != nil {
+		return nil, nil, fmt.Errorf("list sellers: %w", translate(err))
+	}
+	rows, next := pageOf(out, p.limit(), func(s Seller) Cursor { return Cursor{s.CreatedAt, s.ID} })
+	return rows, next, nil
+}
+
+// cursorArgs turns a cursor into query arguments, NULLs for the first page.
+func cursorArgs(c *Cursor) (*time.Time, uuid.NullUUID) {
+	if c == nil {
+		return nil, uuid.NullUUID{}
+	}
+	t := c.CreatedAt
+	return &t, uuid.NullUUID{UUID: c.ID, Valid: true}
+}
+
+// SellerEventData is the data of seller.* events.
+type SellerEventData struct {
+	SellerID  uuid.UUID `json:"seller_id"`
+	Name      string    `json:"name"`
+	Email     string    `json:"email"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// NewSellerEvent builds a seller event (seller.created) carrying the seller.
+func NewSellerEvent(typ string, s Seller) (Event, error) {
+	return NewEvent(typ, s.ID.String(), &s.ID, 1, SellerEventData{
+		SellerID: s.ID, Name: s.Name, Email: s.Email, CreatedAt: s.CreatedAt,
+	})
+}
