@@ -1,0 +1,31 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+)
+
+const markProcessedQuery = `
+INSERT INTO processed_events (group_name, event_id) VALUES ($1, $2)
+ON CONFLICT DO NOTHING`
+
+// MarkProcessed records that group handled eventID, in tx, and reports
+// whether this is the first time. Call it in the transaction that applies the
+// event's effects: when first is false the effects are already committed
+// and the caller should change nothing. A concurrent duplicate waits for the
+// first transaction and then sees first == false (or true, if that one
+// rolled back).
+func MarkProcessed(ctx context.Context, tx sqlx.ExecerContext, group string, eventID uuid.UUID) (first bool, err error) {
+	res, err := tx.ExecContext(ctx, markProcessedQuery, group, eventID)
+	if err != nil {
+		return false, fmt.Errorf("mark event %s processed by %s: %w", eventID, group, translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("mark event %s processed by %s: %w", eventID, group, err)
+	}
+	return n == 1, nil
+}

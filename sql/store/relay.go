@@ -1,0 +1,150 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+)
+
+// publishLockKey is the advisory lock that separates publishing from taking
+// a replay cut: every relay transaction holds it shared, and a consumer
+// group starting "from a time" holds it exclusively while it notes where
+// each stream ends, so no event is half published (in Redis but not yet
+// marked here) at that moment.
+const publishLockKey = 0x6261_7a61_0001
+
+const eventColumns = `seq, id, type, source, specversion, subject, seller_id, dataschema, time, data,
+       request_id, traceparent, created_at, published_at, stream, stream_id`
+
+// LockPublishShared takes the publish lock in shared mode for the rest of tx.
+// Relays call it before claiming, so they never wait on each other.
+func LockPublishShared(ctx context.Context, tx *sqlx.Tx) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, publishLockKey); err != nil {
+		return fmt.Errorf("publish lock: %w", translate(err))
+	}
+	return nil
+}
+
+// LockPublishExclusive takes the publish lock exclusively for the rest of tx,
+// waiting for relay transactions in flight to finish.
+func LockPublishExclusive(ctx context.Context, tx *sqlx.Tx) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, publishLockKey); err != nil {
+		return fmt.Errorf("publish lock: %w", translate(err))
+	}
+	return nil
+}
+
+const claimUnpublishedQuery = `
+SELECT ` + eventColumns + `
+FROM events WHERE published_at IS NULL
+ORDER BY seq LIMIT $1
+FOR UPDATE SKIP LOCKED`
+
+// ClaimUnpublished locks up to limit unpublished events, oldest first,
+// skipping rows another relay holds. The locks last until tx ends.
+func ClaimUnpublished(ctx context.Context, tx *sqlx.Tx, limit int) ([]Event, error) {
+	var out []Event
+	if err := tx.SelectContext(ctx, &out, claimUnpublishedQuery, limit); err != nil {
+		return nil, fmt.Errorf("claim unpublished events: %w", translate(err))
+	}
+	return out, nil
+}
+
+const firstWaitingQuery = `
+SELECT subject, min(seq) AS seq
+FROM events
+WHERE published_at IS NULL AND subject = ANY($1) AND NOT (seq = ANY($2))
+GROUP BY subject`
+
+// FirstWaiting returns, for each of subjects, the lowest seq of an event
+// that is still unpublished and not among claimed. Subjects with no such
+// event are absent. A relay publishes a claimed event only when its seq is
+// below this, so a subject's events reach Redis in seq order even when
+// another relay holds an older one.
+func FirstWaiting(ctx context.Context, tx *sqlx.Tx, subjects []string, claimed []int64) (map[string]int64, error) {
+	rows, err := tx.QueryxContext(ctx, firstWaitingQuery, pq.Array(subjects), pq.Array(claimed))
+	if err != nil {
+		return nil, fmt.Errorf("first waiting events: %w", translate(err))
+	}
+	defer rows.Close()
+	out := make(map[string]int64)
+	for rows.Next() {
+		var subject string
+		var seq int64
+		if err := rows.Scan(&subject, &seq); err != nil {
+			return nil, fmt.Errorf("first waiting events: %w", err)
+		}
+		out[subject] = seq
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("first waiting events: %w", translate(err))
+	}
+	return out, nil
+}
+
+// Publication records where one event landed.
+type Publication struct {
+	Seq      int64
+	Stream   string
+	StreamID string
+}
+
+const markPublishedQuery = `
+UPDATE events e SET published_at = now(), stream = p.stream, stream_id = p.stream_id
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS p(seq, stream, stream_id)
+WHERE e.seq = p.seq`
+
+// MarkPublished records that events were added to their streams.
+func MarkPublished(ctx context.Context, tx *sqlx.Tx, pubs []Publication) error {
+	if len(pubs) == 0 {
+		return nil
+	}
+	seqs := make([]int64, len(pubs))
+	streams := make([]string, len(pubs))
+	ids := make([]string, len(pubs))
+	for i, p := range pubs {
+		seqs[i], streams[i], ids[i] = p.Seq, p.Stream, p.StreamID
+	}
+	if _, err := tx.ExecContext(ctx, markPublishedQuery, pq.Array(seqs), pq.Array(streams), pq.Array(ids)); err != nil {
+		return fmt.Errorf("mark events published: %w", translate(err))
+	}
+	return nil
+}
+
+// Backlog describes the events still waiting for the relay.
+type Backlog struct {
+	Count int64 `db:"count"`
+	// Oldest is when the oldest waiting event was recorded; nil when none waits.
+	Oldest *time.Time `db:"oldest"`
+}
+
+const backlogQuery = `SELECT count(*) AS count, min(created_at) AS oldest FROM events WHERE published_at IS NULL`
+
+// OutboxBacklog counts unpublished events and finds the oldest one.
+func OutboxBacklog(ctx context.Context, q sqlx.QueryerContext) (Backlog, error) {
+	var b Backlog
+	if err := sqlx.GetContext(ctx, q, &b, backlogQuery); err != nil {
+		return Backlog{}, fmt.Errorf("outbox backlog: %w", translate(err))
+	}
+	return b, nil
+}
+
+const publishedSinceQuery = `
+SELECT ` + eventColumns + `
+FROM events
+WHERE published_at IS NOT NULL AND time >= $1 AND stream = ANY($2) AND seq > $3
+ORDER BY seq LIMIT $4`
+
+// PublishedSince returns up to limit published events on streams whose time
+// is at or after since and whose seq is above afterSeq, in seq order. It
+// pages through the event log when a consumer group replays history.
+func PublishedSince(ctx context.Context, q sqlx.QueryerContext, since time.Time, streams []string, afterSeq int64, limit int) ([]Event, error) {
+	var out []Event
+	if err := sqlx.SelectContext(ctx, q, &out, publishedSinceQuery, since, pq.Array(streams), afterSeq, limit); err != nil {
+		return nil, fmt.Errorf("published events since %s: %w", since.Format(time.RFC3339), translate(err))
+	}
+	return out, nil
+}
