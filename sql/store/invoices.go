@@ -1,0 +1,696 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+)
+
+// Invoice run statuses.
+const (
+	RunDiscovering = "discovering"
+	RunRunning     = "running"
+	RunCompleted   = "completed"
+)
+
+// Statuses of one account in an invoice run.
+const (
+	RunAccountPending = "pending"
+	RunAccountDone    = "done"
+	RunAccountFailed  = "failed"
+)
+
+// DateLayout is how calendar dates (periods, due dates) travel to and from
+// PostgreSQL date columns: as text, so no session time zone can shift them.
+const DateLayout = "2006-01-02"
+
+// InvoiceRun is one batch that bills every corporate account for one
+// period. PeriodStart and PeriodEnd are calendar days (midnight UTC values),
+// PeriodEnd exclusive; StartsAt and EndsAt are the same bounds as instants in
+// Timezone.
+type InvoiceRun struct {
+	ID            uuid.UUID  `db:"id"`
+	PeriodStart   time.Time  `db:"period_start"`
+	PeriodEnd     time.Time  `db:"period_end"`
+	Timezone      string     `db:"timezone"`
+	StartsAt      time.Time  `db:"starts_at"`
+	EndsAt        time.Time  `db:"ends_at"`
+	Trigger       string     `db:"trigger"`
+	Status        string     `db:"status"`
+	Cursor        *uuid.UUID `db:"cursor"`
+	AccountsTotal int        `db:"accounts_total"`
+	Pending       int        `db:"pending"`
+	Done          int        `db:"done"`
+	Failed        int        `db:"failed"`
+	Invoices      int        `db:"invoices"`
+	Completions   int        `db:"completions"`
+	CreatedAt     time.Time  `db:"created_at"`
+	DiscoveredAt  *time.Time `db:"discovered_at"`
+	CompletedAt   *time.Time `db:"completed_at"`
+}
+
+const runColumns = `id, period_start, period_end, timezone, starts_at, ends_at, trigger, status, cursor,
+accounts_total, pending, done, failed, invoices, completions, created_at, discovered_at, completed_at`
+
+const createInvoiceRunQuery = `
+INSERT INTO invoice_runs (id, period_start, period_end, timezone, starts_at, ends_at, trigger)
+VALUES ($1, $2::date, $3::date, $4, $5, $6, $7)
+ON CONFLICT DO NOTHING
+RETURNING ` + runColumns
+
+const runByPeriodQuery = `SELECT ` + runColumns + ` FROM invoice_runs WHERE period_start = $1::date AND period_end = $2::date`
+
+const overlappingRunQuery = `
+SELECT ` + runColumns + ` FROM invoice_runs
+WHERE daterange(period_start, period_end) && daterange($1::date, $2::date)
+ORDER BY period_start LIMIT 1`
+
+// CreateInvoiceRun inserts run unless a run for the same period exists, in
+// which case it returns that one and false. A period that overlaps another
+// run's without being equal to it is ErrConflict: no order may fall into two
+// runs.
+func CreateInvoiceRun(ctx context.Context, q sqlx.ExtContext, run InvoiceRun) (InvoiceRun, bool, error) {
+	var out InvoiceRun
+	start, end := run.PeriodStart.Format(DateLayout), run.PeriodEnd.Format(DateLayout)
+	err := sqlx.GetContext(ctx, q, &out, createInvoiceRunQuery,
+		run.ID, start, end, run.Timezone, run.StartsAt, run.EndsAt, run.Trigger)
+	if err == nil {
+		return out, true, nil
+	}
+	if err = translate(err); !errors.Is(err, ErrNotFound) {
+		return InvoiceRun{}, false, fmt.Errorf("create invoice run: %w", err)
+	}
+	err = sqlx.GetContext(ctx, q, &out, runByPeriodQuery, start, end)
+	if err == nil {
+		return out, false, nil
+	}
+	if err = translate(err); !errors.Is(err, ErrNotFound) {
+		return InvoiceRun{}, false, fmt.Errorf("find invoice run: %w", err)
+	}
+	if err := sqlx.GetContext(ctx, q, &out, overlappingRunQuery, start, end); err != nil {
+		return InvoiceRun{}, false, fmt.Errorf("find overlapping invoice run: %w", translate(err))
+	}
+	return InvoiceRun{}, false, fmt.Errorf("period %s..%s overlaps run %s for %s..%s: %w",
+		start, end, out.ID, out.PeriodStart.Format(DateLayout), out.PeriodEnd.Format(DateLayout), ErrConflict)
+}
+
+const getInvoiceRunQuery = `SELECT ` + runColumns + ` FROM invoice_runs WHERE id = $1`
+
+// GetInvoiceRun returns one run or ErrNotFound.
+func GetInvoiceRun(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (InvoiceRun, error) {
+	var out InvoiceRun
+	if err := sqlx.GetContext(ctx, q, &out, getInvoiceRunQuery, id); err != nil {
+		return InvoiceRun{}, fmt.Errorf("get invoice run %s: %w", id, translate(err))
+	}
+	return out, nil
+}
+
+// LockInvoiceRun returns one run locked FOR UPDATE until the transaction
+// q ends; every change of a run's counters happens under this lock.
+func LockInvoiceRun(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (InvoiceRun, error) {
+	var out InvoiceRun
+	if err := sqlx.GetContext(ctx, q, &out, getInvoiceRunQuery+` FOR UPDATE`, id); err != nil {
+		return InvoiceRun{}, fmt.Errorf("lock invoice run %s: %w", id, translate(err))
+	}
+	return out, nil
+}
+
+const runEndingOnQuery = `SELECT ` + runColumns + ` FROM invoice_runs WHERE period_end = $1::date`
+
+// InvoiceRunEndingOn returns the run whose period ends where another one
+// starts (the previous period's run), or ErrNotFound.
+func InvoiceRunEndingOn(ctx context.Context, q sqlx.QueryerContext, day time.Time) (InvoiceRun, error) {
+	var out InvoiceRun
+	if err := sqlx.GetContext(ctx, q, &out, runEndingOnQuery, day.Format(DateLayout)); err != nil {
+		return InvoiceRun{}, fmt.Errorf("invoice run ending on %s: %w", day.Format(DateLayout), translate(err))
+	}
+	return out, nil
+}
+
+const listInvoiceRunsQuery = `
+SELECT ` + runColumns + ` FROM invoice_runs
+WHERE ($1::uuid IS NULL OR id < $1)
+ORDER BY id DESC LIMIT $2`
+
+// ListInvoiceRuns returns runs newest first, those older than before when
+// it is set (ids are UUIDv7, so id order is creation order).
+func ListInvoiceRuns(ctx context.Context, q sqlx.QueryerContext, before *uuid.UUID, limit int) ([]InvoiceRun, error) {
+	out := []InvoiceRun{}
+	if err := sqlx.SelectContext(ctx, q, &out, listInvoiceRunsQuery, before, limit); err != nil {
+		return nil, fmt.Errorf("list invoice runs: %w", translate(err))
+	}
+	return out, nil
+}
+
+// TimeRange is the half-open interval [From, To). A zero TimeRange matches
+// nothing.
+type TimeRange struct {
+	From, To time.Time
+}
+
+func (r TimeRange) args() (any, any) {
+	if r.From.IsZero() && r.To.IsZero() {
+		return nil, nil
+	}
+	return r.From, r.To
+}
+
+// The account filter of discovery mirrors BillableOrders and BillableReturns
+// ($2..$5: the run's window and the previous run's window), walking
+// corporate accounts in id order from the cursor so each chunk is a bounded
+// index walk, never one query over every order of the period.
+const discoverAccountsQuery = `
+SELECT a.id FROM corporate_accounts a
+WHERE a.id > $1
+  AND (EXISTS (
+        SELECT 1 FROM users u JOIN orders o ON o.user_id = u.id
+        WHERE u.corporate_account_id = a.id
+          AND o.status IN ('confirmed', 'shipped', 'delivered')
+          AND ((o.confirmed_at >= $2 AND o.confirmed_at < $3) OR (o.confirmed_at >= $4 AND o.confirmed_at < $5))
+          AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.order_id = o.id AND l.kind = 'order'))
+    OR EXISTS (
+        SELECT 1 FROM users u JOIN returns r ON r.user_id = u.id
+        WHERE u.corporate_account_id = a.id
+          AND r.status = 'accepted'
+          AND ((r.resolved_at >= $2 AND r.resolved_at < $3) OR (r.resolved_at >= $4 AND r.resolved_at < $5))
+          AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.return_id = r.id AND l.kind = 'return')))
+ORDER BY a.id
+LIMIT $6`
+
+// DiscoverAccounts returns up to limit corporate accounts after the account
+// id after (uuid.Nil to begin) that have unbilled confirmed orders or
+// uncredited accepted returns in period or in late.
+func DiscoverAccounts(ctx context.Context, q sqlx.QueryerContext, after uuid.UUID, period, late TimeRange, limit int) ([]uuid.UUID, error) {
+	lf, lt := late.args()
+	var out []uuid.UUID
+	if err := sqlx.SelectContext(ctx, q, &out, discoverAccountsQuery, after, period.From, period.To, lf, lt, limit); err != nil {
+		return nil, fmt.Errorf("discover accounts: %w", translate(err))
+	}
+	return out, nil
+}
+
+const addRunAccountsQuery = `
+INSERT INTO invoice_run_accounts (run_id, account_id)
+SELECT $1, unnest($2::uuid[])
+ON CONFLICT DO NOTHING`
+
+const advanceRunQuery = `
+UPDATE invoice_runs
+SET cursor = coalesce($2, cursor),
+    accounts_total = accounts_total + $3,
+    pending = pending + $3,
+    status = CASE WHEN $4 THEN 'running' ELSE status END,
+    discovered_at = CASE WHEN $4 THEN now() ELSE discovered_at END
+WHERE id = $1
+RETURNING ` + runColumns
+
+// AddRunAccounts records accounts as pending in a run, moves its discovery
+// cursor to the last of them and, when finished, marks discovery complete.
+// Call it with the run locked (LockInvoiceRun) in the same transaction.
+func AddRunAccounts(ctx context.Context, q sqlx.ExtContext, runID uuid.UUID, accounts []uuid.UUID, finished bool) (InvoiceRun, error) {
+	added := 0
+	var cursor *uuid.UUID
+	if len(accounts) > 0 {
+		res, err := q.ExecContext(ctx, addRunAccountsQuery, runID, pq.Array(uuidStrings(accounts)))
+		if err != nil {
+			return InvoiceRun{}, fmt.Errorf("add run accounts: %w", translate(err))
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return InvoiceRun{}, fmt.Errorf("add run accounts: %w", err)
+		}
+		added = int(n)
+		last := accounts[len(accounts)-1]
+		cursor = &last
+	}
+	var out InvoiceRun
+	if err := sqlx.GetContext(ctx, q, &out, advanceRunQuery, runID, cursor, added, finished); err != nil {
+		return InvoiceRun{}, fmt.Errorf("advance run %s: %w", runID, translate(err))
+	}
+	return out, nil
+}
+
+const completeRunQuery = `
+UPDATE invoice_runs SET status = 'completed', completed_at = now(), completions = completions + 1
+WHERE id = $1 AND status = 'running' AND pending = 0
+RETURNING ` + runColumns
+
+// CompleteInvoiceRun marks a run whose discovery finished and whose accounts
+// are all done or failed as completed, counting the completion. It returns
+// ErrInvalidTransition when the run is not in that state.
+func CompleteInvoiceRun(ctx context.Context, q sqlx.ExtContext, runID uuid.UUID) (InvoiceRun, error) {
+	var out InvoiceRun
+	if err := sqlx.GetContext(ctx, q, &out, completeRunQuery, runID); err != nil {
+		if err = translate(err); errors.Is(err, ErrNotFound) {
+			return InvoiceRun{}, fmt.Errorf("complete run %s: %w", runID, ErrInvalidTransition)
+		}
+		return InvoiceRun{}, fmt.Errorf("complete run %s: %w", runID, err)
+	}
+	return out, nil
+}
+
+// RunAccount is one account's part in an invoice run.
+type RunAccount struct {
+	RunID     uuid.UUID `db:"run_id"`
+	AccountID uuid.UUID `db:"account_id"`
+	Status    string    `db:"status"`
+	Attempts  int       `db:"attempts"`
+	Error     string    `db:"error"`
+	Invoices  int       `db:"invoices"`
+	UpdatedAt time.Time `db:"updated_at"`
+}
+
+const runAccountColumns = `run_id, account_id, status, attempts, error, invoices, updated_at`
+
+const getRunAccountQuery = `SELECT ` + runAccountColumns + ` FROM invoice_run_accounts WHERE run_id = $1 AND account_id = $2`
+
+// GetRunAccount returns one account's part in a run or ErrNotFound.
+func GetRunAccount(ctx context.Context, q sqlx.QueryerContext, runID, accountID uuid.UUID) (RunAccount, error) {
+	var out RunAccount
+	if err := sqlx.GetContext(ctx, q, &out, getRunAccountQuery, runID, accountID); err != nil {
+		return RunAccount{}, fmt.Errorf("get run account %s: %w", accountID, translate(err))
+	}
+	return out, nil
+}
+
+// LockRunAccount is GetRunAccount with the row locked FOR UPDATE, so two
+// copies of one account's task cannot bill it at once.
+func LockRunAccount(ctx context.Context, q sqlx.QueryerContext, runID, accountID uuid.UUID) (RunAccount, error) {
+	var out RunAccount
+	if err := sqlx.GetContext(ctx, q, &out, getRunAccountQuery+` FOR UPDATE`, runID, accountID); err != nil {
+		return RunAccount{}, fmt.Errorf("lock run account %s: %w", accountID, translate(err))
+	}
+	return out, nil
+}
+
+const listRunAccountsQuery = `
+SELECT ` + runAccountColumns + ` FROM invoice_run_accounts
+WHERE run_id = $1 AND ($2 = '' OR status = $2) AND account_id > $3
+ORDER BY account_id LIMIT $4`
+
+// ListRunAccounts returns a run's accounts in id order after the account id
+// after (uuid.Nil to begin), only those in status when it is not empty.
+func ListRunAccounts(ctx context.Context, q sqlx.QueryerContext, runID uuid.UUID, status string, after uuid.UUID, limit int) ([]RunAccount, error) {
+	out := []RunAccount{}
+	if err := sqlx.SelectContext(ctx, q, &out, listRunAccountsQuery, runID, status, after, limit); err != nil {
+		return nil, fmt.Errorf("list run accounts: %w", translate(err))
+	}
+	return out, nil
+}
+
+const finishRunAccountQuery = `
+UPDATE invoice_run_accounts SET status = $3, error = $4, invoices = $5, updated_at = now()
+WHERE run_id = $1 AND account_id = $2 AND status = 'pending'`
+
+const countFinishedQuery = `
+UPDATE invoice_runs
+SET pending = pending - 1,
+    done = done + CASE WHEN $2 = 'done' THEN 1 ELSE 0 END,
+    failed = failed + CASE WHEN $2 = 'failed' THEN 1 ELSE 0 END,
+    invoices = invoices + $3
+WHERE id = $1
+RETURNING ` + runColumns
+
+// FinishRunAccount moves a pending account to done or failed and counts it
+// on its run, returning the run as it now stands. It reports false and
+// changes nothing when the account was not pending (another copy of its
+// task finished it).
+func FinishRunAccount(ctx context.Context, q sqlx.ExtContext, runID, accountID uuid.UUID, status, errText string, invoices int) (InvoiceRun, bool, error) {
+	if status != RunAccountDone && status != RunAccountFailed {
+		return InvoiceRun{}, false, fmt.Errorf("finish run account: status %q: %w", status, ErrInvalidTransition)
+	}
+	res, err := q.ExecContext(ctx, finishRunAccountQuery, runID, accountID, status, errText, invoices)
+	if err != nil {
+		return InvoiceRun{}, false, fmt.Errorf("finish run account %s: %w", accountID, translate(err))
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return InvoiceRun{}, false, err
+	}
+	var out InvoiceRun
+	if err := sqlx.GetContext(ctx, q, &out, countFinishedQuery, runID, status, invoices); err != nil {
+		return InvoiceRun{}, false, fmt.Errorf("count finished account on run %s: %w", runID, translate(err))
+	}
+	return out, true, nil
+}
+
+const noteRunAccountErrorQuery = `
+UPDATE invoice_run_accounts SET error = $3, updated_at = now()
+WHERE run_id = $1 AND account_id = $2 AND status = 'pending'`
+
+// NoteRunAccountError records the latest error of a pending account that
+// will be tried again, so progress shows why it is slow.
+func NoteRunAccountError(ctx context.Context, q sqlx.ExecerContext, runID, accountID uuid.UUID, errText string) error {
+	if _, err := q.ExecContext(ctx, noteRunAccountErrorQuery, runID, accountID, errText); err != nil {
+		return fmt.Errorf("note run account error: %w", translate(err))
+	}
+	return nil
+}
+
+const resetFailedQuery = `
+WITH picked AS (
+    SELECT account_id FROM invoice_run_accounts
+    WHERE run_id = $1 AND status = 'failed'
+    ORDER BY account_id LIMIT $2
+    FOR UPDATE
+)
+UPDATE invoice_run_accounts ra
+SET status = 'pending', attempts = ra.attempts + 1, updated_at = now()
+FROM picked WHERE ra.run_id = $1 AND ra.account_id = picked.account_id`
+
+const countResetQuery = `
+UPDATE invoice_runs
+SET failed = failed - $2, pending = pending + $2,
+    status = CASE WHEN status = 'completed' THEN 'running' ELSE status END
+WHERE id = $1
+RETURNING ` + runColumns
+
+// ResetFailedRunAccounts moves up to limit failed accounts of a run back to
+// pending with one more attempt, reopening a completed run. It returns how
+// many it moved and the run as it now stands. Call it with the run locked.
+// The error text stays until the next outcome replaces it.
+func ResetFailedRunAccounts(ctx context.Context, q sqlx.ExtContext, runID uuid.UUID, limit int) (int, InvoiceRun, error) {
+	res, err := q.ExecContext(ctx, resetFailedQuery, runID, limit)
+	if err != nil {
+		return 0, InvoiceRun{}, fmt.Errorf("reset failed accounts: %w", translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, InvoiceRun{}, fmt.Errorf("reset failed accounts: %w", err)
+	}
+	var out InvoiceRun
+	if err := sqlx.GetContext(ctx, q, &out, countResetQuery, runID, n); err != nil {
+		return 0, InvoiceRun{}, fmt.Errorf("count reset accounts on run %s: %w", runID, translate(err))
+	}
+	return int(n), out, nil
+}
+
+// BillingAccount is what an invoice needs of a corporate account.
+type BillingAccount struct {
+	ID           uuid.UUID `db:"id"`
+	Name         string    `db:"name"`
+	BillingEmail string    `db:"billing_email"`
+	VATID        string    `db:"vat_id"`
+}
+
+const billingAccountQuery = `SELECT id, name, billing_email, vat_id FROM corporate_accounts WHERE id = $1`
+
+// GetBillingAccount returns a corporate account's billing details or ErrNotFound.
+func GetBillingAccount(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (BillingAccount, error) {
+	var out BillingAccount
+	if err := sqlx.GetContext(ctx, q, &out, billingAccountQuery, id); err != nil {
+		return BillingAccount{}, fmt.Errorf("get corporate account %s: %w", id, translate(err))
+	}
+	return out, nil
+}
+
+// BillableOrder is a confirmed order not yet on any invoice, with the sum of
+// its items so the invoice can check the order adds up.
+type BillableOrder struct {
+	ID            uuid.UUID `db:"id"`
+	BuyerEmail    string    `db:"buyer_email"`
+	Currency      string    `db:"currency"`
+	SubtotalMinor int64     `db:"subtotal_minor"`
+	TotalMinor    int64     `db:"total_minor"`
+	ItemsMinor    int64     `db:"items_minor"`
+	ItemCount     int       `db:"item_count"`
+	ConfirmedAt   time.Time `db:"confirmed_at"`
+	Late          bool      `db:"late"`
+}
+
+const billableOrdersQuery = `
+SELECT o.id, u.email AS buyer_email, o.currency, o.subtotal_minor, o.total_minor, o.confirmed_at,
+       coalesce(i.items_minor, 0)::bigint AS items_minor, coalesce(i.item_count, 0)::integer AS item_count,
+       o.confirmed_at < $2 AS late
+FROM orders o
+JOIN users u ON u.id = o.user_id
+LEFT JOIN LATERAL (
+    SELECT sum(line_total_minor) AS items_minor, count(*) AS item_count
+    FROM order_items WHERE order_id = o.id
+) i ON true
+WHERE u.corporate_account_id = $1
+  AND o.status IN ('confirmed', 'shipped', 'delivered')
+  AND ((o.confirmed_at >= $2 AND o.confirmed_at < $3) OR (o.confirmed_at >= $4 AND o.confirmed_at < $5))
+  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.order_id = o.id AND l.kind = 'order')
+ORDER BY o.currency, o.confirmed_at, o.id`
+
+// BillableOrders returns an account's confirmed, shipped or delivered
+// orders confirmed in period or in late that no invoice bills yet, by
+// currency and confirmation time. Late marks those before period.
+func BillableOrders(ctx context.Context, q sqlx.QueryerContext, accountID uuid.UUID, period, late TimeRange) ([]BillableOrder, error) {
+	lf, lt := late.args()
+	var out []BillableOrder
+	if err := sqlx.SelectContext(ctx, q, &out, billableOrdersQuery, accountID, period.From, period.To, lf, lt); err != nil {
+		return nil, fmt.Errorf("billable orders of %s: %w", accountID, translate(err))
+	}
+	return out, nil
+}
+
+// CreditableReturn is an accepted return not yet credited on any invoice.
+type CreditableReturn struct {
+	ID          uuid.UUID `db:"id"`
+	OrderID     uuid.UUID `db:"order_id"`
+	Currency    string    `db:"currency"`
+	RefundMinor int64     `db:"refund_minor"`
+	Quantity    int       `db:"quantity"`
+	ResolvedAt  time.Time `db:"resolved_at"`
+	Late        bool      `db:"late"`
+}
+
+const creditableReturnsQuery = `
+SELECT r.id, r.order_id, r.currency, r.refund_minor, r.quantity, r.resolved_at, r.resolved_at < $2 AS late
+FROM returns r
+JOIN users u ON u.id = r.user_id
+WHERE u.corporate_account_id = $1
+  AND r.status = 'accepted'
+  AND ((r.resolved_at >= $2 AND r.resolved_at < $3) OR (r.resolved_at >= $4 AND r.resolved_at < $5))
+  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.return_id = r.id AND l.kind = 'return')
+ORDER BY r.currency, r.resolved_at, r.id`
+
+// CreditableReturns returns an account's accepted returns resolved in period
+// or in late that no invoice credits yet.
+func CreditableReturns(ctx context.Context, q sqlx.QueryerContext, accountID uuid.UUID, period, late TimeRange) ([]CreditableReturn, error) {
+	lf, lt := late.args()
+	var out []CreditableReturn
+	if err := sqlx.SelectContext(ctx, q, &out, creditableReturnsQuery, accountID, period.From, period.To, lf, lt); err != nil {
+		return nil, fmt.Errorf("creditable returns of %s: %w", accountID, translate(err))
+	}
+	return out, nil
+}
+
+const nextInvoiceNumbersQuery = `
+INSERT INTO invoice_numbers (year, last) VALUES ($1, $2)
+ON CONFLICT (year) DO UPDATE SET last = invoice_numbers.last + EXCLUDED.last
+RETURNING last`
+
+// NextInvoiceNumbers reserves n consecutive invoice numbers of a year and
+// returns the first. The counter row stays locked until the transaction
+// ends, which keeps the numbering gapless; take it late in the transaction.
+func NextInvoiceNumbers(ctx context.Context, q sqlx.QueryerContext, year, n int) (int64, error) {
+	var last int64
+	if err := sqlx.GetContext(ctx, q, &last, nextInvoiceNumbersQuery, year, n); err != nil {
+		return 0, fmt.Errorf("next invoice numbers: %w", translate(err))
+	}
+	return last - int64(n) + 1, nil
+}
+
+// Invoice is one issued invoice: an account's bill for one period in one
+// currency. Amounts are minor units; credits are positive and subtracted.
+// PeriodEnd is exclusive. An invoice is never changed once written.
+type Invoice struct {
+	ID            uuid.UUID `db:"id"`
+	Number        string    `db:"number"`
+	RunID         uuid.UUID `db:"run_id"`
+	AccountID     uuid.UUID `db:"account_id"`
+	AccountName   string    `db:"account_name"`
+	BillingEmail  string    `db:"billing_email"`
+	VATID         string    `db:"vat_id"`
+	PeriodStart   time.Time `db:"period_start"`
+	PeriodEnd     time.Time `db:"period_end"`
+	Timezone      string    `db:"timezone"`
+	Currency      string    `db:"currency"`
+	OrdersMinor   int64     `db:"orders_minor"`
+	CreditsMinor  int64     `db:"credits_minor"`
+	SubtotalMinor int64     `db:"subtotal_minor"`
+	TaxRateBps    int       `db:"tax_rate_bps"`
+	TaxMinor      int64     `db:"tax_minor"`
+	TotalMinor    int64     `db:"total_minor"`
+	IssuedAt      time.Time `db:"issued_at"`
+	DueOn         time.Time `db:"due_on"`
+	CreatedAt     time.Time `db:"created_at"`
+}
+
+// InvoiceLine bills one order (positive amount) or credits one return
+// (negative amount).
+type InvoiceLine struct {
+	InvoiceID   uuid.UUID  `db:"invoice_id"`
+	Position    int        `db:"position"`
+	Kind        string     `db:"kind"`
+	OrderID     uuid.UUID  `db:"order_id"`
+	ReturnID    *uuid.UUID `db:"return_id"`
+	Description string     `db:"description"`
+	OccurredAt  time.Time  `db:"occurred_at"`
+	AmountMinor int64      `db:"amount_minor"`
+	Late        bool       `db:"late"`
+}
+
+const invoiceColumns = `id, number, run_id, account_id, account_name, billing_email, vat_id, period_start, period_end,
+timezone, currency, orders_minor, credits_minor, subtotal_minor, tax_rate_bps, tax_minor, total_minor, issued_at, due_on, created_at`
+
+const insertInvoiceQuery = `
+INSERT INTO invoices (id, number, run_id, account_id, account_name, billing_email, vat_id, period_start, period_end,
+                      timezone, currency, orders_minor, credits_minor, subtotal_minor, tax_rate_bps, tax_minor, total_minor,
+                      issued_at, due_on)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::date, $9::date, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19::date)
+RETURNING ` + invoiceColumns
+
+const insertInvoiceLinesQuery = `
+INSERT INTO invoice_lines (invoice_id, position, kind, order_id, return_id, description, occurred_at, amount_minor, late)
+SELECT $1, l.position, l.kind, l.order_id, l.return_id, l.description, l.occurred_at, l.amount_minor, l.late
+FROM unnest($2::integer[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::timestamptz[], $8::bigint[], $9::boolean[])
+     AS l(position, kind, order_id, return_id, description, occurred_at, amount_minor, late)`
+
+// InsertInvoice writes an invoice and its lines in one round trip each. A
+// second invoice for the same (account, period, currency), or a line for an
+// order or return already on an invoice, is ErrConflict.
+func InsertInvoice(ctx context.Context, q sqlx.ExtContext, inv Invoice, lines []InvoiceLine) (Invoice, error) {
+	var out Invoice
+	err := sqlx.GetContext(ctx, q, &out, insertInvoiceQuery,
+		inv.ID, inv.Number, inv.RunID, inv.AccountID, inv.AccountName, inv.BillingEmail, inv.VATID,
+		inv.PeriodStart.Format(DateLayout), inv.PeriodEnd.Format(DateLayout), inv.Timezone, inv.Currency,
+		inv.OrdersMinor, inv.CreditsMinor, inv.SubtotalMinor, inv.TaxRateBps, inv.TaxMinor, inv.TotalMinor,
+		inv.IssuedAt, inv.DueOn.Format(DateLayout))
+	if err != nil {
+		return Invoice{}, fmt.Errorf("insert invoice %s: %w", inv.Number, translate(err))
+	}
+	n := len(lines)
+	pos := make([]int64, n)
+	kinds := make([]string, n)
+	orders := make([]string, n)
+	returns := make([]*string, n)
+	descs := make([]string, n)
+	times := make([]string, n)
+	amounts := make([]int64, n)
+	late := make([]bool, n)
+	for i, l := range lines {
+		pos[i] = int64(l.Position)
+		kinds[i] = l.Kind
+		orders[i] = l.OrderID.String()
+		if l.ReturnID != nil {
+			s := l.ReturnID.String()
+			returns[i] = &s
+		}
+		descs[i] = l.Description
+		times[i] = l.OccurredAt.UTC().Format(time.RFC3339Nano)
+		amounts[i] = l.AmountMinor
+		late[i] = l.Late
+	}
+	_, err = q.ExecContext(ctx, insertInvoiceLinesQuery, out.ID, pq.Array(pos), pq.Array(kinds), pq.Array(orders),
+		pq.Array(nullableStrings(returns)), pq.Array(descs), pq.Array(times), pq.Array(amounts), pq.Array(late))
+	if err != nil {
+		return Invoice{}, fmt.Errorf("insert lines of invoice %s: %w", inv.Number, translate(err))
+	}
+	return out, nil
+}
+
+const getInvoiceQuery = `SELECT ` + invoiceColumns + ` FROM invoices WHERE id = $1`
+
+// GetInvoice returns one invoice or ErrNotFound.
+func GetInvoice(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (Invoice, error) {
+	var out Invoice
+	if err := sqlx.GetContext(ctx, q, &out, getInvoiceQuery, id); err != nil {
+		return Invoice{}, fmt.Errorf("get invoice %s: %w", id, translate(err))
+	}
+	return out, nil
+}
+
+const invoiceLinesQuery = `
+SELECT invoice_id, position, kind, order_id, return_id, description, occurred_at, amount_minor, late
+FROM invoice_lines WHERE invoice_id = $1 ORDER BY position`
+
+// InvoiceLines returns an invoice's lines in order.
+func InvoiceLines(ctx context.Context, q sqlx.QueryerContext, invoiceID uuid.UUID) ([]InvoiceLine, error) {
+	out := []InvoiceLine{}
+	if err := sqlx.SelectContext(ctx, q, &out, invoiceLinesQuery, invoiceID); err != nil {
+		return nil, fmt.Errorf("lines of invoice %s: %w", invoiceID, translate(err))
+	}
+	return out, nil
+}
+
+// InvoiceFilter narrows ListInvoices; zero fields match everything.
+type InvoiceFilter struct {
+	AccountID   *uuid.UUID
+	RunID       *uuid.UUID
+	PeriodStart *time.Time
+	Currency    string
+	// Before continues a listing: only invoices older than this id.
+	Before *uuid.UUID
+	Limit  int
+}
+
+// ListInvoices returns invoices newest first (ids are UUIDv7, so id order
+// is issue order), filtered by f.
+func ListInvoices(ctx context.Context, q sqlx.QueryerContext, f InvoiceFilter) ([]Invoice, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.AccountID != nil {
+		add("account_id = $%d", *f.AccountID)
+	}
+	if f.RunID != nil {
+		add("run_id = $%d", *f.RunID)
+	}
+	if f.PeriodStart != nil {
+		add("period_start = $%d::date", f.PeriodStart.Format(DateLayout))
+	}
+	if f.Currency != "" {
+		add("currency = $%d", f.Currency)
+	}
+	if f.Before != nil {
+		add("id < $%d", *f.Before)
+	}
+	query := `SELECT ` + invoiceColumns + ` FROM invoices`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	args = append(args, limit)
+	query += fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args))
+	out := []Invoice{}
+	if err := sqlx.SelectContext(ctx, q, &out, query, args...); err != nil {
+		return nil, fmt.Errorf("list invoices: %w", translate(err))
+	}
+	return out, nil
+}
+
+func uuidStrings(ids []uuid.UUID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
+}
+
+// nullableStrings turns nil pointers into SQL NULL array elements.
+func nullableStrings(in []*string) pq.GenericArray {
+	out := make([]any, len(in))
+	for i, s := range in {
+		if s != nil {
+			out[i] = *s
+		}
+	}
+	return pq.GenericArray{A: out}
+}
