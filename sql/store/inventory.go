@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,14 +49,20 @@ ON CONFLICT (order_id) DO NOTHING`
 // never go below zero and never be sold twice.
 const takeStockQuery = `UPDATE products SET stock = stock - $2, updated_at = now() WHERE id = $1 AND stock >= $2`
 
-// ReserveStock takes the stock of every item of an order and records the
-// reservation. It returns ErrConflict when the order already has a
-// reservation (whatever its state) and an error wrapping
-// ErrInsufficientStock, naming the product, when one item is short; the
-// caller must then roll the transaction back, since earlier items were
-// already taken. items must be sorted by product so that concurrent
-// reservations lock rows in the same order.
-func ReserveStock(ctx context.Context, tx sqlx.ExtContext, orderID uuid.UUID, items []OrderSnapshotItem) error {
+// ReserveStock takes the stock of every item of a pending order and
+// records the reservation. It locks the order first, so a cancellation
+// cannot slip between the check and the reservation (it waits, then its
+// event makes the release see this reservation). It returns ErrConflict
+// when the order already has a reservation (whatever its state),
+// ErrInvalidTransition when the order is no longer pending, and an error
+// wrapping ErrInsufficientStock, naming the product, when one item is
+// short; the caller must then roll the transaction back, since earlier
+// items were already taken.
+func ReserveStock(ctx context.Context, tx sqlx.ExtContext, orderID uuid.UUID, items []OrderItem) error {
+	var status OrderStatus
+	if err := sqlx.GetContext(ctx, tx, &status, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, orderID); err != nil {
+		return fmt.Errorf("reserve stock for %s: %w", orderID, translate(err))
+	}
 	res, err := tx.ExecContext(ctx, insertReservationQuery, orderID, ReservationReserved, "")
 	if err != nil {
 		return fmt.Errorf("reserve stock for %s: %w", orderID, translate(err))
@@ -62,7 +70,14 @@ func ReserveStock(ctx context.Context, tx sqlx.ExtContext, orderID uuid.UUID, it
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("reserve stock for %s: already reserved: %w", orderID, ErrConflict)
 	}
-	for _, it := range items {
+	if status != OrderPending {
+		return fmt.Errorf("reserve stock for %s: order is %s: %w", orderID, status, ErrInvalidTransition)
+	}
+	// Lock product rows in one order (by id) so two orders sharing products
+	// cannot deadlock.
+	sorted := slices.Clone(items)
+	slices.SortFunc(sorted, func(a, b OrderItem) int { return strings.Compare(a.ProductID.String(), b.ProductID.String()) })
+	for _, it := range sorted {
 		res, err := tx.ExecContext(ctx, takeStockQuery, it.ProductID, it.Quantity)
 		if err != nil {
 			return fmt.Errorf("reserve %d of %s: %w", it.Quantity, it.ProductID, translate(err))
@@ -117,22 +132,19 @@ func ReleaseStock(ctx context.Context, tx sqlx.ExtContext, orderID uuid.UUID) (b
 // ReturnSnapshot is what the workers read of a return: the item, how many
 // came back and at what price.
 type ReturnSnapshot struct {
-	ID             uuid.UUID `db:"id"`
-	OrderID        uuid.UUID `db:"order_id"`
-	OrderItemID    uuid.UUID `db:"order_item_id"`
-	SellerID       uuid.UUID `db:"seller_id"`
-	UserID         uuid.UUID `db:"user_id"`
-	ProductID      uuid.UUID `db:"product_id"`
-	ProductName    string    `db:"product_name"`
-	Quantity       int       `db:"quantity"`
-	UnitPriceMinor int64     `db:"unit_price_minor"`
-	Status         string    `db:"status"`
-	RefundMinor    int64     `db:"refund_minor"`
-	Currency       string    `db:"currency"`
+	ID             uuid.UUID    `db:"id"`
+	OrderID        uuid.UUID    `db:"order_id"`
+	OrderItemID    uuid.UUID    `db:"order_item_id"`
+	SellerID       uuid.UUID    `db:"seller_id"`
+	UserID         uuid.UUID    `db:"user_id"`
+	ProductID      uuid.UUID    `db:"product_id"`
+	ProductName    string       `db:"product_name"`
+	Quantity       int          `db:"quantity"`
+	UnitPriceMinor int64        `db:"unit_price_minor"`
+	Status         ReturnStatus `db:"status"`
+	RefundMinor    int64        `db:"refund_minor"`
+	Currency       string       `db:"currency"`
 }
-
-// ReturnAccepted is the state of a return whose goods are taken back.
-const ReturnAccepted = "accepted"
 
 const returnSnapshotQuery = `
 SELECT r.id, r.order_id, r.order_item_id, r.seller_id, r.user_id, i.product_id, i.name AS product_name,
@@ -156,7 +168,7 @@ ON CONFLICT (return_id) DO NOTHING`
 // RestockReturn puts the goods of an accepted return back into stock, once
 // per return. It reports false when the return was restocked before.
 func RestockReturn(ctx context.Context, tx sqlx.ExtContext, r ReturnSnapshot) (bool, error) {
-	if r.Status != ReturnAccepted {
+	if r.Status != ReturnStatusAccepted {
 		return false, fmt.Errorf("restock return %s: it is %s: %w", r.ID, r.Status, ErrInvalidTransition)
 	}
 	res, err := tx.ExecContext(ctx, insertRestockQuery, r.ID, r.ProductID, r.Quantity)

@@ -29,9 +29,13 @@ SELECT u.id AS user_id, u.corporate_account_id IS NOT NULL AS corporate, u.creat
        coalesce((SELECT max(t) FROM (SELECT sum(o.total_minor) AS t FROM orders o
                  WHERE o.user_id = u.id AND o.status IN ('confirmed', 'shipped', 'delivered')
                  GROUP BY o.currency) s), 0) AS spent_minor
-FROM users u WHERE u.id = $1`
+FROM users u WHERE u.id = $1
+FOR UPDATE OF u`
 
-// UserSegmentFacts reads the facts of one user; ErrNotFound when there is none.
+// UserSegmentFacts reads the facts of one user and locks the user's row
+// until the transaction ends, so two evaluations of one user run one after
+// the other and the later one sees the later facts. ErrNotFound when there
+// is no such user.
 func UserSegmentFacts(ctx context.Context, q sqlx.QueryerContext, userID uuid.UUID) (SegmentFacts, error) {
 	var f SegmentFacts
 	if err := sqlx.GetContext(ctx, q, &f, segmentFactsQuery, userID); err != nil {
@@ -50,13 +54,9 @@ func UserSegments(ctx context.Context, q sqlx.QueryerContext, userID uuid.UUID) 
 }
 
 // SetUserSegments makes a user's segments exactly segs, keeping the
-// assignment time of those that stay. It locks the user's row so two
-// evaluations of one user do not interleave, and reports whether anything
-// changed.
+// assignment time of those that stay, and reports whether anything
+// changed. Call it in the transaction that read the facts.
 func SetUserSegments(ctx context.Context, tx sqlx.ExtContext, userID uuid.UUID, segs []string) (bool, error) {
-	if _, err := tx.ExecContext(ctx, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, userID); err != nil {
-		return false, fmt.Errorf("set segments of %s: %w", userID, translate(err))
-	}
 	before, err := UserSegments(ctx, tx, userID)
 	if err != nil {
 		return false, err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -45,22 +44,4 @@ func CountSentEmails(ctx context.Context, q sqlx.QueryerContext, kind string) (i
 		return 0, fmt.Errorf("count emails: %w", translate(err))
 	}
 	return n, nil
-}
-
-// UserContact is what mail to a user needs.
-type UserContact struct {
-	ID                 uuid.UUID  `db:"id"`
-	Email              string     `db:"email"`
-	Name               string     `db:"name"`
-	CorporateAccountID *uuid.UUID `db:"corporate_account_id"`
-	CreatedAt          time.Time  `db:"created_at"`
-}
-
-// LoadUserContact reads a user's name and address; ErrNotFound when there is none.
-func LoadUserContact(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (UserContact, error) {
-	var u UserContact
-	if err := sqlx.GetContext(ctx, q, &u, `SELECT id, email, name, corporate_account_id, created_at FROM users WHERE id = $1`, id); err != nil {
-		return UserContact{}, fmt.Errorf("load user %s: %w", id, translate(err))
-	}
-	return u, nil
 }

@@ -1,0 +1,231 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// sendOnce sends a mail unless one with the same key was sent before, and
+// records it. The key is derived from what the mail is about (the welcome
+// of a user, the confirmation of an order), not from the task, so neither a
+// redelivered event nor a person running an old task again sends it twice.
+// A crash between sending and recording can still send twice: mail is
+// at-least-once.
+func (w *Workers) sendOnce(ctx context.Context, key, kind string, m Mail) error {
+	log := Logger(ctx, w.log).With("mail_kind", kind, "dedupe_key", key)
+	sent, err := store.EmailSent(ctx, w.db, key)
+	if err != nil {
+		return err
+	}
+	if sent {
+		log.Info("mail sent before; not sending again")
+		return nil
+	}
+	if err := w.mailer.Send(ctx, m); err != nil {
+		return fmt.Errorf("send %s mail: %w", kind, err)
+	}
+	// The mail is out: record it even if the task's time is up.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := store.RecordEmailSent(rctx, w.db, store.SentEmail{
+		DedupeKey: key, Kind: kind, Recipient: strings.Join(m.To, ","), Subject: m.Subject,
+	}); err != nil {
+		return err
+	}
+	log.Info("mail sent", "to", strings.Join(m.To, ","))
+	return nil
+}
+
+func (w *Workers) getUser(ctx context.Context, p UserPayload) (store.User, error) {
+	u, err := store.GetUser(ctx, w.db, p.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return u, permanent(err)
+	}
+	return u, err
+}
+
+// orderWithBuyer reads an order and its buyer.
+func (w *Workers) orderWithBuyer(ctx context.Context, id fmt.Stringer, get func() (store.Order, error)) (store.Order, store.User, error) {
+	o, err := get()
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return o, store.User{}, permanent(err)
+		}
+		return o, store.User{}, err
+	}
+	u, err := store.GetUser(ctx, w.db, o.UserID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return o, u, permanent(err)
+		}
+		return o, u, fmt.Errorf("buyer of %s: %w", id, err)
+	}
+	return o, u, nil
+}
+
+func (w *Workers) emailWelcome(ctx context.Context, t *asynq.Task) error {
+	p, err := decode[UserPayload](t)
+	if err != nil {
+		return err
+	}
+	u, err := w.getUser(ctx, p)
+	if err != nil {
+		return err
+	}
+	return w.sendOnce(ctx, "welcome:"+u.ID.String(), "welcome", Mail{
+		To:      []string{u.Email},
+		Subject: "Welcome to Bazaar",
+		Text: fmt.Sprintf("Hello %s,\n\nwelcome to Bazaar. Your account is ready and your points balance is open.\n\nHappy shopping!\n",
+			greetingName(u.Name)),
+	})
+}
+
+// orderMail sends one of the mails about an order.
+func (w *Workers) orderMail(kind string, build func(o store.Order, u store.User, p OrderPayload) (Mail, bool)) asynq.HandlerFunc {
+	return func(ctx context.Context, t *asynq.Task) error {
+		p, err := decode[OrderPayload](t)
+		if err != nil {
+			return err
+		}
+		o, u, err := w.orderWithBuyer(ctx, p.OrderID, func() (store.Order, error) { return store.GetOrder(ctx, w.db, p.OrderID) })
+		if err != nil {
+			return err
+		}
+		m, ok := build(o, u, p)
+		if !ok {
+			Logger(ctx, w.log).Info("mail no longer applies; not sent", "mail_kind", kind, "order_id", o.ID, "status", o.Status)
+			return nil
+		}
+		m.To = []string{u.Email}
+		return w.sendOnce(ctx, kind+":"+o.ID.String()+suffix(kind, p), kind, m)
+	}
+}
+
+// suffix keeps one reminder per scheduled time, so a rescheduled order is
+// reminded of its new time.
+func suffix(kind string, p OrderPayload) string {
+	if kind == "order_reminder" && p.ScheduledAt != nil {
+		return ":" + p.ScheduledAt.UTC().Format(time.RFC3339)
+	}
+	return ""
+}
+
+func confirmationMail(o store.Order, u store.User, _ OrderPayload) (Mail, bool) {
+	if o.Status == store.OrderCancelled || o.Status == store.OrderPending {
+		return Mail{}, false
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Hello %s,\n\nyour order %s is confirmed.\n\n", greetingName(u.Name), shortID(o.ID.String()))
+	for _, it := range o.Items {
+		fmt.Fprintf(&b, "  %d x %s  %s\n", it.Quantity, it.Name, money(it.LineTotalMinor, o.Currency))
+	}
+	fmt.Fprintf(&b, "\nTotal: %s\n", money(o.TotalMinor, o.Currency))
+	if o.ScheduledAt != nil {
+		fmt.Fprintf(&b, "Scheduled for: %s\n", o.ScheduledAt.UTC().Format("Mon 2 Jan 2006 15:04 MST"))
+	}
+	b.WriteString("\nThank you for shopping at Bazaar.\n")
+	return Mail{Subject: "Your order " + shortID(o.ID.String()) + " is confirmed", Text: b.String()}, true
+}
+
+func cancellationMail(o store.Order, u store.User, _ OrderPayload) (Mail, bool) {
+	if o.Status != store.OrderCancelled {
+		return Mail{}, false
+	}
+	why := map[string]string{
+		"out_of_stock": "some items are no longer in stock",
+	}[o.CancelReason]
+	if why == "" && strings.HasPrefix(o.CancelReason, "payment_failed") {
+		why = "the payment was declined"
+	}
+	text := fmt.Sprintf("Hello %s,\n\nyour order %s of %s has been cancelled", greetingName(u.Name), shortID(o.ID.String()), money(o.TotalMinor, o.Currency))
+	if why != "" {
+		text += " because " + why
+	}
+	text += ".\nIf you were charged, the money is on its way back to you.\n"
+	return Mail{Subject: "Your order " + shortID(o.ID.String()) + " was cancelled", Text: text}, true
+}
+
+func shipmentMail(o store.Order, u store.User, _ OrderPayload) (Mail, bool) {
+	if o.Status != store.OrderShipped && o.Status != store.OrderDelivered {
+		return Mail{}, false
+	}
+	return Mail{
+		Subject: "Your order " + shortID(o.ID.String()) + " is on its way",
+		Text:    fmt.Sprintf("Hello %s,\n\nyour order %s has been shipped.\n", greetingName(u.Name), shortID(o.ID.String())),
+	}, true
+}
+
+func reminderMail(o store.Order, u store.User, p OrderPayload) (Mail, bool) {
+	if o.ScheduledAt == nil || o.Status == store.OrderCancelled || o.Status == store.OrderDelivered {
+		return Mail{}, false
+	}
+	if p.ScheduledAt != nil && !p.ScheduledAt.Equal(*o.ScheduledAt) {
+		return Mail{}, false // rescheduled; the reminder of the new time will come
+	}
+	return Mail{
+		Subject: "Reminder: your order " + shortID(o.ID.String()) + " is due tomorrow",
+		Text: fmt.Sprintf("Hello %s,\n\nyour order %s is scheduled for %s.\n", greetingName(u.Name), shortID(o.ID.String()),
+			o.ScheduledAt.UTC().Format("Mon 2 Jan 2006 15:04 MST")),
+	}, true
+}
+
+func (w *Workers) emailReturnResolved(ctx context.Context, t *asynq.Task) error {
+	p, err := decode[ReturnPayload](t)
+	if err != nil {
+		return err
+	}
+	r, err := store.LoadReturnSnapshot(ctx, w.db, p.ReturnID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return permanent(err)
+		}
+		return err
+	}
+	if r.Status == store.ReturnStatusOpen {
+		return nil
+	}
+	u, err := w.getUser(ctx, UserPayload{UserID: r.UserID})
+	if err != nil {
+		return err
+	}
+	text := fmt.Sprintf("Hello %s,\n\nyour return of %d x %s was %s.\n", greetingName(u.Name), r.Quantity, r.ProductName, r.Status)
+	if r.Status == store.ReturnStatusAccepted && r.RefundMinor > 0 {
+		text += fmt.Sprintf("We refund %s.\n", money(r.RefundMinor, r.Currency))
+	}
+	return w.sendOnce(ctx, "return_resolved:"+r.ID.String(), "return_resolved", Mail{
+		To:      []string{u.Email},
+		Subject: "Your return was " + string(r.Status),
+		Text:    text,
+	})
+}
+
+func greetingName(name string) string {
+	if strings.TrimSpace(name) == "" {
+		return "there"
+	}
+	return name
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return "#" + strings.ToUpper(id[len(id)-8:])
+	}
+	return "#" + id
+}
+
+// money formats minor units with two decimals, which holds for the
+// currencies the marketplace sells in.
+func money(minor int64, currency string) string {
+	sign := ""
+	if minor < 0 {
+		sign, minor = "-", -minor
+	}
+	return fmt.Sprintf("%s%d.%02d %s", sign, minor/100, minor%100, currency)
+}

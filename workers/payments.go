@@ -1,0 +1,144 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// chargeOrder charges a reserved order through the gateway and records
+// payment.succeeded or payment.failed. The gateway's idempotency key is
+// derived from the order, so a retry after a timeout (outcome unknown)
+// learns the first answer instead of charging twice; the payments row is
+// unique per order, so the outcome is recorded once.
+func (w *Workers) chargeOrder(ctx context.Context, t *asynq.Task) error {
+	p, err := decode[OrderPayload](t)
+	if err != nil {
+		return err
+	}
+	log := Logger(ctx, w.log).With("order_id", p.OrderID)
+	if _, err := store.PaymentByOrder(ctx, w.db, p.OrderID); err == nil {
+		log.Info("order charged before; nothing to do")
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	o, err := store.GetOrder(ctx, w.db, p.OrderID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return permanent(err)
+		}
+		return err
+	}
+	if o.Status != store.OrderPending {
+		log.Info("order no longer pending; not charged", "status", o.Status)
+		return nil
+	}
+	key := "order:" + o.ID.String() + ":charge"
+	pay := store.Payment{
+		OrderID: o.ID, AmountMinor: o.TotalMinor, Currency: o.Currency,
+		Gateway: w.gateway.Name(), IdempotencyKey: key,
+	}
+	charge, err := w.gateway.Charge(ctx, ChargeRequest{
+		IdempotencyKey: key, Token: o.PaymentMethod, AmountMinor: o.TotalMinor, Currency: o.Currency,
+		Description: "Bazaar order " + o.ID.String(),
+	})
+	var decline *DeclineError
+	switch {
+	case err == nil:
+		pay.Status, pay.ChargeID = store.PaymentSucceeded, charge.ID
+	case errors.As(err, &decline):
+		pay.Status, pay.DeclineCode = store.PaymentFailed, decline.Code
+	case errors.Is(err, ErrIdempotencyMismatch):
+		return permanent(fmt.Errorf("charge order %s: %w", o.ID, err))
+	default:
+		return fmt.Errorf("charge order %s: %w", o.ID, err)
+	}
+	err = w.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+		if err := store.InsertPayment(ctx, tx, pay); err != nil {
+			return 0, err
+		}
+		stored, err := store.PaymentByOrder(ctx, tx, o.ID)
+		if err != nil {
+			return 0, err
+		}
+		typ := EventPaymentSucceeded
+		if pay.Status == store.PaymentFailed {
+			typ = EventPaymentFailed
+		}
+		ev, err := newEvent(p.Meta, typ, o.ID.String(), &o.SellerID, OrderStepData{
+			OrderID: o.ID, UserID: o.UserID, AmountMinor: o.TotalMinor, Currency: o.Currency,
+			Reason: pay.DeclineCode, PaymentID: stored.ID, ChargeID: pay.ChargeID,
+		})
+		if err != nil {
+			return 0, err
+		}
+		return 1, store.InsertEvents(ctx, tx, ev)
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("record payment: %w", err)
+	}
+	log.Info("order charged", "status", pay.Status, "decline_code", pay.DeclineCode, "amount_minor", o.TotalMinor)
+	return nil
+}
+
+// refundOrder gives back the charge of a cancelled order, if there is one.
+// The payment row is locked for the gateway call, so two refunds of one
+// order run one after the other and the second finds it refunded.
+func (w *Workers) refundOrder(ctx context.Context, t *asynq.Task) error {
+	p, err := decode[OrderPayload](t)
+	if err != nil {
+		return err
+	}
+	log := Logger(ctx, w.log).With("order_id", p.OrderID)
+	refunded := false
+	err = w.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+		pay, err := store.LockPaymentByOrder(ctx, tx, p.OrderID)
+		if errors.Is(err, store.ErrNotFound) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if pay.Status != store.PaymentSucceeded {
+			return 0, nil
+		}
+		o, err := store.GetOrder(ctx, tx, p.OrderID)
+		if err != nil {
+			return 0, err
+		}
+		if o.Status != store.OrderCancelled {
+			// Refund only what the saga cancelled; a live order keeps its money.
+			return 0, nil
+		}
+		r, err := w.gateway.Refund(ctx, RefundRequest{IdempotencyKey: "order:" + p.OrderID.String() + ":refund", ChargeID: pay.ChargeID})
+		if err != nil {
+			return 0, fmt.Errorf("refund %s: %w", pay.ChargeID, err)
+		}
+		if err := store.MarkPaymentRefunded(ctx, tx, p.OrderID, r.ID); err != nil {
+			return 0, err
+		}
+		refunded = true
+		ev, err := newEvent(p.Meta, EventPaymentRefunded, p.OrderID.String(), &o.SellerID, OrderStepData{
+			OrderID: o.ID, UserID: o.UserID, AmountMinor: pay.AmountMinor, Currency: pay.Currency,
+			PaymentID: pay.ID, ChargeID: pay.ChargeID, RefundID: r.ID, Reason: o.CancelReason,
+		})
+		if err != nil {
+			return 0, err
+		}
+		return 1, store.InsertEvents(ctx, tx, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("refund order: %w", err)
+	}
+	log.Info("refund checked", "refunded", refunded)
+	return nil
+}

@@ -1,0 +1,39 @@
+package workers
+
+import "github.com/hibiken/asynq"
+
+// routes registers every task type's handler.
+func (w *Workers) routes(mux *asynq.ServeMux) {
+	mux.HandleFunc(TypeEmailWelcome, w.emailWelcome)
+	mux.Handle(TypeEmailOrderConfirmed, w.orderMail("order_confirmed", confirmationMail))
+	mux.Handle(TypeEmailOrderCancelled, w.orderMail("order_cancelled", cancellationMail))
+	mux.Handle(TypeEmailOrderShipped, w.orderMail("order_shipped", shipmentMail))
+	mux.Handle(TypeEmailOrderReminder, w.orderMail("order_reminder", reminderMail))
+	mux.HandleFunc(TypeEmailReturnResolved, w.emailReturnResolved)
+	mux.HandleFunc(TypePointsOpen, w.openPointsAccount)
+	mux.HandleFunc(TypePointsGrant, w.grantPoints)
+	mux.HandleFunc(TypePointsRevoke, w.revokePoints)
+	mux.HandleFunc(TypeSegmentsEvaluate, w.evaluateSegments)
+	mux.HandleFunc(TypeInventoryReserve, w.reserveStock)
+	mux.HandleFunc(TypeInventoryRelease, w.releaseStock)
+	mux.HandleFunc(TypeInventoryRestock, w.restockReturn)
+	mux.HandleFunc(TypePaymentCharge, w.chargeOrder)
+	mux.HandleFunc(TypePaymentRefund, w.refundOrder)
+	mux.HandleFunc(TypeOrderConfirm, w.confirmOrder)
+	mux.HandleFunc(TypeOrderCancel, w.cancelOrder)
+	mux.HandleFunc(TypeOrderFollowUp, w.followUp)
+	for _, ext := range extensions {
+		ext.routes(w, mux)
+	}
+}
+
+// extension is a family of tasks defined in other files of this package
+// (invoicing): its handlers and the consumer groups that feed it.
+type extension struct {
+	name   string
+	routes func(w *Workers, mux *asynq.ServeMux)
+	groups func(w *Workers) []Group
+}
+
+// extensions are added by the init functions of the files that define them.
+var extensions []extension

@@ -1,0 +1,307 @@
+package workers
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// Config holds the dependencies and settings of the workers.
+type Config struct {
+	// DB is the PostgreSQL pool (required).
+	DB *sqlx.DB
+	// Redis is the connection asynq keeps its queues on (required). The
+	// workers do not close it. asynq cannot prefix its keys, so give each
+	// deployment its own Redis database.
+	Redis redis.UniversalClient
+	Logger *slog.Logger
+	// Registry receives the per-task-type metrics; nil keeps them unexported.
+	Registry prometheus.Registerer
+	// Observer is told after a task commits events, so a relay in the same
+	// process publishes them at once.
+	Observer store.TxObserver
+
+	// Mailer sends mail (required; NewSMTPMailer for a real server).
+	Mailer Mailer
+	// Gateway charges and refunds orders (default: a SandboxGateway).
+	Gateway PaymentGateway
+
+	// Concurrency is how many tasks run at once (default 10).
+	Concurrency int
+	// Queues maps queue names to weights (default critical 6, default 3, low 1).
+	Queues map[string]int
+	// ShutdownTimeout is how long Stop lets running tasks finish before
+	// handing them back to the queue (default 30s).
+	ShutdownTimeout time.Duration
+	// TaskCheckInterval is how often an idle worker looks for tasks
+	// (default 100ms; asynq's own default is 1s).
+	TaskCheckInterval time.Duration
+	// DelayedTaskCheckInterval is how often due scheduled and retry tasks
+	// are moved to their queues (default 1s; asynq's own default is 5s).
+	DelayedTaskCheckInterval time.Duration
+	// Retry is the backoff between attempts.
+	Retry RetryPolicy
+	// Policies override DefaultPolicies per task type.
+	Policies map[string]TaskPolicy
+	// Retention keeps a finished task in Redis this long (default 24h), so
+	// its TaskID still refuses a duplicate made from a late redelivery.
+	Retention time.Duration
+
+	// FollowUpDelay is when after an order is placed the follow-up checks
+	// that the order moved on (default 5m).
+	FollowUpDelay time.Duration
+	// ReminderLead is how long before an order's scheduled time the
+	// reminder mail goes out (default 24h).
+	ReminderLead time.Duration
+	// HighValueMinor is the spend (in minor units of one currency) that puts
+	// a buyer in the high_value segment (default 100000, e.g. 1000.00 EUR).
+	HighValueMinor int64
+	// PointsPerUnit is how many points each 100 minor units of a delivered
+	// order earn (default 1).
+	PointsPerUnit int64
+}
+
+// Workers runs the task handlers on an asynq server and enqueues the tasks
+// the consumer groups make of events.
+type Workers struct {
+	cfg      Config
+	db       *sqlx.DB
+	log      *slog.Logger
+	metrics  *metrics
+	mailer   Mailer
+	gateway  PaymentGateway
+	policies map[string]TaskPolicy
+
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	server    *asynq.Server
+	mux       *asynq.ServeMux
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+}
+
+// New validates cfg and builds the workers; Start runs them.
+func New(cfg Config) (*Workers, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("workers: DB is required")
+	}
+	if cfg.Redis == nil {
+		return nil, errors.New("workers: Redis is required")
+	}
+	if cfg.Mailer == nil {
+		return nil, errors.New("workers: Mailer is required")
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	if cfg.Gateway == nil {
+		cfg.Gateway = NewSandboxGateway()
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 10)
+	if len(cfg.Queues) == 0 {
+		cfg.Queues = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
+	}
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 30*time.Second)
+	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 100*time.Millisecond)
+	cfg.DelayedTaskCheckInterval = cmp.Or(cfg.DelayedTaskCheckInterval, time.Second)
+	cfg.Retention = cmp.Or(cfg.Retention, 24*time.Hour)
+	cfg.FollowUpDelay = cmp.Or(cfg.FollowUpDelay, 5*time.Minute)
+	cfg.ReminderLead = cmp.Or(cfg.ReminderLead, 24*time.Hour)
+	cfg.HighValueMinor = cmp.Or(cfg.HighValueMinor, 100_000)
+	cfg.PointsPerUnit = cmp.Or(cfg.PointsPerUnit, 1)
+	if cfg.Concurrency < 0 || cfg.ShutdownTimeout < 0 || cfg.FollowUpDelay < 0 || cfg.ReminderLead < 0 {
+		return nil, errors.New("workers: durations and Concurrency must not be negative")
+	}
+	policies := maps.Clone(DefaultPolicies)
+	for typ, p := range cfg.Policies {
+		if p.Queue == "" {
+			p.Queue = cmp.Or(policies[typ].Queue, fallbackPolicy.Queue)
+		}
+		if _, ok := cfg.Queues[p.Queue]; !ok {
+			return nil, fmt.Errorf("workers: policy of %s names queue %q, which no worker reads", typ, p.Queue)
+		}
+		policies[typ] = p
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("workers: metrics: %w", err)
+	}
+	w := &Workers{
+		cfg:       cfg,
+		db:        cfg.DB,
+		log:       cfg.Logger,
+		metrics:   m,
+		mailer:    cfg.Mailer,
+		gateway:   cfg.Gateway,
+		policies:  policies,
+		client:    asynq.NewClientFromRedisClient(cfg.Redis),
+		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+	}
+	w.server = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   cfg.Queues,
+		TaskCheckInterval:        cfg.TaskCheckInterval,
+		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+		RetryDelayFunc:           cfg.Retry.delayFunc(),
+		ErrorHandler:             asynq.ErrorHandlerFunc(w.recordFailure),
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		Logger:                   asynqLogger{cfg.Logger.With("component", "asynq")},
+		LogLevel:                 asynq.WarnLevel,
+		HealthCheckFunc: func(err error) {
+			if err != nil {
+				cfg.Logger.Warn("asynq cannot reach redis", "error", err)
+			}
+		},
+	})
+	w.mux = asynq.NewServeMux()
+	w.mux.Use(w.instrument)
+	w.routes(w.mux)
+	return w, nil
+}
+
+// Handler returns the task handler with its middleware, for running the
+// workers' tasks on another asynq server (benchmarks, embedding).
+func (w *Workers) Handler() asynq.Handler { return w.mux }
+
+// Start starts processing tasks. It returns at once.
+func (w *Workers) Start(_ context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return errors.New("workers: stopped; build new workers to start again")
+	}
+	if w.started {
+		return nil
+	}
+	if err := w.server.Start(w.mux); err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+	w.started = true
+	w.log.Info("workers started", "concurrency", w.cfg.Concurrency, "queues", w.cfg.Queues)
+	return nil
+}
+
+// Stop stops taking new tasks, lets running ones finish for up to
+// ShutdownTimeout, then hands the rest back to their queues. If ctx ends
+// first Stop returns ctx's error while the shutdown completes in the
+// background. A second Stop, or Stop without Start, does nothing.
+func (w *Workers) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return nil
+	}
+	w.stopped = true
+	started := w.started
+	w.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if started {
+			w.server.Shutdown()
+		}
+		_ = w.client.Close()
+		_ = w.inspector.Close()
+	}()
+	select {
+	case <-done:
+		if started {
+			w.log.Info("workers stopped")
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop workers: %w", ctx.Err())
+	}
+}
+
+// policy returns the queueing policy of a task type.
+func (w *Workers) policy(typ string) TaskPolicy {
+	if p, ok := w.policies[typ]; ok {
+		return p
+	}
+	return fallbackPolicy
+}
+
+// enqueue adds a task under a deterministic id. A task with that id
+// already in Redis (an event delivered twice, a step run twice) counts as
+// done.
+func (w *Workers) enqueue(ctx context.Context, t *asynq.Task, taskID string, extra ...asynq.Option) error {
+	p := w.policy(t.Type())
+	opts := []asynq.Option{
+		asynq.Queue(p.Queue),
+		asynq.MaxRetry(p.MaxRetry),
+		asynq.Timeout(p.Timeout),
+		asynq.Retention(w.cfg.Retention),
+		asynq.TaskID(taskID),
+	}
+	opts = append(opts, extra...)
+	_, err := w.client.EnqueueContext(ctx, t, opts...)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		Logger(ctx, w.log).Debug("task exists already", "task_type", t.Type(), "task_id", taskID)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue %s %s: %w", t.Type(), taskID, err)
+	}
+	return nil
+}
+
+// Enqueue adds a task with the queue, retry budget and time limit of its
+// type and a deterministic id; a task with the same id already present
+// counts as success. Other parts (the scheduler) use it to start work.
+func (w *Workers) Enqueue(ctx context.Context, t *asynq.Task, taskID string, extra ...asynq.Option) error {
+	return w.enqueue(ctx, t, taskID, extra...)
+}
+
+// inTx runs fn in a transaction and tells the observer when it committed
+// events, so the relay publishes them at once.
+func (w *Workers) inTx(ctx context.Context, fn func(tx *sqlx.Tx) (events int, err error)) error {
+	var n int
+	err := store.WithTx(ctx, w.db, func(tx *sqlx.Tx) error {
+		var err error
+		n, err = fn(tx)
+		return err
+	})
+	if err == nil && n > 0 && w.cfg.Observer != nil {
+		w.cfg.Observer.EventsCommitted()
+	}
+	return err
+}
+
+// recordFailure is asynq's error handler: when an attempt was the last one
+// (retries exhausted or a permanent error) it records the failure in
+// PostgreSQL, where it outlives the archive asynq trims.
+func (w *Workers) recordFailure(ctx context.Context, t *asynq.Task, err error) {
+	oc := outcome(ctx, err)
+	if oc != outcomeArchived {
+		return
+	}
+	id, _ := asynq.GetTaskID(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	// The task's context may be the reason it failed (timeout); the record
+	// must still be written.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	ferr := store.RecordTaskFailure(rctx, w.db, store.TaskFailure{
+		TaskID: id, TaskType: t.Type(), Queue: queue, Payload: t.Payload(),
+		Error: err.Error(), Retried: retried, MaxRetry: maxRetry,
+	})
+	if ferr != nil {
+		w.log.Error("record task failure", "task_id", id, "task_type", t.Type(), "error", ferr)
+	}
+}
