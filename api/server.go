@@ -5,6 +5,7 @@ package api
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -31,6 +32,9 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	engine *gin.Engine
+	// beforeCommit, when set (by tests), runs last in every write
+	// transaction; an error rolls the transaction back.
+	beforeCommit func(context.Context, *sqlx.Tx) error
 }
 
 // New validates cfg and builds the router.
@@ -45,6 +49,13 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, log: cfg.Logger, engine: gin.New()}
+	// Unknown paths and methods get problem+json, not redirects.
+	s.engine.RedirectTrailingSlash = false
+	s.engine.RedirectFixedPath = false
+	s.engine.HandleMethodNotAllowed = true
+	s.engine.Use(s.requestIDs, s.accessLog, s.recoverPanics, s.limitBody)
+	s.engine.NoRoute(s.noRoute)
+	s.engine.NoMethod(s.noMethod)
 	s.routes()
 	return s, nil
 }

@@ -1,0 +1,148 @@
+package api
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// Role is what a credential may do.
+type Role string
+
+// The roles. Admin is the static token from the configuration; the others
+// are API keys.
+const (
+	// RoleAdmin may do everything.
+	RoleAdmin Role = "admin"
+	// RoleStorefront acts for buyers across all sellers.
+	RoleStorefront = Role(store.KeyStorefront)
+	// RoleSeller acts on one seller's data only.
+	RoleSeller = Role(store.KeySeller)
+	// RolePrinter reads one seller's data and events, and changes nothing.
+	RolePrinter = Role(store.KeyPrinter)
+)
+
+// Key secret prefixes, so a leaked key is recognisable (and scannable) by kind.
+const (
+	prefixSeller     = "bzr_sk_"
+	prefixStorefront = "bzr_sf_"
+	prefixPrinter    = "bzr_pr_"
+)
+
+// Principal is the authenticated caller of a request.
+type Principal struct {
+	Role Role
+	// SellerID is the seller of a seller or printer key; zero otherwise.
+	SellerID uuid.UUID
+	// KeyID is the API key used; zero for the admin token.
+	KeyID uuid.UUID
+}
+
+// ID names the principal in idempotency records: each key has its own
+// key space.
+func (p Principal) ID() string {
+	if p.Role == RoleAdmin {
+		return "admin"
+	}
+	return "key:" + p.KeyID.String()
+}
+
+// Sees reports whether the principal may see the data of a seller: admin
+// and storefront see every seller, seller and printer keys only their own.
+// Handlers answer 404 for data a principal does not see, so no key can
+// learn whether another seller's record exists.
+func (p Principal) Sees(sellerID uuid.UUID) bool {
+	switch p.Role {
+	case RoleAdmin, RoleStorefront:
+		return true
+	case RoleSeller, RolePrinter:
+		return p.SellerID == sellerID
+	}
+	return false
+}
+
+const principalKey = "bazaar.principal"
+
+// authenticate resolves the Authorization: Bearer credential to a
+// Principal stored in the gin context (read it with principalOf), or
+// answers 401. Use it on any route that needs a caller.
+func (s *Server) authenticate(c *gin.Context) {
+	token, ok := bearer(c.GetHeader("Authorization"))
+	if !ok {
+		s.fail(c, withDetail(errUnauthorized, "Send Authorization: Bearer <token>."))
+		return
+	}
+	// Compare digests so the comparison takes the same time whatever the
+	// token's length.
+	given, admin := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(s.cfg.AdminToken))
+	if subtle.ConstantTimeCompare(given[:], admin[:]) == 1 {
+		c.Set(principalKey, Principal{Role: RoleAdmin})
+		c.Next()
+		return
+	}
+	key, err := store.ActiveAPIKeyByHash(c.Request.Context(), s.cfg.DB, given[:])
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(c, withDetail(errUnauthorized, "The token is unknown or revoked."))
+		return
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	p := Principal{Role: Role(key.Role), KeyID: key.ID}
+	if key.SellerID != nil {
+		p.SellerID = *key.SellerID
+	}
+	c.Set(principalKey, p)
+	c.Next()
+}
+
+func bearer(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// principalOf returns the caller authenticate stored.
+func principalOf(c *gin.Context) Principal {
+	p, _ := c.Get(principalKey)
+	pr, _ := p.(Principal)
+	return pr
+}
+
+// requireRole answers 403 unless the caller has one of roles. Put it after
+// authenticate.
+func (s *Server) requireRole(roles ...Role) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !slices.Contains(roles, principalOf(c).Role) {
+			s.fail(c, withDetail(errForbidden, "This route is not open to "+string(principalOf(c).Role)+" credentials."))
+			return
+		}
+		c.Next()
+	}
+}
+
+// newSecret makes a key secret: a kind prefix and 256 random bits.
+func newSecret(prefix string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// displayPrefix is the part of a secret kept in clear to recognise a key
+// in listings.
+func displayPrefix(secret string) string { return secret[:len(prefixSeller)+5] }

@@ -1,0 +1,123 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// change is what a write handler's transaction produces: the response and
+// the events to record with it.
+type change struct {
+	status int
+	body   any
+	events []store.Event
+}
+
+// replayError ends a transaction that found its idempotency key answered
+// by a request that committed meanwhile.
+type replayError struct{ rec store.IdempotencyRecord }
+
+func (e *replayError) Error() string { return "idempotency key answered meanwhile" }
+
+const contentTypeJSON = "application/json"
+
+// write runs fn in one transaction with everything the write needs to be
+// safe: it records fn's events in the outbox (stamped with the request id
+// and traceparent) and the idempotency record of the request in the same
+// transaction, commits, tells the observer, and answers. Any error rolls
+// everything back and becomes a problem. Write handlers do all their
+// reads and checks inside fn.
+func (s *Server) write(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx) (change, error)) {
+	ctx := c.Request.Context()
+	idem := idempotentRequest(c)
+	var (
+		res  change
+		body []byte
+	)
+	err := store.WithTx(ctx, s.cfg.DB, func(tx *sqlx.Tx) error {
+		if idem != nil {
+			ok, err := store.LockIdempotencyKey(ctx, tx, idem.principal, idem.key)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return withDetail(errIdempotencyInFlight, "A request with this Idempotency-Key is still being processed; retry later.")
+			}
+			// The first request may have committed since the middleware looked.
+			rec, err := store.GetIdempotencyRecord(ctx, tx, idem.principal, idem.key)
+			if err == nil {
+				return &replayError{rec}
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		var err error
+		if res, err = fn(ctx, tx); err != nil {
+			return err
+		}
+		if res.body != nil {
+			if body, err = json.Marshal(res.body); err != nil {
+				return fmt.Errorf("encode response: %w", err)
+			}
+		}
+		rid, tp := requestID(c), traceParent(c)
+		for i := range res.events {
+			res.events[i].RequestID, res.events[i].TraceParent = rid, tp
+		}
+		if err := store.InsertEvents(ctx, tx, res.events...); err != nil {
+			return err
+		}
+		if idem != nil {
+			err := store.SaveIdempotencyRecord(ctx, tx, store.IdempotencyRecord{
+				Principal: idem.principal, Key: idem.key, Method: idem.method, Path: idem.path,
+				RequestHash: idem.hash, Status: res.status, ContentType: contentTypeJSON, Response: append([]byte{}, body...),
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if s.beforeCommit != nil {
+			return s.beforeCommit(ctx, tx)
+		}
+		return nil
+	})
+	var re *replayError
+	switch {
+	case errors.As(err, &re):
+		s.replay(c, idem, re.rec)
+		return
+	case err != nil:
+		s.fail(c, err)
+		return
+	}
+	if len(res.events) > 0 && s.cfg.Observer != nil {
+		s.cfg.Observer.EventsCommitted()
+	}
+	if body == nil {
+		c.Status(res.status)
+		if res.status == http.StatusNoContent {
+			c.Writer.WriteHeaderNow()
+		}
+		return
+	}
+	c.Data(res.status, contentTypeJSON, body)
+}
+
+// read runs a read-only query function and answers 200 with its result.
+func (s *Server) read(c *gin.Context, fn func(ctx context.Context, q sqlx.QueryerContext) (any, error)) {
+	out, err := fn(c.Request.Context(), s.cfg.DB)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
+}
