@@ -1,0 +1,301 @@
+package stream
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// RelayConfig configures a Relay. Zero fields take the defaults noted.
+type RelayConfig struct {
+	DB     *sqlx.DB
+	Redis  redis.UniversalClient
+	Names  Names
+	Logger *slog.Logger
+	// BatchSize is how many events one transaction claims (default 500).
+	BatchSize int
+	// PollInterval is how often the relay looks for events when nothing
+	// wakes it (default 100ms). Commits in this process wake it at once
+	// through EventsCommitted; the poll finds those of other processes.
+	PollInterval time.Duration
+	// MaxLen keeps about this many entries per stream (0: no length limit).
+	MaxLen int64
+	// MaxAge drops entries older than this (0: no age limit).
+	MaxAge time.Duration
+	// TrimInterval is how often streams are trimmed (default 30s). Trimming
+	// never drops an entry a consumer group has not yet acknowledged.
+	TrimInterval time.Duration
+	// MaxBackoff caps the wait between attempts while Redis or PostgreSQL
+	// fails (default 5s).
+	MaxBackoff time.Duration
+}
+
+// Relay publishes committed outbox events to Redis Streams and marks them
+// published with the stream and entry id they got. Several relays may run
+// against one database: rows are claimed with FOR UPDATE SKIP LOCKED, and an
+// event is published only when no older event of its subject is still
+// waiting, so each subject's events reach Redis in the order they were
+// recorded. A relay crash between XADD and commit republishes the batch:
+// delivery is at least once.
+type Relay struct {
+	cfg  RelayConfig
+	log  *slog.Logger
+	wake chan struct{}
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// afterAdd, set by tests, runs after the XADDs and before the rows are
+	// marked; an error abandons the transaction as a crash would.
+	afterAdd func() error
+}
+
+var _ store.TxObserver = (*Relay)(nil)
+
+// NewRelay validates cfg and returns a stopped relay.
+func NewRelay(cfg RelayConfig) (*Relay, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("relay: DB is required")
+	}
+	if cfg.Redis == nil {
+		return nil, errors.New("relay: Redis is required")
+	}
+	if cfg.BatchSize < 0 || cfg.MaxLen < 0 || cfg.MaxAge < 0 || cfg.PollInterval < 0 {
+		return nil, errors.New("relay: BatchSize, MaxLen, MaxAge and PollInterval must not be negative")
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, 500)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, 100*time.Millisecond)
+	cfg.TrimInterval = cmp.Or(cfg.TrimInterval, 30*time.Second)
+	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, 5*time.Second)
+	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "relay"), wake: make(chan struct{}, 1)}, nil
+}
+
+// EventsCommitted wakes the relay; it never blocks, so the API can call it
+// after every commit.
+func (r *Relay) EventsCommitted() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start launches the publish loop and the trimmer. They run until Stop.
+func (r *Relay) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil {
+		return errors.New("relay: already started")
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); r.publishLoop(runCtx) }()
+	go func() { defer wg.Done(); r.trimLoop(runCtx) }()
+	go func() { wg.Wait(); close(r.done) }()
+	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "poll_interval", r.cfg.PollInterval.String())
+	return nil
+}
+
+// Stop ends the loops, letting a batch in flight finish, and waits for them
+// or for ctx. It may be called twice or without Start.
+func (r *Relay) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.cancel = nil
+	r.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		r.log.Info("relay stopped")
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop relay: %w", ctx.Err())
+	}
+}
+
+func (r *Relay) publishLoop(ctx context.Context) {
+	ticker := time.NewTicker(r.cfg.PollInterval)
+	defer ticker.Stop()
+	failures := 0
+	for {
+		n, err := r.PublishBatch(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			failures++
+			// Log on the 1st, 2nd, 4th, 8th... failure in a row: an outage
+			// is visible at once without flooding the log.
+			if failures&(failures-1) == 0 {
+				r.log.Error("publish events; will retry", "err", err, "attempt", failures)
+			}
+			if !waitFor(ctx, retryDelay(failures, r.cfg.MaxBackoff)) {
+				return
+			}
+			continue
+		case failures > 0:
+			r.log.Info("publishing resumed", "failed_attempts", failures)
+			failures = 0
+		}
+		if n == r.cfg.BatchSize {
+			continue // more is waiting
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-ticker.C:
+		}
+	}
+}
+
+// retryDelay grows from 100ms to max, doubling per failure.
+func retryDelay(failures int, maxDelay time.Duration) time.Duration {
+	d := 100 * time.Millisecond << min(failures-1, 16)
+	return min(d, maxDelay)
+}
+
+// waitFor sleeps for d or until ctx ends, reporting whether ctx is still live.
+func waitFor(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// PublishBatch claims one batch of unpublished events, adds them to their
+// streams in one pipeline and marks them published, all in one transaction.
+// It returns how many events it claimed (published or held back); Start
+// calls it in a loop, and tests and benchmarks call it directly.
+func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
+	err = store.WithTx(ctx, r.cfg.DB, func(tx *sqlx.Tx) error {
+		if err := store.LockPublishShared(ctx, tx); err != nil {
+			return err
+		}
+		events, err := store.ClaimUnpublished(ctx, tx, r.cfg.BatchSize)
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		claimed = len(events)
+		events, err = r.inOrder(ctx, tx, events)
+		if err != nil {
+			return err
+		}
+		pubs, err := r.add(ctx, events)
+		if err != nil {
+			return err
+		}
+		if r.afterAdd != nil {
+			if err := r.afterAdd(); err != nil {
+				return err
+			}
+		}
+		return store.MarkPublished(ctx, tx, pubs)
+	})
+	if err != nil {
+		return claimed, fmt.Errorf("relay batch: %w", err)
+	}
+	return claimed, nil
+}
+
+// inOrder drops claimed events that have an older event of the same subject
+// still waiting outside this batch (claimed by another relay, or skipped).
+// The check runs after the claim, in a fresh snapshot: an older event that
+// another relay already added to Redis is either committed as published by
+// now, or still looks waiting and holds this one back. Either way a
+// subject's events reach the stream in seq order.
+func (r *Relay) inOrder(ctx context.Context, tx *sqlx.Tx, events []store.Event) ([]store.Event, error) {
+	seqs := make([]int64, len(events))
+	seen := make(map[string]bool)
+	subjects := make([]string, 0, len(events))
+	for i, e := range events {
+		seqs[i] = e.Seq
+		if !seen[e.Subject] {
+			seen[e.Subject] = true
+			subjects = append(subjects, e.Subject)
+		}
+	}
+	first, err := store.FirstWaiting(ctx, tx, subjects, seqs)
+	if err != nil {
+		return nil, err
+	}
+	if len(first) == 0 {
+		return events, nil
+	}
+	kept := events[:0]
+	for _, e := range events {
+		if f, ok := first[e.Subject]; ok && f < e.Seq {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return kept, nil
+}
+
+// add pipelines one XADD per event and returns where each landed. When some
+// XADDs fail, the events after a failure of the same subject are removed
+// again and left waiting, so a retry cannot put them before the failed one.
+func (r *Relay) add(ctx context.Context, events []store.Event) ([]store.Publication, error) {
+	pipe := r.cfg.Redis.Pipeline()
+	cmds := make([]*redis.StringCmd, len(events))
+	streams := make([]string, len(events))
+	for i, e := range events {
+		values, err := EnvelopeOf(e).Values()
+		if err != nil {
+			return nil, err
+		}
+		streams[i] = r.cfg.Names.ForEvent(e.Type, e.Subject)
+		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: streams[i], ID: "*", Values: values})
+	}
+	_, execErr := pipe.Exec(ctx)
+	pubs := make([]store.Publication, 0, len(events))
+	failed := make(map[string]bool)
+	var undo []*redis.StringCmd
+	var undoStreams []string
+	var firstErr error
+	for i, e := range events {
+		id, err := cmds[i].Result()
+		switch {
+		case err != nil:
+			failed[e.Subject] = true
+			firstErr = cmp.Or(firstErr, err)
+		case failed[e.Subject]:
+			undo = append(undo, cmds[i])
+			undoStreams = append(undoStreams, streams[i])
+		default:
+			pubs = append(pubs, store.Publication{Seq: e.Seq, Stream: streams[i], StreamID: id})
+		}
+	}
+	for i, c := range undo {
+		// Best effort: if this fails too, the event is published twice,
+		// which at-least-once consumers absorb.
+		_ = r.cfg.Redis.XDel(ctx, undoStreams[i], c.Val()).Err()
+	}
+	if len(pubs) == 0 && execErr != nil {
+		return nil, fmt.Errorf("xadd: %w", execErr)
+	}
+	if firstErr != nil {
+		r.log.Warn("some events were not added; they stay waiting", "err", firstErr, "added", len(pubs), "batch", len(events))
+	}
+	return pubs, nil
+}

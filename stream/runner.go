@@ -1,0 +1,275 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// runner reads and handles the entries of one subscription.
+type runner struct {
+	g        *Groups
+	sub      Subscription
+	log      *slog.Logger
+	patterns []Pattern
+	streams  []string // domain streams the patterns can match
+	retry    string   // redriven entries, read by this group alone
+	all      []string // streams and retry
+	dlq      string
+
+	// owned holds the streams an ordered subscription has claimed, with the
+	// time each claim was last renewed.
+	owned map[string]time.Time
+}
+
+func (r *runner) consumer() string { return r.g.cfg.Consumer }
+func (r *runner) rdb() redis.UniversalClient { return r.g.cfg.Redis }
+
+// setup creates the group on every stream (and its retry stream). Creation
+// is idempotent: an existing group keeps its position.
+func (r *runner) setup(ctx context.Context) error {
+	if r.sub.StartFrom.mode == startAt {
+		if err := r.setupReplay(ctx); err != nil {
+			return err
+		}
+	} else {
+		start := "$"
+		if r.sub.StartFrom.mode == startBeginning {
+			start = "0"
+		}
+		for _, s := range r.streams {
+			if err := createGroup(ctx, r.rdb(), s, r.sub.Group, start); err != nil {
+				return err
+			}
+		}
+	}
+	// The retry stream is read from its start: it holds only what a person
+	// redrove for this group.
+	return createGroup(ctx, r.rdb(), r.retry, r.sub.Group, "0")
+}
+
+func createGroup(ctx context.Context, rdb redis.UniversalClient, stream, group, start string) error {
+	err := rdb.XGroupCreateMkStream(ctx, stream, group, start).Err()
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+		return errors.Join(errors.New("create group "+group+" on "+stream), err)
+	}
+	return nil
+}
+
+// run is the subscription's read loop. loopCtx ends it; handlerCtx is what
+// handlers get, so a batch in flight can finish after Stop.
+func (r *runner) run(loopCtx, handlerCtx context.Context) {
+	defer r.releaseAll(context.WithoutCancel(loopCtx))
+	if r.sub.StartFrom.mode == startAt {
+		if !r.replay(loopCtx, handlerCtx) {
+			return
+		}
+	}
+	if !r.sub.OrderedBySubject {
+		// Entries this consumer took before a restart come first.
+		for _, s := range r.all {
+			if !r.drainOwnPending(loopCtx, handlerCtx, s) {
+				return
+			}
+		}
+	}
+	var nextClaim, nextCleanup, nextLease time.Time
+	failures := 0
+	for loopCtx.Err() == nil {
+		now := time.Now()
+		if r.sub.OrderedBySubject && !now.Before(nextLease) {
+			r.balance(loopCtx, handlerCtx)
+			nextLease = now.Add(r.g.cfg.LeaseTTL / 3)
+		}
+		if !r.sub.OrderedBySubject && !now.Before(nextClaim) {
+			for _, s := range r.all {
+				r.reclaim(loopCtx, handlerCtx, s, r.sub.VisibilityTimeout)
+			}
+			nextClaim = now.Add(max(r.sub.VisibilityTimeout/4, 10*time.Millisecond))
+		}
+		if !now.Before(nextCleanup) {
+			r.removeIdleConsumers(loopCtx)
+			nextCleanup = now.Add(max(r.g.cfg.IdleConsumerTimeout/4, time.Second))
+		}
+		if err := r.readNew(loopCtx, handlerCtx); err != nil {
+			if loopCtx.Err() != nil {
+				return
+			}
+			failures++
+			if failures&(failures-1) == 0 {
+				r.log.Error("read consumer group; will retry", "err", err, "attempt", failures)
+			}
+			if !waitFor(loopCtx, retryDelay(failures, 5*time.Second)) {
+				return
+			}
+			continue
+		}
+		if failures > 0 {
+			r.log.Info("reading resumed", "failed_attempts", failures)
+			failures = 0
+		}
+	}
+}
+
+// readStreams are the streams this consumer reads new entries from now.
+func (r *runner) readStreams() []string {
+	if !r.sub.OrderedBySubject {
+		return append(append([]string(nil), r.streams...), r.retry)
+	}
+	out := make([]string, 0, len(r.owned)+1)
+	for _, s := range r.streams { // keep a stable order
+		if _, ok := r.owned[s]; ok {
+			out = append(out, s)
+		}
+	}
+	return append(out, r.retry)
+}
+
+func (r *runner) readNew(loopCtx, handlerCtx context.Context) error {
+	streams := r.readStreams()
+	args := make([]string, 0, 2*len(streams))
+	args = append(args, streams...)
+	for range streams {
+		args = append(args, ">")
+	}
+	res, err := r.rdb().XReadGroup(loopCtx, &redis.XReadGroupArgs{
+		Group:    r.sub.Group,
+		Consumer: r.consumer(),
+		Streams:  args,
+		Count:    int64(r.g.cfg.BatchSize),
+		Block:    r.g.cfg.Block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		if redis.HasErrorPrefix(err, "NOGROUP") {
+			// The stream or group was deleted (by a person, or a test):
+			// make them again rather than fail forever.
+			if serr := r.setupLive(loopCtx); serr != nil {
+				return serr
+			}
+		}
+		return err
+	}
+	for _, xs := range res {
+		deliveries := make(map[string]int64, len(xs.Messages))
+		for _, m := range xs.Messages {
+			deliveries[m.ID] = 1
+		}
+		r.handleBatch(handlerCtx, xs.Stream, xs.Messages, deliveries)
+	}
+	return nil
+}
+
+// setupLive recreates missing groups at the end of their streams.
+func (r *runner) setupLive(ctx context.Context) error {
+	for _, s := range r.streams {
+		if err := createGroup(ctx, r.rdb(), s, r.sub.Group, "$"); err != nil {
+			return err
+		}
+	}
+	return createGroup(ctx, r.rdb(), r.retry, r.sub.Group, "0")
+}
+
+// drainOwnPending handles the entries delivered to this consumer name but
+// never acknowledged (a restart after a crash), oldest first.
+func (r *runner) drainOwnPending(loopCtx, handlerCtx context.Context, stream string) bool {
+	after := "0"
+	for loopCtx.Err() == nil {
+		res, err := r.rdb().XReadGroup(loopCtx, &redis.XReadGroupArgs{
+			Group: r.sub.Group, Consumer: r.consumer(), Streams: []string{stream, after},
+			Count: int64(r.g.cfg.BatchSize),
+		}).Result()
+		if errors.Is(err, redis.Nil) {
+			return true
+		}
+		if err != nil {
+			r.log.Warn("read own pending entries", "stream", stream, "err", err)
+			return true // the visibility timeout will bring them back
+		}
+		if len(res) == 0 || len(res[0].Messages) == 0 {
+			return true
+		}
+		msgs := res[0].Messages
+		after = msgs[len(msgs)-1].ID
+		r.handleBatch(handlerCtx, stream, msgs, r.deliveryCounts(loopCtx, stream, msgs))
+	}
+	return false
+}
+
+// reclaim takes over entries idle longer than minIdle from any consumer of
+// the group (one that crashed, or a failure waiting to be tried again) and
+// handles them.
+func (r *runner) reclaim(loopCtx, handlerCtx context.Context, stream string, minIdle time.Duration) {
+	start := "0-0"
+	for loopCtx.Err() == nil {
+		msgs, next, err := r.rdb().XAutoClaim(loopCtx, &redis.XAutoClaimArgs{
+			Stream: stream, Group: r.sub.Group, Consumer: r.consumer(),
+			MinIdle: minIdle, Start: start, Count: int64(r.g.cfg.BatchSize),
+		}).Result()
+		if err != nil {
+			if loopCtx.Err() == nil && !redis.HasErrorPrefix(err, "NOGROUP") {
+				r.log.Warn("reclaim idle entries", "stream", stream, "err", err)
+			}
+			return
+		}
+		if len(msgs) > 0 {
+			r.handleBatch(handlerCtx, stream, msgs, r.deliveryCounts(loopCtx, stream, msgs))
+		}
+		if next == "0-0" || next == "" {
+			return
+		}
+		start = next
+	}
+}
+
+// deliveryCounts looks up how often each entry was delivered.
+func (r *runner) deliveryCounts(ctx context.Context, stream string, msgs []redis.XMessage) map[string]int64 {
+	pipe := r.rdb().Pipeline()
+	cmds := make([]*redis.XPendingExtCmd, len(msgs))
+	for i, m := range msgs {
+		cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: r.sub.Group, Start: m.ID, End: m.ID, Count: 1})
+	}
+	_, _ = pipe.Exec(ctx)
+	out := make(map[string]int64, len(msgs))
+	for i, m := range msgs {
+		out[m.ID] = 1
+		if p, err := cmds[i].Result(); err == nil && len(p) == 1 {
+			out[m.ID] = max(p[0].RetryCount, 1)
+		}
+	}
+	return out
+}
+
+// deleteIdleConsumerScript removes a consumer only if it holds no pending
+// entries at that moment; XGROUP DELCONSUMER would otherwise drop them.
+var deleteIdleConsumerScript = redis.NewScript(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return -1 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+`)
+
+// removeIdleConsumers deletes consumers of the group that have been idle
+// past IdleConsumerTimeout and hold nothing, so the group's consumer list
+// does not grow with every restart.
+func (r *runner) removeIdleConsumers(ctx context.Context) {
+	for _, s := range r.all {
+		consumers, err := r.rdb().XInfoConsumers(ctx, s, r.sub.Group).Result()
+		if err != nil {
+			continue
+		}
+		for _, c := range consumers {
+			if c.Name == r.consumer() || c.Pending > 0 || c.Idle < r.g.cfg.IdleConsumerTimeout {
+				continue
+			}
+			n, err := deleteIdleConsumerScript.Run(ctx, r.rdb(), []string{s}, r.sub.Group, c.Name).Int()
+			if err == nil && n >= 0 {
+				r.log.Info("removed idle consumer", "stream", s, "idle_consumer", c.Name, "idle", c.Idle.String())
+			}
+		}
+	}
+}
