@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -162,4 +163,24 @@ func mustUUID(t testing.TB) uuid.UUID {
 	id, err := uuid.NewV7()
 	require.NoError(t, err)
 	return id
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// recordN records one order event of subject carrying n.
+func recordN(t testing.TB, b testBundle, subject string, n int) {
+	t.Helper()
+	e, err := store.NewEvent("order.updated", subject, nil, 1, map[string]int{"n": n})
+	require.NoError(t, err)
+	require.NoError(t, store.InsertEvents(context.Background(), b.db, e))
+}
+
+type redisXAdd struct{ stream string }
+
+func (x *redisXAdd) args() *redis.XAddArgs {
+	return &redis.XAddArgs{Stream: x.stream, Values: map[string]any{"k": "v"}}
+}
+
+func redisRead(stream, group, consumer string) *redis.XReadGroupArgs {
+	return &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{stream, ">"}, Count: 10}
 }

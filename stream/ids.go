@@ -26,7 +26,9 @@ func parseXID(s string) (xid, error) {
 	return xid{ms: ms, seq: seq}, nil
 }
 
-func (id xid) String() string { return strconv.FormatUint(id.ms, 10) + "-" + strconv.FormatUint(id.seq, 10) }
+func (id xid) String() string {
+	return strconv.FormatUint(id.ms, 10) + "-" + strconv.FormatUint(id.seq, 10)
+}
 
 func (id xid) less(o xid) bool { return id.ms < o.ms || (id.ms == o.ms && id.seq < o.seq) }
 

@@ -59,12 +59,45 @@ func (r *runner) setupReplay(ctx context.Context) error {
 			return err
 		}
 		for _, s := range r.streams {
-			if err := createGroup(ctx, r.rdb(), s, r.sub.Group, "$"); err != nil {
+			start, err := r.cutID(ctx, tx, s)
+			if err != nil {
+				return err
+			}
+			if err := createGroup(ctx, r.rdb(), s, r.sub.Group, start); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// cutID is where a replaying group starts on stream: after the last entry
+// the stream or the log knows of. The log matters when the stream lost
+// its data (a Redis restart without persistence): new entries then still
+// get higher ids, and must not be mistaken for replayed ones.
+func (r *runner) cutID(ctx context.Context, tx *sqlx.Tx, stream string) (string, error) {
+	cut := xid{}
+	info, err := r.rdb().XInfoStream(ctx, stream).Result()
+	switch {
+	case err == nil:
+		if cut, err = parseXID(info.LastGeneratedID); err != nil {
+			return "", err
+		}
+	case !isMissingKey(err):
+		return "", fmt.Errorf("inspect %s: %w", stream, err)
+	}
+	logged, err := store.LastStreamID(ctx, tx, stream)
+	if err != nil || logged == "" {
+		return cut.String(), err
+	}
+	id, err := parseXID(logged)
+	if err != nil {
+		return "", err
+	}
+	if cut.less(id) {
+		cut = id
+	}
+	return cut.String(), nil
 }
 
 // replay hands the logged history to the handler. It returns false when

@@ -25,7 +25,7 @@ type runner struct {
 	owned map[string]time.Time
 }
 
-func (r *runner) consumer() string { return r.g.cfg.Consumer }
+func (r *runner) consumer() string           { return r.g.cfg.Consumer }
 func (r *runner) rdb() redis.UniversalClient { return r.g.cfg.Redis }
 
 // setup creates the group on every stream (and its retry stream). Creation

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -147,4 +149,25 @@ func PublishedSince(ctx context.Context, q sqlx.QueryerContext, since time.Time,
 		return nil, fmt.Errorf("published events since %s: %w", since.Format(time.RFC3339), translate(err))
 	}
 	return out, nil
+}
+
+const lastStreamIDQuery = `
+SELECT stream_id FROM events
+WHERE stream = $1 AND stream_id IS NOT NULL
+ORDER BY split_part(stream_id, '-', 1)::bigint DESC, split_part(stream_id, '-', 2)::bigint DESC
+LIMIT 1`
+
+// LastStreamID returns the highest entry id recorded for stream, or "" when
+// no event was published to it. It scans the stream's history, so it is
+// for rare operations (creating a group that replays the log).
+func LastStreamID(ctx context.Context, q sqlx.QueryerContext, stream string) (string, error) {
+	var id string
+	err := sqlx.GetContext(ctx, q, &id, lastStreamIDQuery, stream)
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil
+		}
+		return "", fmt.Errorf("last entry id of %s: %w", stream, translate(err))
+	}
+	return id, nil
 }
