@@ -261,8 +261,8 @@ func TestTwoRelaysThreeConsumers(t *testing.T) {
 	b.names.Partitions = 3
 	const subjects, perSubject = 30, 20
 	var mu sync.Mutex
-	got := map[string][]int{}        // subject -> the n of each event, in handling order
-	byConsumer := map[string]int{}   // consumer -> events handled
+	got := map[string][]int{}      // subject -> the n of each event, in handling order
+	byConsumer := map[string]int{} // consumer -> events handled
 	handler := func(consumer string) Handler {
 		return func(_ context.Context, m Message) error {
 			var data struct{ N int }
