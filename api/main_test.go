@@ -175,6 +175,14 @@ func (b *testBundle) do(method, path, token string, body any, headers ...string)
 		raw, err = json.Marshal(v)
 		require.NoError(b.t, err)
 	}
+	res := b.serve(method, path, token, raw, headers...)
+	validateResponse(b.t, method, path, res)
+	return res
+}
+
+// serve sends a request with a raw body and returns the response without
+// checking it, so it may run on any goroutine.
+func (b *testBundle) serve(method, path, token string, raw []byte, headers ...string) response {
 	req := httptest.NewRequest(method, path, bytes.NewReader(raw))
 	if raw != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -187,9 +195,7 @@ func (b *testBundle) do(method, path, token string, body any, headers ...string)
 	}
 	rec := httptest.NewRecorder()
 	b.srv.Handler().ServeHTTP(rec, req)
-	res := response{t: b.t, code: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
-	validateResponse(b.t, method, path, res)
-	return res
+	return response{t: b.t, code: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
 }
 
 // validateResponse checks a response against openapi.yaml; paths the spec
@@ -272,4 +278,11 @@ func (b *testBundle) order(product, user uuid.UUID, status store.OrderStatus) uu
 		require.NoError(b.t, err)
 	}
 	return id
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return b
 }
