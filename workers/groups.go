@@ -55,7 +55,9 @@ type reaction struct {
 
 // Groups returns the consumer groups of every service.
 func (w *Workers) Groups() []Group {
-	r := func(kind, typ string, about aggregate) reaction { return reaction{kind: kind, taskType: typ, about: about} }
+	r := func(kind, typ string, about aggregate) reaction {
+		return reaction{kind: kind, taskType: typ, about: about}
+	}
 	tables := []struct {
 		name string
 		on   map[string][]reaction
@@ -113,11 +115,6 @@ func (w *Workers) Groups() []Group {
 		Patterns: []string{eventOrderCancelled, eventOrderCreated},
 		Handle:   w.followUpsGroup,
 	})
-	for _, ext := range extensions {
-		if ext.groups != nil {
-			groups = append(groups, ext.groups(w)...)
-		}
-	}
 	return groups
 }
 

@@ -2,15 +2,15 @@ package workers
 
 import (
 	"bytes"
-	"encoding/base64"
-	"mime/quotedprintable"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"mime/quotedprintable"
 	"net"
 	"net/mail"
 	"strings"

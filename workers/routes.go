@@ -22,18 +22,4 @@ func (w *Workers) routes(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeOrderConfirm, w.confirmOrder)
 	mux.HandleFunc(TypeOrderCancel, w.cancelOrder)
 	mux.HandleFunc(TypeOrderFollowUp, w.followUp)
-	for _, ext := range extensions {
-		ext.routes(w, mux)
-	}
 }
-
-// extension is a family of tasks defined in other files of this package
-// (invoicing): its handlers and the consumer groups that feed it.
-type extension struct {
-	name   string
-	routes func(w *Workers, mux *asynq.ServeMux)
-	groups func(w *Workers) []Group
-}
-
-// extensions are added by the init functions of the files that define them.
-var extensions []extension

@@ -25,7 +25,7 @@ type Config struct {
 	// Redis is the connection asynq keeps its queues on (required). The
 	// workers do not close it. asynq cannot prefix its keys, so give each
 	// deployment its own Redis database.
-	Redis redis.UniversalClient
+	Redis  redis.UniversalClient
 	Logger *slog.Logger
 	// Registry receives the per-task-type metrics; nil keeps them unexported.
 	Registry prometheus.Registerer
@@ -170,6 +170,11 @@ func New(cfg Config) (*Workers, error) {
 	w.routes(w.mux)
 	return w, nil
 }
+
+// Mux returns the task router, for task families defined elsewhere
+// (invoicing) to register their handlers on before Start. They run behind
+// the same middleware: logging, metrics.
+func (w *Workers) Mux() *asynq.ServeMux { return w.mux }
 
 // Handler returns the task handler with its middleware, for running the
 // workers' tasks on another asynq server (benchmarks, embedding).

@@ -61,7 +61,7 @@ func SetUserSegments(ctx context.Context, tx sqlx.ExtContext, userID uuid.UUID, 
 	if err != nil {
 		return false, err
 	}
-	want := slices.Clone(segs)
+	want := append([]string{}, segs...) // never nil: a nil array would match nothing below
 	slices.Sort(want)
 	want = slices.Compact(want)
 	if slices.Equal(before, want) {
