@@ -25,6 +25,12 @@ type Config struct {
 	MaxBodyBytes int64
 	// Observer, when set, is told after each commit that recorded events.
 	Observer store.TxObserver
+	// Monitor is asynqmon (workers.NewMonitor), served at /monitor behind
+	// the admin token; /monitor answers 404 without it.
+	Monitor MonitorHandler
+	// DevMail lists the development mail sink's mails at /dev/mail; set it
+	// only in development ("bazaar dev"). /dev/mail answers 404 without it.
+	DevMail Mailbox
 }
 
 // Server is the API's HTTP handler with its dependencies.

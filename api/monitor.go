@@ -1,0 +1,168 @@
+package api
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"html/template"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// MonitorHandler is the asynqmon UI and API (workers.NewMonitor), mounted
+// at its RootPath, "/monitor".
+type MonitorHandler interface {
+	http.Handler
+	RootPath() string
+}
+
+const (
+	monitorRoot       = "/monitor"
+	monitorCookie     = "bazaar_monitor"
+	monitorSessionTTL = 12 * time.Hour
+)
+
+// mountMonitor serves asynqmon at /monitor. asynqmon has no
+// authentication of its own and no CSRF protection, so every request
+// passes two gates first:
+//   - admin credentials: Authorization: Bearer <admin token>, HTTP Basic
+//     with the admin token as password, or the session cookie set by the
+//     login form at /monitor/login (what a browser uses);
+//   - cross-origin protection: a state-changing request (POST, DELETE)
+//     must come from this origin (Sec-Fetch-Site / Origin), and the cookie
+//     is SameSite=Strict besides.
+//
+// Without Config.Monitor the routes answer 404.
+func (s *Server) mountMonitor(r *gin.Engine) {
+	cop := http.NewCrossOriginProtection()
+	h := func(c *gin.Context) {
+		if s.cfg.Monitor == nil {
+			s.fail(c, errRouteNotFound)
+			return
+		}
+		if err := cop.Check(c.Request); err != nil {
+			s.fail(c, withDetail(errForbidden, "Cross-origin requests to the monitor are refused."))
+			return
+		}
+		if c.Request.URL.Path == monitorRoot+"/login" {
+			s.monitorLogin(c)
+			return
+		}
+		if !s.monitorAuthorized(c.Request) {
+			s.monitorChallenge(c)
+			return
+		}
+		if c.Request.URL.Path == monitorRoot {
+			// asynqmon's router wants the trailing slash for its index.
+			c.Redirect(http.StatusFound, monitorRoot+"/")
+			return
+		}
+		c.Header("Cache-Control", "no-store")
+		s.cfg.Monitor.ServeHTTP(c.Writer, c.Request)
+	}
+	r.GET(monitorRoot, h)
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		r.Handle(m, monitorRoot+"/*any", h)
+	}
+}
+
+// monitorAuthorized checks the admin credential of a monitor request.
+func (s *Server) monitorAuthorized(r *http.Request) bool {
+	if tok, ok := bearer(r.Header.Get("Authorization")); ok {
+		return s.isAdminToken(tok)
+	}
+	if _, pw, ok := r.BasicAuth(); ok {
+		return s.isAdminToken(pw)
+	}
+	if ck, err := r.Cookie(monitorCookie); err == nil {
+		return s.validMonitorSession(ck.Value, time.Now())
+	}
+	return false
+}
+
+func (s *Server) isAdminToken(tok string) bool {
+	given, admin := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(s.cfg.AdminToken))
+	return subtle.ConstantTimeCompare(given[:], admin[:]) == 1
+}
+
+// monitorSession is "<unix expiry>.<hex HMAC of it keyed by the admin
+// token>": changing the admin token ends every session.
+func (s *Server) monitorSession(expires time.Time) string {
+	exp := strconv.FormatInt(expires.Unix(), 10)
+	return exp + "." + s.monitorMAC(exp)
+}
+
+func (s *Server) monitorMAC(exp string) string {
+	mac := hmac.New(sha256.New, []byte(s.cfg.AdminToken))
+	mac.Write([]byte("bazaar-monitor-session:" + exp))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func (s *Server) validMonitorSession(v string, now time.Time) bool {
+	exp, sig, ok := strings.Cut(v, ".")
+	if !ok {
+		return false
+	}
+	unix, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || now.Unix() > unix {
+		return false
+	}
+	return hmac.Equal([]byte(sig), []byte(s.monitorMAC(exp)))
+}
+
+// monitorChallenge answers 401: the login form for a browser, a problem
+// for anything else.
+func (s *Server) monitorChallenge(c *gin.Context) {
+	if c.Request.Method == http.MethodGet && strings.Contains(c.GetHeader("Accept"), "text/html") {
+		c.Header("WWW-Authenticate", `Bearer realm="bazaar monitor"`)
+		c.Header("Cache-Control", "no-store")
+		c.Status(http.StatusUnauthorized)
+		_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login"})
+		return
+	}
+	s.fail(c, withDetail(errUnauthorized, "The monitor needs the admin token: Authorization: Bearer <token>, or log in at "+monitorRoot+"/login."))
+}
+
+// monitorLogin shows the login form (GET) or checks the token and sets the
+// session cookie (POST).
+func (s *Server) monitorLogin(c *gin.Context) {
+	switch c.Request.Method {
+	case http.MethodGet:
+		c.Header("Cache-Control", "no-store")
+		c.Status(http.StatusOK)
+		_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login"})
+	case http.MethodPost:
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 4096)
+		if !s.isAdminToken(c.PostForm("token")) {
+			c.Status(http.StatusUnauthorized)
+			_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login", "Failed": true})
+			return
+		}
+		exp := time.Now().Add(monitorSessionTTL)
+		http.SetCookie(c.Writer, &http.Cookie{
+			Name: monitorCookie, Value: s.monitorSession(exp), Path: monitorRoot, Expires: exp,
+			HttpOnly: true, Secure: c.Request.TLS != nil, SameSite: http.SameSiteStrictMode,
+		})
+		c.Redirect(http.StatusSeeOther, monitorRoot+"/")
+	default:
+		s.fail(c, errMethodNotAllowed)
+	}
+}
+
+var monitorLoginPage = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Bazaar monitor: log in</title>
+<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
+input,button{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box;margin:.3rem 0}.err{color:#b00}</style></head>
+<body><h1>Bazaar task monitor</h1>
+{{if .Failed}}<p class="err" id="failed">That is not the admin token.</p>{{end}}
+<form method="post" action="{{.Action}}">
+<label for="token">Admin token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button id="login" type="submit">Log in</button>
+</form></body></html>
+`))
