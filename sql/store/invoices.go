@@ -111,11 +111,12 @@ func GetInvoiceRun(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (In
 	return out, nil
 }
 
-// LockInvoiceRun returns one run locked FOR UPDATE until the transaction
-// q ends; every change of a run's counters happens under this lock.
+// LockInvoiceRun returns one run locked until the transaction q ends, as
+// every change of a run's counters is. It is FOR NO KEY UPDATE, which still
+// lets invoices referencing the run be written meanwhile.
 func LockInvoiceRun(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (InvoiceRun, error) {
 	var out InvoiceRun
-	if err := sqlx.GetContext(ctx, q, &out, getInvoiceRunQuery+` FOR UPDATE`, id); err != nil {
+	if err := sqlx.GetContext(ctx, q, &out, getInvoiceRunQuery+` FOR NO KEY UPDATE`, id); err != nil {
 		return InvoiceRun{}, fmt.Errorf("lock invoice run %s: %w", id, translate(err))
 	}
 	return out, nil
@@ -366,7 +367,7 @@ FROM picked WHERE ra.run_id = $1 AND ra.account_id = picked.account_id`
 const countResetQuery = `
 UPDATE invoice_runs
 SET failed = failed - $2, pending = pending + $2,
-    status = CASE WHEN status = 'completed' THEN 'running' ELSE status END
+    status = CASE WHEN status = 'completed' AND $2 > 0 THEN 'running' ELSE status END
 WHERE id = $1
 RETURNING ` + runColumns
 
@@ -591,7 +592,7 @@ func InsertInvoice(ctx context.Context, q sqlx.ExtContext, inv Invoice, lines []
 		late[i] = l.Late
 	}
 	_, err = q.ExecContext(ctx, insertInvoiceLinesQuery, out.ID, pq.Array(pos), pq.Array(kinds), pq.Array(orders),
-		pq.Array(nullableStrings(returns)), pq.Array(descs), pq.Array(times), pq.Array(amounts), pq.Array(late))
+		nullableStrings(returns), pq.Array(descs), pq.Array(times), pq.Array(amounts), pq.Array(late))
 	if err != nil {
 		return Invoice{}, fmt.Errorf("insert lines of invoice %s: %w", inv.Number, translate(err))
 	}

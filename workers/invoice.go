@@ -1,0 +1,726 @@
+package workers
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// Task types of batch invoicing: one run task per period discovers the
+// accounts to bill and hands each to an account task.
+const (
+	TypeInvoiceRun     = "invoice:run"
+	TypeInvoiceAccount = "invoice:account"
+)
+
+// Event types recorded by invoicing.
+const (
+	EventInvoiceCreated      = "invoice.created"
+	EventInvoiceRunStarted   = "invoicing.run_started"
+	EventInvoiceRunCompleted = "invoicing.run_completed"
+)
+
+// How an invoice run was started.
+const (
+	TriggerSchedule = "schedule"
+	TriggerManual   = "manual"
+)
+
+// Period is a billing period of whole calendar days: Start up to but not
+// including End, both dates held as midnight UTC. Which instants those days
+// cover depends on the time zone invoicing runs in.
+type Period struct {
+	Start time.Time
+	End   time.Time
+}
+
+// maxPeriodDays bounds a period so a typo cannot bill years at once.
+const maxPeriodDays = 92
+
+// NewPeriod returns the period of the days from first to last, both
+// included, checking that it is not empty and at most 92 days long.
+func NewPeriod(first, last time.Time) (Period, error) {
+	p := Period{Start: dateOf(first), End: dateOf(last).AddDate(0, 0, 1)}
+	if !p.End.After(p.Start) {
+		return Period{}, fmt.Errorf("period: last day %s is before first day %s", p.LastDay().Format(store.DateLayout), p.Key())
+	}
+	if p.End.Sub(p.Start) > maxPeriodDays*24*time.Hour {
+		return Period{}, fmt.Errorf("period: %s is longer than %d days", p, maxPeriodDays)
+	}
+	return p, nil
+}
+
+// ParsePeriod is NewPeriod on dates written as 2006-01-02.
+func ParsePeriod(first, last string) (Period, error) {
+	f, err := time.Parse(store.DateLayout, first)
+	if err != nil {
+		return Period{}, fmt.Errorf("period: first day %q is not a date such as 2026-10-15", first)
+	}
+	l, err := time.Parse(store.DateLayout, last)
+	if err != nil {
+		return Period{}, fmt.Errorf("period: last day %q is not a date such as 2026-10-31", last)
+	}
+	return NewPeriod(f, l)
+}
+
+// PeriodBetween returns the period of the days from the day of from up to
+// the day of to, excluded, as calendar days in loc: the period a schedule
+// firing at to closes when it last fired at from.
+func PeriodBetween(from, to time.Time, loc *time.Location) Period {
+	return Period{Start: dateOf(from.In(loc)), End: dateOf(to.In(loc))}
+}
+
+func periodOf(run store.InvoiceRun) Period {
+	return Period{Start: dateOf(run.PeriodStart), End: dateOf(run.PeriodEnd)}
+}
+
+func dateOf(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// Key names the period by its first day ("2026-10-15"); task ids and
+// schedule firings use it.
+func (p Period) Key() string { return p.Start.Format(store.DateLayout) }
+
+// LastDay returns the last day the period includes.
+func (p Period) LastDay() time.Time { return p.End.AddDate(0, 0, -1) }
+
+// String writes the period with both ends included: "2026-10-15..2026-10-31".
+func (p Period) String() string {
+	return p.Key() + ".." + p.LastDay().Format(store.DateLayout)
+}
+
+// Bounds returns the instants the period covers in loc: [from, to).
+func (p Period) Bounds(loc *time.Location) (from, to time.Time) {
+	from = time.Date(p.Start.Year(), p.Start.Month(), p.Start.Day(), 0, 0, 0, 0, loc)
+	to = time.Date(p.End.Year(), p.End.Month(), p.End.Day(), 0, 0, 0, 0, loc)
+	return from, to
+}
+
+// InvoiceRunTaskID is the asynq TaskID of a period's run task. It contains
+// the period, so a later period is never blocked by an earlier one's task
+// still kept in Redis, and the same period never runs twice at once.
+func InvoiceRunTaskID(p Period) string { return "invoice:run:" + p.Key() }
+
+// InvoiceAccountTaskID is the asynq TaskID of one account's invoice task in
+// a period. A retry of a failed account is a new attempt with its own id,
+// since the failed attempt's task stays archived under the old one.
+func InvoiceAccountTaskID(accountID uuid.UUID, p Period, attempt int) string {
+	id := "invoice:" + accountID.String() + ":" + p.Key()
+	if attempt > 1 {
+		id += fmt.Sprintf(":%d", attempt)
+	}
+	return id
+}
+
+// InvoiceRunPayload is the payload of an invoice:run task.
+type InvoiceRunPayload struct {
+	Meta
+	RunID uuid.UUID `json:"run_id"`
+}
+
+// InvoiceAccountPayload is the payload of an invoice:account task.
+type InvoiceAccountPayload struct {
+	Meta
+	RunID     uuid.UUID `json:"run_id"`
+	AccountID uuid.UUID `json:"account_id"`
+	Attempt   int       `json:"attempt"`
+}
+
+// Retry budgets and time limits of the invoicing tasks. A run task walks
+// every corporate account, so it gets an hour.
+const (
+	invoiceRunMaxRetry     = 10
+	invoiceRunTimeout      = time.Hour
+	invoiceAccountMaxRetry = 5
+	invoiceAccountTimeout  = 2 * time.Minute
+	invoiceRunRetention    = 24 * time.Hour
+)
+
+// NewInvoiceRunTask builds the task that discovers and hands out the
+// accounts of run, with its TaskID, queue, retry budget and time limit.
+func NewInvoiceRunTask(m Meta, run store.InvoiceRun, queue string) (*asynq.Task, error) {
+	m.Version = PayloadVersion
+	t, err := newTask(TypeInvoiceRun, InvoiceRunPayload{Meta: m, RunID: run.ID})
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(t.Type(), t.Payload(),
+		asynq.TaskID(InvoiceRunTaskID(periodOf(run))), asynq.Queue(queue),
+		asynq.MaxRetry(invoiceRunMaxRetry), asynq.Timeout(invoiceRunTimeout), asynq.Retention(invoiceRunRetention)), nil
+}
+
+// NewInvoiceAccountTask builds the task that bills one account in run.
+func NewInvoiceAccountTask(m Meta, run store.InvoiceRun, accountID uuid.UUID, attempt int, queue string) (*asynq.Task, error) {
+	m.Version = PayloadVersion
+	t, err := newTask(TypeInvoiceAccount, InvoiceAccountPayload{Meta: m, RunID: run.ID, AccountID: accountID, Attempt: attempt})
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(t.Type(), t.Payload(),
+		asynq.TaskID(InvoiceAccountTaskID(accountID, periodOf(run), attempt)), asynq.Queue(queue),
+		asynq.MaxRetry(invoiceAccountMaxRetry), asynq.Timeout(invoiceAccountTimeout)), nil
+}
+
+// InvoiceCreatedData is the data of invoice.created: enough for the
+// notifications service to address and attach the invoice
+// (RenderInvoicePDF) without another query.
+type InvoiceCreatedData struct {
+	InvoiceID    uuid.UUID `json:"invoice_id"`
+	Number       string    `json:"number"`
+	RunID        uuid.UUID `json:"run_id"`
+	AccountID    uuid.UUID `json:"account_id"`
+	AccountName  string    `json:"account_name"`
+	BillingEmail string    `json:"billing_email"`
+	PeriodStart  string    `json:"period_start"`
+	PeriodEnd    string    `json:"period_end"`
+	Currency     string    `json:"currency"`
+	TotalMinor   int64     `json:"total_minor"`
+	DueOn        string    `json:"due_on"`
+}
+
+// InvoiceRunData is the data of invoicing.run_started and
+// invoicing.run_completed. PeriodEnd is the last day billed. Completion
+// counts how often the run completed: a "retry failed" reopens a run,
+// which then completes again.
+type InvoiceRunData struct {
+	RunID       uuid.UUID `json:"run_id"`
+	PeriodStart string    `json:"period_start"`
+	PeriodEnd   string    `json:"period_end"`
+	Trigger     string    `json:"trigger"`
+	Accounts    int       `json:"accounts"`
+	Done        int       `json:"done"`
+	Failed      int       `json:"failed"`
+	Invoices    int       `json:"invoices"`
+	Completion  int       `json:"completion,omitempty"`
+}
+
+// InvoicingConfig holds the dependencies and settings of batch invoicing.
+type InvoicingConfig struct {
+	// DB is the PostgreSQL pool (required).
+	DB *sqlx.DB
+	// Client enqueues the run and account tasks (required).
+	Client *asynq.Client
+	// Location is the time zone whose calendar days make up periods and
+	// issue dates (default UTC). Schedulers must use the same.
+	Location *time.Location
+	// Tax is the tax table (default DefaultTaxRates).
+	Tax *TaxTable
+	// Queue is the asynq queue of invoicing tasks (default "low"): a batch
+	// of thousands must not delay the order saga.
+	Queue string
+	// ChunkSize is how many accounts a run discovers and enqueues per
+	// transaction (default 1000).
+	ChunkSize int
+	// PaymentTermDays is how many days after issue an invoice is due (default 14).
+	PaymentTermDays int
+	// Now is the clock (default time.Now); tests control it.
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Observer is told after a transaction recorded events.
+	Observer store.TxObserver
+}
+
+// Invoicer runs batch invoicing: it starts runs, bills accounts in asynq
+// tasks, retries failed accounts and tracks each run to its completion.
+type Invoicer struct {
+	cfg InvoicingConfig
+	db  *sqlx.DB
+	log *slog.Logger
+	tax TaxTable
+}
+
+// NewInvoicer validates cfg and builds an Invoicer.
+func NewInvoicer(cfg InvoicingConfig) (*Invoicer, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("invoicing: DB is required")
+	}
+	if cfg.Client == nil {
+		return nil, errors.New("invoicing: Client is required")
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	var tax TaxTable
+	if cfg.Tax != nil {
+		tax = *cfg.Tax
+	} else {
+		t, err := ParseTaxTable(DefaultTaxRates)
+		if err != nil {
+			return nil, fmt.Errorf("invoicing: %w", err)
+		}
+		tax = t
+	}
+	cfg.Queue = cmp.Or(cfg.Queue, QueueLow)
+	cfg.ChunkSize = cmp.Or(cfg.ChunkSize, 1000)
+	cfg.PaymentTermDays = cmp.Or(cfg.PaymentTermDays, 14)
+	if cfg.ChunkSize < 1 || cfg.PaymentTermDays < 0 {
+		return nil, errors.New("invoicing: ChunkSize must be positive and PaymentTermDays not negative")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	return &Invoicer{cfg: cfg, db: cfg.DB, log: cfg.Logger, tax: tax}, nil
+}
+
+// Location returns the time zone of the invoicing calendar.
+func (iv *Invoicer) Location() *time.Location { return iv.cfg.Location }
+
+// Register adds the invoicing task handlers to mux.
+func (iv *Invoicer) Register(mux *asynq.ServeMux) {
+	mux.HandleFunc(TypeInvoiceRun, iv.HandleRun)
+	mux.HandleFunc(TypeInvoiceAccount, iv.HandleAccount)
+}
+
+// RegisterInvoiceTasks adds the invoicing task handlers of iv to mux.
+func RegisterInvoiceTasks(mux *asynq.ServeMux, iv *Invoicer) { iv.Register(mux) }
+
+// ErrPeriodOpen means a run was asked for a period that has not ended yet.
+var ErrPeriodOpen = errors.New("period has not ended")
+
+// RunRequest asks for an invoice run.
+type RunRequest struct {
+	Period    Period
+	Trigger   string
+	RequestID string
+}
+
+// StartRun creates the run of a period, or finds the one that exists, and
+// hands it to the workers. It reports whether it created the run. Asking
+// for the same period again is harmless: it finds the run and, unless the
+// run completed, enqueues its task again under the same TaskID (which asynq
+// refuses while the first is still there). A period that overlaps another
+// run's is store.ErrConflict; one that has not ended is ErrPeriodOpen.
+func (iv *Invoicer) StartRun(ctx context.Context, req RunRequest) (store.InvoiceRun, bool, error) {
+	p := req.Period
+	from, to := p.Bounds(iv.cfg.Location)
+	if now := iv.cfg.Now(); to.After(now) {
+		return store.InvoiceRun{}, false, fmt.Errorf("start run for %s: it ends %s: %w", p, to.Format(time.RFC3339), ErrPeriodOpen)
+	}
+	trigger := cmp.Or(req.Trigger, TriggerManual)
+	if trigger != TriggerManual && trigger != TriggerSchedule {
+		return store.InvoiceRun{}, false, fmt.Errorf("start run: trigger %q is not manual or schedule", trigger)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return store.InvoiceRun{}, false, fmt.Errorf("run id: %w", err)
+	}
+	m := Meta{Version: PayloadVersion, RequestID: req.RequestID}
+	var (
+		run     store.InvoiceRun
+		created bool
+	)
+	err = iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+		run, created, err = store.CreateInvoiceRun(ctx, tx, store.InvoiceRun{
+			ID: id, PeriodStart: p.Start, PeriodEnd: p.End, Timezone: iv.cfg.Location.String(),
+			StartsAt: from, EndsAt: to, Trigger: trigger,
+		})
+		if err != nil || !created {
+			return 0, err
+		}
+		ev, err := newEvent(m, EventInvoiceRunStarted, run.ID.String(), nil, runData(run))
+		if err != nil {
+			return 0, err
+		}
+		return 1, store.InsertEvents(ctx, tx, ev)
+	})
+	if err != nil {
+		return store.InvoiceRun{}, false, fmt.Errorf("start run for %s: %w", p, err)
+	}
+	if run.Status == store.RunCompleted {
+		return run, created, nil
+	}
+	t, err := NewInvoiceRunTask(m, run, iv.cfg.Queue)
+	if err != nil {
+		return run, created, err
+	}
+	if err := iv.enqueue(ctx, t); err != nil {
+		return run, created, fmt.Errorf("start run for %s: %w", p, err)
+	}
+	if created {
+		iv.log.Info("invoice run started", "run_id", run.ID, "period", p.String(), "trigger", trigger)
+	}
+	return run, created, nil
+}
+
+// RetryFailed moves every failed account of a run back to pending and
+// enqueues it again, reopening the run; the run completes (and says so in
+// another invoicing.run_completed) when they are done. It returns how many
+// accounts it moved. Calling it again after a crash hands over whatever is
+// still pending, so nothing is left behind.
+func (iv *Invoicer) RetryFailed(ctx context.Context, runID uuid.UUID) (int, error) {
+	run, err := store.GetInvoiceRun(ctx, iv.db, runID)
+	if err != nil {
+		return 0, fmt.Errorf("retry failed accounts: %w", err)
+	}
+	total := 0
+	for {
+		var n int
+		err := store.WithTx(ctx, iv.db, func(tx *sqlx.Tx) error {
+			var err error
+			n, run, err = store.ResetFailedRunAccounts(ctx, tx, runID, iv.cfg.ChunkSize)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("retry failed accounts of run %s: %w", runID, err)
+		}
+		total += n
+		if n < iv.cfg.ChunkSize {
+			break
+		}
+	}
+	if err := iv.enqueuePending(ctx, Meta{Version: PayloadVersion}, run); err != nil {
+		return total, fmt.Errorf("retry failed accounts of run %s: %w", runID, err)
+	}
+	iv.log.Info("invoice run: failed accounts retried", "run_id", runID, "accounts", total)
+	return total, nil
+}
+
+// HandleRun is the invoice:run task. It walks the corporate accounts in id
+// order, a chunk per transaction: each chunk's accounts with something to
+// bill are recorded as pending and the run's cursor moves past them in one
+// commit, then their tasks are enqueued. Started again after a crash, it
+// first re-enqueues the pending accounts before its cursor (their TaskIDs
+// make that harmless) and goes on from the cursor.
+func (iv *Invoicer) HandleRun(ctx context.Context, t *asynq.Task) error {
+	p, err := decode[InvoiceRunPayload](t)
+	if err != nil {
+		return err
+	}
+	run, err := store.GetInvoiceRun(ctx, iv.db, p.RunID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("invoice run %s: %w", p.RunID, errors.Join(err, asynq.SkipRetry))
+	}
+	if err != nil {
+		return err
+	}
+	if run.Status == store.RunCompleted {
+		return nil
+	}
+	if run.Cursor != nil {
+		if err := iv.enqueuePending(ctx, p.Meta, run); err != nil {
+			return err
+		}
+	}
+	log := Logger(ctx, iv.log).With("run_id", run.ID, "period", periodOf(run).String())
+	for {
+		var (
+			ids      []uuid.UUID
+			finished bool
+		)
+		err := iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+			ids, finished = nil, false
+			locked, err := store.LockInvoiceRun(ctx, tx, run.ID)
+			if err != nil {
+				return 0, err
+			}
+			if locked.Status != store.RunDiscovering {
+				finished = true
+				run = locked
+				return 0, nil
+			}
+			late, err := iv.lateWindow(ctx, tx, locked, nil)
+			if err != nil {
+				return 0, err
+			}
+			after := uuid.Nil
+			if locked.Cursor != nil {
+				after = *locked.Cursor
+			}
+			ids, err = store.DiscoverAccounts(ctx, tx, after,
+				store.TimeRange{From: locked.StartsAt, To: locked.EndsAt}, late, iv.cfg.ChunkSize)
+			if err != nil {
+				return 0, err
+			}
+			finished = len(ids) < iv.cfg.ChunkSize
+			run, err = store.AddRunAccounts(ctx, tx, locked.ID, ids, finished)
+			if err != nil {
+				return 0, err
+			}
+			if finished && run.Pending == 0 {
+				return iv.complete(ctx, tx, p.Meta, run)
+			}
+			return 0, nil
+		})
+		if err != nil {
+			return fmt.Errorf("discover accounts of run %s: %w", run.ID, err)
+		}
+		for _, id := range ids {
+			if err := iv.enqueueAccount(ctx, p.Meta, run, id, 1); err != nil {
+				return err
+			}
+		}
+		if finished {
+			log.Info("invoice run: accounts handed out", "accounts", run.AccountsTotal)
+			return nil
+		}
+	}
+}
+
+// HandleAccount is the invoice:account task: it bills one account for the
+// run's period. Bad data (BillingError) marks the account failed at once
+// and archives the task; other errors are retried, and the last retry
+// marks the account failed too, so a run always finishes.
+func (iv *Invoicer) HandleAccount(ctx context.Context, t *asynq.Task) error {
+	p, err := decode[InvoiceAccountPayload](t)
+	if err != nil {
+		return err
+	}
+	err = iv.bill(ctx, p)
+	if err == nil {
+		return nil
+	}
+	log := Logger(ctx, iv.log).With("run_id", p.RunID, "account_id", p.AccountID)
+	permanent := isBillingError(err) || errors.Is(err, store.ErrNotFound)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	if !permanent && retried < maxRetry {
+		// The note is best effort: the task is retried either way.
+		if nerr := store.NoteRunAccountError(ctx, iv.db, p.RunID, p.AccountID, err.Error()); nerr != nil {
+			log.Warn("note invoice error", "error", nerr)
+		}
+		return err
+	}
+	if ferr := iv.fail(ctx, p, err); ferr != nil {
+		// Not recorded: let asynq try again, which will fail and record.
+		return errors.Join(err, ferr)
+	}
+	log.Warn("account not invoiced", "error", err.Error())
+	return fmt.Errorf("invoice account %s: %w", p.AccountID, errors.Join(err, asynq.SkipRetry))
+}
+
+// bill writes the account's invoices for the run, one per currency, with
+// their invoice.created events and the account's outcome, in one
+// transaction. The account row is locked first, so a second copy of the
+// task waits and then finds the account no longer pending.
+func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
+	var created []store.Invoice
+	err := iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+		created = nil
+		ra, err := store.LockRunAccount(ctx, tx, p.RunID, p.AccountID)
+		if err != nil {
+			return 0, err
+		}
+		if ra.Status != store.RunAccountPending {
+			return 0, nil
+		}
+		run, err := store.GetInvoiceRun(ctx, tx, p.RunID)
+		if err != nil {
+			return 0, err
+		}
+		late, err := iv.lateWindow(ctx, tx, run, &p.AccountID)
+		if err != nil {
+			return 0, err
+		}
+		acct, err := store.GetBillingAccount(ctx, tx, p.AccountID)
+		if err != nil {
+			return 0, err
+		}
+		window := store.TimeRange{From: run.StartsAt, To: run.EndsAt}
+		orders, err := store.BillableOrders(ctx, tx, acct.ID, window, late)
+		if err != nil {
+			return 0, err
+		}
+		returns, err := store.CreditableReturns(ctx, tx, acct.ID, window, late)
+		if err != nil {
+			return 0, err
+		}
+		issuedAt := iv.cfg.Now().UTC()
+		drafts, err := billAccount(run, acct, orders, returns, iv.tax, issuedAt, iv.cfg.Location, iv.cfg.PaymentTermDays)
+		if err != nil {
+			return 0, err
+		}
+		events := make([]store.Event, 0, len(drafts)+1)
+		if len(drafts) > 0 {
+			year := issuedAt.In(iv.cfg.Location).Year()
+			first, err := store.NextInvoiceNumbers(ctx, tx, year, len(drafts))
+			if err != nil {
+				return 0, err
+			}
+			for i, d := range drafts {
+				d.inv.Number = InvoiceNumber(year, first+int64(i))
+				inv, err := store.InsertInvoice(ctx, tx, d.inv, d.lines)
+				if err != nil {
+					return 0, err
+				}
+				created = append(created, inv)
+				ev, err := newEvent(p.Meta, EventInvoiceCreated, inv.ID.String(), nil, invoiceData(inv))
+				if err != nil {
+					return 0, err
+				}
+				events = append(events, ev)
+			}
+		}
+		if err := store.InsertEvents(ctx, tx, events...); err != nil {
+			return 0, err
+		}
+		after, ok, err := store.FinishRunAccount(ctx, tx, p.RunID, p.AccountID, store.RunAccountDone, "", len(drafts))
+		if err != nil || !ok {
+			return len(events), err
+		}
+		n, err := iv.completeIfDone(ctx, tx, p.Meta, after)
+		return len(events) + n, err
+	})
+	if err != nil {
+		return fmt.Errorf("invoice account %s: %w", p.AccountID, err)
+	}
+	for _, inv := range created {
+		Logger(ctx, iv.log).Info("invoice created", "invoice_id", inv.ID, "number", inv.Number,
+			"account_id", inv.AccountID, "currency", inv.Currency, "total_minor", inv.TotalMinor)
+	}
+	return nil
+}
+
+// fail records an account's failure and, when it was the run's last
+// pending account, the run's completion.
+func (iv *Invoicer) fail(ctx context.Context, p InvoiceAccountPayload, cause error) error {
+	// The task's context may be what failed (its deadline); the outcome
+	// must still be written.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+		after, ok, err := store.FinishRunAccount(ctx, tx, p.RunID, p.AccountID, store.RunAccountFailed, cause.Error(), 0)
+		if err != nil || !ok {
+			return 0, err
+		}
+		return iv.completeIfDone(ctx, tx, p.Meta, after)
+	})
+}
+
+func (iv *Invoicer) completeIfDone(ctx context.Context, tx *sqlx.Tx, m Meta, run store.InvoiceRun) (int, error) {
+	if run.Status != store.RunRunning || run.Pending != 0 {
+		return 0, nil
+	}
+	return iv.complete(ctx, tx, m, run)
+}
+
+// complete marks the run completed and records invoicing.run_completed in
+// the same transaction. The run's row lock, held by the caller, makes sure
+// only the transaction that finished the last account gets here.
+func (iv *Invoicer) complete(ctx context.Context, tx *sqlx.Tx, m Meta, run store.InvoiceRun) (int, error) {
+	done, err := store.CompleteInvoiceRun(ctx, tx, run.ID)
+	if err != nil {
+		return 0, err
+	}
+	ev, err := newEvent(m, EventInvoiceRunCompleted, done.ID.String(), nil, runData(done))
+	if err != nil {
+		return 0, err
+	}
+	if err := store.InsertEvents(ctx, tx, ev); err != nil {
+		return 0, err
+	}
+	iv.log.Info("invoice run completed", "run_id", done.ID, "period", periodOf(done).String(),
+		"accounts", done.AccountsTotal, "done", done.Done, "failed", done.Failed, "invoices", done.Invoices)
+	return 1, nil
+}
+
+// lateWindow returns the previous period, whose unbilled orders and
+// uncredited returns this run also bills: those that committed after the
+// previous run had already billed their account (or found nothing to bill
+// for it). It is empty when there is no previous run, when its discovery
+// has not finished, or, for one account, when the previous run still has
+// that account pending or failed: that run bills them itself.
+func (iv *Invoicer) lateWindow(ctx context.Context, q sqlx.QueryerContext, run store.InvoiceRun, account *uuid.UUID) (store.TimeRange, error) {
+	prev, err := store.InvoiceRunEndingOn(ctx, q, run.PeriodStart)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.TimeRange{}, nil
+	}
+	if err != nil {
+		return store.TimeRange{}, err
+	}
+	if prev.DiscoveredAt == nil {
+		return store.TimeRange{}, nil
+	}
+	if account != nil {
+		ra, err := store.GetRunAccount(ctx, q, prev.ID, *account)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return store.TimeRange{}, err
+		case ra.Status != store.RunAccountDone:
+			return store.TimeRange{}, nil
+		}
+	}
+	return store.TimeRange{From: prev.StartsAt, To: prev.EndsAt}, nil
+}
+
+// enqueuePending hands every pending account of a run to the workers again.
+func (iv *Invoicer) enqueuePending(ctx context.Context, m Meta, run store.InvoiceRun) error {
+	after := uuid.Nil
+	for {
+		page, err := store.ListRunAccounts(ctx, iv.db, run.ID, store.RunAccountPending, after, iv.cfg.ChunkSize)
+		if err != nil {
+			return err
+		}
+		for _, ra := range page {
+			if err := iv.enqueueAccount(ctx, m, run, ra.AccountID, ra.Attempts); err != nil {
+				return err
+			}
+		}
+		if len(page) < iv.cfg.ChunkSize {
+			return nil
+		}
+		after = page[len(page)-1].AccountID
+	}
+}
+
+func (iv *Invoicer) enqueueAccount(ctx context.Context, m Meta, run store.InvoiceRun, accountID uuid.UUID, attempt int) error {
+	t, err := NewInvoiceAccountTask(m, run, accountID, attempt, iv.cfg.Queue)
+	if err != nil {
+		return err
+	}
+	return iv.enqueue(ctx, t)
+}
+
+// enqueue adds a task built with its TaskID; a task with that id already
+// in Redis counts as enqueued.
+func (iv *Invoicer) enqueue(ctx context.Context, t *asynq.Task) error {
+	_, err := iv.cfg.Client.EnqueueContext(ctx, t)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue %s: %w", t.Type(), err)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction and tells the observer when it committed
+// events.
+func (iv *Invoicer) inTx(ctx context.Context, fn func(tx *sqlx.Tx) (events int, err error)) error {
+	var n int
+	err := store.WithTx(ctx, iv.db, func(tx *sqlx.Tx) error {
+		var err error
+		n, err = fn(tx)
+		return err
+	})
+	if err == nil && n > 0 && iv.cfg.Observer != nil {
+		iv.cfg.Observer.EventsCommitted()
+	}
+	return err
+}
+
+func runData(r store.InvoiceRun) InvoiceRunData {
+	p := periodOf(r)
+	return InvoiceRunData{
+		RunID: r.ID, PeriodStart: p.Key(), PeriodEnd: p.LastDay().Format(store.DateLayout), Trigger: r.Trigger,
+		Accounts: r.AccountsTotal, Done: r.Done, Failed: r.Failed, Invoices: r.Invoices, Completion: r.Completions,
+	}
+}
+
+func invoiceData(inv store.Invoice) InvoiceCreatedData {
+	return InvoiceCreatedData{
+		InvoiceID: inv.ID, Number: inv.Number, RunID: inv.RunID, AccountID: inv.AccountID,
+		AccountName: inv.AccountName, BillingEmail: inv.BillingEmail,
+		PeriodStart: inv.PeriodStart.Format(store.DateLayout),
+		PeriodEnd:   inv.PeriodEnd.AddDate(0, 0, -1).Format(store.DateLayout),
+		Currency:    inv.Currency, TotalMinor: inv.TotalMinor, DueOn: inv.DueOn.Format(store.DateLayout),
+	}
+}
