@@ -19,6 +19,9 @@ import (
 // (an order placed less than ReminderLead ahead) is not sent: the
 // confirmation mail tells the time.
 func (w *Workers) scheduleFollowUps(ctx context.Context, m Meta, o store.Order) error {
+	if o.Status == store.OrderCancelled {
+		return nil // cancelled before its creation was handled: nothing to follow
+	}
 	fu, err := NewOrderTask(TypeOrderFollowUp, m, o.ID, "")
 	if err != nil {
 		return err
