@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -219,21 +220,27 @@ func validateResponse(t *testing.T, method, path string, res response) {
 	require.NoError(t, err, "%s %s -> %d %s", method, path, res.code, res.body)
 }
 
-// counts returns the number of rows of every table the API writes.
-func (b *testBundle) counts() map[string]int {
+// counts returns the number of rows of every table the API writes, the
+// total stock and the order states, in one query.
+func (b *testBundle) counts() map[string]any {
 	b.t.Helper()
-	out := map[string]int{}
+	var parts []string
 	for _, table := range []string{"sellers", "api_keys", "corporate_accounts", "users", "products", "orders", "order_items", "returns", "idempotency_keys", "events"} {
-		var n int
-		require.NoError(b.t, b.db.Get(&n, `SELECT count(*) FROM `+table))
-		out[table] = n
+		parts = append(parts, fmt.Sprintf("'%s', (SELECT count(*) FROM %s)", table, table))
 	}
-	var stock int
-	require.NoError(b.t, b.db.Get(&stock, `SELECT coalesce(sum(stock), 0) FROM products`))
-	out["stock"] = stock
-	var statuses string
-	require.NoError(b.t, b.db.Get(&statuses, `SELECT coalesce(string_agg(status, ',' ORDER BY id), '') FROM orders`))
-	out["order_statuses:"+statuses] = 1
+	parts = append(parts,
+		"'stock', (SELECT coalesce(sum(stock), 0) FROM products)",
+		"'order_statuses', (SELECT coalesce(string_agg(status, ',' ORDER BY id), '') FROM orders)",
+		"'return_statuses', (SELECT coalesce(string_agg(status, ',' ORDER BY id), '') FROM returns)",
+		"'revoked_keys', (SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL)",
+		"'products_updated_at', (SELECT coalesce(max(updated_at)::text, '') FROM products)",
+		"'users_updated_at', (SELECT coalesce(max(updated_at)::text, '') FROM users)",
+		"'last_login_at', (SELECT coalesce(max(last_login_at)::text, '') FROM users)",
+	)
+	var raw []byte
+	require.NoError(b.t, b.db.Get(&raw, `SELECT json_build_object(`+strings.Join(parts, ", ")+`)`))
+	out := map[string]any{}
+	require.NoError(b.t, json.Unmarshal(raw, &out))
 	return out
 }
 

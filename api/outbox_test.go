@@ -45,9 +45,9 @@ func TestOutboxRollsBackWithRecord(t *testing.T) {
 		"user_id": user, "payment_method": "pm_x", "items": []map[string]any{{"product_id": prod, "quantity": 1}},
 	}, HeaderIdempotencyKey, "doomed").status(http.StatusCreated)
 	after := b.counts()
-	require.Equal(t, before["orders"]+1, after["orders"])
-	require.Equal(t, before["events"]+1, after["events"])
-	require.Equal(t, before["idempotency_keys"]+1, after["idempotency_keys"])
+	require.Equal(t, before["orders"].(float64)+1, after["orders"])
+	require.Equal(t, before["events"].(float64)+1, after["events"])
+	require.Equal(t, before["idempotency_keys"].(float64)+1, after["idempotency_keys"])
 }
 
 // A database constraint that fails on the event insert, after the order
