@@ -1,0 +1,171 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	// Time zones must load in containers without /usr/share/zoneinfo.
+	_ "time/tzdata"
+
+	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/bazaarhq/bazaar/scheduler"
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/workers"
+)
+
+func init() {
+	register(&command{
+		name:  "schedule",
+		short: "run the scheduler: bi-weekly invoicing, firing once however many run",
+		run: func(ctx context.Context, env *environment, _ []string) error {
+			cfg, log, err := setup(env)
+			if err != nil {
+				return err
+			}
+			sc, err := loadScheduleConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			log.Info("schedule config", "schedule", sc)
+			db, err := openDB(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			rdb, err := openRedis(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			client := asynq.NewClientFromRedisClient(rdb)
+			defer client.Close()
+			iv, err := newInvoicer(sc, db, client, log, nil)
+			if err != nil {
+				return err
+			}
+			s, err := newScheduler(sc, db, iv, log)
+			if err != nil {
+				return err
+			}
+			return runComponents(ctx, log, cfg.ShutdownTimeout, s)
+		},
+	})
+}
+
+// scheduleConfig is the scheduler's and invoicing's part of the
+// configuration. The workers and the API need the invoicing part too
+// (newInvoicer), with the same values.
+type scheduleConfig struct {
+	// InvoiceSpec is the invoicing cron expression; empty turns the
+	// schedule off (runs can still be started by hand).
+	InvoiceSpec     string
+	Location        *time.Location
+	CatchUp         time.Duration
+	Poll            time.Duration
+	LeaseTTL        time.Duration
+	Tax             workers.TaxTable
+	Queue           string
+	ChunkSize       int
+	PaymentTermDays int
+}
+
+// loadScheduleConfig reads BAZAAR_INVOICE_* and BAZAAR_SCHEDULE_*.
+func loadScheduleConfig(getenv func(string) string) (scheduleConfig, error) {
+	r := &envReader{getenv: getenv}
+	sc := scheduleConfig{
+		InvoiceSpec:     r.str("BAZAAR_INVOICE_SCHEDULE", scheduler.DefaultInvoicingSpec),
+		CatchUp:         r.duration("BAZAAR_SCHEDULE_CATCHUP", 7*24*time.Hour),
+		Poll:            r.duration("BAZAAR_SCHEDULE_POLL", 10*time.Second),
+		LeaseTTL:        r.duration("BAZAAR_SCHEDULE_LEASE_TTL", 30*time.Second),
+		Queue:           r.str("BAZAAR_INVOICE_QUEUE", workers.QueueLow),
+		ChunkSize:       int(r.integer("BAZAAR_INVOICE_CHUNK", 1000)),
+		PaymentTermDays: int(r.integer("BAZAAR_INVOICE_PAYMENT_DAYS", 14)),
+	}
+	if strings.EqualFold(sc.InvoiceSpec, "off") {
+		sc.InvoiceSpec = ""
+	}
+	if sc.InvoiceSpec != "" {
+		if err := scheduler.ParseSpec(sc.InvoiceSpec); err != nil {
+			r.fail("BAZAAR_INVOICE_SCHEDULE", "%q is not a cron expression such as %q (or off): %v", sc.InvoiceSpec, scheduler.DefaultInvoicingSpec, err)
+		}
+	}
+	tz := r.str("BAZAAR_INVOICE_TZ", "UTC")
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		r.fail("BAZAAR_INVOICE_TZ", "%q is not a time zone such as Europe/Berlin", tz)
+		loc = time.UTC
+	}
+	sc.Location = loc
+	tax, err := workers.ParseTaxTable(r.str("BAZAAR_INVOICE_TAX", workers.DefaultTaxRates))
+	if err != nil {
+		r.fail("BAZAAR_INVOICE_TAX", "%v", err)
+	}
+	sc.Tax = tax
+	switch sc.Queue {
+	case workers.QueueCritical, workers.QueueDefault, workers.QueueLow:
+	default:
+		r.fail("BAZAAR_INVOICE_QUEUE", "%q is not one of critical, default, low", sc.Queue)
+	}
+	if sc.ChunkSize < 1 || sc.ChunkSize > 100_000 {
+		r.fail("BAZAAR_INVOICE_CHUNK", "must be from 1 to 100000")
+	}
+	if sc.Poll < time.Second {
+		r.fail("BAZAAR_SCHEDULE_POLL", "must be at least 1s")
+	}
+	if sc.LeaseTTL <= sc.Poll {
+		r.fail("BAZAAR_SCHEDULE_LEASE_TTL", "must be longer than BAZAAR_SCHEDULE_POLL (%s)", sc.Poll)
+	}
+	if sc.CatchUp < 2*sc.Poll {
+		r.fail("BAZAAR_SCHEDULE_CATCHUP", "must be at least twice BAZAAR_SCHEDULE_POLL (%s)", sc.Poll)
+	}
+	if r.err != nil {
+		return scheduleConfig{}, fmt.Errorf("config: %w", r.err)
+	}
+	return sc, nil
+}
+
+// LogValue lists the settings for the start-up log line.
+func (sc scheduleConfig) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("invoice_schedule", cmp.Or(sc.InvoiceSpec, "off")),
+		slog.String("invoice_tz", sc.Location.String()),
+		slog.String("invoice_tax", sc.Tax.String()),
+		slog.String("invoice_queue", sc.Queue),
+		slog.Int("invoice_chunk", sc.ChunkSize),
+		slog.Int("invoice_payment_days", sc.PaymentTermDays),
+		slog.Duration("catch_up", sc.CatchUp),
+		slog.Duration("poll", sc.Poll),
+		slog.Duration("lease_ttl", sc.LeaseTTL),
+	)
+}
+
+// newInvoicer builds batch invoicing. The scheduler uses it to start runs,
+// the workers to run its tasks (Invoicer.Register on their mux) and the
+// API to start runs and retry failed accounts by hand.
+func newInvoicer(sc scheduleConfig, db *sqlx.DB, client *asynq.Client, log *slog.Logger, observer store.TxObserver) (*workers.Invoicer, error) {
+	tax := sc.Tax
+	return workers.NewInvoicer(workers.InvoicingConfig{
+		DB: db, Client: client, Location: sc.Location, Tax: &tax, Queue: sc.Queue,
+		ChunkSize: sc.ChunkSize, PaymentTermDays: sc.PaymentTermDays,
+		Logger: log.With("component", "invoicing"), Observer: observer,
+	})
+}
+
+// newScheduler builds the scheduler with the invoicing schedule (unless it
+// is off).
+func newScheduler(sc scheduleConfig, db *sqlx.DB, iv *workers.Invoicer, log *slog.Logger) (*scheduler.Scheduler, error) {
+	var schedules []scheduler.Schedule
+	if sc.InvoiceSpec != "" {
+		schedules = append(schedules, scheduler.NewInvoicingSchedule(sc.InvoiceSpec, iv))
+	}
+	return scheduler.New(scheduler.Config{
+		DB: db, Schedules: schedules, Location: sc.Location,
+		CatchUp: sc.CatchUp, PollInterval: sc.Poll, LeaseTTL: sc.LeaseTTL,
+		Logger: log.With("component", "scheduler"),
+	})
+}
