@@ -57,4 +57,9 @@ func (s *Server) routes() {
 	v1.GET("/returns", s.requireRole(admin, storefront, seller, printer), s.listReturns)
 	v1.GET("/returns/:id", s.requireRole(admin, storefront, seller, printer), s.getReturn)
 	v1.POST("/returns/:id/resolution", s.requireRole(admin, seller), s.resolveReturn)
+
+	v1.GET("/admin/streams", s.requireRole(admin), s.adminStreams)
+	v1.GET("/admin/dlq/:group", s.requireRole(admin), s.adminListDLQ)
+	v1.POST("/admin/dlq/:group/redrive", s.requireRole(admin), s.adminRedriveDLQ)
+	v1.POST("/admin/dlq/:group/purge", s.requireRole(admin), s.adminPurgeDLQ)
 }

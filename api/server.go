@@ -14,6 +14,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/stream"
 )
 
 // Config holds the dependencies and settings of the API.
@@ -25,6 +26,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Observer, when set, is told after each commit that recorded events.
 	Observer store.TxObserver
+	// Streams serves the /v1/admin/streams and /v1/admin/dlq routes; they
+	// answer 500 without it.
+	Streams *stream.Admin
 	// Monitor is asynqmon (workers.NewMonitor), served at /monitor behind
 	// the admin token; /monitor answers 404 without it.
 	Monitor MonitorHandler

@@ -1,0 +1,102 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/sql/store/storetest"
+	"github.com/bazaarhq/bazaar/stream"
+	"github.com/bazaarhq/bazaar/stream/redistest"
+)
+
+// TestAdminStreamsAndDLQ drives the stream admin routes against real
+// PostgreSQL and Redis: an event that always fails is dead-lettered, shows
+// in the overview and the DLQ list, and is redriven and purged by id.
+func TestAdminStreamsAndDLQ(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, _ := storetest.NewDB(t)
+	rdb := redistest.Client(t)
+	names := stream.Names{Prefix: redistest.Prefix(t)}
+	admin, err := stream.NewAdmin(stream.AdminConfig{Redis: rdb, DB: db, Names: names})
+	require.NoError(t, err)
+	srv, err := New(Config{DB: db, AdminToken: testAdminToken, Streams: admin})
+	require.NoError(t, err)
+	b := &testBundle{t: t, srv: srv, db: db, admin: testAdminToken}
+
+	groups, err := stream.NewGroups(stream.GroupsConfig{Redis: rdb, DB: db, Names: names, Consumer: "c1", Block: 50 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, groups.Add(stream.Subscription{
+		Group: "payments", Patterns: []string{"order.created"}, MaxDeliveries: 1,
+		Handler: func(context.Context, stream.Message) error { return errors.New("gateway said no") },
+	}))
+	require.NoError(t, groups.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, groups.Stop(ctx)) })
+
+	for _, subject := range []string{"ord-1", "ord-2", "ord-3"} {
+		e, err := store.NewEvent("order.created", subject, nil, 1, map[string]string{"id": subject})
+		require.NoError(t, err)
+		require.NoError(t, store.InsertEvents(ctx, db, e))
+	}
+	waiting := b.do(http.MethodGet, "/v1/admin/streams", b.admin, nil).status(http.StatusOK).json()
+	require.EqualValues(t, 3, waiting["outbox"].(map[string]any)["backlog"])
+
+	relay, err := stream.NewRelay(stream.RelayConfig{DB: db, Redis: rdb, Names: names})
+	require.NoError(t, err)
+	_, err = relay.PublishBatch(ctx)
+	require.NoError(t, err)
+
+	var list map[string]any
+	require.Eventually(t, func() bool {
+		list = b.do(http.MethodGet, "/v1/admin/dlq/payments", b.admin, nil).status(http.StatusOK).json()
+		return list["total"] == float64(3)
+	}, 10*time.Second, 20*time.Millisecond)
+	items := list["items"].([]any)
+	first := items[0].(map[string]any)
+	require.Equal(t, "gateway said no", first["error"])
+	require.Equal(t, "order.created", first["event"].(map[string]any)["type"])
+
+	ov := b.do(http.MethodGet, "/v1/admin/streams", b.admin, nil).status(http.StatusOK).json()
+	require.EqualValues(t, 0, ov["outbox"].(map[string]any)["backlog"])
+	var orders map[string]any
+	for _, s := range ov["streams"].([]any) {
+		if s.(map[string]any)["name"] == names.Stream("order", 0) {
+			orders = s.(map[string]any)
+		}
+	}
+	require.NotNil(t, orders)
+	require.EqualValues(t, 3, orders["length"])
+	g := orders["groups"].([]any)[0].(map[string]any)
+	require.Equal(t, "payments", g["name"])
+	require.EqualValues(t, 3, g["dlq_depth"])
+	require.EqualValues(t, 0, g["pending"])
+
+	// Bad input changes nothing.
+	b.do(http.MethodGet, "/v1/admin/dlq/nobody", b.admin, nil).problem(http.StatusNotFound, "not-found")
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"ids": []string{"1-1"}}).problem(http.StatusNotFound, "not-found")
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{}).problem(http.StatusUnprocessableEntity, "validation")
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"count": 1, "all": true}).problem(http.StatusUnprocessableEntity, "validation")
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"count": 1}).problem(http.StatusUnprocessableEntity, "validation")
+	b.do(http.MethodGet, "/v1/admin/dlq/payments?limit=0", b.admin, nil).problem(http.StatusBadRequest, "invalid-parameter")
+	n, err := rdb.XLen(ctx, names.DLQ("payments")).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n)
+
+	purged := b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"ids": []string{first["id"].(string)}}).status(http.StatusOK).json()
+	require.EqualValues(t, 1, purged["purged"])
+	redriven := b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"count": 1}).status(http.StatusOK).json()
+	require.EqualValues(t, 1, redriven["redriven"])
+	// The redriven event fails again (MaxDeliveries 1) and comes back.
+	require.Eventually(t, func() bool {
+		l := b.do(http.MethodGet, "/v1/admin/dlq/payments?limit=10", b.admin, nil).status(http.StatusOK).json()
+		return l["total"] == float64(2)
+	}, 10*time.Second, 20*time.Millisecond)
+	all := b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"all": true}).status(http.StatusOK).json()
+	require.EqualValues(t, 2, all["purged"])
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bazaarhq/bazaar/stream"
+)
+
+const dlqUsage = `usage:
+  bazaar dlq list                         consumer groups with their dead-letter depth
+  bazaar dlq list <group> [-limit N]      a group's dead letters, oldest first
+  bazaar dlq show <group> <id>            one dead letter with its event
+  bazaar dlq redrive <group> <id>...|-count N|-all
+                                          send dead letters back to that group alone
+  bazaar dlq purge <group> <id>...|-all   delete dead letters`
+
+func init() {
+	register(&command{
+		name:  "dlq",
+		short: "list, show, redrive or purge consumer groups' dead letters",
+		run: func(ctx context.Context, env *environment, args []string) error {
+			if len(args) == 0 {
+				return usageError{dlqUsage}
+			}
+			cfg, err := loadConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			rdb, err := openRedis(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			db, err := openDB(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			admin, err := stream.NewAdmin(stream.AdminConfig{Redis: rdb, DB: db, Names: stream.Names{Prefix: cfg.RedisPrefix}})
+			if err != nil {
+				return err
+			}
+			err = runDLQ(ctx, admin, env.stdout, args[0], args[1:])
+			return explainDLQError(ctx, admin, err)
+		},
+	})
+}
+
+// dlqArgs parses an action's flags wherever they stand among its arguments.
+func dlqArgs(action string, args []string, flags func(*flag.FlagSet)) ([]string, error) {
+	fs := flag.NewFlagSet("bazaar dlq "+action, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	flags(fs)
+	var positional []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageError{fmt.Sprintf("dlq %s: %v", action, err)}
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			positional = append(positional, args[0])
+			args = args[1:]
+		}
+	}
+	return positional, nil
+}
+
+func runDLQ(ctx context.Context, admin *stream.Admin, out io.Writer, action string, args []string) error {
+	var (
+		limit int
+		count int
+		all   bool
+	)
+	switch action {
+	case "list":
+		pos, err := dlqArgs(action, args, func(fs *flag.FlagSet) { fs.IntVar(&limit, "limit", 50, "") })
+		if err != nil {
+			return err
+		}
+		switch len(pos) {
+		case 0:
+			return listGroups(ctx, admin, out)
+		case 1:
+			if limit < 1 {
+				return usageError{"dlq list: -limit must be at least 1"}
+			}
+			return listDeadLetters(ctx, admin, out, pos[0], limit)
+		}
+		return usageError{"usage: bazaar dlq list [<group> [-limit N]]"}
+	case "show":
+		pos, err := dlqArgs(action, args, func(*flag.FlagSet) {})
+		if err != nil {
+			return err
+		}
+		if len(pos) != 2 {
+			return usageError{"usage: bazaar dlq show <group> <id>"}
+		}
+		d, err := admin.DeadLetterByID(ctx, pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		return showDeadLetter(out, d)
+	case "redrive", "purge":
+		pos, err := dlqArgs(action, args, func(fs *flag.FlagSet) {
+			fs.BoolVar(&all, "all", false, "")
+			if action == "redrive" {
+				fs.IntVar(&count, "count", 0, "")
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if len(pos) < 1 {
+			return usageError{fmt.Sprintf("usage: bazaar dlq %s <group> <id>...|%s-all", action, map[bool]string{true: "-count N|"}[action == "redrive"])}
+		}
+		sel := stream.Selection{IDs: pos[1:], Count: count, All: all}
+		var n int
+		if action == "redrive" {
+			n, err = admin.Redrive(ctx, pos[0], sel)
+		} else {
+			n, err = admin.Purge(ctx, pos[0], sel)
+		}
+		if err != nil {
+			return err
+		}
+		verb := map[string]string{"redrive": "redriven to the retry stream of", "purge": "purged from"}[action]
+		fmt.Fprintf(out, "%d dead letter(s) %s %s\n", n, verb, pos[0])
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown dlq action %q\n%s", action, dlqUsage)}
+}
+
+// explainDLQError turns the admin's errors into one line a person can act on.
+func explainDLQError(ctx context.Context, admin *stream.Admin, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, stream.ErrUnknownGroup):
+		groups, gerr := admin.Groups(ctx)
+		if gerr != nil || len(groups) == 0 {
+			return fmt.Errorf("%w (no consumer group exists yet)", err)
+		}
+		return fmt.Errorf("%w (known groups: %s)", err, strings.Join(groups, ", "))
+	case errors.Is(err, stream.ErrBadSelection):
+		return usageError{err.Error()}
+	}
+	return err
+}
+
+func listGroups(ctx context.Context, admin *stream.Admin, out io.Writer) error {
+	ov, err := admin.Inspect(ctx)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		pending, dlq, retry int64
+		streams             []string
+	}
+	rows := map[string]*row{}
+	var order []string
+	for _, s := range ov.Streams {
+		for _, g := range s.Groups {
+			r, ok := rows[g.Name]
+			if !ok {
+				r = &row{dlq: g.DLQDepth, retry: g.RetryDepth}
+				rows[g.Name] = r
+				order = append(order, g.Name)
+			}
+			r.pending += g.Pending
+			r.streams = append(r.streams, s.Name)
+		}
+	}
+	if len(order) == 0 {
+		fmt.Fprintln(out, "no consumer groups")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tDEAD LETTERS\tREDRIVEN WAITING\tPENDING\tSTREAMS")
+	for _, name := range order {
+		r := rows[name]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", name, r.dlq, r.retry, r.pending, len(r.streams))
+	}
+	if ov.Outbox != nil {
+		fmt.Fprintf(tw, "\noutbox backlog: %d event(s), oldest waiting %s\n", ov.Outbox.Backlog, ov.Outbox.OldestAge.Round(time.Millisecond))
+	}
+	return tw.Flush()
+}
+
+func listDeadLetters(ctx context.Context, admin *stream.Admin, out io.Writer, group string, limit int) error {
+	dead, total, err := admin.DeadLetters(ctx, group, limit)
+	if err != nil {
+		return err
+	}
+	if total == 0 {
+		fmt.Fprintf(out, "no dead letters in %s\n", group)
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tFAILED AT\tTYPE\tSUBJECT\tDELIVERIES\tERROR")
+	for _, d := range dead {
+		typ, subject := d.Envelope.Type, d.Envelope.Subject
+		if d.DecodeError != "" {
+			typ, subject = "(unreadable)", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.FailedAt.Format(time.RFC3339), typ, subject, d.Deliveries, oneLine(d.Error, 80))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if int64(len(dead)) < total {
+		fmt.Fprintf(out, "showing %d of %d; use -limit to see more\n", len(dead), total)
+	}
+	return nil
+}
+
+func showDeadLetter(out io.Writer, d stream.DeadLetter) error {
+	fmt.Fprintf(out, "id:          %s\nfrom:        %s entry %s\nfailed at:   %s\ndeliveries:  %d\nerror:       %s\n",
+		d.ID, d.Stream, d.EntryID, d.FailedAt.Format(time.RFC3339Nano), d.Deliveries, d.Error)
+	if d.DecodeError != "" {
+		fmt.Fprintf(out, "event:       unreadable: %s\n", d.DecodeError)
+		return nil
+	}
+	b, err := json.MarshalIndent(d.Envelope, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "event:\n%s\n", b)
+	return nil
+}
+
+func oneLine(s string, maxLen int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxLen {
+		return s[:maxLen-1] + "…"
+	}
+	return s
+}

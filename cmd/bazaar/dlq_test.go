@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/store/storetest"
+	"github.com/bazaarhq/bazaar/stream"
+	"github.com/bazaarhq/bazaar/stream/redistest"
+)
+
+func TestDLQCommand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, dbURL := storetest.NewDB(t)
+	prefix := redistest.Prefix(t)
+	rdb := redistest.Client(t)
+	names := stream.Names{Prefix: prefix}
+	// A group with two dead letters.
+	require.NoError(t, rdb.XGroupCreateMkStream(ctx, names.Stream("order", 0), "payments", "$").Err())
+	env := stream.Envelope{ID: "0191e0a8-0000-7000-8000-000000000001", Type: "order.created", Subject: "ord-1", Data: []byte(`{}`)}
+	values, err := env.Values()
+	require.NoError(t, err)
+	values[stream.FieldDLQError] = "gateway said no"
+	values[stream.FieldDLQDeliveries] = "5"
+	var ids []string
+	for range 2 {
+		id, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: names.DLQ("payments"), Values: values}).Result()
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	getenv := func(k string) string {
+		return map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.URL(), "BAZAAR_REDIS_PREFIX": prefix}[k]
+	}
+	cli := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := run(ctx, append([]string{"bazaar", "dlq"}, args...), getenv, &out, &errOut)
+		return out.String(), err
+	}
+
+	out, err := cli("list")
+	require.NoError(t, err)
+	require.Regexp(t, `payments\s+2\s+0\s+0`, out)
+	out, err = cli("list", "payments")
+	require.NoError(t, err)
+	require.Contains(t, out, ids[0])
+	require.Contains(t, out, "gateway said no")
+	out, err = cli("show", "payments", ids[1])
+	require.NoError(t, err)
+	require.Contains(t, out, `"type": "order.created"`)
+
+	_, err = cli("list", "nobody")
+	require.EqualError(t, err, `unknown consumer group "nobody" (known groups: payments)`)
+	_, err = cli("show", "payments", "1-1")
+	require.ErrorIs(t, err, stream.ErrUnknownEntry)
+	require.NotContains(t, err.Error(), "\n")
+	_, err = cli("redrive", "payments")
+	require.ErrorContains(t, err, "exactly one")
+	_, err = cli("frobnicate")
+	require.ErrorContains(t, err, `unknown dlq action "frobnicate"`)
+
+	out, err = cli("redrive", "payments", ids[0])
+	require.NoError(t, err)
+	require.Equal(t, "1 dead letter(s) redriven to the retry stream of payments\n", out)
+	n, err := rdb.XLen(ctx, names.Retry("payments")).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	out, err = cli("purge", "payments", "-all")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(out, "1 dead letter(s) purged"), out)
+}
