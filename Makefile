@@ -50,8 +50,9 @@ test/race: ## go test -race with services up (no vet or lint)
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) test -race -count=1 ./...
 
-test/deploy: ## check the Prometheus alert rules with promtool (the manifest checks are Go tests in ./deploy)
+test/deploy: ## promtool over the Prometheus config, alert rules and their tests (manifest checks: go test ./deploy)
 	@deploy/local/need.sh promtool prometheus
+	promtool check config --syntax-only deploy/prometheus/prometheus.yml
 	promtool check rules deploy/prometheus/rules.yml
 	promtool test rules deploy/prometheus/rules_test.yml
 
