@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,7 +30,18 @@ type testBundle struct {
 	sink    *MailSink
 	gateway *SandboxGateway
 	insp    *asynq.Inspector
-	feed    *eventFeed
+	relay   *stream.Relay
+	waker   *relayWaker
+}
+
+// relayWaker passes the workers' commits on to the relay, which is built
+// after the workers (it needs their subscriptions first).
+type relayWaker struct{ relay atomic.Pointer[stream.Relay] }
+
+func (r *relayWaker) EventsCommitted() {
+	if rl := r.relay.Load(); rl != nil {
+		rl.EventsCommitted()
+	}
 }
 
 type setupOpts struct {
@@ -65,8 +75,9 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 	require.NoError(t, err)
 
 	gw := NewSandboxGateway()
+	waker := &relayWaker{}
 	cfg := Config{
-		DB: db, Redis: rdb, Logger: testLogger(t), Mailer: mailer, Gateway: gw,
+		DB: db, Redis: rdb, Logger: testLogger(t), Mailer: mailer, Gateway: gw, Observer: waker,
 		Concurrency:     8,
 		ShutdownTimeout: 2 * time.Second,
 		Retry:           RetryPolicy{Base: 50 * time.Millisecond, Max: 400 * time.Millisecond},
@@ -76,103 +87,49 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 	}
 	w, err := New(cfg)
 	require.NoError(t, err)
-	b := &testBundle{db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
+	b := &testBundle{waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
 	t.Cleanup(func() { _ = b.insp.Close() })
-	if !o.noStart {
-		require.NoError(t, w.Start(ctx))
-		b.feed = startFeed(t, db, w.Groups())
-	}
+	// Cleanups run last-in first-out: the groups stop before the workers.
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		require.NoError(t, w.Stop(sctx))
 	})
+	if !o.noStart {
+		require.NoError(t, w.Start(ctx))
+		b.startStreams(t)
+	}
 	return b
 }
 
-// eventFeed delivers every event committed to the outbox to the groups
-// whose patterns match, in commit order, retrying a failing handler: what
-// the relay and the stream consumer groups do, in process.
-type eventFeed struct {
-	groups []Group
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	seen   map[string]int // event type -> count delivered
-	errs   atomic.Int64
-}
-
-func startFeed(t *testing.T, db *sqlx.DB, groups []Group) *eventFeed {
-	ctx, cancel := context.WithCancel(context.Background())
-	f := &eventFeed{groups: groups, cancel: cancel, done: make(chan struct{}), seen: map[string]int{}}
-	go func() {
-		defer close(f.done)
-		// Transactions commit out of seq order, so every poll rereads the
-		// log and skips what it delivered; test logs are small.
-		seen := map[string]bool{}
-		for ctx.Err() == nil {
-			var evs []store.Event
-			err := db.SelectContext(ctx, &evs, `
-SELECT seq, id, type, source, specversion, subject, seller_id, dataschema, time, data, request_id, traceparent, created_at
-FROM events ORDER BY seq`)
-			if err != nil {
-				if ctx.Err() == nil {
-					t.Logf("feed: %v", err)
-				}
-				sleep(ctx, 20*time.Millisecond)
-				continue
-			}
-			fresh := 0
-			for _, e := range evs {
-				if seen[e.ID.String()] {
-					continue
-				}
-				f.deliver(ctx, stream.EnvelopeOf(e))
-				seen[e.ID.String()] = true
-				fresh++
-			}
-			if fresh == 0 {
-				sleep(ctx, 15*time.Millisecond)
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-f.done })
-	return f
-}
-
-func (f *eventFeed) deliver(ctx context.Context, env stream.Envelope) {
-	for _, g := range f.groups {
-		if !matchesAny(g.Patterns, env.Type) {
-			continue
-		}
-		for ctx.Err() == nil {
-			if err := g.Handle(ctx, env); err != nil {
-				f.errs.Add(1)
-				sleep(ctx, 20*time.Millisecond)
-				continue
-			}
-			break
-		}
+// startStreams runs the outbox relay and the workers' consumer groups on
+// a key prefix of this test's own, as "bazaar work" and "bazaar relay" do.
+func (b *testBundle) startStreams(t *testing.T) {
+	ctx := context.Background()
+	rdb0 := redistest.Client(t)
+	names := stream.Names{Prefix: redistest.Prefix(t)}
+	log := testLogger(t)
+	groups, err := stream.NewGroups(stream.GroupsConfig{
+		Redis: rdb0, DB: b.db, Names: names, Logger: log, Block: 100 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	for _, sub := range b.w.Subscriptions(SubscriptionOptions{StartFrom: stream.StartBeginning}) {
+		require.NoError(t, groups.Add(sub))
 	}
-	f.mu.Lock()
-	f.seen[env.Type]++
-	f.mu.Unlock()
-}
-
-func matchesAny(patterns []string, typ string) bool {
-	for _, p := range patterns {
-		if stream.MatchTopic(p, typ) {
-			return true
-		}
-	}
-	return false
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
+	relay, err := stream.NewRelay(stream.RelayConfig{
+		DB: b.db, Redis: rdb0, Names: names, Logger: log, PollInterval: 20 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	require.NoError(t, groups.Start(ctx))
+	require.NoError(t, relay.Start(ctx))
+	b.relay = relay
+	b.waker.relay.Store(relay)
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, relay.Stop(sctx))
+		require.NoError(t, groups.Stop(sctx))
+	})
 }
 
 // group returns the named consumer group.

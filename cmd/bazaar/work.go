@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/stream"
+	"github.com/bazaarhq/bazaar/workers"
+)
+
+func init() {
+	register(&command{
+		name:  "work",
+		short: "run the workers: the consumer groups and the asynq tasks they enqueue",
+		run: func(ctx context.Context, env *environment, _ []string) error {
+			cfg, log, err := setup(env)
+			if err != nil {
+				return err
+			}
+			wc, err := loadWorkConfig(env.getenv, false)
+			if err != nil {
+				return err
+			}
+			log.Info("worker config", "workers", wc)
+			db, err := openDB(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			rdb, err := openRedis(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			parts, err := newWorkerParts(workerDeps{
+				Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			return runComponents(ctx, log, cfg.ShutdownTimeout, parts.Components()...)
+		},
+	})
+}
+
+// workConfig is the workers' part of the configuration.
+type workConfig struct {
+	SMTP          workers.SMTPConfig
+	Concurrency   int
+	FollowUpDelay time.Duration
+	ReminderLead  time.Duration
+	// DevMailAddr is where "bazaar dev" runs its mail sink when no SMTP host
+	// is configured.
+	DevMailAddr string
+}
+
+// loadWorkConfig reads the workers' settings. Outside development an SMTP
+// server is required; "bazaar dev" falls back to its built-in mail sink.
+func loadWorkConfig(getenv func(string) string, dev bool) (workConfig, error) {
+	r := &envReader{getenv: getenv}
+	wc := workConfig{
+		SMTP: workers.SMTPConfig{
+			Host:     r.str("BAZAAR_SMTP_HOST", ""),
+			Port:     int(r.integer("BAZAAR_SMTP_PORT", 587)),
+			Username: r.str("BAZAAR_SMTP_USERNAME", ""),
+			Password: r.str("BAZAAR_SMTP_PASSWORD", ""),
+			TLS:      r.str("BAZAAR_SMTP_TLS", workers.TLSStartTLS),
+			From:     r.str("BAZAAR_MAIL_FROM", "Bazaar <no-reply@bazaar.localhost>"),
+			Timeout:  r.duration("BAZAAR_SMTP_TIMEOUT", 10*time.Second),
+		},
+		Concurrency:   int(r.integer("BAZAAR_WORKER_CONCURRENCY", 10)),
+		FollowUpDelay: r.duration("BAZAAR_FOLLOWUP_DELAY", 5*time.Minute),
+		ReminderLead:  r.duration("BAZAAR_REMINDER_LEAD", 24*time.Hour),
+		DevMailAddr:   r.addr("BAZAAR_DEV_SMTP_ADDR", "127.0.0.1:2525"),
+	}
+	switch wc.SMTP.TLS {
+	case workers.TLSStartTLS, workers.TLSOpportunistic, workers.TLSImplicit, workers.TLSNone:
+	default:
+		r.fail("BAZAAR_SMTP_TLS", "%q is not one of starttls, opportunistic, tls, none", wc.SMTP.TLS)
+	}
+	if wc.SMTP.Host == "" && !dev {
+		r.fail("BAZAAR_SMTP_HOST", "is required to send mail (bazaar dev uses a built-in mail sink instead)")
+	}
+	if wc.Concurrency < 1 {
+		r.fail("BAZAAR_WORKER_CONCURRENCY", "must be at least 1")
+	}
+	if r.err != nil {
+		return workConfig{}, fmt.Errorf("config: %w", r.err)
+	}
+	return wc, nil
+}
+
+// LogValue masks the SMTP password.
+func (w workConfig) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("smtp_host", w.SMTP.Host),
+		slog.Int("smtp_port", w.SMTP.Port),
+		slog.String("smtp_username", w.SMTP.Username),
+		slog.String("smtp_password", mask(w.SMTP.Password)),
+		slog.String("smtp_tls", w.SMTP.TLS),
+		slog.String("mail_from", w.SMTP.From),
+		slog.Int("concurrency", w.Concurrency),
+		slog.Duration("followup_delay", w.FollowUpDelay),
+		slog.Duration("reminder_lead", w.ReminderLead),
+	)
+}
+
+// workerDeps is what newWorkerParts wires.
+type workerDeps struct {
+	Config Config
+	Work   workConfig
+	DB     *sqlx.DB
+	Redis  *redis.Client
+	Logger *slog.Logger
+	// Mailer overrides the SMTP mailer (bazaar dev's sink).
+	Mailer workers.Mailer
+	// Registry receives the task metrics; nil leaves them unexported.
+	Registry prometheus.Registerer
+	// Observer is the in-process relay, woken when a task commits events.
+	Observer store.TxObserver
+}
+
+// workerParts are the running pieces of the workers role.
+type workerParts struct {
+	Workers *workers.Workers
+	Groups  *stream.Groups
+}
+
+// Components lists the parts in start order: the task server first, so
+// the tasks the groups enqueue find it running; stopped in reverse.
+func (p workerParts) Components() []component {
+	return []component{p.Workers, p.Groups}
+}
+
+// newWorkerParts builds the workers (asynq server and handlers) and the
+// consumer groups that feed them. "bazaar dev" calls it too.
+func newWorkerParts(d workerDeps) (workerParts, error) {
+	mailer := d.Mailer
+	if mailer == nil {
+		m, err := workers.NewSMTPMailer(d.Work.SMTP)
+		if err != nil {
+			return workerParts{}, fmt.Errorf("config: %w", err)
+		}
+		mailer = m
+	}
+	w, err := workers.New(workers.Config{
+		DB: d.DB, Redis: d.Redis, Logger: d.Logger, Registry: d.Registry, Observer: d.Observer,
+		Mailer: mailer, Concurrency: d.Work.Concurrency, ShutdownTimeout: d.Config.ShutdownTimeout,
+		FollowUpDelay: d.Work.FollowUpDelay, ReminderLead: d.Work.ReminderLead,
+	})
+	if err != nil {
+		return workerParts{}, err
+	}
+	g, err := stream.NewGroups(stream.GroupsConfig{
+		Redis: d.Redis, DB: d.DB, Names: stream.Names{Prefix: d.Config.RedisPrefix}, Logger: d.Logger,
+	})
+	if err != nil {
+		return workerParts{}, err
+	}
+	var errs []error
+	for _, sub := range w.Subscriptions(workers.SubscriptionOptions{}) {
+		if err := g.Add(sub); err != nil {
+			errs = append(errs, fmt.Errorf("group %s: %w", sub.Group, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return workerParts{}, err
+	}
+	return workerParts{Workers: w, Groups: g}, nil
+}
+
+// devMailParts is the mail sink "bazaar dev" runs when no SMTP server is
+// configured, and the mailer that sends to it.
+func devMailParts(wc workConfig, log *slog.Logger) (*workers.MailSink, workers.Mailer, error) {
+	if wc.SMTP.Host != "" {
+		return nil, nil, nil
+	}
+	sink := workers.NewMailSink(workers.MailSinkConfig{Addr: wc.DevMailAddr, Logger: log})
+	host, port, _ := strings.Cut(wc.DevMailAddr, ":")
+	var p int
+	if _, err := fmt.Sscanf(port, "%d", &p); err != nil {
+		return nil, nil, fmt.Errorf("config: BAZAAR_DEV_SMTP_ADDR: %w", err)
+	}
+	m, err := workers.NewSMTPMailer(workers.SMTPConfig{Host: host, Port: p, TLS: workers.TLSNone, From: wc.SMTP.From})
+	if err != nil {
+		return nil, nil, err
+	}
+	return sink, m, nil
+}
+
+// newMonitor builds asynqmon on the Redis at REDIS_URL, for the API to
+// serve at /monitor (api.Config.Monitor). Close it after the HTTP server stopped.
+func newMonitor(cfg Config) (*asynqmon.HTTPHandler, error) {
+	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return workers.NewMonitor(opt), nil
+}
