@@ -28,7 +28,7 @@ type catchUp struct {
 }
 
 type catchStream struct {
-	scan  xid     // read up to here
+	scan  xid         // read up to here
 	buf   []*hubEntry // read, matching, not yet delivered
 	atEnd bool        // the last read reached the stream's end
 }

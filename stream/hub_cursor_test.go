@@ -53,9 +53,9 @@ func TestDecodeCursorRejectsMalformed(t *testing.T) {
 	good := encodeCursor([]cursorPos{{"order", 0, xid{1717171717171, 2}}})
 	for _, bad := range []string{
 		"", "not base64!", "AA", "Ag", // empty, bad alphabet, version 0, version 2
-		good[:len(good)-2],   // truncated
-		good + "\n",          // newline
-		"1717171717171-0",    // a raw stream id is not a cursor
+		good[:len(good)-2], // truncated
+		good + "\n",        // newline
+		"1717171717171-0",  // a raw stream id is not a cursor
 		string(make([]byte, 5000)),
 	} {
 		_, err := decodeCursor(bad)
