@@ -173,7 +173,7 @@ func (b *bundle) waitRunCompleted(t *testing.T) store.InvoiceRun {
 	t.Helper()
 	var run store.InvoiceRun
 	waitFor(t, 20*time.Second, "the run to complete", func() bool {
-		runs, err := store.ListInvoiceRuns(context.Background(), b.db, nil, 10)
+		runs, _, err := store.ListInvoiceRuns(context.Background(), b.db, store.Page{Limit: 10})
 		require.NoError(t, err)
 		if len(runs) == 1 && runs[0].Status == store.RunCompleted {
 			run = runs[0]

@@ -3,9 +3,11 @@ package workers
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,6 +15,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/stream"
 )
 
 // Task types of batch invoicing: one run task per period discovers the
@@ -27,6 +30,9 @@ const (
 	EventInvoiceCreated      = "invoice.created"
 	EventInvoiceRunStarted   = "invoicing.run_started"
 	EventInvoiceRunCompleted = "invoicing.run_completed"
+	// EventInvoiceRetryRequested asks for a run's failed accounts to be
+	// billed again (they are pending again when it is recorded).
+	EventInvoiceRetryRequested = "invoicing.retry_requested"
 )
 
 // How an invoice run was started.
@@ -188,8 +194,8 @@ type InvoiceCreatedData struct {
 	DueOn        string    `json:"due_on"`
 }
 
-// InvoiceRunData is the data of invoicing.run_started and
-// invoicing.run_completed. PeriodEnd is the last day billed. Completion
+// InvoiceRunData is the data of invoicing.run_started,
+// invoicing.retry_requested and invoicing.run_completed. PeriodEnd is the last day billed. Completion
 // counts how often the run completed: a "retry failed" reopens a run,
 // which then completes again.
 type InvoiceRunData struct {
@@ -295,60 +301,92 @@ type RunRequest struct {
 	RequestID string
 }
 
-// StartRun creates the run of a period, or finds the one that exists, and
-// hands it to the workers. It reports whether it created the run. Asking
-// for the same period again is harmless: it finds the run and, unless the
-// run completed, enqueues its task again under the same TaskID (which asynq
-// refuses while the first is still there). A period that overlaps another
+// CreateRun records the run of a period in tx, or finds the one that
+// exists, judging the period's end in loc at now. It reports whether it
+// created the run and returns the events to record with it
+// (invoicing.run_started, only when created). It does not enqueue: the
+// invoicing group does, on invoicing.run_started, so a caller that must not
+// write to Redis (the API) can start a run. A period that overlaps another
 // run's is store.ErrConflict; one that has not ended is ErrPeriodOpen.
-func (iv *Invoicer) StartRun(ctx context.Context, req RunRequest) (store.InvoiceRun, bool, error) {
+func CreateRun(ctx context.Context, tx sqlx.ExtContext, req RunRequest, loc *time.Location, now time.Time) (store.InvoiceRun, bool, []store.Event, error) {
 	p := req.Period
-	from, to := p.Bounds(iv.cfg.Location)
-	if now := iv.cfg.Now(); to.After(now) {
-		return store.InvoiceRun{}, false, fmt.Errorf("start run for %s: it ends %s: %w", p, to.Format(time.RFC3339), ErrPeriodOpen)
+	from, to := p.Bounds(loc)
+	if to.After(now) {
+		return store.InvoiceRun{}, false, nil, fmt.Errorf("start run for %s: it ends %s: %w", p, to.Format(time.RFC3339), ErrPeriodOpen)
 	}
 	trigger := cmp.Or(req.Trigger, TriggerManual)
 	if trigger != TriggerManual && trigger != TriggerSchedule {
-		return store.InvoiceRun{}, false, fmt.Errorf("start run: trigger %q is not manual or schedule", trigger)
+		return store.InvoiceRun{}, false, nil, fmt.Errorf("start run: trigger %q is not manual or schedule", trigger)
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return store.InvoiceRun{}, false, fmt.Errorf("run id: %w", err)
+		return store.InvoiceRun{}, false, nil, fmt.Errorf("run id: %w", err)
 	}
-	m := Meta{Version: PayloadVersion, RequestID: req.RequestID}
+	run, created, err := store.CreateInvoiceRun(ctx, tx, store.InvoiceRun{
+		ID: id, PeriodStart: p.Start, PeriodEnd: p.End, Timezone: loc.String(),
+		StartsAt: from, EndsAt: to, Trigger: trigger,
+	})
+	if err != nil || !created {
+		return run, false, nil, err
+	}
+	ev, err := newEvent(Meta{RequestID: req.RequestID}, EventInvoiceRunStarted, run.ID.String(), nil, runData(run))
+	if err != nil {
+		return store.InvoiceRun{}, false, nil, err
+	}
+	return run, true, []store.Event{ev}, nil
+}
+
+// ResetFailedAccounts moves every failed account of a run back to pending
+// in tx, reopening the run, and returns how many it moved, the run as it
+// now stands and the events to record (invoicing.retry_requested, when
+// any moved). The invoicing group enqueues the accounts on that event.
+func ResetFailedAccounts(ctx context.Context, tx sqlx.ExtContext, runID uuid.UUID) (int, store.InvoiceRun, []store.Event, error) {
+	if _, err := store.GetInvoiceRun(ctx, tx, runID); err != nil {
+		return 0, store.InvoiceRun{}, nil, err
+	}
+	n, run, err := store.ResetFailedRunAccounts(ctx, tx, runID, math.MaxInt32)
+	if err != nil || n == 0 {
+		return n, run, nil, err
+	}
+	ev, err := newEvent(Meta{}, EventInvoiceRetryRequested, run.ID.String(), nil, runData(run))
+	if err != nil {
+		return 0, store.InvoiceRun{}, nil, err
+	}
+	return n, run, []store.Event{ev}, nil
+}
+
+// StartRun creates the run of a period, or finds the one that exists (see
+// CreateRun), and hands it to the workers at once. Asking for the same
+// period again is harmless: it finds the run and, unless the run completed,
+// enqueues its task again under the same TaskID, which asynq refuses while
+// the first is kept.
+func (iv *Invoicer) StartRun(ctx context.Context, req RunRequest) (store.InvoiceRun, bool, error) {
 	var (
 		run     store.InvoiceRun
 		created bool
 	)
-	err = iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
-		run, created, err = store.CreateInvoiceRun(ctx, tx, store.InvoiceRun{
-			ID: id, PeriodStart: p.Start, PeriodEnd: p.End, Timezone: iv.cfg.Location.String(),
-			StartsAt: from, EndsAt: to, Trigger: trigger,
-		})
-		if err != nil || !created {
-			return 0, err
-		}
-		ev, err := newEvent(m, EventInvoiceRunStarted, run.ID.String(), nil, runData(run))
+	err := iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+		var (
+			events []store.Event
+			err    error
+		)
+		run, created, events, err = CreateRun(ctx, tx, req, iv.cfg.Location, iv.cfg.Now())
 		if err != nil {
 			return 0, err
 		}
-		return 1, store.InsertEvents(ctx, tx, ev)
+		return len(events), store.InsertEvents(ctx, tx, events...)
 	})
 	if err != nil {
-		return store.InvoiceRun{}, false, fmt.Errorf("start run for %s: %w", p, err)
+		return store.InvoiceRun{}, false, fmt.Errorf("start run for %s: %w", req.Period, err)
 	}
 	if run.Status == store.RunCompleted {
 		return run, created, nil
 	}
-	t, err := NewInvoiceRunTask(m, run, iv.cfg.Queue)
-	if err != nil {
-		return run, created, err
-	}
-	if err := iv.enqueue(ctx, t); err != nil {
-		return run, created, fmt.Errorf("start run for %s: %w", p, err)
+	if err := iv.enqueueRun(ctx, Meta{Version: PayloadVersion, RequestID: req.RequestID}, run); err != nil {
+		return run, created, fmt.Errorf("start run for %s: %w", req.Period, err)
 	}
 	if created {
-		iv.log.Info("invoice run started", "run_id", run.ID, "period", p.String(), "trigger", trigger)
+		iv.log.Info("invoice run started", "run_id", run.ID, "period", req.Period.String(), "trigger", run.Trigger)
 	}
 	return run, created, nil
 }
@@ -359,31 +397,81 @@ func (iv *Invoicer) StartRun(ctx context.Context, req RunRequest) (store.Invoice
 // accounts it moved. Calling it again after a crash hands over whatever is
 // still pending, so nothing is left behind.
 func (iv *Invoicer) RetryFailed(ctx context.Context, runID uuid.UUID) (int, error) {
-	run, err := store.GetInvoiceRun(ctx, iv.db, runID)
-	if err != nil {
-		return 0, fmt.Errorf("retry failed accounts: %w", err)
-	}
-	total := 0
-	for {
-		var n int
-		err := store.WithTx(ctx, iv.db, func(tx *sqlx.Tx) error {
-			var err error
-			n, run, err = store.ResetFailedRunAccounts(ctx, tx, runID, iv.cfg.ChunkSize)
-			return err
-		})
+	var (
+		n   int
+		run store.InvoiceRun
+	)
+	err := iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+		var (
+			events []store.Event
+			err    error
+		)
+		n, run, events, err = ResetFailedAccounts(ctx, tx, runID)
 		if err != nil {
-			return total, fmt.Errorf("retry failed accounts of run %s: %w", runID, err)
+			return 0, err
 		}
-		total += n
-		if n < iv.cfg.ChunkSize {
-			break
-		}
+		return len(events), store.InsertEvents(ctx, tx, events...)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("retry failed accounts of run %s: %w", runID, err)
 	}
 	if err := iv.enqueuePending(ctx, Meta{Version: PayloadVersion}, run); err != nil {
-		return total, fmt.Errorf("retry failed accounts of run %s: %w", runID, err)
+		return n, fmt.Errorf("retry failed accounts of run %s: %w", runID, err)
 	}
-	iv.log.Info("invoice run: failed accounts retried", "run_id", runID, "accounts", total)
-	return total, nil
+	iv.log.Info("invoice run: failed accounts retried", "run_id", runID, "accounts", n)
+	return n, nil
+}
+
+// InvoicingGroup is the consumer group that hands runs to the workers when
+// they were started or retried without an enqueue (by the API).
+const InvoicingGroup = "invoicing"
+
+// Group returns the invoicing consumer group: on invoicing.run_started it
+// enqueues the run's task, on invoicing.retry_requested the run's pending
+// accounts. Both are idempotent by TaskID, so the events of runs the
+// scheduler already enqueued change nothing.
+func (iv *Invoicer) Group() Group {
+	return Group{
+		Name:     InvoicingGroup,
+		Patterns: []string{EventInvoiceRunStarted, EventInvoiceRetryRequested},
+		Handle:   iv.HandleEvent,
+	}
+}
+
+// HandleEvent is the invoicing group's handler.
+func (iv *Invoicer) HandleEvent(ctx context.Context, env stream.Envelope) error {
+	var d InvoiceRunData
+	if err := json.Unmarshal(env.Data, &d); err != nil || d.RunID == uuid.Nil {
+		// No retry can fix the event; drop it loudly.
+		iv.log.Error("invoicing event without a run id", "event_id", env.ID, "event_type", env.Type)
+		return nil
+	}
+	run, err := store.GetInvoiceRun(ctx, iv.db, d.RunID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if run.Status == store.RunCompleted {
+		return nil
+	}
+	m := MetaOf(env)
+	switch env.Type {
+	case EventInvoiceRunStarted:
+		return iv.enqueueRun(ctx, m, run)
+	case EventInvoiceRetryRequested:
+		return iv.enqueuePending(ctx, m, run)
+	}
+	return nil
+}
+
+func (iv *Invoicer) enqueueRun(ctx context.Context, m Meta, run store.InvoiceRun) error {
+	t, err := NewInvoiceRunTask(m, run, iv.cfg.Queue)
+	if err != nil {
+		return err
+	}
+	return iv.enqueue(ctx, t)
 }
 
 // HandleRun is the invoice:run task. It walks the corporate accounts in id

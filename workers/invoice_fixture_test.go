@@ -117,9 +117,9 @@ func (e *invEnv) waitCompleted(t *testing.T, runID uuid.UUID, n int) store.Invoi
 
 func (e *invEnv) invoices(t *testing.T, f store.InvoiceFilter) []store.Invoice {
 	t.Helper()
-	f.Limit = 1000
-	out, err := store.ListInvoices(context.Background(), e.db, f)
+	out, next, err := store.ListInvoices(context.Background(), e.db, f, store.Page{Limit: 1000})
 	require.NoError(t, err)
+	require.Nil(t, next)
 	return out
 }
 

@@ -18,9 +18,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/stream"
 )
 
 // billedRow is one (account, period, currency) amount, as the invoices say
@@ -513,4 +515,76 @@ func TestPeriods(t *testing.T) {
 		_, err := ParsePeriod(bad[0], bad[1])
 		require.Error(t, err, bad)
 	}
+}
+
+// The API starts runs and retries failed accounts without touching Redis:
+// it records the run and an event, and the invoicing group enqueues.
+func TestRunsStartedAndRetriedByEventsAreHandedOverByTheGroup(t *testing.T) {
+	t.Parallel()
+	e := newInvEnv(t)
+	ctx := context.Background()
+	fx, loc := e.fx, e.loc
+	good, bad := fx.account(t, "Good"), fx.account(t, "Bad")
+	fx.order(t, fx.user(t, good), "EUR", "confirmed", at(loc, 2026, 10, 20, 9, 0), 1000)
+	badOrder := fx.order(t, fx.user(t, bad), "EUR", "confirmed", at(loc, 2026, 10, 21, 9, 0), 1000)
+	_, err := e.db.ExecContext(ctx, `UPDATE orders SET subtotal_minor = 5 WHERE id = $1`, badOrder)
+	require.NoError(t, err)
+
+	lastEvent := func(subject string) stream.Envelope {
+		t.Helper()
+		evs, err := store.EventsBySubject(ctx, e.db, subject)
+		require.NoError(t, err)
+		return stream.EnvelopeOf(evs[len(evs)-1])
+	}
+	var run store.InvoiceRun
+	require.NoError(t, store.WithTx(ctx, e.db, func(tx *sqlx.Tx) error {
+		var (
+			created bool
+			evs     []store.Event
+			err     error
+		)
+		run, created, evs, err = CreateRun(ctx, tx, RunRequest{Period: mustPeriod(t, "2026-10-15", "2026-10-31")}, loc, e.clock.Now())
+		require.True(t, created)
+		require.Len(t, evs, 1)
+		if err != nil {
+			return err
+		}
+		return store.InsertEvents(ctx, tx, evs...)
+	}))
+	started := lastEvent(run.ID.String())
+	require.Equal(t, EventInvoiceRunStarted, started.Type)
+	require.Contains(t, e.iv.Group().Patterns, started.Type)
+	require.NoError(t, e.iv.HandleEvent(ctx, started))
+	require.NoError(t, e.iv.HandleEvent(ctx, started), "a redelivered event enqueues nothing twice")
+	run = e.waitCompleted(t, run.ID, 1)
+	require.Equal(t, []int{2, 1, 1}, []int{run.AccountsTotal, run.Done, run.Failed})
+
+	_, err = e.db.ExecContext(ctx, `UPDATE orders SET subtotal_minor = 1000 WHERE id = $1`, badOrder)
+	require.NoError(t, err)
+	require.NoError(t, store.WithTx(ctx, e.db, func(tx *sqlx.Tx) error {
+		n, reopened, evs, err := ResetFailedAccounts(ctx, tx, run.ID)
+		require.Equal(t, 1, n)
+		require.Equal(t, store.RunRunning, reopened.Status)
+		if err != nil {
+			return err
+		}
+		return store.InsertEvents(ctx, tx, evs...)
+	}))
+	retry := lastEvent(run.ID.String())
+	require.Equal(t, EventInvoiceRetryRequested, retry.Type)
+	require.NoError(t, e.iv.HandleEvent(ctx, retry))
+	run = e.waitCompleted(t, run.ID, 2)
+	require.Equal(t, []int{2, 2, 0, 2}, []int{run.AccountsTotal, run.Done, run.Failed, run.Invoices})
+
+	before := e.eventCount(t, EventInvoiceCreated)
+	require.NoError(t, e.iv.HandleEvent(ctx, started), "events of a completed run change nothing")
+	require.NoError(t, e.iv.HandleEvent(ctx, retry))
+	time.Sleep(100 * time.Millisecond)
+	require.Equal(t, before, e.eventCount(t, EventInvoiceCreated))
+	n, _, evs, err := ResetFailedAccounts(ctx, e.db, run.ID)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Empty(t, evs)
+	_, _, _, err = ResetFailedAccounts(ctx, e.db, uuid.New())
+	require.ErrorIs(t, err, store.ErrNotFound)
 }

@@ -123,10 +123,11 @@ CREATE TABLE invoices (
     created_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (account_id, period_start, currency)
 );
--- Ids are UUIDv7, so id order is issue order: lists page by id.
-CREATE INDEX invoices_run_idx ON invoices (run_id, id);
-CREATE INDEX invoices_account_idx ON invoices (account_id, id);
-CREATE INDEX invoices_period_idx ON invoices (period_start, id);
+-- Lists page by (created_at, id), newest first.
+CREATE INDEX invoices_created_idx ON invoices (created_at DESC, id DESC);
+CREATE INDEX invoices_run_idx ON invoices (run_id, created_at DESC, id DESC);
+CREATE INDEX invoices_account_idx ON invoices (account_id, created_at DESC, id DESC);
+CREATE INDEX invoices_period_idx ON invoices (period_start, created_at DESC, id DESC);
 
 -- A line bills one order or credits one return. The partial unique indexes
 -- make sure no order is billed, and no return credited, twice, whatever

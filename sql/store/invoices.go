@@ -136,17 +136,25 @@ func InvoiceRunEndingOn(ctx context.Context, q sqlx.QueryerContext, day time.Tim
 
 const listInvoiceRunsQuery = `
 SELECT ` + runColumns + ` FROM invoice_runs
-WHERE ($1::uuid IS NULL OR id < $1)
-ORDER BY id DESC LIMIT $2`
+WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+ORDER BY created_at DESC, id DESC LIMIT $3`
 
-// ListInvoiceRuns returns runs newest first, those older than before when
-// it is set (ids are UUIDv7, so id order is creation order).
-func ListInvoiceRuns(ctx context.Context, q sqlx.QueryerContext, before *uuid.UUID, limit int) ([]InvoiceRun, error) {
-	out := []InvoiceRun{}
-	if err := sqlx.SelectContext(ctx, q, &out, listInvoiceRunsQuery, before, limit); err != nil {
-		return nil, fmt.Errorf("list invoice runs: %w", translate(err))
+// ListInvoiceRuns returns one page of runs, newest first, and the cursor
+// of the next page (nil on the last).
+func ListInvoiceRuns(ctx context.Context, q sqlx.QueryerContext, p Page) ([]InvoiceRun, *Cursor, error) {
+	var (
+		at any
+		id any
+	)
+	if p.After != nil {
+		at, id = p.After.CreatedAt, p.After.ID
 	}
-	return out, nil
+	out := []InvoiceRun{}
+	if err := sqlx.SelectContext(ctx, q, &out, listInvoiceRunsQuery, at, id, p.limit()+1); err != nil {
+		return nil, nil, fmt.Errorf("list invoice runs: %w", translate(err))
+	}
+	rows, next := pageOf(out, p.limit(), func(r InvoiceRun) Cursor { return Cursor{r.CreatedAt, r.ID} })
+	return rows, next, nil
 }
 
 // TimeRange is the half-open interval [From, To). A zero TimeRange matches
@@ -629,52 +637,45 @@ type InvoiceFilter struct {
 	RunID       *uuid.UUID
 	PeriodStart *time.Time
 	Currency    string
-	// Before continues a listing: only invoices older than this id.
-	Before *uuid.UUID
-	Limit  int
 }
 
-// ListInvoices returns invoices newest first (ids are UUIDv7, so id order
-// is issue order), filtered by f.
-func ListInvoices(ctx context.Context, q sqlx.QueryerContext, f InvoiceFilter) ([]Invoice, error) {
+// ListInvoices returns one page of invoices matching f, newest first, and
+// the cursor of the next page (nil on the last).
+func ListInvoices(ctx context.Context, q sqlx.QueryerContext, f InvoiceFilter, p Page) ([]Invoice, *Cursor, error) {
 	var (
 		where []string
 		args  []any
 	)
-	add := func(cond string, v any) {
+	arg := func(v any) string {
 		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
+		return fmt.Sprintf("$%d", len(args))
 	}
 	if f.AccountID != nil {
-		add("account_id = $%d", *f.AccountID)
+		where = append(where, "account_id = "+arg(*f.AccountID))
 	}
 	if f.RunID != nil {
-		add("run_id = $%d", *f.RunID)
+		where = append(where, "run_id = "+arg(*f.RunID))
 	}
 	if f.PeriodStart != nil {
-		add("period_start = $%d::date", f.PeriodStart.Format(DateLayout))
+		where = append(where, "period_start = "+arg(f.PeriodStart.Format(DateLayout))+"::date")
 	}
 	if f.Currency != "" {
-		add("currency = $%d", f.Currency)
+		where = append(where, "currency = "+arg(f.Currency))
 	}
-	if f.Before != nil {
-		add("id < $%d", *f.Before)
+	if p.After != nil {
+		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(p.After.CreatedAt), arg(p.After.ID)))
 	}
 	query := `SELECT ` + invoiceColumns + ` FROM invoices`
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	args = append(args, limit)
-	query += fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args))
+	query += ` ORDER BY created_at DESC, id DESC LIMIT ` + arg(p.limit()+1)
 	out := []Invoice{}
 	if err := sqlx.SelectContext(ctx, q, &out, query, args...); err != nil {
-		return nil, fmt.Errorf("list invoices: %w", translate(err))
+		return nil, nil, fmt.Errorf("list invoices: %w", translate(err))
 	}
-	return out, nil
+	rows, next := pageOf(out, p.limit(), func(i Invoice) Cursor { return Cursor{i.CreatedAt, i.ID} })
+	return rows, next, nil
 }
 
 func uuidStrings(ids []uuid.UUID) []string {
