@@ -27,7 +27,7 @@ func (w *Workers) scheduleFollowUps(ctx context.Context, m Meta, o store.Order) 
 		return err
 	}
 	at := o.CreatedAt.Add(w.cfg.FollowUpDelay)
-	if err := w.enqueue(ctx, fu, FollowUpTaskID(o.ID), asynq.ProcessAt(at)); err != nil {
+	if err := w.enqueue(ctx, fu, FollowUpTaskID(o.ID), asynq.ProcessAt(notBefore(at))); err != nil {
 		return err
 	}
 	if o.ScheduledAt == nil {
@@ -42,7 +42,17 @@ func (w *Workers) scheduleFollowUps(ctx context.Context, m Meta, o store.Order) 
 	if err != nil {
 		return err
 	}
-	return w.enqueue(ctx, rt, ReminderTaskID(o.ID), asynq.ProcessAt(remindAt))
+	return w.enqueue(ctx, rt, ReminderTaskID(o.ID), asynq.ProcessAt(notBefore(remindAt)))
+}
+
+// notBefore rounds t up to a whole second: asynq keeps the time of a
+// scheduled task in whole seconds, truncated, and would otherwise run it up
+// to a second early.
+func notBefore(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }
 
 // CancelFollowUps deletes an order's pending deferred tasks (follow-up and
