@@ -11,6 +11,20 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
+// matrixExempt lists /v1 routes that authenticate on their own terms
+// (EventSource streams take ?access_token= and stay open); their tests
+// cover their credentials.
+var matrixExempt = map[string]bool{
+	"GET /v1/events":                 true,
+	"OPTIONS /v1/events":             true,
+	"GET /v1/sellers/:id/events":     true,
+	"OPTIONS /v1/sellers/:id/events": true,
+}
+
+// anyStatus marks matrix routes whose allowed callers may get any answer
+// but 401 and 403.
+const anyStatus = -1
+
 // matrixRoute is one route of the auth matrix. prepare makes fresh records
 // of seller A for one request and returns its path and body. Routes with
 // scoped set reach seller A's data: other sellers' keys get 404 there.
@@ -117,6 +131,24 @@ func matrixRoutes() []matrixRoute {
 		{"POST", "/v1/returns/:id/resolution", []Role{RoleAdmin, RoleSeller}, true, 200, func(b *testBundle, _ Role) (string, any) {
 			return "/v1/returns/" + openReturn(b) + "/resolution", map[string]any{"decision": "reject"}
 		}},
+		// The stream admin routes need Config.Streams, which this bundle
+		// has not (admin_streams_test.go covers them working); here they
+		// only have to let the admin alone through.
+		{"GET", "/v1/admin/streams", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/streams", nil)},
+		{"GET", "/v1/admin/dlq/:group", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/dlq/notifications", nil)},
+		{"POST", "/v1/admin/dlq/:group/redrive", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/dlq/notifications/redrive", map[string]any{"all": true})},
+		{"POST", "/v1/admin/dlq/:group/purge", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/dlq/notifications/purge", map[string]any{"all": true})},
+		{"POST", "/v1/admin/announcements", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/announcements", map[string]any{})},
+		{"GET", "/v1/admin/schedules", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/schedules", nil)},
+		{"POST", "/v1/admin/invoicing/runs", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/invoicing/runs", map[string]any{})},
+		{"GET", "/v1/admin/invoicing/runs", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/invoicing/runs", nil)},
+		{"GET", "/v1/admin/invoicing/runs/:id", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/invoicing/runs/"+uuid.NewString(), nil)},
+		{"POST", "/v1/admin/invoicing/runs/:id/retry-failed", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/invoicing/runs/"+uuid.NewString()+"/retry-failed", map[string]any{})},
+		{"GET", "/v1/invoices", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/invoices", nil)},
+		{"GET", "/v1/invoices/:id", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/invoices/"+uuid.NewString(), nil)},
+		{"GET", "/v1/invoices/:id/pdf", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/invoices/"+uuid.NewString()+"/pdf", nil)},
+		{"GET", "/v1/sellers/:id/unprinted-orders", []Role{RoleAdmin, RoleSeller, RolePrinter}, false, anyStatus, fixed("/v1/sellers/{A}/unprinted-orders", nil)},
+		{"POST", "/v1/printers/:id/acks", []Role{RolePrinter}, false, anyStatus, fixed("/v1/printers/"+uuid.NewString()+"/acks", map[string]any{})},
 	}
 }
 
@@ -132,9 +164,11 @@ func TestAuthMatrix(t *testing.T) {
 	for _, r := range routes {
 		listed[r.method+" "+r.route] = true
 	}
+	registered := map[string]bool{}
 	for _, r := range b.srv.Engine().Routes() {
-		if strings.HasPrefix(r.Path, "/v1/") {
-			require.True(t, listed[r.Method+" "+r.Path], "route %s %s is missing from the auth matrix", r.Method, r.Path)
+		registered[r.Method+" "+r.Path] = true
+		if strings.HasPrefix(r.Path, "/v1/") && !matrixExempt[r.Method+" "+r.Path] {
+			require.True(t, listed[r.Method+" "+r.Path] || matrixElsewhere[r.Method+" "+r.Path], "route %s %s is missing from the auth matrix: add it to matrixRoutes", r.Method, r.Path)
 		}
 	}
 
@@ -156,6 +190,9 @@ func TestAuthMatrix(t *testing.T) {
 		{"printer B", b.printerB, RolePrinter, true},
 	}
 	for _, r := range routes {
+		if !registered[r.method+" "+r.route] {
+			continue // listed ahead of its handler
+		}
 		for _, c := range callers {
 			path, body := r.prepare(b, c.role)
 			before := b.counts()
@@ -173,6 +210,9 @@ func TestAuthMatrix(t *testing.T) {
 				res.problem(http.StatusForbidden, "forbidden")
 			case r.scoped && c.other:
 				res.problem(http.StatusNotFound, "not-found")
+			case r.ok == anyStatus:
+				require.NotContains(t, []int{http.StatusUnauthorized, http.StatusForbidden}, res.code, "%s: %s", cell, res.body)
+				continue
 			default:
 				require.Equal(t, r.ok, res.code, "%s: %s", cell, res.body)
 				continue
