@@ -62,4 +62,13 @@ func (s *Server) routes() {
 	v1.GET("/admin/dlq/:group", s.requireRole(admin), s.adminListDLQ)
 	v1.POST("/admin/dlq/:group/redrive", s.requireRole(admin), s.adminRedriveDLQ)
 	v1.POST("/admin/dlq/:group/purge", s.requireRole(admin), s.adminPurgeDLQ)
+
+	v1.GET("/admin/schedules", s.requireRole(admin), s.listSchedules)
+	v1.POST("/admin/invoicing/runs", s.requireRole(admin), s.startInvoiceRun)
+	v1.GET("/admin/invoicing/runs", s.requireRole(admin), s.listInvoiceRuns)
+	v1.GET("/admin/invoicing/runs/:id", s.requireRole(admin), s.getInvoiceRun)
+	v1.POST("/admin/invoicing/runs/:id/retry-failed", s.requireRole(admin), s.retryFailedAccounts)
+	v1.GET("/invoices", s.requireRole(admin), s.listInvoices)
+	v1.GET("/invoices/:id", s.requireRole(admin), s.getInvoice)
+	v1.GET("/invoices/:id/pdf", s.requireRole(admin), s.getInvoicePDF)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jmoiron/sqlx"
@@ -35,6 +36,9 @@ type Config struct {
 	// DevMail lists the development mail sink's mails at /dev/mail; set it
 	// only in development ("bazaar dev"). /dev/mail answers 404 without it.
 	DevMail Mailbox
+	// InvoiceLocation is the time zone whose calendar days make up invoicing
+	// periods (the scheduler's BAZAAR_INVOICE_TZ; default UTC).
+	InvoiceLocation *time.Location
 }
 
 // Server is the API's HTTP handler with its dependencies.
