@@ -192,6 +192,9 @@ func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
 		if err := store.LockPublishShared(ctx, tx); err != nil {
 			return err
 		}
+		if err := store.RelaxCommit(ctx, tx); err != nil {
+			return err
+		}
 		events, err := store.ClaimUnpublished(ctx, tx, r.cfg.BatchSize)
 		if err != nil || len(events) == 0 {
 			return err
@@ -226,16 +229,18 @@ func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
 // subject's events reach the stream in seq order.
 func (r *Relay) inOrder(ctx context.Context, tx *sqlx.Tx, events []store.Event) ([]store.Event, error) {
 	seqs := make([]int64, len(events))
-	seen := make(map[string]bool)
-	subjects := make([]string, 0, len(events))
+	index := make(map[string]int)
+	claims := make([]store.Claim, 0, len(events))
 	for i, e := range events {
 		seqs[i] = e.Seq
-		if !seen[e.Subject] {
-			seen[e.Subject] = true
-			subjects = append(subjects, e.Subject)
+		if j, ok := index[e.Subject]; ok {
+			claims[j].MaxSeq = max(claims[j].MaxSeq, e.Seq)
+			continue
 		}
+		index[e.Subject] = len(claims)
+		claims = append(claims, store.Claim{Subject: e.Subject, MaxSeq: e.Seq})
 	}
-	first, err := store.FirstWaiting(ctx, tx, subjects, seqs)
+	first, err := store.FirstWaiting(ctx, tx, claims, seqs)
 	if err != nil {
 		return nil, err
 	}

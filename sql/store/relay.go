@@ -39,6 +39,17 @@ func LockPublishExclusive(ctx context.Context, tx *sqlx.Tx) error {
 	return nil
 }
 
+// RelaxCommit lets tx commit without waiting for its WAL flush. The relay
+// uses it for its publish marks: a mark lost to a database crash only means
+// the event is published again, which at-least-once consumers absorb, and
+// the flush wait would otherwise bound the relay's throughput.
+func RelaxCommit(ctx context.Context, tx *sqlx.Tx) error {
+	if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return fmt.Errorf("relax commit: %w", translate(err))
+	}
+	return nil
+}
+
 const claimUnpublishedQuery = `
 SELECT ` + eventColumns + `
 FROM events WHERE published_at IS NULL
@@ -56,18 +67,35 @@ func ClaimUnpublished(ctx context.Context, tx *sqlx.Tx, limit int) ([]Event, err
 }
 
 const firstWaitingQuery = `
-SELECT subject, min(seq) AS seq
-FROM events
-WHERE published_at IS NULL AND subject = ANY($1) AND NOT (seq = ANY($2))
-GROUP BY subject`
+SELECT c.subject, w.seq
+FROM unnest($1::text[], $2::bigint[]) AS c(subject, max_seq)
+CROSS JOIN LATERAL (
+    SELECT e.seq FROM events e
+    WHERE e.subject = c.subject AND e.published_at IS NULL AND e.seq < c.max_seq
+      AND e.seq <> ALL($3::bigint[])
+    ORDER BY e.seq LIMIT 1
+) w`
 
-// FirstWaiting returns, for each of subjects, the lowest seq of an event
-// that is still unpublished and not among claimed. Subjects with no such
-// event are absent. A relay publishes a claimed event only when its seq is
-// below this, so a subject's events reach Redis in seq order even when
-// another relay holds an older one.
-func FirstWaiting(ctx context.Context, tx *sqlx.Tx, subjects []string, claimed []int64) (map[string]int64, error) {
-	rows, err := tx.QueryxContext(ctx, firstWaitingQuery, pq.Array(subjects), pq.Array(claimed))
+// Claim is the part of a relay's claim FirstWaiting checks: one subject
+// and the highest seq claimed for it.
+type Claim struct {
+	Subject string
+	MaxSeq  int64
+}
+
+// FirstWaiting returns, for the subjects of claims, the lowest seq of an
+// event that is still unpublished, older than the subject's highest claimed
+// seq and not itself among claimed. Subjects with no such event are absent.
+// A relay publishes a claimed event only when its seq is below this, so a
+// subject's events reach Redis in seq order even when another relay holds
+// an older one.
+func FirstWaiting(ctx context.Context, tx *sqlx.Tx, claims []Claim, claimed []int64) (map[string]int64, error) {
+	subjects := make([]string, len(claims))
+	maxSeqs := make([]int64, len(claims))
+	for i, c := range claims {
+		subjects[i], maxSeqs[i] = c.Subject, c.MaxSeq
+	}
+	rows, err := tx.QueryxContext(ctx, firstWaitingQuery, pq.Array(subjects), pq.Array(maxSeqs), pq.Array(claimed))
 	if err != nil {
 		return nil, fmt.Errorf("first waiting events: %w", translate(err))
 	}
@@ -94,10 +122,12 @@ type Publication struct {
 	StreamID string
 }
 
+// markPublishedQuery repeats the seqs as "= ANY" so the planner looks
+// them up in the seq index instead of hashing the whole event log.
 const markPublishedQuery = `
 UPDATE events e SET published_at = now(), stream = p.stream, stream_id = p.stream_id
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS p(seq, stream, stream_id)
-WHERE e.seq = p.seq`
+WHERE e.seq = p.seq AND e.seq = ANY($1::bigint[])`
 
 // MarkPublished records that events were added to their streams.
 func MarkPublished(ctx context.Context, tx *sqlx.Tx, pubs []Publication) error {

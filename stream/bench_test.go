@@ -1,0 +1,147 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/sql/store/storetest"
+	"github.com/bazaarhq/bazaar/stream/redistest"
+)
+
+// benchEvents records n events over 1000 subjects in transactions of 1000.
+func benchEvents(b *testing.B, db *sqlx.DB, n int) {
+	b.Helper()
+	for done := 0; done < n; done += 1000 {
+		recordMany(b, db, "order.created", min(1000, n-done), 1000)
+	}
+}
+
+func benchBundle(b *testing.B) testBundle {
+	b.Helper()
+	db, _ := storetest.NewDB(b)
+	return testBundle{db: db, rdb: redistest.Client(b), names: Names{Prefix: redistest.Prefix(b)}, log: testLogger(b)}
+}
+
+// BenchmarkRelay measures outbox-to-stream throughput: claim, per-subject
+// check, pipelined XADD and the publish marks, one transaction per batch.
+func BenchmarkRelay(b *testing.B) {
+	for _, batch := range []int{100, 500} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			tb := benchBundle(b)
+			benchEvents(b, tb.db, b.N)
+			r := newRelay(b, tb, RelayConfig{BatchSize: batch})
+			b.ResetTimer()
+			start := time.Now()
+			drain(b, r)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+			require.Zero(b, unpublished(b, tb.db))
+		})
+	}
+}
+
+// BenchmarkConsumer measures a consumer group reading entries in batches,
+// matching them against its patterns, calling a no-op handler and
+// acknowledging each batch in one call.
+func BenchmarkConsumer(b *testing.B) {
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			tb := benchBundle(b)
+			ctx := context.Background()
+			s := tb.names.Stream("order", 0)
+			env := Envelope{ID: "0191e0a8-0000-7000-8000-000000000001", Type: "order.created", Subject: "ord-1", SpecVersion: "1.0", Data: []byte(`{"total":1250}`)}
+			values, err := env.Values()
+			require.NoError(b, err)
+			for done := 0; done < b.N; done += 1000 {
+				pipe := tb.rdb.Pipeline()
+				for range min(1000, b.N-done) {
+					pipe.XAdd(ctx, &redis.XAddArgs{Stream: s, Values: values})
+				}
+				_, err := pipe.Exec(ctx)
+				require.NoError(b, err)
+			}
+			var handled atomic.Int64
+			all := make(chan struct{})
+			h := func(context.Context, Message) error {
+				if handled.Add(1) == int64(b.N) {
+					close(all)
+				}
+				return nil
+			}
+			g, err := NewGroups(GroupsConfig{Redis: tb.rdb, Names: tb.names, Consumer: "bench", BatchSize: 500, Block: 100 * time.Millisecond})
+			require.NoError(b, err)
+			require.NoError(b, g.Add(Subscription{Group: "bench", Patterns: []string{"order.#"}, Handler: h, Concurrency: conc, StartFrom: StartBeginning}))
+			b.ResetTimer()
+			start := time.Now()
+			require.NoError(b, g.Start(ctx))
+			<-all
+			elapsed := time.Since(start)
+			b.StopTimer()
+			require.NoError(b, g.Stop(ctx))
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+			p, err := tb.rdb.XPending(ctx, s, "bench").Result()
+			require.NoError(b, err)
+			require.Zero(b, p.Count, "everything acknowledged")
+		})
+	}
+}
+
+// BenchmarkCommit compares recording an event with and without a NOTIFY in
+// the same transaction, with 8 concurrent writers: NOTIFY takes a global
+// lock at commit, which is why the relay polls and is woken in-process.
+func BenchmarkCommit(b *testing.B) {
+	for _, notify := range []bool{false, true} {
+		b.Run(fmt.Sprintf("notify=%v", notify), func(b *testing.B) {
+			tb := benchBundle(b)
+			tb.db.SetMaxOpenConns(16)
+			ctx := context.Background()
+			b.SetParallelism(4) // 4 x GOMAXPROCS writers
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					e, err := store.NewEvent("order.created", "ord", nil, 1, map[string]int{"n": 1})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					err = store.WithTx(ctx, tb.db, func(tx *sqlx.Tx) error {
+						if err := store.InsertEvents(ctx, tx, e); err != nil {
+							return err
+						}
+						if notify {
+							_, err := tx.ExecContext(ctx, `SELECT pg_notify('bazaar_events', '')`)
+							return err
+						}
+						return nil
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkIdlePoll measures one empty relay poll: the cost of polling
+// every 100ms when nothing waits.
+func BenchmarkIdlePoll(b *testing.B) {
+	tb := benchBundle(b)
+	r := newRelay(b, tb, RelayConfig{})
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := r.PublishBatch(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
