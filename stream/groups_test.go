@@ -81,8 +81,7 @@ func TestGroupStartFromTimeReplaysHistory(t *testing.T) {
 	require.NoError(t, b.rdb.Del(ctx, b.names.Stream("order", 0)).Err())
 
 	var rec recorder
-	g := startGroups(t, b, "c1", Subscription{Group: "late", Patterns: []string{"order.#"}, Handler: rec.handle, StartFrom: StartAt(since)})
-	_ = g
+	startGroups(t, b, "c1", Subscription{Group: "late", Patterns: []string{"order.#"}, Handler: rec.handle, StartFrom: StartAt(since)})
 	eventually(t, "history replayed", func() bool { return rec.count() >= 3 })
 
 	live := record(t, b.db, "order.shipped", "ord-1")

@@ -3,7 +3,6 @@ package stream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
@@ -137,19 +136,17 @@ func TestRelayCrashBetweenAddAndMark(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	evs := record(t, b.db, "order.created", "ord-1", "ord-2")
+	record(t, b.db, "order.created", "ord-1", "ord-2")
 
-	type effect struct{ n int }
 	_, err := b.db.ExecContext(ctx, `CREATE TABLE effects (event_id uuid NOT NULL, subject text NOT NULL)`)
 	require.NoError(t, err)
-	g := startGroups(t, b, "c1", Subscription{
+	startGroups(t, b, "c1", Subscription{
 		Group: "ledger", Patterns: []string{"order.created"},
 		Handler: Once(b.db, "ledger", func(ctx context.Context, tx *sqlx.Tx, m Message) error {
 			_, err := tx.ExecContext(ctx, `INSERT INTO effects VALUES ($1, $2)`, m.ID, m.Subject)
 			return err
 		}),
 	})
-	_ = g
 
 	crashing := newRelay(t, b, RelayConfig{})
 	crashing.afterAdd = func() error { return errors.New("killed") }
@@ -176,8 +173,6 @@ func TestRelayCrashBetweenAddAndMark(t *testing.T) {
 	for _, r := range rows {
 		require.Equal(t, 1, r.N, "event %s applied twice", r.EventID)
 	}
-	_ = evs
-	_ = effect{}
 }
 
 // privateRedis runs a redis-server of the test's own on a free port, so the
@@ -237,9 +232,8 @@ func TestRelayRedisDown(t *testing.T) {
 	eventually(t, "first events published", func() bool { return unpublished(t, b.db) == 0 })
 
 	srv.stop()
-	for i := range 20 {
-		recordMany(t, b.db, "order.updated", 5, subjects) // the API keeps accepting writes
-		_ = i
+	for range 20 {
+		recordMany(t, b.db, "order.updated", 5, subjects) // writes go on while Redis is down
 	}
 	time.Sleep(300 * time.Millisecond)
 	require.EqualValues(t, 100, unpublished(t, b.db), "the backlog waits while Redis is down")
@@ -341,5 +335,4 @@ func TestNewRelayValidates(t *testing.T) {
 	require.Error(t, r.Start(context.Background()))
 	require.NoError(t, r.Stop(context.Background()))
 	require.NoError(t, r.Stop(context.Background()), "second stop")
-	_ = fmt.Sprint()
 }
