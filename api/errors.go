@@ -49,6 +49,7 @@ var (
 	errIdempotencyReused    = errors.New("idempotency key reused with another request")
 	errIdempotencyInFlight  = errors.New("idempotency key in flight")
 	errPanic                = errors.New("handler panicked")
+	errUnavailable          = errors.New("service unavailable")
 )
 
 // problemKind is the public face of one error kind.
@@ -75,6 +76,7 @@ var kinds = []struct {
 	{errPayloadTooLarge, problemKind{"payload-too-large", "Request body is too large", http.StatusRequestEntityTooLarge}},
 	{errIdempotencyReused, problemKind{"idempotency-key-reused", "Idempotency key was used for another request", http.StatusUnprocessableEntity}},
 	{errIdempotencyInFlight, problemKind{"idempotency-in-flight", "A request with this idempotency key is in progress", http.StatusConflict}},
+	{errUnavailable, problemKind{"unavailable", "Temporarily unavailable", http.StatusServiceUnavailable}},
 	{store.ErrNotFound, problemKind{"not-found", "Not found", http.StatusNotFound}},
 	{store.ErrInsufficientStock, problemKind{"insufficient-stock", "Not enough stock", http.StatusConflict}},
 	{store.ErrInvalidTransition, problemKind{"invalid-transition", "Not allowed in the current state", http.StatusConflict}},

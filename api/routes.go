@@ -23,6 +23,13 @@ func (s *Server) routes() {
 	)
 	v1 := r.Group("/v1", s.authenticate, s.idempotency)
 
+	// Live events (sse.go): outside the group, as /v1/events is open
+	// without a key and EventSource sends tokens as ?access_token=.
+	r.GET("/v1/events", s.sseCORS, s.sseAuth(true), s.events)
+	r.OPTIONS("/v1/events", s.sseCORS, s.ssePreflight)
+	r.GET("/v1/sellers/:id/events", s.sseCORS, s.sseAuth(false), s.requireRole(admin, seller, printer), s.sellerEvents)
+	r.OPTIONS("/v1/sellers/:id/events", s.sseCORS, s.ssePreflight)
+
 	v1.POST("/sellers", s.requireRole(admin), s.createSeller)
 	v1.GET("/sellers", s.requireRole(admin, storefront), s.listSellers)
 	v1.GET("/sellers/:id", s.requireRole(admin, storefront, seller, printer), s.getSeller)
@@ -31,6 +38,8 @@ func (s *Server) routes() {
 	v1.DELETE("/sellers/:id/keys/:key_id", s.requireRole(admin, seller), s.revokeSellerKey)
 	v1.POST("/sellers/:id/printer-tokens", s.requireRole(admin, seller), s.createPrinterToken)
 	v1.GET("/sellers/:id/products", s.requireRole(admin, storefront, seller, printer), s.listProducts)
+	v1.GET("/sellers/:id/unprinted-orders", s.requireRole(admin, seller, printer), s.listUnprintedOrders)
+	v1.POST("/printers/:id/acks", s.requireRole(printer), s.ackOrder)
 	v1.POST("/storefront-keys", s.requireRole(admin), s.createStorefrontKey)
 	v1.GET("/storefront-keys", s.requireRole(admin), s.listStorefrontKeys)
 	v1.DELETE("/storefront-keys/:key_id", s.requireRole(admin), s.revokeStorefrontKey)
@@ -59,6 +68,7 @@ func (s *Server) routes() {
 	v1.POST("/returns/:id/resolution", s.requireRole(admin, seller), s.resolveReturn)
 
 	v1.GET("/admin/streams", s.requireRole(admin), s.adminStreams)
+	v1.POST("/admin/announcements", s.requireRole(admin), s.createAnnouncement)
 	v1.GET("/admin/dlq/:group", s.requireRole(admin), s.adminListDLQ)
 	v1.POST("/admin/dlq/:group/redrive", s.requireRole(admin), s.adminRedriveDLQ)
 	v1.POST("/admin/dlq/:group/purge", s.requireRole(admin), s.adminPurgeDLQ)

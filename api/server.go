@@ -39,6 +39,12 @@ type Config struct {
 	// InvoiceLocation is the time zone whose calendar days make up invoicing
 	// periods (the scheduler's BAZAAR_INVOICE_TZ; default UTC).
 	InvoiceLocation *time.Location
+	// Hub serves the live event routes (GET /v1/events and
+	// /v1/sellers/{id}/events, in sse.go); they answer 503 without it.
+	Hub *stream.Hub
+	// SSE tunes the live event routes: heartbeat, retry hint, write
+	// timeout and the browser origins allowed (CORS).
+	SSE SSEConfig
 }
 
 // Server is the API's HTTP handler with its dependencies.

@@ -15,6 +15,8 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaarhq/bazaar/sql/store"
 )
 
 // Hub errors returned by Subscribe and Subscriber.Next.
@@ -566,6 +568,47 @@ func (s *Subscriber) Cursor() string {
 		pos[j] = cursorPos{domain: st.domain, partition: st.partition, id: s.cursor[j]}
 	}
 	return encodeCursor(pos)
+}
+
+// WillReceive reports whether the subscriber is still to receive the
+// recorded event e from the streams, that is whether e is not yet
+// published or lies after the subscriber's position. A caller that hands a
+// subscriber an older event itself (the current announcement) asks first,
+// so nothing arrives twice. An event whose stream position is not recorded
+// yet is looked up among the stream's newest entries.
+func (s *Subscriber) WillReceive(ctx context.Context, e store.Event) (bool, error) {
+	key := s.hub.cfg.Names.ForEvent(e.Type, e.Subject)
+	if e.Stream != nil {
+		key = *e.Stream
+	}
+	i, ok := s.hub.byKey[key]
+	if !ok || s.local[i] < 0 {
+		return false, nil
+	}
+	var entry string
+	if e.StreamID != nil {
+		entry = *e.StreamID
+	} else {
+		// The relay adds to the stream before it records where: look.
+		msgs, err := s.hub.cfg.Redis.XRevRangeN(ctx, key, "+", "-", 256).Result()
+		if err != nil {
+			return false, fmt.Errorf("look up %s: %w", e.ID, err)
+		}
+		for _, m := range msgs {
+			if v, _ := m.Values[FieldID].(string); v == e.ID.String() {
+				entry = m.ID
+				break
+			}
+		}
+		if entry == "" {
+			return true, nil // not published yet
+		}
+	}
+	id, err := parseXID(entry)
+	if err != nil {
+		return false, err
+	}
+	return s.cursor[s.local[i]].less(id), nil
 }
 
 // Next returns the next event, first from the gap a resume left and then

@@ -1,0 +1,326 @@
+package api
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/stream"
+)
+
+// SSEConfig tunes the live event routes. Zero fields get defaults.
+type SSEConfig struct {
+	// Heartbeat is how often an idle stream gets a ":" comment, so proxies
+	// and clients see the connection alive (default 15s).
+	Heartbeat time.Duration
+	// Retry is the reconnection delay suggested to clients (default 3s).
+	Retry time.Duration
+	// WriteTimeout bounds each write; a client that does not take an event
+	// within it is disconnected (default 10s).
+	WriteTimeout time.Duration
+	// CORSOrigins are the browser origins (such as the storefront's
+	// "https://shop.example.com", or "*") allowed to open the live event
+	// routes from their pages.
+	CORSOrigins []string
+}
+
+func (c SSEConfig) withDefaults() SSEConfig {
+	c.Heartbeat = cmp.Or(c.Heartbeat, 15*time.Second)
+	c.Retry = cmp.Or(c.Retry, 3*time.Second)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
+	return c
+}
+
+// publicScope is what GET /v1/events serves without a storefront or admin
+// key: the maintenance announcements.
+const publicScope = "system.#"
+
+// maintenanceType is the event type of announcements.
+const maintenanceType = "system.maintenance"
+
+// sseAuth lets EventSource authenticate: browsers cannot set headers on it,
+// so the live event routes also take the token as ?access_token=. The
+// Authorization header wins when both are sent. The access log records the
+// route, never the query, so the token does not end up in logs.
+func (s *Server) sseAuth(optional bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.GetHeader("Authorization") == "" {
+			if tok := c.Query("access_token"); tok != "" {
+				c.Request.Header.Set("Authorization", "Bearer "+tok)
+			} else if optional {
+				c.Next()
+				return
+			}
+		}
+		s.authenticate(c)
+	}
+}
+
+// sseCORS answers cross-origin requests from the configured origins.
+func (s *Server) sseCORS(c *gin.Context) {
+	origin := c.GetHeader("Origin")
+	c.Writer.Header().Add("Vary", "Origin")
+	if origin != "" && (slices.Contains(s.cfg.SSE.CORSOrigins, "*") || slices.Contains(s.cfg.SSE.CORSOrigins, origin)) {
+		c.Header("Access-Control-Allow-Origin", origin)
+		c.Header("Access-Control-Expose-Headers", HeaderRequestID)
+	}
+	c.Next()
+}
+
+// ssePreflight answers a CORS preflight for the live event routes.
+func (s *Server) ssePreflight(c *gin.Context) {
+	if c.Writer.Header().Get("Access-Control-Allow-Origin") != "" {
+		c.Header("Access-Control-Allow-Methods", "GET")
+		c.Header("Access-Control-Allow-Headers", "Authorization, Last-Event-ID, Cache-Control")
+		c.Header("Access-Control-Max-Age", "600")
+	}
+	c.Status(http.StatusNoContent)
+	c.Writer.WriteHeaderNow()
+}
+
+// events: GET /v1/events?topics=... Without a key (or with a seller or
+// printer key) only the public topics; with a storefront or admin key any.
+func (s *Server) events(c *gin.Context) {
+	patterns, err := topics(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	p, authed := c.Get(principalKey)
+	role := Role("")
+	if authed {
+		role = p.(Principal).Role
+	}
+	full := role == RoleAdmin || role == RoleStorefront
+	if len(patterns) == 0 {
+		patterns = []string{publicScope}
+		if full {
+			patterns = []string{"#"}
+		}
+	}
+	if !full && !stream.PatternsWithin(patterns, publicScope) {
+		if !authed {
+			s.fail(c, withDetail(errUnauthorized, "Topics beyond "+publicScope+" need a storefront or admin key."))
+			return
+		}
+		s.fail(c, withDetail(errForbidden, "A "+string(role)+" key reads its seller's events at /v1/sellers/{id}/events."))
+		return
+	}
+	s.serveEvents(c, stream.SubscribeOptions{Patterns: patterns})
+}
+
+// sellerEvents: GET /v1/sellers/{id}/events?topics=... for the seller's
+// dashboards and printers: that seller's events and the public ones.
+func (s *Server) sellerEvents(c *gin.Context) {
+	id, err := s.visibleSeller(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	patterns, err := topics(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if _, err := store.GetSeller(c.Request.Context(), s.cfg.DB, id); err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.serveEvents(c, stream.SubscribeOptions{Patterns: patterns, Seller: id.String()})
+}
+
+// topics reads the topic patterns: comma-separated, the parameter may repeat.
+func topics(c *gin.Context) ([]string, error) {
+	var out []string
+	for _, v := range c.QueryArray("topics") {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	if len(out) > 32 {
+		return nil, badParam("topics", "at most 32 patterns")
+	}
+	if err := stream.ValidatePatterns(out); err != nil {
+		return nil, badParam("topics", "comma-separated topic patterns: words of a-z, 0-9 and _, with * for one word and # for any number ("+err.Error()+")")
+	}
+	return out, nil
+}
+
+// serveEvents streams a subscription as Server-Sent Events until the
+// client leaves, falls behind (it reconnects and resumes), or the server
+// stops.
+func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
+	if s.cfg.Hub == nil {
+		s.fail(c, withDetail(errUnavailable, "Live events are not enabled on this server."))
+		return
+	}
+	opts.Cursor = c.GetHeader("Last-Event-ID")
+	cursorName := "Last-Event-ID"
+	if opts.Cursor == "" {
+		opts.Cursor, cursorName = c.Query("last_event_id"), "last_event_id"
+	}
+	ctx := c.Request.Context()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	sub, err := s.cfg.Hub.Subscribe(sctx, opts)
+	cancel()
+	switch {
+	case errors.Is(err, stream.ErrBadCursor):
+		s.fail(c, badParam(cursorName, "must be the id of an event this API sent"))
+		return
+	case errors.Is(err, stream.ErrBadTopic):
+		s.fail(c, badParam("topics", err.Error()))
+		return
+	case err != nil:
+		s.fail(c, withDetail(errUnavailable, "Live events are unavailable right now; retry shortly.", FieldError{Field: "cause", Message: "event hub not ready"}))
+		return
+	}
+	defer sub.Close()
+
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	if c.Request.ProtoMajor == 1 {
+		h.Set("Connection", "keep-alive")
+	}
+	c.Status(http.StatusOK)
+	conf := s.cfg.SSE.withDefaults()
+	w := &sseWriter{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: conf.WriteTimeout}
+	log := s.logFor(c)
+
+	// The first message carries the retry hint and an id, so a client that
+	// disconnects before any event still resumes from here.
+	fmt.Fprintf(&w.buf, "retry: %d\n", conf.Retry.Milliseconds())
+	if err := w.event(sub.Cursor(), "ready", []byte("{}")); err != nil {
+		return
+	}
+	if opts.Cursor == "" {
+		if err := s.sendAnnouncement(ctx, w, sub, opts); err != nil {
+			log.Debug("sse: write announcement", "err", err)
+			return
+		}
+	}
+	for {
+		hctx, cancel := context.WithTimeout(ctx, conf.Heartbeat)
+		ev, err := sub.Next(hctx)
+		cancel()
+		switch {
+		case err == nil:
+			if err := w.event(ev.ID, ev.Type, ev.Data); err != nil {
+				if errors.Is(err, errUnsafeField) {
+					log.Warn("sse: event skipped", "err", err, "event_id", ev.EventID)
+					continue
+				}
+				return
+			}
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			w.buf.WriteString(": heartbeat\n\n")
+			if err := w.flush(); err != nil {
+				return
+			}
+		case errors.Is(err, stream.ErrSlowConsumer):
+			log.Info("sse: slow client disconnected; it resumes from its last event id")
+			return
+		default:
+			return // the client left or the hub stopped
+		}
+	}
+}
+
+// sendAnnouncement gives a newly connected client the current maintenance
+// announcement at once, unless it will arrive live anyway.
+func (s *Server) sendAnnouncement(ctx context.Context, w *sseWriter, sub *stream.Subscriber, opts stream.SubscribeOptions) error {
+	wants := len(opts.Patterns) == 0
+	for _, p := range opts.Patterns {
+		wants = wants || stream.MatchTopic(p, maintenanceType)
+	}
+	if !wants {
+		return nil
+	}
+	ev, err := store.LatestEventOfType(ctx, s.cfg.DB, maintenanceType)
+	if err != nil {
+		return nil // none, or an error that must not end the stream
+	}
+	if later, err := sub.WillReceive(ctx, ev); err != nil || later {
+		return nil
+	}
+	var a announcementData
+	if json.Unmarshal(ev.Data, &a) != nil || !a.ExpiresAt.After(time.Now()) {
+		return nil
+	}
+	data, err := json.Marshal(stream.EnvelopeOf(ev))
+	if err != nil {
+		return nil
+	}
+	return w.event(sub.Cursor(), ev.Type, data)
+}
+
+// errUnsafeField means an id or event name would break the SSE framing.
+var errUnsafeField = errors.New("CR or LF in an SSE id or event field")
+
+// sseWriter frames and writes events, each write under a deadline.
+type sseWriter struct {
+	w       io.Writer
+	rc      *http.ResponseController
+	timeout time.Duration
+	buf     bytes.Buffer
+}
+
+func (w *sseWriter) event(id, typ string, data []byte) error {
+	if strings.ContainsAny(id, "\r\n") || strings.ContainsAny(typ, "\r\n") {
+		return fmt.Errorf("%w: id %q, event %q", errUnsafeField, id, typ)
+	}
+	w.buf.WriteString("id: ")
+	w.buf.WriteString(id)
+	w.buf.WriteString("\nevent: ")
+	w.buf.WriteString(typ)
+	w.buf.WriteByte('\n')
+	// JSON from json.Marshal has no raw newlines; split anyway so no data
+	// can end the event early.
+	for line := range bytes.Lines(data) {
+		w.buf.WriteString("data: ")
+		w.buf.Write(bytes.TrimRight(line, "\r\n"))
+		w.buf.WriteByte('\n')
+	}
+	if len(data) == 0 {
+		w.buf.WriteString("data:\n")
+	}
+	w.buf.WriteByte('\n')
+	return w.flush()
+}
+
+func (w *sseWriter) flush() error {
+	if err := w.rc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	_, err := w.w.Write(w.buf.Bytes())
+	w.buf.Reset()
+	if err != nil {
+		return err
+	}
+	if err := w.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
+}
+
+// announcementData is the data of a system.maintenance event.
+type announcementData struct {
+	Message   string    `json:"message"`
+	Level     string    `json:"level"`
+	StartsAt  time.Time `json:"starts_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
