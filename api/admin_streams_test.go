@@ -3,10 +3,14 @@ package api
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/sql/store"
@@ -99,4 +103,74 @@ func TestAdminStreamsAndDLQ(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 	all := b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"all": true}).status(http.StatusOK).json()
 	require.EqualValues(t, 2, all["purged"])
+}
+
+// TestOrdersWhileRedisDown: with Redis stopped the API keeps answering 201,
+// the outbox grows, and once Redis is back the relay publishes every event
+// once, each order's events in the order they were recorded.
+func TestOrdersWhileRedisDown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	prod := b.product(b.keyA, map[string]any{"stock": 1000})
+	user := b.user()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	require.NoError(t, ln.Close())
+	var srv *exec.Cmd
+	startRedis := func() {
+		srv = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+		require.NoError(t, srv.Start())
+	}
+	stopRedis := func() {
+		if srv != nil {
+			_ = srv.Process.Kill()
+			_ = srv.Wait()
+			srv = nil
+		}
+	}
+	startRedis()
+	t.Cleanup(stopRedis)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	require.Eventually(t, func() bool { return rdb.Ping(ctx).Err() == nil }, 10*time.Second, 20*time.Millisecond)
+
+	names := stream.Names{Prefix: "bazaar:"}
+	relay, err := stream.NewRelay(stream.RelayConfig{DB: b.db, Redis: rdb, Names: names, PollInterval: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, relay.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, relay.Stop(ctx)) })
+	backlog := func() int64 {
+		bl, err := store.OutboxBacklog(ctx, b.db)
+		require.NoError(t, err)
+		return bl.Count
+	}
+	require.Eventually(t, func() bool { return backlog() == 0 }, 10*time.Second, 20*time.Millisecond)
+
+	stopRedis()
+	var orders []string
+	for range 5 {
+		id := b.do(http.MethodPost, "/v1/orders", b.front, map[string]any{
+			"user_id": user, "payment_method": "pm_x", "items": []map[string]any{{"product_id": prod, "quantity": 1}},
+		}).status(http.StatusCreated).id().String()
+		orders = append(orders, id)
+		b.do(http.MethodPost, "/v1/orders/"+id+"/cancellation", b.front, map[string]any{"reason": "changed mind"}).status(http.StatusOK)
+	}
+	time.Sleep(200 * time.Millisecond)
+	require.EqualValues(t, 10, backlog(), "the events wait while Redis is down")
+
+	startRedis()
+	require.Eventually(t, func() bool { return backlog() == 0 }, 20*time.Second, 20*time.Millisecond)
+	msgs, err := rdb.XRange(ctx, names.Stream("order", 0), "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, msgs, 10, "every waiting event published once")
+	seen := map[string][]string{}
+	for _, m := range msgs {
+		seen[m.Values[stream.FieldSubject].(string)] = append(seen[m.Values[stream.FieldSubject].(string)], m.Values[stream.FieldType].(string))
+	}
+	for _, id := range orders {
+		require.Equal(t, []string{"order.created", "order.cancelled"}, seen[id], "order %s", id)
+	}
 }
