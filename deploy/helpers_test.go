@@ -184,7 +184,7 @@ func checkQuery(expr, legend string, docs map[string]metricDoc) []string {
 func TestCheckQuery(t *testing.T) {
 	t.Parallel()
 	docs := map[string]metricDoc{
-		"bazaar_dlq_depth":                      {kind: "gauge", labels: []string{"group"}},
+		"bazaar_dlq_depth":                     {kind: "gauge", labels: []string{"group"}},
 		"bazaar_http_request_duration_seconds": {kind: "histogram", labels: []string{"route", "method"}},
 	}
 	tests := []struct {

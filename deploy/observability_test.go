@@ -207,12 +207,12 @@ type provisioning struct {
 		JSONData  map[string]any `json:"jsonData"`
 	} `json:"datasources,omitempty"`
 	Providers []struct {
-		Name              string `json:"name"`
-		Folder            string `json:"folder"`
-		Type              string `json:"type"`
-		DisableDeletion   bool   `json:"disableDeletion"`
-		AllowUIUpdates    bool   `json:"allowUiUpdates"`
-		Options           struct {
+		Name            string `json:"name"`
+		Folder          string `json:"folder"`
+		Type            string `json:"type"`
+		DisableDeletion bool   `json:"disableDeletion"`
+		AllowUIUpdates  bool   `json:"allowUiUpdates"`
+		Options         struct {
 			Path string `json:"path"`
 		} `json:"options"`
 	} `json:"providers,omitempty"`
