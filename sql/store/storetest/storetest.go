@@ -153,22 +153,8 @@ func ensureTemplate(ctx context.Context) (string, error) {
 	if _, err := conn.ExecContext(ctx, `UPDATE pg_database SET datistemplate = true WHERE datname = $1`, name); err != nil {
 		return "", err
 	}
-	// Drop templates of older schemas so they do not pile up.
-	rows, err := conn.QueryContext(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'bazaar_tmpl_%' AND datname <> $1`, name)
-	if err == nil {
-		var old []string
-		for rows.Next() {
-			var n string
-			if rows.Scan(&n) == nil {
-				old = append(old, n)
-			}
-		}
-		_ = rows.Close()
-		for _, n := range old {
-			_, _ = conn.ExecContext(ctx, fmt.Sprintf(`UPDATE pg_database SET datistemplate = false WHERE datname = '%s'`, n))
-			_, _ = conn.ExecContext(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s`, n))
-		}
-	}
+	// Templates of other schemas are left alone: another test process may be
+	// cloning one right now. "make db/reset" removes them.
 	return name, nil
 }
 
