@@ -103,7 +103,7 @@ func (s *MailSink) Start(ctx context.Context) error {
 // or without Start.
 func (s *MailSink) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	srv, done := s.srv, s.done
+	srv, ln, done := s.srv, s.ln, s.done
 	s.srv = nil
 	s.mu.Unlock()
 	if srv == nil {
@@ -113,6 +113,9 @@ func (s *MailSink) Stop(ctx context.Context) error {
 	if err != nil {
 		_ = srv.Close()
 	}
+	// Shutdown closes only listeners Serve has registered; a Stop right
+	// after Start may come first, so close ours too to end Serve's Accept.
+	_ = ln.Close()
 	<-done
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
