@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bazaarhq/bazaar/api/web"
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream"
@@ -56,6 +58,7 @@ type sseOptions struct {
 	heartbeat time.Duration
 	origins   []string
 	http2     bool
+	demo      bool // serve the demo page at /, as "bazaar dev" does
 }
 
 func sseSetup(t *testing.T, o sseOptions) *sseBundle {
@@ -84,6 +87,9 @@ func sseSetup(t *testing.T, o sseOptions) *sseBundle {
 	b.printerA = b.newPrinter(b.keyA, b.sellerA)
 	b.printerB = b.newPrinter(b.admin, b.sellerB)
 	b.testBundle.printerA, b.testBundle.printerB = b.printerA.secret, b.printerB.secret
+	if o.demo {
+		srv.Engine().GET("/", gin.WrapH(web.Handler()))
+	}
 	b.http = httptest.NewUnstartedServer(srv.Handler())
 	if o.http2 {
 		b.http.EnableHTTP2 = true
