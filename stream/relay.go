@@ -188,6 +188,10 @@ func waitFor(ctx context.Context, d time.Duration) bool {
 // It returns how many events it claimed (published or held back); Start
 // calls it in a loop, and tests and benchmarks call it directly.
 func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
+	waiting, err := store.HasUnpublished(ctx, r.cfg.DB)
+	if err != nil || !waiting {
+		return 0, err
+	}
 	err = store.WithTx(ctx, r.cfg.DB, func(tx *sqlx.Tx) error {
 		if err := store.LockPublishShared(ctx, tx); err != nil {
 			return err

@@ -50,6 +50,16 @@ func RelaxCommit(ctx context.Context, tx *sqlx.Tx) error {
 	return nil
 }
 
+// HasUnpublished reports whether any event waits for the relay: one cheap
+// index probe, so an idle relay's poll costs a single round trip.
+func HasUnpublished(ctx context.Context, q sqlx.QueryerContext) (bool, error) {
+	var ok bool
+	if err := sqlx.GetContext(ctx, q, &ok, `SELECT EXISTS (SELECT 1 FROM events WHERE published_at IS NULL)`); err != nil {
+		return false, fmt.Errorf("outbox probe: %w", translate(err))
+	}
+	return ok, nil
+}
+
 const claimUnpublishedQuery = `
 SELECT ` + eventColumns + `
 FROM events WHERE published_at IS NULL

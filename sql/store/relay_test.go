@@ -24,7 +24,13 @@ func TestRelayQueries(t *testing.T) {
 	ctx := context.Background()
 	db, _ := storetest.NewDB(t)
 	a1, a2, b1 := outboxEvent(t, "order.created", "a"), outboxEvent(t, "order.confirmed", "a"), outboxEvent(t, "order.created", "b")
+	waiting, err := store.HasUnpublished(ctx, db)
+	require.NoError(t, err)
+	require.False(t, waiting)
 	require.NoError(t, store.InsertEvents(ctx, db, a1, a2, b1))
+	waiting, err = store.HasUnpublished(ctx, db)
+	require.NoError(t, err)
+	require.True(t, waiting)
 
 	backlog, err := store.OutboxBacklog(ctx, db)
 	require.NoError(t, err)
