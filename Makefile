@@ -34,7 +34,7 @@ migrate: up build ## apply the database migrations
 	$(BIN) migrate up
 
 db/reset: up build ## revert every migration of DATABASE_URL's database and apply them again (data is lost)
-	$(BIN) migrate down -steps 0
+	$(BIN) migrate -steps 0 down
 	$(BIN) migrate up
 
 run: up build ## start every role in one process (API, relay, workers, scheduler, asynqmon) on :8080
