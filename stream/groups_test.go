@@ -365,3 +365,42 @@ func TestIdleConsumersRemovedOnlyWithoutPending(t *testing.T) {
 		return !names["gone-empty"] && names["gone-holding"]
 	})
 }
+
+// TestOrderedTakeover: when the consumer holding an ordered group's stream
+// stops mid-batch, the next one takes the stream over and handles the
+// abandoned entries first, in order, before newer ones.
+func TestOrderedTakeover(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	evs := record(t, b.db, "order.created", "ord-1", "ord-1", "ord-1")
+	drain(t, newRelay(t, b, RelayConfig{}))
+	started := make(chan struct{}, 10)
+	sub := Subscription{Group: "g", Patterns: []string{"order.#"}, OrderedBySubject: true, StartFrom: StartBeginning}
+	s1 := sub
+	s1.Handler = func(ctx context.Context, _ Message) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	first := newGroups(t, b, "first", s1)
+	require.NoError(t, first.Start(ctx))
+	<-started
+	killed, cancel := context.WithCancel(ctx)
+	cancel()
+	require.Error(t, first.Stop(killed))
+
+	var rec recorder
+	s2 := sub
+	s2.Handler = rec.handle
+	startGroups(t, b, "second", s2)
+	later := record(t, b.db, "order.created", "ord-1")
+	drain(t, newRelay(t, b, RelayConfig{}))
+	eventually(t, "all handled", func() bool { return rec.count() >= 4 })
+	got := rec.seen()
+	require.Len(t, got, 4)
+	for i, e := range append(evs, later...) {
+		require.Equal(t, e.ID.String(), got[i].ID, "position %d", i)
+	}
+	require.GreaterOrEqual(t, got[0].Deliveries, int64(2), "the abandoned entry was taken over")
+}

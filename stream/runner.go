@@ -68,12 +68,12 @@ func (r *runner) run(loopCtx, handlerCtx context.Context) {
 			return
 		}
 	}
-	if !r.sub.OrderedBySubject {
-		// Entries this consumer took before a restart come first.
-		for _, s := range r.all {
-			if !r.drainOwnPending(loopCtx, handlerCtx, s) {
-				return
-			}
+	// Entries this consumer took before a restart come first. An ordered
+	// subscription takes its domain streams' pending entries over with
+	// their leases instead.
+	for _, s := range r.claimable() {
+		if !r.drainOwnPending(loopCtx, handlerCtx, s) {
+			return
 		}
 	}
 	var nextClaim, nextCleanup, nextLease time.Time
@@ -84,8 +84,8 @@ func (r *runner) run(loopCtx, handlerCtx context.Context) {
 			r.balance(loopCtx, handlerCtx)
 			nextLease = now.Add(r.g.cfg.LeaseTTL / 3)
 		}
-		if !r.sub.OrderedBySubject && !now.Before(nextClaim) {
-			for _, s := range r.all {
+		if !now.Before(nextClaim) {
+			for _, s := range r.claimable() {
 				r.reclaim(loopCtx, handlerCtx, s, r.sub.VisibilityTimeout)
 			}
 			nextClaim = now.Add(max(r.sub.VisibilityTimeout/4, 10*time.Millisecond))
@@ -112,6 +112,17 @@ func (r *runner) run(loopCtx, handlerCtx context.Context) {
 			failures = 0
 		}
 	}
+}
+
+// claimable are the streams whose idle pending entries any consumer of the
+// group may take over after the visibility timeout: all of them, or for an
+// ordered subscription only the retry stream (a leased stream's entries
+// move with its lease).
+func (r *runner) claimable() []string {
+	if r.sub.OrderedBySubject {
+		return []string{r.retry}
+	}
+	return r.all
 }
 
 // readStreams are the streams this consumer reads new entries from now.
