@@ -404,3 +404,35 @@ func TestOrderedTakeover(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, got[0].Deliveries, int64(2), "the abandoned entry was taken over")
 }
+
+// TestRestartFinishesOwnPendingFirst: a consumer restarted under the same
+// name handles the entries it had taken before, without waiting for the
+// visibility timeout.
+func TestRestartFinishesOwnPendingFirst(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	record(t, b.db, "order.created", "ord-1", "ord-2", "ord-3")
+	drain(t, newRelay(t, b, RelayConfig{}))
+	sub := Subscription{Group: "g", Patterns: []string{"order.#"}, VisibilityTimeout: time.Hour, StartFrom: StartBeginning}
+	started := make(chan struct{}, 10)
+	s1 := sub
+	s1.Handler = func(ctx context.Context, _ Message) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	before := newGroups(t, b, "pod-0", s1)
+	require.NoError(t, before.Start(ctx))
+	<-started
+	killed, cancel := context.WithCancel(ctx)
+	cancel()
+	require.Error(t, before.Stop(killed))
+
+	var rec recorder
+	s2 := sub
+	s2.Handler = rec.handle
+	startGroups(t, b, "pod-0", s2)
+	eventually(t, "own pending entries handled at once", func() bool { return rec.count() == 3 })
+	require.EqualValues(t, 2, rec.seen()[0].Deliveries)
+}
