@@ -7,12 +7,15 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
@@ -45,6 +48,13 @@ type Config struct {
 	// SSE tunes the live event routes: heartbeat, retry hint, write
 	// timeout and the browser origins allowed (CORS).
 	SSE SSEConfig
+	// Registry receives the HTTP and SSE metrics (observability.go); nil
+	// leaves them unexported.
+	Registry prometheus.Registerer
+	// TracerProvider, when set, serves each request in a server span that
+	// continues the caller's traceparent and is what the request's events
+	// record; nil turns tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -52,6 +62,7 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	engine *gin.Engine
+	tel    *telemetry
 	// beforeCommit, when set (by tests), runs last in every write
 	// transaction; an error rolls the transaction back.
 	beforeCommit func(context.Context, *sqlx.Tx) error
@@ -67,13 +78,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
+	tel, err := newTelemetry(cfg.Registry, cfg.TracerProvider)
+	if err != nil {
+		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: gin.New()}
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: gin.New(), tel: tel}
 	// Unknown paths and methods get problem+json, not redirects.
 	s.engine.RedirectTrailingSlash = false
 	s.engine.RedirectFixedPath = false
 	s.engine.HandleMethodNotAllowed = true
-	s.engine.Use(s.requestIDs, s.accessLog, s.recoverPanics, s.limitBody)
+	s.engine.Use(s.requestIDs, s.observe, s.accessLog, s.recoverPanics, s.limitBody)
 	s.engine.NoRoute(s.noRoute)
 	s.engine.NoMethod(s.noMethod)
 	s.routes()

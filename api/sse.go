@@ -188,6 +188,9 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 		return
 	}
 	defer sub.Close()
+	s.streamStarted(c)
+	s.tel.sseClients.Inc()
+	defer s.tel.sseClients.Dec()
 
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -219,7 +222,10 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 		cancel()
 		switch {
 		case err == nil:
-			if err := w.event(ev.ID, ev.Type, ev.Data); err != nil {
+			push := s.tel.startPush(ctx, ev)
+			err := w.event(ev.ID, ev.Type, ev.Data)
+			push.end(err)
+			if err != nil {
 				if errors.Is(err, errUnsafeField) {
 					log.Warn("sse: event skipped", "err", err, "event_id", ev.EventID)
 					continue
@@ -232,6 +238,7 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 				return
 			}
 		case errors.Is(err, stream.ErrSlowConsumer):
+			s.tel.sseSlow.Inc()
 			log.Info("sse: slow client disconnected; it resumes from its last event id")
 			return
 		default:

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Message is one event delivered to a consumer group's handler.
@@ -106,12 +108,20 @@ type GroupsConfig struct {
 	// without renewal (default 10s): after a crash, another consumer takes
 	// the stream over within this time.
 	LeaseTTL time.Duration
+	// Registry receives the handler metrics (duration and errors by group
+	// and event type); nil leaves them unexported.
+	Registry prometheus.Registerer
+	// TracerProvider, when set, traces each handler call as a consumer span
+	// in the event's trace, and hands the handler that span as the
+	// message's traceparent. Nil turns tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // Groups runs consumer-group subscriptions.
 type Groups struct {
 	cfg GroupsConfig
 	log *slog.Logger
+	tel *groupTelemetry
 
 	mu      sync.Mutex
 	runners []*runner
@@ -137,7 +147,11 @@ func NewGroups(cfg GroupsConfig) (*Groups, error) {
 	cfg.Block = cmp.Or(cfg.Block, time.Second)
 	cfg.IdleConsumerTimeout = cmp.Or(cfg.IdleConsumerTimeout, time.Hour)
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 10*time.Second)
-	return &Groups{cfg: cfg, log: cfg.Logger.With("component", "groups", "consumer", cfg.Consumer)}, nil
+	tel, err := newGroupTelemetry(cfg.Registry, cfg.TracerProvider)
+	if err != nil {
+		return nil, fmt.Errorf("groups: metrics: %w", err)
+	}
+	return &Groups{cfg: cfg, log: cfg.Logger.With("component", "groups", "consumer", cfg.Consumer), tel: tel}, nil
 }
 
 // Add registers a subscription; call it before Start.

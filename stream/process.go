@@ -178,16 +178,19 @@ func (r *runner) runOrdered(ctx context.Context, it *item) {
 }
 
 // call runs the handler, turning a panic into an error, and logs a failure
-// once with the event's identity.
+// once with the event's identity. It is timed and counted by group and
+// event type, and traced when tracing is on (metrics.go, tracing.go).
 func (r *runner) call(ctx context.Context, it *item) (err error) {
 	stream := it.stream
 	msg := Message{Envelope: it.env, Stream: stream, EntryID: it.msg.ID, Deliveries: it.deliv}
+	ctx, obs := r.g.tel.start(ctx, r.sub.Group, &msg)
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panic: %v", p)
 		}
+		obs.end(ctx, err)
 		if err != nil && ctx.Err() == nil {
-			r.log.Warn("handle event", "event_id", msg.ID, "type", msg.Type, "subject", msg.Subject,
+			r.log.WarnContext(ctx, "handle event", "event_id", msg.ID, "type", msg.Type, "subject", msg.Subject,
 				"stream", stream, "entry_id", msg.EntryID, "deliveries", msg.Deliveries,
 				"max_deliveries", r.sub.MaxDeliveries, "err", err)
 		}

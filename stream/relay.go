@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 )
@@ -37,6 +39,13 @@ type RelayConfig struct {
 	// MaxBackoff caps the wait between attempts while Redis or PostgreSQL
 	// fails (default 5s).
 	MaxBackoff time.Duration
+	// Registry receives the relay's metrics (published events, publish
+	// latency); nil leaves them unexported.
+	Registry prometheus.Registerer
+	// TracerProvider, when set, traces each publication as a producer span
+	// in the trace of the request that recorded the event; the stream entry
+	// then carries that span as its traceparent. Nil turns tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // Relay publishes committed outbox events to Redis Streams and marks them
@@ -50,6 +59,7 @@ type Relay struct {
 	cfg  RelayConfig
 	log  *slog.Logger
 	wake chan struct{}
+	tel  relayTelemetry
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -78,7 +88,11 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 100*time.Millisecond)
 	cfg.TrimInterval = cmp.Or(cfg.TrimInterval, 30*time.Second)
 	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, 5*time.Second)
-	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "relay"), wake: make(chan struct{}, 1)}, nil
+	tel, err := newRelayTelemetry(cfg.Registry, cfg.TracerProvider)
+	if err != nil {
+		return nil, fmt.Errorf("relay: metrics: %w", err)
+	}
+	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "relay"), wake: make(chan struct{}, 1), tel: tel}, nil
 }
 
 // EventsCommitted wakes the relay; it never blocks, so the API can call it
@@ -192,6 +206,10 @@ func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
 	if err != nil || !waiting {
 		return 0, err
 	}
+	var (
+		batch []store.Event
+		pubs  []store.Publication
+	)
 	err = store.WithTx(ctx, r.cfg.DB, func(tx *sqlx.Tx) error {
 		if err := store.LockPublishShared(ctx, tx); err != nil {
 			return err
@@ -208,7 +226,8 @@ func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
 		if err != nil {
 			return err
 		}
-		pubs, err := r.add(ctx, events)
+		batch = events
+		pubs, err = r.add(ctx, events)
 		if err != nil {
 			return err
 		}
@@ -222,6 +241,7 @@ func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
 	if err != nil {
 		return claimed, fmt.Errorf("relay batch: %w", err)
 	}
+	r.tel.observe(batch, pubs, time.Now())
 	return claimed, nil
 }
 
@@ -268,12 +288,18 @@ func (r *Relay) add(ctx context.Context, events []store.Event) ([]store.Publicat
 	pipe := r.cfg.Redis.Pipeline()
 	cmds := make([]*redis.StringCmd, len(events))
 	streams := make([]string, len(events))
+	spans := r.tel.publishSpans(len(events))
+	defer endPublish(spans, cmds) // the elements of cmds are filled in below
 	for i, e := range events {
-		values, err := EnvelopeOf(e).Values()
+		env := EnvelopeOf(e)
+		streams[i] = r.cfg.Names.ForEvent(e.Type, e.Subject)
+		if spans != nil {
+			env.TraceParent, spans[i] = startPublish(ctx, r.tel.tracer, env, streams[i])
+		}
+		values, err := env.Values()
 		if err != nil {
 			return nil, err
 		}
-		streams[i] = r.cfg.Names.ForEvent(e.Type, e.Subject)
 		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: streams[i], ID: "*", Values: values})
 	}
 	_, execErr := pipe.Exec(ctx)

@@ -14,6 +14,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 )
@@ -29,6 +30,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the per-task-type metrics; nil keeps them unexported.
 	Registry prometheus.Registerer
+	// TracerProvider, when set, runs each task attempt in a span of the
+	// trace its payload carries (observability.go); nil turns tracing off.
+	TracerProvider trace.TracerProvider
 	// Observer is told after a task commits events, so a relay in the same
 	// process publishes them at once.
 	Observer store.TxObserver
@@ -80,6 +84,7 @@ type Workers struct {
 	db       *sqlx.DB
 	log      *slog.Logger
 	metrics  *metrics
+	tracer   trace.Tracer
 	mailer   Mailer
 	gateway  PaymentGateway
 	policies map[string]TaskPolicy
@@ -167,6 +172,10 @@ func New(cfg Config) (*Workers, error) {
 	})
 	w.mux = asynq.NewServeMux()
 	w.mux.Use(w.instrument)
+	if cfg.TracerProvider != nil {
+		w.tracer = cfg.TracerProvider.Tracer(TracerName)
+		w.mux.Use(w.traceTask)
+	}
 	w.routes(w.mux)
 	return w, nil
 }
