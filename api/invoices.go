@@ -63,10 +63,10 @@ type invoiceRunDTO struct {
 	Failures     *[]runAccountDTO `json:"failed_accounts,omitempty"`
 }
 
-func runOut(r store.InvoiceRun) invoiceRunDTO {
+func runOut(r store.InvoiceRun, pr store.RunProgress) invoiceRunDTO {
 	pct := 0
-	if r.AccountsTotal > 0 {
-		pct = (r.Done + r.Failed) * 100 / r.AccountsTotal
+	if pr.Accounts > 0 {
+		pct = (pr.Done + pr.Failed) * 100 / pr.Accounts
 	} else if r.Status == store.RunCompleted {
 		pct = 100
 	}
@@ -75,10 +75,19 @@ func runOut(r store.InvoiceRun) invoiceRunDTO {
 		PeriodEnd: r.PeriodEnd.AddDate(0, 0, -1).Format(store.DateLayout),
 		Timezone:  r.Timezone, StartsAt: r.StartsAt, EndsAt: r.EndsAt, Trigger: r.Trigger, Status: r.Status,
 		Progress: runProgressDTO{
-			Accounts: r.AccountsTotal, Pending: r.Pending, Done: r.Done, Failed: r.Failed, Invoices: r.Invoices, Percent: pct,
+			Accounts: pr.Accounts, Pending: pr.Pending, Done: pr.Done, Failed: pr.Failed, Invoices: pr.Invoices, Percent: pct,
 		},
 		Completions: r.Completions, CreatedAt: r.CreatedAt, DiscoveredAt: r.DiscoveredAt, CompletedAt: r.CompletedAt,
 	}
+}
+
+// runWithProgress reads a run's progress and renders both.
+func runWithProgress(ctx context.Context, q sqlx.QueryerContext, r store.InvoiceRun) (invoiceRunDTO, error) {
+	pr, err := store.InvoiceRunProgress(ctx, q, r.ID)
+	if err != nil {
+		return invoiceRunDTO{}, err
+	}
+	return runOut(r, pr), nil
 }
 
 // runCreate is the body of POST /v1/admin/invoicing/runs: the first and
@@ -132,7 +141,8 @@ func (s *Server) startInvoiceRun(c *gin.Context) {
 		if created {
 			status = http.StatusCreated
 		}
-		return change{status, runOut(run), events}, nil
+		out, err := runWithProgress(ctx, tx, run)
+		return change{status, out, events}, err
 	})
 }
 
@@ -145,7 +155,16 @@ func (s *Server) listInvoiceRuns(c *gin.Context) {
 	}
 	s.read(c, func(ctx context.Context, q sqlx.QueryerContext) (any, error) {
 		rows, next, err := store.ListInvoiceRuns(ctx, q, p)
-		return listOf(rows, next, runOut), err
+		if err != nil {
+			return nil, err
+		}
+		out := listDTO[invoiceRunDTO]{Items: make([]invoiceRunDTO, len(rows)), NextCursor: encodeCursor(next)}
+		for i, r := range rows {
+			if out.Items[i], err = runWithProgress(ctx, q, r); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
 	})
 }
 
@@ -169,7 +188,10 @@ func (s *Server) getInvoiceRun(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
-		out := runOut(run)
+		out, err := runWithProgress(ctx, q, run)
+		if err != nil {
+			return nil, err
+		}
 		list := make([]runAccountDTO, len(failed))
 		for i, ra := range failed {
 			list[i] = runAccountDTO{AccountID: ra.AccountID, Status: ra.Status, Attempts: ra.Attempts, Error: ra.Error, UpdatedAt: ra.UpdatedAt}
@@ -202,7 +224,8 @@ func (s *Server) retryFailedAccounts(c *gin.Context) {
 		if err != nil {
 			return change{}, err
 		}
-		return change{http.StatusOK, retryFailedDTO{Retried: n, Run: runOut(run)}, events}, nil
+		out, err := runWithProgress(ctx, tx, run)
+		return change{http.StatusOK, retryFailedDTO{Retried: n, Run: out}, events}, err
 	})
 }
 

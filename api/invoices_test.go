@@ -106,7 +106,7 @@ func TestInvoicingRoutes(t *testing.T) {
 	defer client.Close()
 	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client})
 	require.NoError(t, err)
-	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{good, bad}, true)
+	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{good, bad}, uuid.Nil, true)
 	require.NoError(t, err)
 	for _, acct := range []uuid.UUID{good, bad} {
 		payload := mustJSON(t, workers.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})

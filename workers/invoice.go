@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -329,7 +328,7 @@ func CreateRun(ctx context.Context, tx sqlx.ExtContext, req RunRequest, loc *tim
 	if err != nil || !created {
 		return run, false, nil, err
 	}
-	ev, err := newEvent(Meta{RequestID: req.RequestID}, EventInvoiceRunStarted, run.ID.String(), nil, runData(run))
+	ev, err := newEvent(Meta{RequestID: req.RequestID}, EventInvoiceRunStarted, run.ID.String(), nil, runData(run, store.RunProgress{}))
 	if err != nil {
 		return store.InvoiceRun{}, false, nil, err
 	}
@@ -341,14 +340,20 @@ func CreateRun(ctx context.Context, tx sqlx.ExtContext, req RunRequest, loc *tim
 // now stands and the events to record (invoicing.retry_requested, when
 // any moved). The invoicing group enqueues the accounts on that event.
 func ResetFailedAccounts(ctx context.Context, tx sqlx.ExtContext, runID uuid.UUID) (int, store.InvoiceRun, []store.Event, error) {
-	if _, err := store.GetInvoiceRun(ctx, tx, runID); err != nil {
+	// The run's lock keeps a completion check from judging the run while
+	// its failed accounts turn pending.
+	if _, err := store.LockInvoiceRun(ctx, tx, runID); err != nil {
 		return 0, store.InvoiceRun{}, nil, err
 	}
-	n, run, err := store.ResetFailedRunAccounts(ctx, tx, runID, math.MaxInt32)
+	n, run, err := store.ResetFailedRunAccounts(ctx, tx, runID)
 	if err != nil || n == 0 {
 		return n, run, nil, err
 	}
-	ev, err := newEvent(Meta{}, EventInvoiceRetryRequested, run.ID.String(), nil, runData(run))
+	progress, err := store.InvoiceRunProgress(ctx, tx, runID)
+	if err != nil {
+		return 0, store.InvoiceRun{}, nil, err
+	}
+	ev, err := newEvent(Meta{}, EventInvoiceRetryRequested, run.ID.String(), nil, runData(run, progress))
 	if err != nil {
 		return 0, store.InvoiceRun{}, nil, err
 	}
@@ -501,44 +506,35 @@ func (iv *Invoicer) HandleRun(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	log := Logger(ctx, iv.log).With("run_id", run.ID, "period", periodOf(run).String())
-	for {
-		var (
-			ids      []uuid.UUID
-			finished bool
-		)
-		err := iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
-			ids, finished = nil, false
+	discovered := 0
+	for run.Status == store.RunDiscovering {
+		var ids []uuid.UUID
+		err := store.WithTx(ctx, iv.db, func(tx *sqlx.Tx) error {
+			ids = nil
 			locked, err := store.LockInvoiceRun(ctx, tx, run.ID)
 			if err != nil {
-				return 0, err
+				return err
 			}
+			run = locked
 			if locked.Status != store.RunDiscovering {
-				finished = true
-				run = locked
-				return 0, nil
+				return nil
 			}
-			late, err := iv.lateWindow(ctx, tx, locked, nil)
+			late, err := iv.lateWindow(ctx, tx, locked)
 			if err != nil {
-				return 0, err
+				return err
 			}
 			after := uuid.Nil
 			if locked.Cursor != nil {
 				after = *locked.Cursor
 			}
-			ids, err = store.DiscoverAccounts(ctx, tx, after,
+			d, err := store.DiscoverAccounts(ctx, tx, after,
 				store.TimeRange{From: locked.StartsAt, To: locked.EndsAt}, late, iv.cfg.ChunkSize)
 			if err != nil {
-				return 0, err
+				return err
 			}
-			finished = len(ids) < iv.cfg.ChunkSize
-			run, err = store.AddRunAccounts(ctx, tx, locked.ID, ids, finished)
-			if err != nil {
-				return 0, err
-			}
-			if finished && run.Pending == 0 {
-				return iv.complete(ctx, tx, p.Meta, run)
-			}
-			return 0, nil
+			ids = d.Billable
+			run, err = store.AddRunAccounts(ctx, tx, locked.ID, ids, d.Last, d.Done)
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("discover accounts of run %s: %w", run.ID, err)
@@ -548,17 +544,21 @@ func (iv *Invoicer) HandleRun(ctx context.Context, t *asynq.Task) error {
 				return err
 			}
 		}
-		if finished {
-			log.Info("invoice run: accounts handed out", "accounts", run.AccountsTotal)
-			return nil
-		}
+		discovered += len(ids)
 	}
+	log.Info("invoice run: accounts handed out", "accounts", discovered)
+	// With nothing to bill, or every account already finished, no account
+	// task is left to notice that the run is complete.
+	return iv.tryComplete(ctx, p.Meta, run.ID)
 }
 
 // HandleAccount is the invoice:account task: it bills one account for the
 // run's period. Bad data (BillingError) marks the account failed at once
 // and archives the task; other errors are retried, and the last retry
-// marks the account failed too, so a run always finishes.
+// marks the account failed too, so a run always finishes. Whatever the
+// outcome, it then checks whether the run is complete; a task delivered
+// again after a crash between the two finds its account finished and only
+// checks.
 func (iv *Invoicer) HandleAccount(ctx context.Context, t *asynq.Task) error {
 	p, err := decode[InvoiceAccountPayload](t)
 	if err != nil {
@@ -566,7 +566,7 @@ func (iv *Invoicer) HandleAccount(ctx context.Context, t *asynq.Task) error {
 	}
 	err = iv.bill(ctx, p)
 	if err == nil {
-		return nil
+		return iv.tryComplete(ctx, p.Meta, p.RunID)
 	}
 	log := Logger(ctx, iv.log).With("run_id", p.RunID, "account_id", p.AccountID)
 	permanent := isBillingError(err) || errors.Is(err, store.ErrNotFound)
@@ -590,36 +590,26 @@ func (iv *Invoicer) HandleAccount(ctx context.Context, t *asynq.Task) error {
 // bill writes the account's invoices for the run, one per currency, with
 // their invoice.created events and the account's outcome, in one
 // transaction. The account row is locked first, so a second copy of the
-// task waits and then finds the account no longer pending.
+// task waits and then finds the account no longer pending. Numbering comes
+// last, as it takes the lock every account's transaction shares.
 func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 	var created []store.Invoice
 	err := iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
 		created = nil
-		ra, err := store.LockRunAccount(ctx, tx, p.RunID, p.AccountID)
+		bc, err := store.LockBillingContext(ctx, tx, p.RunID, p.AccountID)
 		if err != nil {
 			return 0, err
 		}
-		if ra.Status != store.RunAccountPending {
+		if bc.Status != store.RunAccountPending {
 			return 0, nil
 		}
-		run, err := store.GetInvoiceRun(ctx, tx, p.RunID)
-		if err != nil {
-			return 0, err
-		}
-		late, err := iv.lateWindow(ctx, tx, run, &p.AccountID)
-		if err != nil {
-			return 0, err
-		}
-		acct, err := store.GetBillingAccount(ctx, tx, p.AccountID)
-		if err != nil {
-			return 0, err
-		}
+		run, acct := bc.Run, bc.Account
 		window := store.TimeRange{From: run.StartsAt, To: run.EndsAt}
-		orders, err := store.BillableOrders(ctx, tx, acct.ID, window, late)
+		orders, err := store.BillableOrders(ctx, tx, acct.ID, window, bc.Late)
 		if err != nil {
 			return 0, err
 		}
-		returns, err := store.CreditableReturns(ctx, tx, acct.ID, window, late)
+		returns, err := store.CreditableReturns(ctx, tx, acct.ID, window, bc.Late)
 		if err != nil {
 			return 0, err
 		}
@@ -628,36 +618,36 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 		if err != nil {
 			return 0, err
 		}
-		events := make([]store.Event, 0, len(drafts)+1)
-		if len(drafts) > 0 {
-			year := issuedAt.In(iv.cfg.Location).Year()
-			first, err := store.NextInvoiceNumbers(ctx, tx, year, len(drafts))
+		ids := make([]uuid.UUID, 0, len(drafts))
+		for _, d := range drafts {
+			inv, err := store.InsertInvoice(ctx, tx, d.inv, d.lines)
 			if err != nil {
 				return 0, err
 			}
-			for i, d := range drafts {
-				d.inv.Number = InvoiceNumber(year, first+int64(i))
-				inv, err := store.InsertInvoice(ctx, tx, d.inv, d.lines)
-				if err != nil {
-					return 0, err
-				}
-				created = append(created, inv)
-				ev, err := newEvent(p.Meta, EventInvoiceCreated, inv.ID.String(), nil, invoiceData(inv))
-				if err != nil {
-					return 0, err
-				}
-				events = append(events, ev)
-			}
+			created = append(created, inv)
+			ids = append(ids, inv.ID)
 		}
-		if err := store.InsertEvents(ctx, tx, events...); err != nil {
+		if _, err := store.FinishRunAccount(ctx, tx, p.RunID, p.AccountID, store.RunAccountDone, "", len(drafts)); err != nil {
 			return 0, err
 		}
-		after, ok, err := store.FinishRunAccount(ctx, tx, p.RunID, p.AccountID, store.RunAccountDone, "", len(drafts))
-		if err != nil || !ok {
-			return len(events), err
+		if len(drafts) == 0 {
+			return 0, nil
 		}
-		n, err := iv.completeIfDone(ctx, tx, p.Meta, after)
-		return len(events) + n, err
+		// The events get their invoice's number from the numbering statement.
+		events := make([]store.Event, len(created))
+		for i := range created {
+			if events[i], err = newEvent(p.Meta, EventInvoiceCreated, created[i].ID.String(), nil, invoiceData(created[i])); err != nil {
+				return 0, err
+			}
+		}
+		numbers, err := store.NumberInvoices(ctx, tx, issuedAt.In(iv.cfg.Location).Year(), ids, events)
+		if err != nil {
+			return 0, err
+		}
+		for i := range created {
+			created[i].Number = numbers[created[i].ID]
+		}
+		return len(events), nil
 	})
 	if err != nil {
 		return fmt.Errorf("invoice account %s: %w", p.AccountID, err)
@@ -669,56 +659,74 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 	return nil
 }
 
-// fail records an account's failure and, when it was the run's last
-// pending account, the run's completion.
+// fail records an account's failure, then checks whether the run is
+// complete.
 func (iv *Invoicer) fail(ctx context.Context, p InvoiceAccountPayload, cause error) error {
 	// The task's context may be what failed (its deadline); the outcome
 	// must still be written.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
-		after, ok, err := store.FinishRunAccount(ctx, tx, p.RunID, p.AccountID, store.RunAccountFailed, cause.Error(), 0)
-		if err != nil || !ok {
+	if _, err := store.FinishRunAccount(ctx, iv.db, p.RunID, p.AccountID, store.RunAccountFailed, cause.Error(), 0); err != nil {
+		return err
+	}
+	return iv.tryComplete(ctx, p.Meta, p.RunID)
+}
+
+// tryComplete completes the run if its discovery finished and no account is
+// pending, recording invoicing.run_completed in the same transaction. It
+// looks without a lock first, so only the last accounts to finish take the
+// run's lock; under the lock it looks again, in a statement that sees every
+// commit made before the lock was granted. The last account to commit
+// always gets here after its commit, so the run completes exactly once per
+// time its accounts run out.
+func (iv *Invoicer) tryComplete(ctx context.Context, m Meta, runID uuid.UUID) error {
+	pending, err := store.HasPendingAccounts(ctx, iv.db, runID)
+	if err != nil || pending {
+		return err
+	}
+	var done store.InvoiceRun
+	var progress store.RunProgress
+	err = iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+		run, err := store.LockInvoiceRun(ctx, tx, runID)
+		if err != nil {
 			return 0, err
 		}
-		return iv.completeIfDone(ctx, tx, p.Meta, after)
+		if run.Status != store.RunRunning {
+			return 0, nil
+		}
+		if pending, err := store.HasPendingAccounts(ctx, tx, runID); err != nil || pending {
+			return 0, err
+		}
+		if done, err = store.CompleteInvoiceRun(ctx, tx, runID); err != nil {
+			return 0, err
+		}
+		if progress, err = store.InvoiceRunProgress(ctx, tx, runID); err != nil {
+			return 0, err
+		}
+		ev, err := newEvent(m, EventInvoiceRunCompleted, runID.String(), nil, runData(done, progress))
+		if err != nil {
+			return 0, err
+		}
+		return 1, store.InsertEvents(ctx, tx, ev)
 	})
-}
-
-func (iv *Invoicer) completeIfDone(ctx context.Context, tx *sqlx.Tx, m Meta, run store.InvoiceRun) (int, error) {
-	if run.Status != store.RunRunning || run.Pending != 0 {
-		return 0, nil
-	}
-	return iv.complete(ctx, tx, m, run)
-}
-
-// complete marks the run completed and records invoicing.run_completed in
-// the same transaction. The run's row lock, held by the caller, makes sure
-// only the transaction that finished the last account gets here.
-func (iv *Invoicer) complete(ctx context.Context, tx *sqlx.Tx, m Meta, run store.InvoiceRun) (int, error) {
-	done, err := store.CompleteInvoiceRun(ctx, tx, run.ID)
 	if err != nil {
-		return 0, err
+		return fmt.Errorf("complete run %s: %w", runID, err)
 	}
-	ev, err := newEvent(m, EventInvoiceRunCompleted, done.ID.String(), nil, runData(done))
-	if err != nil {
-		return 0, err
+	if done.ID != uuid.Nil {
+		iv.log.Info("invoice run completed", "run_id", done.ID, "period", periodOf(done).String(),
+			"accounts", progress.Accounts, "done", progress.Done, "failed", progress.Failed, "invoices", progress.Invoices)
 	}
-	if err := store.InsertEvents(ctx, tx, ev); err != nil {
-		return 0, err
-	}
-	iv.log.Info("invoice run completed", "run_id", done.ID, "period", periodOf(done).String(),
-		"accounts", done.AccountsTotal, "done", done.Done, "failed", done.Failed, "invoices", done.Invoices)
-	return 1, nil
+	return nil
 }
 
 // lateWindow returns the previous period, whose unbilled orders and
 // uncredited returns this run also bills: those that committed after the
 // previous run had already billed their account (or found nothing to bill
-// for it). It is empty when there is no previous run, when its discovery
-// has not finished, or, for one account, when the previous run still has
-// that account pending or failed: that run bills them itself.
-func (iv *Invoicer) lateWindow(ctx context.Context, q sqlx.QueryerContext, run store.InvoiceRun, account *uuid.UUID) (store.TimeRange, error) {
+// for it). It is empty when there is no previous run or its discovery has
+// not finished. Discovery uses it whole; billing narrows it per account
+// (store.LockBillingContext), leaving out accounts the previous run still
+// has pending or failed, as that run bills them itself.
+func (iv *Invoicer) lateWindow(ctx context.Context, q sqlx.QueryerContext, run store.InvoiceRun) (store.TimeRange, error) {
 	prev, err := store.InvoiceRunEndingOn(ctx, q, run.PeriodStart)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.TimeRange{}, nil
@@ -728,16 +736,6 @@ func (iv *Invoicer) lateWindow(ctx context.Context, q sqlx.QueryerContext, run s
 	}
 	if prev.DiscoveredAt == nil {
 		return store.TimeRange{}, nil
-	}
-	if account != nil {
-		ra, err := store.GetRunAccount(ctx, q, prev.ID, *account)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-		case err != nil:
-			return store.TimeRange{}, err
-		case ra.Status != store.RunAccountDone:
-			return store.TimeRange{}, nil
-		}
 	}
 	return store.TimeRange{From: prev.StartsAt, To: prev.EndsAt}, nil
 }
@@ -795,11 +793,11 @@ func (iv *Invoicer) inTx(ctx context.Context, fn func(tx *sqlx.Tx) (events int, 
 	return err
 }
 
-func runData(r store.InvoiceRun) InvoiceRunData {
+func runData(r store.InvoiceRun, pr store.RunProgress) InvoiceRunData {
 	p := periodOf(r)
 	return InvoiceRunData{
 		RunID: r.ID, PeriodStart: p.Key(), PeriodEnd: p.LastDay().Format(store.DateLayout), Trigger: r.Trigger,
-		Accounts: r.AccountsTotal, Done: r.Done, Failed: r.Failed, Invoices: r.Invoices, Completion: r.Completions,
+		Accounts: pr.Accounts, Done: pr.Done, Failed: pr.Failed, Invoices: pr.Invoices, Completion: r.Completions,
 	}
 }
 

@@ -214,9 +214,6 @@ func taxOf(amount int64, bps int) (int64, error) {
 	return (p + 5000) / 10000, nil
 }
 
-// InvoiceNumber formats the n-th invoice of a year, as printed and stored.
-func InvoiceNumber(year int, n int64) string { return fmt.Sprintf("INV-%d-%06d", year, n) }
-
 // FormatMoney writes minor units as the currency's major units with its
 // ISO 4217 number of decimals and thousands separators: "EUR 1,234.56",
 // "JPY 1,200", "EUR -12.00".

@@ -123,6 +123,13 @@ func (e *invEnv) invoices(t *testing.T, f store.InvoiceFilter) []store.Invoice {
 	return out
 }
 
+func (e *invEnv) progress(t *testing.T, runID uuid.UUID) store.RunProgress {
+	t.Helper()
+	p, err := store.InvoiceRunProgress(context.Background(), e.db, runID)
+	require.NoError(t, err)
+	return p
+}
+
 func (e *invEnv) eventCount(t *testing.T, typ string) int {
 	t.Helper()
 	var n int

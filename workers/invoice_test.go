@@ -113,8 +113,8 @@ func TestInvoiceRunsBillEachAccountPerPeriodAndCurrency(t *testing.T) {
 	e.clock.Set(time.Date(2026, 11, 15, 2, 0, 0, 0, loc))
 	run2 := e.run(t, p2)
 
-	require.Equal(t, []int{2, 2, 0, 3}, []int{run1.AccountsTotal, run1.Done, run1.Failed, run1.Invoices})
-	require.Equal(t, []int{2, 2, 0, 4}, []int{run2.AccountsTotal, run2.Done, run2.Failed, run2.Invoices})
+	require.Equal(t, store.RunProgress{Accounts: 2, Done: 2, Invoices: 3}, e.progress(t, run1.ID))
+	require.Equal(t, store.RunProgress{Accounts: 2, Done: 2, Invoices: 4}, e.progress(t, run2.ID))
 	require.Empty(t, e.invoices(t, store.InvoiceFilter{AccountID: &gamma}), "an account with nothing confirmed gets no invoice")
 
 	var want, got []billedRow
@@ -163,8 +163,8 @@ func TestInvoiceRunsBillEachAccountPerPeriodAndCurrency(t *testing.T) {
 	// Gapless numbering: seven invoices, numbers 1..7 of 2026.
 	var numbers []string
 	require.NoError(t, e.db.SelectContext(ctx, &numbers, `SELECT number FROM invoices ORDER BY number`))
-	require.Equal(t, InvoiceNumber(2026, 1), numbers[0])
-	require.Equal(t, InvoiceNumber(2026, 7), numbers[6])
+	require.Equal(t, "INV-2026-000001", numbers[0])
+	require.Equal(t, "INV-2026-000007", numbers[6])
 
 	require.Equal(t, 7, e.eventCount(t, EventInvoiceCreated))
 	require.Equal(t, 2, e.eventCount(t, EventInvoiceRunStarted))
@@ -222,7 +222,7 @@ func TestLateOrdersGoToTheNextPeriodAndLeaveIssuedInvoicesAlone(t *testing.T) {
 
 	e.clock.Set(time.Date(2026, 11, 15, 2, 0, 0, 0, loc))
 	run2 := e.run(t, p2)
-	require.Equal(t, 2, run2.Invoices)
+	require.Equal(t, 2, e.progress(t, run2.ID).Invoices)
 
 	after := e.invoices(t, store.InvoiceFilter{RunID: &run1.ID})
 	require.Empty(t, cmp.Diff(before, after), "an issued invoice never changes")
@@ -286,7 +286,7 @@ func TestFailingAccountEndsFailedAndRetryFailedBillsOnlyIt(t *testing.T) {
 			require.NoError(t, err)
 
 			run := e.run(t, mustPeriod(t, "2026-10-15", "2026-10-31"))
-			require.Equal(t, []int{3, 2, 1, 2}, []int{run.AccountsTotal, run.Done, run.Failed, run.Invoices})
+			require.Equal(t, store.RunProgress{Accounts: 3, Done: 2, Failed: 1, Invoices: 2}, e.progress(t, run.ID))
 			failed, err := store.ListRunAccounts(ctx, e.db, run.ID, store.RunAccountFailed, uuid.Nil, 10)
 			require.NoError(t, err)
 			require.Len(t, failed, 1)
@@ -302,7 +302,7 @@ func TestFailingAccountEndsFailedAndRetryFailedBillsOnlyIt(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, 1, n)
 			run = e.waitCompleted(t, run.ID, 2)
-			require.Equal(t, []int{3, 3, 0, 3}, []int{run.AccountsTotal, run.Done, run.Failed, run.Invoices})
+			require.Equal(t, store.RunProgress{Accounts: 3, Done: 3, Invoices: 3}, e.progress(t, run.ID))
 
 			ra, err := store.GetRunAccount(ctx, e.db, run.ID, bad)
 			require.NoError(t, err)
@@ -557,7 +557,7 @@ func TestRunsStartedAndRetriedByEventsAreHandedOverByTheGroup(t *testing.T) {
 	require.NoError(t, e.iv.HandleEvent(ctx, started))
 	require.NoError(t, e.iv.HandleEvent(ctx, started), "a redelivered event enqueues nothing twice")
 	run = e.waitCompleted(t, run.ID, 1)
-	require.Equal(t, []int{2, 1, 1}, []int{run.AccountsTotal, run.Done, run.Failed})
+	require.Equal(t, store.RunProgress{Accounts: 2, Done: 1, Failed: 1, Invoices: 1}, e.progress(t, run.ID))
 
 	_, err = e.db.ExecContext(ctx, `UPDATE orders SET subtotal_minor = 1000 WHERE id = $1`, badOrder)
 	require.NoError(t, err)
@@ -574,7 +574,7 @@ func TestRunsStartedAndRetriedByEventsAreHandedOverByTheGroup(t *testing.T) {
 	require.Equal(t, EventInvoiceRetryRequested, retry.Type)
 	require.NoError(t, e.iv.HandleEvent(ctx, retry))
 	run = e.waitCompleted(t, run.ID, 2)
-	require.Equal(t, []int{2, 2, 0, 2}, []int{run.AccountsTotal, run.Done, run.Failed, run.Invoices})
+	require.Equal(t, store.RunProgress{Accounts: 2, Done: 2, Invoices: 2}, e.progress(t, run.ID))
 
 	before := e.eventCount(t, EventInvoiceCreated)
 	require.NoError(t, e.iv.HandleEvent(ctx, started), "events of a completed run change nothing")

@@ -1,3 +1,4 @@
+DROP INDEX IF EXISTS returns_user_accepted_idx;
 DROP TABLE IF EXISTS invoice_lines;
 DROP TABLE IF EXISTS invoices;
 DROP TABLE IF EXISTS invoice_numbers;

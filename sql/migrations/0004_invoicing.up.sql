@@ -43,9 +43,9 @@ CREATE INDEX schedule_firings_pending_idx ON schedule_firings (schedule) WHERE e
 -- days in timezone, i.e. the instants [starts_at, ends_at). Runs never
 -- overlap, so an order is in at most one run's period; the same period
 -- asked for twice finds the existing run. Discovery walks corporate
--- accounts in id order and remembers where it stopped (cursor). The counters
--- change under the run's row lock, so exactly one transaction sees pending
--- reach zero and records the completion.
+-- accounts in id order and remembers where it stopped (cursor). Progress is
+-- counted from invoice_run_accounts, not kept here: a counter on this row
+-- would serialize every account's transaction on one row lock.
 CREATE TABLE invoice_runs (
     id              uuid PRIMARY KEY,
     period_start    date NOT NULL,
@@ -56,18 +56,12 @@ CREATE TABLE invoice_runs (
     trigger         text NOT NULL CHECK (trigger IN ('schedule', 'manual')),
     status          text NOT NULL DEFAULT 'discovering' CHECK (status IN ('discovering', 'running', 'completed')),
     cursor          uuid,
-    accounts_total  integer NOT NULL DEFAULT 0 CHECK (accounts_total >= 0),
-    pending         integer NOT NULL DEFAULT 0 CHECK (pending >= 0),
-    done            integer NOT NULL DEFAULT 0 CHECK (done >= 0),
-    failed          integer NOT NULL DEFAULT 0 CHECK (failed >= 0),
-    invoices        integer NOT NULL DEFAULT 0 CHECK (invoices >= 0),
     completions     integer NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT now(),
     discovered_at   timestamptz,
     completed_at    timestamptz,
     CHECK (period_end > period_start),
     CHECK (ends_at > starts_at),
-    CHECK (accounts_total = pending + done + failed),
     UNIQUE (period_start, period_end),
     CONSTRAINT invoice_runs_no_overlap EXCLUDE USING gist (daterange(period_start, period_end) WITH &&)
 );
@@ -89,20 +83,23 @@ CREATE INDEX invoice_run_accounts_status_idx ON invoice_run_accounts (run_id, st
 CREATE INDEX invoice_run_accounts_account_idx ON invoice_run_accounts (account_id);
 
 -- Invoice numbers are gapless per calendar year: the counter row is taken in
--- the transaction that writes the invoice, so a rolled-back invoice leaves
--- no hole.
+-- the transaction that writes the invoice, as its last statement before the
+-- commit (it is the one lock every account's transaction shares), so a
+-- rolled-back invoice leaves no hole.
 CREATE TABLE invoice_numbers (
     year  integer PRIMARY KEY,
     last  bigint NOT NULL CHECK (last >= 0)
 );
 
 -- One invoice per account, period and currency; never updated once written.
--- period_end is exclusive, as in invoice_runs.
+-- period_end is exclusive, as in invoice_runs. number is set by the same
+-- transaction that inserts the row (numbering comes last, see
+-- invoice_numbers), so no committed invoice lacks one.
 -- The billing details are copied so a later change of the account does not
 -- alter an issued invoice.
 CREATE TABLE invoices (
     id              uuid PRIMARY KEY,
-    number          text NOT NULL UNIQUE,
+    number          text UNIQUE,
     run_id          uuid NOT NULL REFERENCES invoice_runs (id),
     account_id      uuid NOT NULL REFERENCES corporate_accounts (id),
     account_name    text NOT NULL,
@@ -148,3 +145,6 @@ CREATE TABLE invoice_lines (
 );
 CREATE UNIQUE INDEX invoice_lines_order_key ON invoice_lines (order_id) WHERE kind = 'order';
 CREATE UNIQUE INDEX invoice_lines_return_key ON invoice_lines (return_id) WHERE kind = 'return';
+
+-- Billing finds an account's accepted returns by buyer and resolution time.
+CREATE INDEX returns_user_accepted_idx ON returns (user_id, resolved_at) WHERE status = 'accepted';

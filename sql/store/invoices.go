@@ -33,30 +33,63 @@ const DateLayout = "2006-01-02"
 // InvoiceRun is one batch that bills every corporate account for one
 // period. PeriodStart and PeriodEnd are calendar days (midnight UTC values),
 // PeriodEnd exclusive; StartsAt and EndsAt are the same bounds as instants in
-// Timezone.
+// Timezone. Its progress is counted apart (InvoiceRunProgress).
 type InvoiceRun struct {
-	ID            uuid.UUID  `db:"id"`
-	PeriodStart   time.Time  `db:"period_start"`
-	PeriodEnd     time.Time  `db:"period_end"`
-	Timezone      string     `db:"timezone"`
-	StartsAt      time.Time  `db:"starts_at"`
-	EndsAt        time.Time  `db:"ends_at"`
-	Trigger       string     `db:"trigger"`
-	Status        string     `db:"status"`
-	Cursor        *uuid.UUID `db:"cursor"`
-	AccountsTotal int        `db:"accounts_total"`
-	Pending       int        `db:"pending"`
-	Done          int        `db:"done"`
-	Failed        int        `db:"failed"`
-	Invoices      int        `db:"invoices"`
-	Completions   int        `db:"completions"`
-	CreatedAt     time.Time  `db:"created_at"`
-	DiscoveredAt  *time.Time `db:"discovered_at"`
-	CompletedAt   *time.Time `db:"completed_at"`
+	ID           uuid.UUID  `db:"id"`
+	PeriodStart  time.Time  `db:"period_start"`
+	PeriodEnd    time.Time  `db:"period_end"`
+	Timezone     string     `db:"timezone"`
+	StartsAt     time.Time  `db:"starts_at"`
+	EndsAt       time.Time  `db:"ends_at"`
+	Trigger      string     `db:"trigger"`
+	Status       string     `db:"status"`
+	Cursor       *uuid.UUID `db:"cursor"`
+	Completions  int        `db:"completions"`
+	CreatedAt    time.Time  `db:"created_at"`
+	DiscoveredAt *time.Time `db:"discovered_at"`
+	CompletedAt  *time.Time `db:"completed_at"`
 }
 
 const runColumns = `id, period_start, period_end, timezone, starts_at, ends_at, trigger, status, cursor,
-accounts_total, pending, done, failed, invoices, completions, created_at, discovered_at, completed_at`
+completions, created_at, discovered_at, completed_at`
+
+// RunProgress counts a run's accounts by status and the invoices written.
+type RunProgress struct {
+	Accounts int `db:"accounts"`
+	Pending  int `db:"pending"`
+	Done     int `db:"done"`
+	Failed   int `db:"failed"`
+	Invoices int `db:"invoices"`
+}
+
+const runProgressQuery = `
+SELECT count(*)::integer AS accounts,
+       (count(*) FILTER (WHERE status = 'pending'))::integer AS pending,
+       (count(*) FILTER (WHERE status = 'done'))::integer AS done,
+       (count(*) FILTER (WHERE status = 'failed'))::integer AS failed,
+       coalesce(sum(invoices), 0)::integer AS invoices
+FROM invoice_run_accounts WHERE run_id = $1`
+
+// InvoiceRunProgress counts a run's accounts by status (one index scan of
+// the run's accounts).
+func InvoiceRunProgress(ctx context.Context, q sqlx.QueryerContext, runID uuid.UUID) (RunProgress, error) {
+	var out RunProgress
+	if err := sqlx.GetContext(ctx, q, &out, runProgressQuery, runID); err != nil {
+		return RunProgress{}, fmt.Errorf("progress of run %s: %w", runID, translate(err))
+	}
+	return out, nil
+}
+
+const hasPendingQuery = `SELECT EXISTS (SELECT 1 FROM invoice_run_accounts WHERE run_id = $1 AND status = 'pending')`
+
+// HasPendingAccounts reports whether any account of a run is still pending.
+func HasPendingAccounts(ctx context.Context, q sqlx.QueryerContext, runID uuid.UUID) (bool, error) {
+	var out bool
+	if err := sqlx.GetContext(ctx, q, &out, hasPendingQuery, runID); err != nil {
+		return false, fmt.Errorf("pending accounts of run %s: %w", runID, translate(err))
+	}
+	return out, nil
+}
 
 const createInvoiceRunQuery = `
 INSERT INTO invoice_runs (id, period_start, period_end, timezone, starts_at, ends_at, trigger)
@@ -170,38 +203,65 @@ func (r TimeRange) args() (any, any) {
 	return r.From, r.To
 }
 
-// The account filter of discovery mirrors BillableOrders and BillableReturns
-// ($2..$5: the run's window and the previous run's window), walking
-// corporate accounts in id order from the cursor so each chunk is a bounded
-// index walk, never one query over every order of the period.
-const discoverAccountsQuery = `
-SELECT a.id FROM corporate_accounts a
-WHERE a.id > $1
-  AND (EXISTS (
-        SELECT 1 FROM users u JOIN orders o ON o.user_id = u.id
-        WHERE u.corporate_account_id = a.id
-          AND o.status IN ('confirmed', 'shipped', 'delivered')
-          AND ((o.confirmed_at >= $2 AND o.confirmed_at < $3) OR (o.confirmed_at >= $4 AND o.confirmed_at < $5))
-          AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.order_id = o.id AND l.kind = 'order'))
-    OR EXISTS (
-        SELECT 1 FROM users u JOIN returns r ON r.user_id = u.id
-        WHERE u.corporate_account_id = a.id
-          AND r.status = 'accepted'
-          AND ((r.resolved_at >= $2 AND r.resolved_at < $3) OR (r.resolved_at >= $4 AND r.resolved_at < $5))
-          AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.return_id = r.id AND l.kind = 'return')))
-ORDER BY a.id
-LIMIT $6`
+const candidateAccountsQuery = `SELECT id FROM corporate_accounts WHERE id > $1 ORDER BY id LIMIT $2`
 
-// DiscoverAccounts returns up to limit corporate accounts after the account
-// id after (uuid.Nil to begin) that have unbilled confirmed orders or
-// uncredited accepted returns in period or in late.
-func DiscoverAccounts(ctx context.Context, q sqlx.QueryerContext, after uuid.UUID, period, late TimeRange, limit int) ([]uuid.UUID, error) {
-	lf, lt := late.args()
-	var out []uuid.UUID
-	if err := sqlx.SelectContext(ctx, q, &out, discoverAccountsQuery, after, period.From, period.To, lf, lt, limit); err != nil {
-		return nil, fmt.Errorf("discover accounts: %w", translate(err))
+// The filter mirrors BillableOrders and CreditableReturns ($2..$5: the
+// run's window and the late window). The LATERAL ... LIMIT 1 probes keep
+// the planner on per-buyer index lookups: as plain EXISTS it may hash every
+// order of the period for each chunk.
+const billableAmongQuery = `
+SELECT DISTINCT u.corporate_account_id
+FROM users u
+LEFT JOIN LATERAL (
+    SELECT 1 AS hit FROM orders o
+    WHERE o.user_id = u.id
+      AND o.status IN ('confirmed', 'shipped', 'delivered')
+      AND ((o.confirmed_at >= $2 AND o.confirmed_at < $3) OR (o.confirmed_at >= $4 AND o.confirmed_at < $5))
+      AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.order_id = o.id AND l.kind = 'order')
+    LIMIT 1
+) bo ON true
+LEFT JOIN LATERAL (
+    SELECT 1 AS hit FROM returns r
+    WHERE r.user_id = u.id
+      AND r.status = 'accepted'
+      AND ((r.resolved_at >= $2 AND r.resolved_at < $3) OR (r.resolved_at >= $4 AND r.resolved_at < $5))
+      AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.return_id = r.id AND l.kind = 'return')
+    LIMIT 1
+) br ON true
+WHERE u.corporate_account_id = ANY($1::uuid[]) AND (bo.hit IS NOT NULL OR br.hit IS NOT NULL)
+ORDER BY 1`
+
+// Discovery is one step of a walk over corporate accounts in id order.
+type Discovery struct {
+	// Billable are the accounts of this step with something to bill.
+	Billable []uuid.UUID
+	// Last is the last account looked at: the next step starts after it.
+	Last uuid.UUID
+	// Done is true when no account is left after Last.
+	Done bool
+}
+
+// DiscoverAccounts looks at the next limit corporate accounts after the
+// account id after (uuid.Nil to begin) and keeps those that have unbilled
+// confirmed orders or uncredited accepted returns in period or in late.
+// Each step costs an index walk of limit accounts and their buyers, however
+// many orders the period holds.
+func DiscoverAccounts(ctx context.Context, q sqlx.QueryerContext, after uuid.UUID, period, late TimeRange, limit int) (Discovery, error) {
+	var candidates []uuid.UUID
+	if err := sqlx.SelectContext(ctx, q, &candidates, candidateAccountsQuery, after, limit); err != nil {
+		return Discovery{}, fmt.Errorf("discover accounts: %w", translate(err))
 	}
-	return out, nil
+	d := Discovery{Last: after, Done: len(candidates) < limit}
+	if len(candidates) == 0 {
+		return d, nil
+	}
+	d.Last = candidates[len(candidates)-1]
+	lf, lt := late.args()
+	if err := sqlx.SelectContext(ctx, q, &d.Billable, billableAmongQuery,
+		pq.Array(uuidStrings(candidates)), period.From, period.To, lf, lt); err != nil {
+		return Discovery{}, fmt.Errorf("discover accounts: %w", translate(err))
+	}
+	return d, nil
 }
 
 const addRunAccountsQuery = `
@@ -212,34 +272,26 @@ ON CONFLICT DO NOTHING`
 const advanceRunQuery = `
 UPDATE invoice_runs
 SET cursor = coalesce($2, cursor),
-    accounts_total = accounts_total + $3,
-    pending = pending + $3,
-    status = CASE WHEN $4 THEN 'running' ELSE status END,
-    discovered_at = CASE WHEN $4 THEN now() ELSE discovered_at END
+    status = CASE WHEN $3 THEN 'running' ELSE status END,
+    discovered_at = CASE WHEN $3 THEN now() ELSE discovered_at END
 WHERE id = $1
 RETURNING ` + runColumns
 
 // AddRunAccounts records accounts as pending in a run, moves its discovery
-// cursor to the last of them and, when finished, marks discovery complete.
-// Call it with the run locked (LockInvoiceRun) in the same transaction.
-func AddRunAccounts(ctx context.Context, q sqlx.ExtContext, runID uuid.UUID, accounts []uuid.UUID, finished bool) (InvoiceRun, error) {
-	added := 0
-	var cursor *uuid.UUID
+// cursor to cursor and, when finished, marks discovery complete. Call it
+// with the run locked (LockInvoiceRun) in the same transaction.
+func AddRunAccounts(ctx context.Context, q sqlx.ExtContext, runID uuid.UUID, accounts []uuid.UUID, cursor uuid.UUID, finished bool) (InvoiceRun, error) {
 	if len(accounts) > 0 {
-		res, err := q.ExecContext(ctx, addRunAccountsQuery, runID, pq.Array(uuidStrings(accounts)))
-		if err != nil {
+		if _, err := q.ExecContext(ctx, addRunAccountsQuery, runID, pq.Array(uuidStrings(accounts))); err != nil {
 			return InvoiceRun{}, fmt.Errorf("add run accounts: %w", translate(err))
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return InvoiceRun{}, fmt.Errorf("add run accounts: %w", err)
-		}
-		added = int(n)
-		last := accounts[len(accounts)-1]
-		cursor = &last
+	}
+	var cur *uuid.UUID
+	if cursor != uuid.Nil {
+		cur = &cursor
 	}
 	var out InvoiceRun
-	if err := sqlx.GetContext(ctx, q, &out, advanceRunQuery, runID, cursor, added, finished); err != nil {
+	if err := sqlx.GetContext(ctx, q, &out, advanceRunQuery, runID, cur, finished); err != nil {
 		return InvoiceRun{}, fmt.Errorf("advance run %s: %w", runID, translate(err))
 	}
 	return out, nil
@@ -247,12 +299,13 @@ func AddRunAccounts(ctx context.Context, q sqlx.ExtContext, runID uuid.UUID, acc
 
 const completeRunQuery = `
 UPDATE invoice_runs SET status = 'completed', completed_at = now(), completions = completions + 1
-WHERE id = $1 AND status = 'running' AND pending = 0
+WHERE id = $1 AND status = 'running'
 RETURNING ` + runColumns
 
-// CompleteInvoiceRun marks a run whose discovery finished and whose accounts
-// are all done or failed as completed, counting the completion. It returns
-// ErrInvalidTransition when the run is not in that state.
+// CompleteInvoiceRun marks a run whose discovery finished as completed,
+// counting the completion. The caller holds the run's lock and has seen no
+// pending account after taking it. A run not running is
+// ErrInvalidTransition.
 func CompleteInvoiceRun(ctx context.Context, q sqlx.ExtContext, runID uuid.UUID) (InvoiceRun, error) {
 	var out InvoiceRun
 	if err := sqlx.GetContext(ctx, q, &out, completeRunQuery, runID); err != nil {
@@ -288,16 +341,6 @@ func GetRunAccount(ctx context.Context, q sqlx.QueryerContext, runID, accountID 
 	return out, nil
 }
 
-// LockRunAccount is GetRunAccount with the row locked FOR UPDATE, so two
-// copies of one account's task cannot bill it at once.
-func LockRunAccount(ctx context.Context, q sqlx.QueryerContext, runID, accountID uuid.UUID) (RunAccount, error) {
-	var out RunAccount
-	if err := sqlx.GetContext(ctx, q, &out, getRunAccountQuery+` FOR UPDATE`, runID, accountID); err != nil {
-		return RunAccount{}, fmt.Errorf("lock run account %s: %w", accountID, translate(err))
-	}
-	return out, nil
-}
-
 const listRunAccountsQuery = `
 SELECT ` + runAccountColumns + ` FROM invoice_run_accounts
 WHERE run_id = $1 AND ($2 = '' OR status = $2) AND account_id > $3
@@ -317,35 +360,22 @@ const finishRunAccountQuery = `
 UPDATE invoice_run_accounts SET status = $3, error = $4, invoices = $5, updated_at = now()
 WHERE run_id = $1 AND account_id = $2 AND status = 'pending'`
 
-const countFinishedQuery = `
-UPDATE invoice_runs
-SET pending = pending - 1,
-    done = done + CASE WHEN $2 = 'done' THEN 1 ELSE 0 END,
-    failed = failed + CASE WHEN $2 = 'failed' THEN 1 ELSE 0 END,
-    invoices = invoices + $3
-WHERE id = $1
-RETURNING ` + runColumns
-
-// FinishRunAccount moves a pending account to done or failed and counts it
-// on its run, returning the run as it now stands. It reports false and
-// changes nothing when the account was not pending (another copy of its
-// task finished it).
-func FinishRunAccount(ctx context.Context, q sqlx.ExtContext, runID, accountID uuid.UUID, status, errText string, invoices int) (InvoiceRun, bool, error) {
+// FinishRunAccount moves a pending account to done or failed. It reports
+// false and changes nothing when the account was not pending (another copy
+// of its task finished it).
+func FinishRunAccount(ctx context.Context, q sqlx.ExecerContext, runID, accountID uuid.UUID, status, errText string, invoices int) (bool, error) {
 	if status != RunAccountDone && status != RunAccountFailed {
-		return InvoiceRun{}, false, fmt.Errorf("finish run account: status %q: %w", status, ErrInvalidTransition)
+		return false, fmt.Errorf("finish run account: status %q: %w", status, ErrInvalidTransition)
 	}
 	res, err := q.ExecContext(ctx, finishRunAccountQuery, runID, accountID, status, errText, invoices)
 	if err != nil {
-		return InvoiceRun{}, false, fmt.Errorf("finish run account %s: %w", accountID, translate(err))
+		return false, fmt.Errorf("finish run account %s: %w", accountID, translate(err))
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return InvoiceRun{}, false, err
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("finish run account %s: %w", accountID, err)
 	}
-	var out InvoiceRun
-	if err := sqlx.GetContext(ctx, q, &out, countFinishedQuery, runID, status, invoices); err != nil {
-		return InvoiceRun{}, false, fmt.Errorf("count finished account on run %s: %w", runID, translate(err))
-	}
-	return out, true, nil
+	return n == 1, nil
 }
 
 const noteRunAccountErrorQuery = `
@@ -362,29 +392,22 @@ func NoteRunAccountError(ctx context.Context, q sqlx.ExecerContext, runID, accou
 }
 
 const resetFailedQuery = `
-WITH picked AS (
-    SELECT account_id FROM invoice_run_accounts
-    WHERE run_id = $1 AND status = 'failed'
-    ORDER BY account_id LIMIT $2
-    FOR UPDATE
-)
-UPDATE invoice_run_accounts ra
-SET status = 'pending', attempts = ra.attempts + 1, updated_at = now()
-FROM picked WHERE ra.run_id = $1 AND ra.account_id = picked.account_id`
+UPDATE invoice_run_accounts
+SET status = 'pending', attempts = attempts + 1, updated_at = now()
+WHERE run_id = $1 AND status = 'failed'`
 
-const countResetQuery = `
-UPDATE invoice_runs
-SET failed = failed - $2, pending = pending + $2,
-    status = CASE WHEN status = 'completed' AND $2 > 0 THEN 'running' ELSE status END
-WHERE id = $1
+const reopenRunQuery = `
+UPDATE invoice_runs SET status = 'running'
+WHERE id = $1 AND status = 'completed'
 RETURNING ` + runColumns
 
-// ResetFailedRunAccounts moves up to limit failed accounts of a run back to
-// pending with one more attempt, reopening a completed run. It returns how
-// many it moved and the run as it now stands. Call it with the run locked.
+// ResetFailedRunAccounts moves every failed account of a run back to
+// pending with one more attempt and reopens the run if it had completed.
+// It returns how many it moved and the run as it now stands. Call it with
+// the run locked (LockInvoiceRun), so no completion check runs meanwhile.
 // The error text stays until the next outcome replaces it.
-func ResetFailedRunAccounts(ctx context.Context, q sqlx.ExtContext, runID uuid.UUID, limit int) (int, InvoiceRun, error) {
-	res, err := q.ExecContext(ctx, resetFailedQuery, runID, limit)
+func ResetFailedRunAccounts(ctx context.Context, q sqlx.ExtContext, runID uuid.UUID) (int, InvoiceRun, error) {
+	res, err := q.ExecContext(ctx, resetFailedQuery, runID)
 	if err != nil {
 		return 0, InvoiceRun{}, fmt.Errorf("reset failed accounts: %w", translate(err))
 	}
@@ -392,11 +415,18 @@ func ResetFailedRunAccounts(ctx context.Context, q sqlx.ExtContext, runID uuid.U
 	if err != nil {
 		return 0, InvoiceRun{}, fmt.Errorf("reset failed accounts: %w", err)
 	}
-	var out InvoiceRun
-	if err := sqlx.GetContext(ctx, q, &out, countResetQuery, runID, n); err != nil {
-		return 0, InvoiceRun{}, fmt.Errorf("count reset accounts on run %s: %w", runID, translate(err))
+	if n > 0 {
+		var out InvoiceRun
+		err := sqlx.GetContext(ctx, q, &out, reopenRunQuery, runID)
+		if err == nil {
+			return int(n), out, nil
+		}
+		if err = translate(err); !errors.Is(err, ErrNotFound) {
+			return 0, InvoiceRun{}, fmt.Errorf("reopen run %s: %w", runID, err)
+		}
 	}
-	return int(n), out, nil
+	run, err := GetInvoiceRun(ctx, q, runID)
+	return int(n), run, err
 }
 
 // BillingAccount is what an invoice needs of a corporate account.
@@ -407,15 +437,68 @@ type BillingAccount struct {
 	VATID        string    `db:"vat_id"`
 }
 
-const billingAccountQuery = `SELECT id, name, billing_email, vat_id FROM corporate_accounts WHERE id = $1`
+// BillingContext is what billing one account in a run starts from.
+type BillingContext struct {
+	// Status is the account's status in the run.
+	Status  string
+	Run     InvoiceRun
+	Account BillingAccount
+	// Late is the previous period, whose unbilled orders and uncredited
+	// returns this run also bills: the run whose period ends where this
+	// one's starts, once its discovery finished, unless it still has the
+	// account pending or failed (it bills those itself). Zero when none.
+	Late TimeRange
+}
 
-// GetBillingAccount returns a corporate account's billing details or ErrNotFound.
-func GetBillingAccount(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (BillingAccount, error) {
-	var out BillingAccount
-	if err := sqlx.GetContext(ctx, q, &out, billingAccountQuery, id); err != nil {
-		return BillingAccount{}, fmt.Errorf("get corporate account %s: %w", id, translate(err))
+var lockBillingContextQuery = `
+SELECT ra.status AS ra_status, ` + prefixed("r.", runColumns) + `,
+       a.name AS account_name, a.billing_email AS account_email, a.vat_id AS account_vat_id,
+       p.starts_at AS late_from, p.ends_at AS late_to
+FROM invoice_run_accounts ra
+JOIN invoice_runs r ON r.id = ra.run_id
+JOIN corporate_accounts a ON a.id = ra.account_id
+LEFT JOIN invoice_runs p ON p.period_end = r.period_start AND p.discovered_at IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM invoice_run_accounts pa
+                     WHERE pa.run_id = p.id AND pa.account_id = ra.account_id AND pa.status <> 'done')
+WHERE ra.run_id = $1 AND ra.account_id = $2
+FOR UPDATE OF ra`
+
+// LockBillingContext reads, in one round trip, an account's status in a
+// run, the run, the account's billing details and the late window, and
+// locks the account's row in the run until the transaction ends, so two
+// copies of its task cannot bill it at once. ErrNotFound when the account
+// is not part of the run.
+func LockBillingContext(ctx context.Context, q sqlx.QueryerContext, runID, accountID uuid.UUID) (BillingContext, error) {
+	var row struct {
+		InvoiceRun
+		RAStatus     string     `db:"ra_status"`
+		AccountName  string     `db:"account_name"`
+		AccountEmail string     `db:"account_email"`
+		AccountVATID string     `db:"account_vat_id"`
+		LateFrom     *time.Time `db:"late_from"`
+		LateTo       *time.Time `db:"late_to"`
 	}
-	return out, nil
+	if err := sqlx.GetContext(ctx, q, &row, lockBillingContextQuery, runID, accountID); err != nil {
+		return BillingContext{}, fmt.Errorf("billing context of %s: %w", accountID, translate(err))
+	}
+	bc := BillingContext{
+		Status:  row.RAStatus,
+		Run:     row.InvoiceRun,
+		Account: BillingAccount{ID: accountID, Name: row.AccountName, BillingEmail: row.AccountEmail, VATID: row.AccountVATID},
+	}
+	if row.LateFrom != nil && row.LateTo != nil {
+		bc.Late = TimeRange{From: *row.LateFrom, To: *row.LateTo}
+	}
+	return bc, nil
+}
+
+// prefixed qualifies every column of a comma-separated list with p.
+func prefixed(p, columns string) string {
+	parts := strings.Split(columns, ",")
+	for i, c := range parts {
+		parts[i] = p + strings.TrimSpace(c)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // BillableOrder is a confirmed order not yet on any invoice, with the sum of
@@ -492,20 +575,87 @@ func CreditableReturns(ctx context.Context, q sqlx.QueryerContext, accountID uui
 	return out, nil
 }
 
-const nextInvoiceNumbersQuery = `
-INSERT INTO invoice_numbers (year, last) VALUES ($1, $2)
-ON CONFLICT (year) DO UPDATE SET last = invoice_numbers.last + EXCLUDED.last
-RETURNING last`
+// Numbers are formatted here, in the statement that allocates them:
+// "INV-2026-000042", more digits past 999999. The same statement records
+// each invoice's event with the number merged into its data, so the lock
+// on the year's counter is held for this one statement and the commit.
+const numberInvoicesQuery = `
+WITH alloc AS (
+    INSERT INTO invoice_numbers (year, last) VALUES ($1, $2)
+    ON CONFLICT (year) DO UPDATE SET last = invoice_numbers.last + EXCLUDED.last
+    RETURNING last
+), numbered AS (
+    SELECT x.id, (SELECT last FROM alloc) - $2 + x.ord AS n
+    FROM unnest($3::uuid[]) WITH ORDINALITY AS x(id, ord)
+), updated AS (
+    UPDATE invoices i
+    SET number = 'INV-' || $1 || '-' || CASE WHEN numbered.n < 1000000 THEN lpad(numbered.n::text, 6, '0') ELSE numbered.n::text END
+    FROM numbered
+    WHERE i.id = numbered.id AND i.number IS NULL
+    RETURNING i.id, i.number
+)
+INSERT INTO events (id, type, source, specversion, subject, dataschema, time, data, request_id, traceparent)
+SELECT e.id, e.type, e.source, '1.0', e.subject, e.dataschema, e.time,
+       e.data || jsonb_build_object('number', updated.number), e.request_id, e.traceparent
+FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::jsonb[], $11::text[], $12::text[])
+     AS e(invoice_id, id, type, source, subject, dataschema, time, data, request_id, traceparent)
+JOIN updated ON updated.id = e.invoice_id
+RETURNING subject, data->>'number'`
 
-// NextInvoiceNumbers reserves n consecutive invoice numbers of a year and
-// returns the first. The counter row stays locked until the transaction
-// ends, which keeps the numbering gapless; take it late in the transaction.
-func NextInvoiceNumbers(ctx context.Context, q sqlx.QueryerContext, year, n int) (int64, error) {
-	var last int64
-	if err := sqlx.GetContext(ctx, q, &last, nextInvoiceNumbersQuery, year, n); err != nil {
-		return 0, fmt.Errorf("next invoice numbers: %w", translate(err))
+// NumberInvoices gives the invoices ids, written in this transaction
+// without a number, the next consecutive numbers of a year in the order
+// given, records events[i] for ids[i] with the number added to its data
+// (key "number"), and returns the numbers by invoice id. The year's
+// counter row stays locked until the transaction ends, which keeps
+// numbering gapless; every invoicing transaction shares that lock, so make
+// this its last statement.
+func NumberInvoices(ctx context.Context, q sqlx.QueryerContext, year int, ids []uuid.UUID, events []Event) (map[uuid.UUID]string, error) {
+	if len(events) != len(ids) {
+		return nil, fmt.Errorf("number invoices: %d events for %d invoices", len(events), len(ids))
 	}
-	return last - int64(n) + 1, nil
+	n := len(ids)
+	evIDs, types, sources, subjects, schemas, times, data, rids, tps :=
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, e := range events {
+		if e.Source == "" {
+			e.Source = EventSource
+		}
+		if e.Time.IsZero() {
+			e.Time = time.Now().UTC()
+		}
+		evIDs[i], types[i], sources[i], subjects[i], schemas[i] = e.ID.String(), e.Type, e.Source, e.Subject, e.DataSchema
+		times[i], data[i], rids[i], tps[i] = e.Time.UTC().Format(time.RFC3339Nano), string(e.Data), e.RequestID, e.TraceParent
+	}
+	rows, err := q.QueryxContext(ctx, numberInvoicesQuery, year, n, pq.Array(uuidStrings(ids)),
+		pq.Array(evIDs), pq.Array(types), pq.Array(sources), pq.Array(subjects), pq.Array(schemas),
+		pq.Array(times), pq.Array(data), pq.Array(rids), pq.Array(tps))
+	if err != nil {
+		return nil, fmt.Errorf("number invoices: %w", translate(err))
+	}
+	defer rows.Close()
+	out := make(map[uuid.UUID]string, n)
+	for rows.Next() {
+		var (
+			subject string
+			number  string
+		)
+		if err := rows.Scan(&subject, &number); err != nil {
+			return nil, fmt.Errorf("number invoices: %w", err)
+		}
+		id, err := uuid.Parse(subject)
+		if err != nil {
+			return nil, fmt.Errorf("number invoices: event subject %q: %w", subject, err)
+		}
+		out[id] = number
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("number invoices: %w", translate(err))
+	}
+	if len(out) != n {
+		return nil, fmt.Errorf("number invoices: %d of %d were unnumbered invoices of this transaction: %w", len(out), n, ErrConflict)
+	}
+	return out, nil
 }
 
 // Invoice is one issued invoice: an account's bill for one period in one
@@ -548,35 +698,29 @@ type InvoiceLine struct {
 	Late        bool       `db:"late"`
 }
 
-const invoiceColumns = `id, number, run_id, account_id, account_name, billing_email, vat_id, period_start, period_end,
+const invoiceColumns = `id, coalesce(number, '') AS number, run_id, account_id, account_name, billing_email, vat_id, period_start, period_end,
 timezone, currency, orders_minor, credits_minor, subtotal_minor, tax_rate_bps, tax_minor, total_minor, issued_at, due_on, created_at`
 
+// One statement writes the invoice and its lines; the lines' foreign key
+// is checked at the statement's end, when the invoice row exists.
 const insertInvoiceQuery = `
+WITH lines AS (
+    INSERT INTO invoice_lines (invoice_id, position, kind, order_id, return_id, description, occurred_at, amount_minor, late)
+    SELECT $1, l.position, l.kind, l.order_id, l.return_id, l.description, l.occurred_at, l.amount_minor, l.late
+    FROM unnest($20::integer[], $21::text[], $22::uuid[], $23::uuid[], $24::text[], $25::timestamptz[], $26::bigint[], $27::boolean[])
+         AS l(position, kind, order_id, return_id, description, occurred_at, amount_minor, late)
+)
 INSERT INTO invoices (id, number, run_id, account_id, account_name, billing_email, vat_id, period_start, period_end,
                       timezone, currency, orders_minor, credits_minor, subtotal_minor, tax_rate_bps, tax_minor, total_minor,
                       issued_at, due_on)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::date, $9::date, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19::date)
+VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, $7, $8::date, $9::date, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19::date)
 RETURNING ` + invoiceColumns
 
-const insertInvoiceLinesQuery = `
-INSERT INTO invoice_lines (invoice_id, position, kind, order_id, return_id, description, occurred_at, amount_minor, late)
-SELECT $1, l.position, l.kind, l.order_id, l.return_id, l.description, l.occurred_at, l.amount_minor, l.late
-FROM unnest($2::integer[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::timestamptz[], $8::bigint[], $9::boolean[])
-     AS l(position, kind, order_id, return_id, description, occurred_at, amount_minor, late)`
-
-// InsertInvoice writes an invoice and its lines in one round trip each. A
-// second invoice for the same (account, period, currency), or a line for an
-// order or return already on an invoice, is ErrConflict.
+// InsertInvoice writes an invoice and its lines in one round trip. An
+// empty Number leaves it to NumberInvoices later in the same transaction.
+// A second invoice for the same (account, period, currency), or a line for
+// an order or return already on an invoice, is ErrConflict.
 func InsertInvoice(ctx context.Context, q sqlx.ExtContext, inv Invoice, lines []InvoiceLine) (Invoice, error) {
-	var out Invoice
-	err := sqlx.GetContext(ctx, q, &out, insertInvoiceQuery,
-		inv.ID, inv.Number, inv.RunID, inv.AccountID, inv.AccountName, inv.BillingEmail, inv.VATID,
-		inv.PeriodStart.Format(DateLayout), inv.PeriodEnd.Format(DateLayout), inv.Timezone, inv.Currency,
-		inv.OrdersMinor, inv.CreditsMinor, inv.SubtotalMinor, inv.TaxRateBps, inv.TaxMinor, inv.TotalMinor,
-		inv.IssuedAt, inv.DueOn.Format(DateLayout))
-	if err != nil {
-		return Invoice{}, fmt.Errorf("insert invoice %s: %w", inv.Number, translate(err))
-	}
 	n := len(lines)
 	pos := make([]int64, n)
 	kinds := make([]string, n)
@@ -599,10 +743,16 @@ func InsertInvoice(ctx context.Context, q sqlx.ExtContext, inv Invoice, lines []
 		amounts[i] = l.AmountMinor
 		late[i] = l.Late
 	}
-	_, err = q.ExecContext(ctx, insertInvoiceLinesQuery, out.ID, pq.Array(pos), pq.Array(kinds), pq.Array(orders),
-		nullableStrings(returns), pq.Array(descs), pq.Array(times), pq.Array(amounts), pq.Array(late))
+	var out Invoice
+	err := sqlx.GetContext(ctx, q, &out, insertInvoiceQuery,
+		inv.ID, inv.Number, inv.RunID, inv.AccountID, inv.AccountName, inv.BillingEmail, inv.VATID,
+		inv.PeriodStart.Format(DateLayout), inv.PeriodEnd.Format(DateLayout), inv.Timezone, inv.Currency,
+		inv.OrdersMinor, inv.CreditsMinor, inv.SubtotalMinor, inv.TaxRateBps, inv.TaxMinor, inv.TotalMinor,
+		inv.IssuedAt, inv.DueOn.Format(DateLayout),
+		pq.Array(pos), pq.Array(kinds), pq.Array(orders), nullableStrings(returns), pq.Array(descs),
+		pq.Array(times), pq.Array(amounts), pq.Array(late))
 	if err != nil {
-		return Invoice{}, fmt.Errorf("insert lines of invoice %s: %w", inv.Number, translate(err))
+		return Invoice{}, fmt.Errorf("insert invoice for %s in %s: %w", inv.AccountID, inv.Currency, translate(err))
 	}
 	return out, nil
 }

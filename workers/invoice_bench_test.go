@@ -1,0 +1,153 @@
+package workers
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/sql/store/storetest"
+	"github.com/bazaarhq/bazaar/stream/redistest"
+)
+
+const benchOrdersPerAccount = 10
+
+// benchAccounts is 10,000, or BENCH_INVOICE_ACCOUNTS when set (for a
+// quicker look).
+func benchAccounts(b *testing.B) int {
+	if v := os.Getenv("BENCH_INVOICE_ACCOUNTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("BENCH_INVOICE_ACCOUNTS=%q is not a positive number", v)
+		}
+		return n
+	}
+	return 10_000
+}
+
+// BenchmarkInvoiceRun measures one invoice run over 10,000 corporate
+// accounts with 10 orders each (in two currencies, so 20,000 invoices):
+// from StartRun to the run's completion, with the tasks on an asynq server
+// of concurrency 10 in this process, as "bazaar work" runs them. It
+// reports the run's duration, invoices per second and the peak Go heap
+// in use while it ran. Seeding is not timed.
+func BenchmarkInvoiceRun(b *testing.B) {
+	ctx := context.Background()
+	accounts := benchAccounts(b)
+	for range b.N {
+		b.StopTimer()
+		db, _ := storetest.NewDB(b)
+		seller, product := uuid.New(), uuid.New()
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO sellers (id, name, email) VALUES ($1, 'Bench seller', 'bench@bazaar.test')`, []any{seller}},
+			{`INSERT INTO products (id, seller_id, sku, name, price_minor, currency) VALUES ($1, $2, 'B-1', 'Bench', 1000, 'EUR')`, []any{product, seller}},
+			{`WITH a AS (
+			    INSERT INTO corporate_accounts (id, name, billing_email)
+			    SELECT gen_random_uuid(), 'Corp ' || g, 'billing-' || g || '@corp.test' FROM generate_series(1, $1) g
+			    RETURNING id)
+			  INSERT INTO users (id, email, corporate_account_id)
+			  SELECT gen_random_uuid(), 'buyer-' || a.id || '@corp.test', a.id FROM a`, []any{accounts}},
+			{`INSERT INTO orders (id, seller_id, user_id, status, currency, subtotal_minor, total_minor, confirmed_at)
+			  SELECT gen_random_uuid(), $1, u.id, 'confirmed', CASE WHEN o % 5 = 0 THEN 'USD' ELSE 'EUR' END,
+			         1000 + o, 1499 + o, timestamptz '2026-10-15 08:00:00+00' + o * interval '1 day'
+			  FROM users u CROSS JOIN generate_series(1, $2) o`, []any{seller, benchOrdersPerAccount}},
+			{`INSERT INTO order_items (id, order_id, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
+			  SELECT gen_random_uuid(), o.id, $1, 'B-1', 'Bench', 1, o.subtotal_minor, o.subtotal_minor FROM orders o`, []any{product}},
+			{`ANALYZE`, nil},
+		} {
+			if _, err := db.ExecContext(ctx, q.sql, q.args...); err != nil {
+				b.Fatalf("seed: %v", err)
+			}
+		}
+
+		rdb := redis.NewClient(redistest.DB(b))
+		client := asynq.NewClientFromRedisClient(rdb)
+		iv, err := NewInvoicer(InvoicingConfig{
+			DB: db, Client: client, Now: func() time.Time { return time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC) },
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+			Concurrency: 10, Queues: map[string]int{QueueLow: 1},
+			TaskCheckInterval: 20 * time.Millisecond, LogLevel: asynq.FatalLevel,
+		})
+		mux := asynq.NewServeMux()
+		RegisterInvoiceTasks(mux, iv)
+		if err := srv.Start(mux); err != nil {
+			b.Fatal(err)
+		}
+		db.SetMaxOpenConns(20)
+
+		runtime.GC()
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			var ms runtime.MemStats
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for {
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > peak.Load() {
+					peak.Store(ms.HeapInuse)
+				}
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+
+		b.StartTimer()
+		start := time.Now()
+		p, _ := ParsePeriod("2026-10-15", "2026-10-31")
+		run, _, err := iv.StartRun(ctx, RunRequest{Period: p})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			run, err = store.GetInvoiceRun(ctx, db, run.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if run.Status == store.RunCompleted {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		took := time.Since(start)
+		b.StopTimer()
+		close(stop)
+		<-sampled
+
+		pr, err := store.InvoiceRunProgress(ctx, db, run.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if pr.Accounts != accounts || pr.Done != accounts || pr.Invoices != 2*accounts {
+			b.Fatalf("run ended with %+v", pr)
+		}
+		b.ReportMetric(took.Seconds(), "run-s")
+		b.ReportMetric(float64(pr.Invoices)/took.Seconds(), "invoices/s")
+		b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
+		srv.Shutdown()
+		_ = client.Close()
+		_ = rdb.Close()
+	}
+}
