@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq" // PostgreSQL driver.
+	"github.com/lib/pq"
 	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
 )
@@ -163,4 +166,41 @@ func runComponents(ctx context.Context, log *slog.Logger, timeout time.Duration,
 		return startErr
 	}
 	return errors.Join(errs...)
+}
+
+// ensureDatabase creates the database of DATABASE_URL when the server
+// answers but the database does not exist yet, so "bazaar dev" works on a
+// fresh server. Other roles expect "bazaar migrate" to have run.
+func ensureDatabase(ctx context.Context, c Config, log *slog.Logger) error {
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	if name == "" || name == "postgres" {
+		return nil
+	}
+	admin := *u
+	admin.Path = "/postgres"
+	db, err := sql.Open("postgres", admin.String())
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer db.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var exists bool
+	if err := db.QueryRowContext(pctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		// Without rights on the maintenance database, leave it to openDB
+		// to report what is wrong.
+		return nil
+	}
+	if exists {
+		return nil
+	}
+	if _, err := db.ExecContext(pctx, `CREATE DATABASE `+pq.QuoteIdentifier(name)); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	log.Info("created database", "database", name)
+	return nil
 }

@@ -2,38 +2,124 @@ package main
 
 import (
 	"context"
+	"fmt"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hibiken/asynq"
 
 	"github.com/bazaarhq/bazaar/api"
+	"github.com/bazaarhq/bazaar/api/web"
 	"github.com/bazaarhq/bazaar/sql/migrations"
+	"github.com/bazaarhq/bazaar/stream"
 )
 
 func init() {
 	register(&command{
 		name:  "dev",
-		short: "run every role in one process (migrations applied at start)",
-		run: func(ctx context.Context, env *environment, _ []string) error {
-			cfg, log, err := setup(env)
-			if err != nil {
-				return err
-			}
-			db, err := openDB(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if err := migrations.Up(ctx, db.DB); err != nil {
-				return err
-			}
-			rdb, err := openRedis(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer rdb.Close()
-			srv, err := api.New(api.Config{DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes})
-			if err != nil {
-				return err
-			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, newHTTPServer(cfg.HTTPAddr, srv.Handler(), log))
-		},
+		short: "run every role in one process: API, demo page, asynqmon, relay, workers, scheduler",
+		run:   runDev,
 	})
+}
+
+// runDev runs every role in one process for development and demos: the
+// migrations, the API with the demo page at / and asynqmon at /monitor, the
+// relay (woken by the API's commits), the consumer groups and the asynq
+// workers, the scheduler, and a mail sink at /dev/mail unless an SMTP
+// server is configured.
+func runDev(ctx context.Context, env *environment, _ []string) error {
+	cfg, log, err := setup(env)
+	if err != nil {
+		return err
+	}
+	wc, err := loadWorkConfig(env.getenv, true)
+	if err != nil {
+		return err
+	}
+	sc, err := loadScheduleConfig(env.getenv)
+	if err != nil {
+		return err
+	}
+	ac, err := loadAPIConfig(env.getenv)
+	if err != nil {
+		return err
+	}
+	if err := ensureDatabase(ctx, cfg, log); err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := migrations.Up(ctx, db.DB); err != nil {
+		return err
+	}
+	rdb, err := openRedis(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	names := stream.Names{Prefix: cfg.RedisPrefix}
+
+	relay, err := stream.NewRelay(stream.RelayConfig{DB: db, Redis: rdb, Names: names, Logger: log.With("component", "relay")})
+	if err != nil {
+		return err
+	}
+	sink, mailer, err := devMailParts(wc, log.With("component", "mailsink"))
+	if err != nil {
+		return err
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
+	defer client.Close()
+	iv, err := newInvoicer(sc, db, client, log, relay)
+	if err != nil {
+		return err
+	}
+	parts, err := newWorkerParts(workerDeps{
+		Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log, Mailer: mailer, Observer: relay,
+	})
+	if err != nil {
+		return err
+	}
+	iv.Register(parts.Workers.Mux())
+	sched, err := newScheduler(sc, db, iv, log)
+	if err != nil {
+		return err
+	}
+	mon, err := newMonitor(cfg)
+	if err != nil {
+		return err
+	}
+	defer mon.Close()
+	hub, err := stream.NewHub(stream.HubConfig{Redis: rdb, DB: db, Names: names, Logger: log.With("component", "hub")})
+	if err != nil {
+		return err
+	}
+	admin, err := stream.NewAdmin(stream.AdminConfig{Redis: rdb, DB: db, Names: names})
+	if err != nil {
+		return err
+	}
+	apiCfg := api.Config{
+		DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
+		Observer: relay, Streams: admin, Monitor: mon, InvoiceLocation: sc.Location,
+		Hub: hub, SSE: ac.SSE,
+	}
+	if sink != nil {
+		apiCfg.DevMail = sink
+	}
+	srv, err := api.New(apiCfg)
+	if err != nil {
+		return err
+	}
+	srv.Engine().GET("/", gin.WrapH(web.Handler()))
+
+	var parts2 []component
+	if sink != nil {
+		parts2 = append(parts2, sink)
+	}
+	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub,
+		newHTTPServer(cfg.HTTPAddr, srv.Handler(), log))
+	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
+		"monitor", "/monitor", "mail", "/dev/mail")
+	return runComponents(ctx, log, cfg.ShutdownTimeout, parts2...)
 }

@@ -2,16 +2,27 @@ package main
 
 import (
 	"context"
+	"net"
+	"strings"
 
 	"github.com/bazaarhq/bazaar/api"
+	"github.com/bazaarhq/bazaar/stream"
 )
 
 func init() {
 	register(&command{
 		name:  "serve",
-		short: "serve the REST API",
+		short: "serve the REST API, the live event routes and asynqmon at /monitor",
 		run: func(ctx context.Context, env *environment, _ []string) error {
 			cfg, log, err := setup(env)
+			if err != nil {
+				return err
+			}
+			sc, err := loadScheduleConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			ac, err := loadAPIConfig(env.getenv)
 			if err != nil {
 				return err
 			}
@@ -20,11 +31,63 @@ func init() {
 				return err
 			}
 			defer db.Close()
-			srv, err := api.New(api.Config{DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes})
+			rdb, err := openRedis(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, newHTTPServer(cfg.HTTPAddr, srv.Handler(), log))
+			defer rdb.Close()
+			names := stream.Names{Prefix: cfg.RedisPrefix}
+			mon, err := newMonitor(cfg)
+			if err != nil {
+				return err
+			}
+			defer mon.Close()
+			hub, err := stream.NewHub(stream.HubConfig{Redis: rdb, DB: db, Names: names, Logger: log.With("component", "hub")})
+			if err != nil {
+				return err
+			}
+			admin, err := stream.NewAdmin(stream.AdminConfig{Redis: rdb, DB: db, Names: names})
+			if err != nil {
+				return err
+			}
+			srv, err := api.New(api.Config{
+				DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
+				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
+			})
+			if err != nil {
+				return err
+			}
+			return runComponents(ctx, log, cfg.ShutdownTimeout, hub, newHTTPServer(cfg.HTTPAddr, srv.Handler(), log))
 		},
 	})
+}
+
+// apiConfig is the live event routes' part of the configuration.
+type apiConfig struct {
+	SSE api.SSEConfig
+}
+
+func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
+	r := &envReader{getenv: getenv}
+	var ac apiConfig
+	ac.SSE.Heartbeat = r.duration("BAZAAR_SSE_HEARTBEAT", 0)
+	ac.SSE.WriteTimeout = r.duration("BAZAAR_SSE_WRITE_TIMEOUT", 0)
+	for _, o := range strings.Split(r.str("BAZAAR_CORS_ORIGINS", ""), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			ac.SSE.CORSOrigins = append(ac.SSE.CORSOrigins, o)
+		}
+	}
+	if r.err != nil {
+		return apiConfig{}, r.err
+	}
+	return ac, nil
+}
+
+// portOf returns ":8080" for "0.0.0.0:8080" or ":8080", for the start line.
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return ":" + port
 }
