@@ -443,6 +443,23 @@ func (iv *Invoicer) Group() Group {
 	}
 }
 
+// Subscription returns the invoicing group as a stream subscription, to
+// add to the stream.Groups of every process that runs the workers
+// ("bazaar work", "bazaar dev"): without it, runs started through the API
+// wait for a scheduler's enqueue that never comes.
+func (iv *Invoicer) Subscription() stream.Subscription {
+	g := iv.Group()
+	return stream.Subscription{
+		Group:    g.Name,
+		Patterns: g.Patterns,
+		Handler: func(ctx context.Context, msg stream.Message) error {
+			return g.Handle(ctx, msg.Envelope)
+		},
+		Concurrency:   2,
+		MaxDeliveries: 10,
+	}
+}
+
 // HandleEvent is the invoicing group's handler.
 func (iv *Invoicer) HandleEvent(ctx context.Context, env stream.Envelope) error {
 	var d InvoiceRunData
