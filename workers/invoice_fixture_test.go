@@ -150,7 +150,6 @@ type invFixture struct {
 	db      *sqlx.DB
 	seller  uuid.UUID
 	product uuid.UUID
-	n       int
 }
 
 func newInvFixture(t testing.TB, db *sqlx.DB) *invFixture {
