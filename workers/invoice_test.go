@@ -588,3 +588,46 @@ func TestRunsStartedAndRetriedByEventsAreHandedOverByTheGroup(t *testing.T) {
 	_, _, _, err = ResetFailedAccounts(ctx, e.db, uuid.New())
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
+
+// Orders of an account the previous run left failed stay with that run:
+// the next run does not sweep them up, and retrying the failed account
+// bills them in their own period.
+func TestNextRunLeavesAFailedAccountsOrdersToItsRun(t *testing.T) {
+	t.Parallel()
+	e := newInvEnv(t)
+	ctx := context.Background()
+	fx, loc := e.fx, e.loc
+	acct := fx.account(t, "Broken then fixed")
+	u := fx.user(t, acct)
+	old := fx.order(t, u, "EUR", "confirmed", at(loc, 2026, 10, 20, 9, 0), 1000)
+	_, err := e.db.ExecContext(ctx, `UPDATE orders SET subtotal_minor = 1 WHERE id = $1`, old)
+	require.NoError(t, err)
+	e.clock.Set(time.Date(2026, 11, 1, 2, 0, 0, 0, loc))
+	run1 := e.run(t, mustPeriod(t, "2026-10-15", "2026-10-31"))
+	require.Equal(t, store.RunProgress{Accounts: 1, Failed: 1}, e.progress(t, run1.ID))
+
+	_, err = e.db.ExecContext(ctx, `UPDATE orders SET subtotal_minor = 1000 WHERE id = $1`, old)
+	require.NoError(t, err)
+	fresh := fx.order(t, u, "EUR", "confirmed", at(loc, 2026, 11, 3, 9, 0), 2000)
+	e.clock.Set(time.Date(2026, 11, 15, 2, 0, 0, 0, loc))
+	run2 := e.run(t, mustPeriod(t, "2026-11-01", "2026-11-14"))
+	billed := func(runID uuid.UUID) []uuid.UUID {
+		t.Helper()
+		var ids []uuid.UUID
+		for _, inv := range e.invoices(t, store.InvoiceFilter{RunID: &runID}) {
+			lines, err := store.InvoiceLines(ctx, e.db, inv.ID)
+			require.NoError(t, err)
+			for _, l := range lines {
+				ids = append(ids, l.OrderID)
+			}
+		}
+		return ids
+	}
+	require.Equal(t, []uuid.UUID{fresh}, billed(run2.ID))
+
+	n, err := e.iv.RetryFailed(ctx, run1.ID)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	e.waitCompleted(t, run1.ID, 2)
+	require.Equal(t, []uuid.UUID{old}, billed(run1.ID))
+}
