@@ -158,18 +158,13 @@ func (c *catchUp) fetch(ctx context.Context, j int) error {
 	if err != nil && info == nil {
 		return fmt.Errorf("catch up %s: %w", key, err)
 	}
-	var lastGen, maxDel, first xid
+	var lastGen, first xid
 	hasFirst, deleted := false, false
 	switch ierr := info.Err(); {
 	case ierr == nil:
 		v := info.Val()
 		if lastGen, err = parseXID(v.LastGeneratedID); err != nil {
 			return err
-		}
-		if v.MaxDeletedEntryID != "" {
-			if maxDel, err = parseXID(v.MaxDeletedEntryID); err != nil {
-				return err
-			}
 		}
 		// Redis before 7.0 reports no entries-added; assume deletions.
 		deleted = v.EntriesAdded == 0 || v.EntriesAdded > v.Length
@@ -193,14 +188,16 @@ func (c *catchUp) fetch(ctx context.Context, j int) error {
 	}
 	// Entries after the scan position may be gone from the stream when
 	// entries were ever deleted and the stream starts past the position (or
-	// is empty though it had entries past it). Redis 7.0 records
-	// max-deleted-entry-id only for XDEL, not for trims, hence the first
-	// entry's id decides.
+	// is empty though it had entries past it): trimming removes the oldest.
+	// Redis 7.0 records max-deleted-entry-id only for XDEL, not for trims,
+	// hence the first entry's id decides. An entry the relay deleted again
+	// mid-stream (a failed pipeline) was added anew later, so XRANGE past
+	// the first entry loses nothing.
 	until := lastGen
 	if hasFirst {
 		until = first.prev()
 	}
-	if deleted && (cs.scan.less(until) || cs.scan.less(maxDel)) {
+	if deleted && cs.scan.less(until) {
 		return c.fetchLog(ctx, j, until, lastGen)
 	}
 	msgs := rng.Val()
@@ -288,7 +285,7 @@ func (c *catchUp) fetchLog(ctx context.Context, j int, until, end xid) error {
 			cs.buf = append(cs.buf, e)
 		}
 	}
-	if len(rows) < limit {
+	if len(rows) < limit && cs.scan.less(until) {
 		cs.scan = until
 	}
 	cs.atEnd = false

@@ -582,3 +582,36 @@ func BenchmarkHubFanOut(b *testing.B) {
 		})
 	}
 }
+
+// TestHubResumeAcrossDeletedEntry: the relay deletes an entry again when
+// a pipeline half fails (and adds the event anew later). A resume over
+// such a hole reads on from the stream: no reset, nothing twice.
+func TestHubResumeAcrossDeletedEntry(t *testing.T) {
+	t.Parallel()
+	b := hubSetup(t, true)
+	h := b.newHub(t, func(c *stream.HubConfig) { c.CatchUpBatch = 3 })
+	ctx := context.Background()
+	s, err := h.Subscribe(ctx, stream.SubscribeOptions{Patterns: []string{"order.#"}})
+	require.NoError(t, err)
+	var pubs []hubPublished
+	for range 10 {
+		pubs = append(pubs, b.publish(t, "order.created", uuid.NewString()))
+	}
+	var cursor string
+	for range 2 {
+		cursor = hubNext(t, s).ID
+	}
+	s.Close()
+	key := b.names.Stream("order", 0)
+	entries, err := b.rdb.XRange(ctx, key, "-", "+").Result()
+	require.NoError(t, err)
+	require.NoError(t, b.rdb.XDel(ctx, key, entries[4].ID).Err())
+
+	resumed, err := h.Subscribe(ctx, stream.SubscribeOptions{Patterns: []string{"order.#"}, Cursor: cursor})
+	require.NoError(t, err)
+	defer resumed.Close()
+	for _, p := range append(pubs[2:4:4], pubs[5:]...) {
+		require.Equal(t, p.id, hubNext(t, resumed).EventID)
+	}
+	requireNoEvent(t, resumed, 200*time.Millisecond)
+}
