@@ -28,10 +28,12 @@ func newLogger(c Config, w io.Writer) *slog.Logger {
 			text = true
 		}
 	}
+	// Lines logged with a context that carries a span get its trace_id
+	// (observability.go).
 	if text {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(withTraceIDs(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(withTraceIDs(slog.NewJSONHandler(w, opts)))
 }
 
 // setup loads the config and makes the logger every subcommand starts with.

@@ -31,6 +31,10 @@ func init() {
 			if err != nil {
 				return err
 			}
+			obs, err := newObservability(ctx, env.getenv, "relay", log)
+			if err != nil {
+				return err
+			}
 			db, err := openDB(ctx, cfg)
 			if err != nil {
 				return err
@@ -44,11 +48,19 @@ func init() {
 			relay, err := stream.NewRelay(stream.RelayConfig{
 				DB: db, Redis: rdb, Names: stream.Names{Prefix: cfg.RedisPrefix}, Logger: log,
 				BatchSize: batch, PollInterval: poll, MaxLen: maxLen, MaxAge: maxAge, TrimInterval: trimInterval,
+				Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
 			})
 			if err != nil {
 				return err
 			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, relay)
+			// The relay reports the outbox and the streams it writes; the
+			// workers report the consumer groups.
+			names := stream.Names{Prefix: cfg.RedisPrefix}
+			if err := obs.CollectBackbone(db, rdb, names, stream.CollectOutbox|stream.CollectStreams); err != nil {
+				return err
+			}
+			ops := obs.OpsServer(cfg.HTTPAddr, log, postgresReady(db), redisReady(rdb))
+			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, relay, ops)
 		},
 	})
 }

@@ -32,6 +32,10 @@ func init() {
 				return err
 			}
 			log.Info("schedule config", "schedule", sc)
+			obs, err := newObservability(ctx, env.getenv, "schedule", log)
+			if err != nil {
+				return err
+			}
 			db, err := openDB(ctx, cfg)
 			if err != nil {
 				return err
@@ -52,7 +56,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, s)
+			if err := obs.CollectSchedules(db, s.Leading); err != nil {
+				return err
+			}
+			ops := obs.OpsServer(cfg.HTTPAddr, log, postgresReady(db), redisReady(rdb))
+			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, s, ops)
 		},
 	})
 }

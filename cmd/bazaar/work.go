@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
@@ -33,6 +34,10 @@ func init() {
 				return err
 			}
 			log.Info("worker config", "workers", wc)
+			obs, err := newObservability(ctx, env.getenv, "work", log)
+			if err != nil {
+				return err
+			}
 			db, err := openDB(ctx, cfg)
 			if err != nil {
 				return err
@@ -45,11 +50,23 @@ func init() {
 			defer rdb.Close()
 			parts, err := newWorkerParts(workerDeps{
 				Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log,
+				Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
 			})
 			if err != nil {
 				return err
 			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, parts.Components()...)
+			// The workers report the consumer groups they read and the
+			// asynq queues; the relay reports the outbox and streams.
+			names := stream.Names{Prefix: cfg.RedisPrefix}
+			if err := obs.CollectBackbone(nil, rdb, names, stream.CollectGroups); err != nil {
+				return err
+			}
+			if err := obs.CollectQueues(rdb); err != nil {
+				return err
+			}
+			ops := obs.OpsServer(cfg.HTTPAddr, log, postgresReady(db), redisReady(rdb))
+			components := append([]component{obs}, parts.Components()...)
+			return runComponents(ctx, log, cfg.ShutdownTimeout, append(components, ops)...)
 		},
 	})
 }
@@ -125,8 +142,11 @@ type workerDeps struct {
 	Logger *slog.Logger
 	// Mailer overrides the SMTP mailer (bazaar dev's sink).
 	Mailer workers.Mailer
-	// Registry receives the task metrics; nil leaves them unexported.
+	// Registry receives the task and consumer group metrics; nil leaves
+	// them unexported.
 	Registry prometheus.Registerer
+	// TracerProvider traces tasks and handler calls; nil turns tracing off.
+	TracerProvider trace.TracerProvider
 	// Observer is the in-process relay, woken when a task commits events.
 	Observer store.TxObserver
 }
@@ -155,7 +175,7 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 		mailer = m
 	}
 	w, err := workers.New(workers.Config{
-		DB: d.DB, Redis: d.Redis, Logger: d.Logger, Registry: d.Registry, Observer: d.Observer,
+		DB: d.DB, Redis: d.Redis, Logger: d.Logger, Registry: d.Registry, TracerProvider: d.TracerProvider, Observer: d.Observer,
 		Mailer: mailer, Concurrency: d.Work.Concurrency, ShutdownTimeout: d.Config.ShutdownTimeout,
 		FollowUpDelay: d.Work.FollowUpDelay, ReminderLead: d.Work.ReminderLead,
 	})
@@ -164,6 +184,7 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 	}
 	g, err := stream.NewGroups(stream.GroupsConfig{
 		Redis: d.Redis, DB: d.DB, Names: stream.Names{Prefix: d.Config.RedisPrefix}, Logger: d.Logger,
+		Registry: d.Registry, TracerProvider: d.TracerProvider,
 	})
 	if err != nil {
 		return workerParts{}, err
