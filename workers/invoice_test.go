@@ -631,3 +631,15 @@ func TestNextRunLeavesAFailedAccountsOrdersToItsRun(t *testing.T) {
 	e.waitCompleted(t, run1.ID, 2)
 	require.Equal(t, []uuid.UUID{old}, billed(run1.ID))
 }
+
+// A period with nothing to bill still completes, once, with its event.
+func TestRunWithNothingToBillCompletes(t *testing.T) {
+	t.Parallel()
+	e := newInvEnv(t)
+	e.fx.account(t, "Quiet")
+	run := e.run(t, mustPeriod(t, "2026-10-15", "2026-10-31"))
+	require.Equal(t, store.RunProgress{}, e.progress(t, run.ID))
+	require.Equal(t, 1, run.Completions)
+	require.NotNil(t, run.DiscoveredAt)
+	require.Equal(t, 1, e.eventCount(t, EventInvoiceRunCompleted))
+}
