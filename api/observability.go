@@ -185,8 +185,8 @@ func (s *Server) streamStarted(c *gin.Context) {
 // eventTraceParent is the traceparent the request's events record: its
 // server span with tracing on, so the relay, consumers and tasks join the
 // request's trace; the caller's valid traceparent header with tracing off.
-func (s *Server) eventTraceParent(c *gin.Context) string {
-	if tp := stream.TraceParentOf(c.Request.Context()); tp != "" {
+func (s *Server) eventTraceParent(ctx context.Context, c *gin.Context) string {
+	if tp := stream.TraceParentOf(ctx); tp != "" {
 		return tp
 	}
 	return traceParent(c)

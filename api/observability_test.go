@@ -156,6 +156,7 @@ func TestSSEMetricsAndPushSpans(t *testing.T) {
 	})
 
 	conn, res := b.open("/v1/events", b.admin)
+	t.Cleanup(func() { _ = res.Body.Close() })
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	require.Equal(t, "ready", (<-conn.events).event)
 	require.Equal(t, 1.0, testutil.ToFloat64(srv.tel.sseClients))

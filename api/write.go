@@ -69,7 +69,7 @@ func (s *Server) write(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx)
 				return fmt.Errorf("encode response: %w", err)
 			}
 		}
-		rid, tp := requestID(c), s.eventTraceParent(c)
+		rid, tp := requestID(c), s.eventTraceParent(ctx, c)
 		for i := range res.events {
 			res.events[i].RequestID, res.events[i].TraceParent = rid, tp
 		}
