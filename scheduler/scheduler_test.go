@@ -3,7 +3,6 @@ package scheduler
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -138,7 +137,7 @@ func (b *bundle) scheduler(t *testing.T, catchUp time.Duration) *Scheduler {
 	return s
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func (b *bundle) count(t *testing.T, query string) int {
 	t.Helper()
