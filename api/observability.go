@@ -222,14 +222,12 @@ func (t *telemetry) startPush(ctx context.Context, ev stream.LiveEvent) ssePush 
 	return ssePush{t: t, span: span}
 }
 
-// end counts the event as sent, or the client as too slow when the write
-// timed out.
+// end counts the event as sent when its write succeeded and ends its
+// span. A failed write ends the stream; report it once with
+// sseWriteFailed.
 func (p ssePush) end(err error) {
-	switch {
-	case err == nil:
+	if err == nil {
 		p.t.sseSent.Inc()
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		p.t.sseSlow.Inc()
 	}
 	if p.span != nil {
 		if err != nil {
@@ -237,5 +235,14 @@ func (p ssePush) end(err error) {
 			p.span.SetStatus(codes.Error, "write failed")
 		}
 		p.span.End()
+	}
+}
+
+// sseWriteFailed counts a stream that ended because a write failed: a
+// client that did not take its events within the write timeout was too
+// slow; one that went away was not.
+func (t *telemetry) sseWriteFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.sseSlow.Inc()
 	}
 }

@@ -2,8 +2,11 @@ package api
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -195,4 +198,21 @@ func TestSSEMetricsAndPushSpans(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond)
 	// The stream's own span ended when the stream began.
 	require.Equal(t, trace.SpanKindServer, endedSpan(t, rec, "GET /v1/events").SpanKind())
+}
+
+// A stream that ends on a write timeout counts as a slow client; a client
+// that went away does not.
+func TestSSEWriteFailures(t *testing.T) {
+	t.Parallel()
+	tel, err := newTelemetry(nil, nil)
+	require.NoError(t, err)
+	tel.sseWriteFailed(fmt.Errorf("flush: %w", os.ErrDeadlineExceeded))
+	tel.sseWriteFailed(io.ErrClosedPipe)
+	require.Equal(t, 1.0, testutil.ToFloat64(tel.sseSlow))
+	// A failed write of a batch counts none of its events as sent.
+	for range 3 {
+		tel.startPush(context.Background(), stream.LiveEvent{}).end(io.ErrClosedPipe)
+	}
+	tel.startPush(context.Background(), stream.LiveEvent{}).end(nil)
+	require.Equal(t, 1.0, testutil.ToFloat64(tel.sseSent))
 }
