@@ -216,20 +216,37 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 			return
 		}
 	}
+	// now is a done context: Next with it never waits.
+	now, cancelNow := context.WithCancel(ctx)
+	cancelNow()
+	var pushes []ssePush
 	for {
 		hctx, cancel := context.WithTimeout(ctx, conf.Heartbeat)
 		ev, err := sub.Next(hctx)
 		cancel()
 		switch {
 		case err == nil:
-			push := s.tel.startPush(ctx, ev)
-			err := w.event(ev.ID, ev.Type, ev.Data)
-			push.end(err)
-			if err != nil {
-				if errors.Is(err, errUnsafeField) {
+			// Events already queued go out in the same write: under load
+			// one write and flush carries many events.
+			pushes = pushes[:0]
+			for {
+				if err := w.add(ev.ID, ev.Type, ev.Data); err != nil {
 					log.Warn("sse: event skipped", "err", err, "event_id", ev.EventID)
-					continue
+				} else {
+					pushes = append(pushes, s.tel.startPush(ctx, ev))
 				}
+				if len(pushes) >= maxBatch || w.buf.Len() > maxBatchBytes || !sub.Buffered() {
+					break
+				}
+				if ev, err = sub.Next(now); err != nil {
+					break
+				}
+			}
+			err := w.flush()
+			for _, p := range pushes {
+				p.end(err)
+			}
+			if err != nil {
 				return
 			}
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
@@ -286,7 +303,23 @@ type sseWriter struct {
 	buf     bytes.Buffer
 }
 
+// Write batching limits: events and bytes per write.
+const (
+	maxBatch      = 64
+	maxBatchBytes = 64 << 10
+)
+
+// event writes one event and flushes it.
 func (w *sseWriter) event(id, typ string, data []byte) error {
+	if err := w.add(id, typ, data); err != nil {
+		return err
+	}
+	return w.flush()
+}
+
+// add frames one event into the buffer; it refuses values that would
+// break the framing.
+func (w *sseWriter) add(id, typ string, data []byte) error {
 	if strings.ContainsAny(id, "\r\n") || strings.ContainsAny(typ, "\r\n") {
 		return fmt.Errorf("%w: id %q, event %q", errUnsafeField, id, typ)
 	}
@@ -306,7 +339,7 @@ func (w *sseWriter) event(id, typ string, data []byte) error {
 		w.buf.WriteString("data:\n")
 	}
 	w.buf.WriteByte('\n')
-	return w.flush()
+	return nil
 }
 
 func (w *sseWriter) flush() error {

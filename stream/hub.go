@@ -611,6 +611,21 @@ func (s *Subscriber) WillReceive(ctx context.Context, e store.Event) (bool, erro
 	return s.cursor[s.local[i]].less(id), nil
 }
 
+// Buffered reports whether Next has a live event ready without waiting,
+// so a writer can batch what is queued into one write.
+func (s *Subscriber) Buffered() bool {
+	if s.catch != nil {
+		return false
+	}
+	if len(s.batch) > 0 {
+		return true
+	}
+	s.q.mu.Lock()
+	n := len(s.q.buf)
+	s.q.mu.Unlock()
+	return n > 0
+}
+
 // Next returns the next event, first from the gap a resume left and then
 // live. It returns ErrSlowConsumer when the subscriber fell too far behind,
 // ErrHubStopped when the hub stops, or ctx's error (after which Next may be
