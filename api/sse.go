@@ -247,11 +247,13 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 				p.end(err)
 			}
 			if err != nil {
+				s.tel.sseWriteFailed(err)
 				return
 			}
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			w.buf.WriteString(": heartbeat\n\n")
 			if err := w.flush(); err != nil {
+				s.tel.sseWriteFailed(err)
 				return
 			}
 		case errors.Is(err, stream.ErrSlowConsumer):
