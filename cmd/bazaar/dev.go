@@ -43,6 +43,11 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	if err != nil {
 		return err
 	}
+	obs, err := newObservability(ctx, env.getenv, "dev", log)
+	if err != nil {
+		return err
+	}
+	tp := obs.TracerProvider()
 	if err := ensureDatabase(ctx, cfg, log); err != nil {
 		return err
 	}
@@ -61,7 +66,10 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	defer rdb.Close()
 	names := stream.Names{Prefix: cfg.RedisPrefix}
 
-	relay, err := stream.NewRelay(stream.RelayConfig{DB: db, Redis: rdb, Names: names, Logger: log.With("component", "relay")})
+	relay, err := stream.NewRelay(stream.RelayConfig{
+		DB: db, Redis: rdb, Names: names, Logger: log.With("component", "relay"),
+		Registry: obs.Registry, TracerProvider: tp,
+	})
 	if err != nil {
 		return err
 	}
@@ -77,11 +85,15 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	}
 	parts, err := newWorkerParts(workerDeps{
 		Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log, Mailer: mailer, Observer: relay,
+		Registry: obs.Registry, TracerProvider: tp,
 	})
 	if err != nil {
 		return err
 	}
 	iv.Register(parts.Workers.Mux())
+	if err := parts.Groups.Add(iv.Subscription()); err != nil {
+		return err
+	}
 	sched, err := newScheduler(sc, db, iv, log)
 	if err != nil {
 		return err
@@ -102,7 +114,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	apiCfg := api.Config{
 		DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
 		Observer: relay, Streams: admin, Monitor: mon, InvoiceLocation: sc.Location,
-		Hub: hub, SSE: ac.SSE,
+		Hub: hub, SSE: ac.SSE, Registry: obs.Registry, TracerProvider: tp,
 	}
 	if sink != nil {
 		apiCfg.DevMail = sink
@@ -113,12 +125,21 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	}
 	srv.Engine().GET("/", gin.WrapH(web.Handler()))
 
-	var parts2 []component
+	if err := obs.CollectBackbone(db, rdb, names, stream.CollectAll); err != nil {
+		return err
+	}
+	if err := obs.CollectQueues(rdb); err != nil {
+		return err
+	}
+	if err := obs.CollectSchedules(db, sched.Leading); err != nil {
+		return err
+	}
+	parts2 := []component{obs} // stopped last: flushes the spans of the rest
 	if sink != nil {
 		parts2 = append(parts2, sink)
 	}
 	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub,
-		newHTTPServer(cfg.HTTPAddr, srv.Handler(), log))
+		newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log))
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
 		"monitor", "/monitor", "mail", "/dev/mail")
 	return runComponents(ctx, log, cfg.ShutdownTimeout, parts2...)

@@ -26,6 +26,10 @@ func init() {
 			if err != nil {
 				return err
 			}
+			obs, err := newObservability(ctx, env.getenv, "serve", log)
+			if err != nil {
+				return err
+			}
 			db, err := openDB(ctx, cfg)
 			if err != nil {
 				return err
@@ -53,11 +57,12 @@ func init() {
 			srv, err := api.New(api.Config{
 				DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
+				Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
 			})
 			if err != nil {
 				return err
 			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, hub, newHTTPServer(cfg.HTTPAddr, srv.Handler(), log))
+			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, hub, newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log))
 		},
 	})
 }
