@@ -164,6 +164,14 @@ func (b *sseBundle) open(path, token string, headers ...string) (*sseConn, *http
 	return c, res
 }
 
+// mustStream opens a stream that must answer 200.
+func (b *sseBundle) mustStream(path, token string, headers ...string) *sseConn {
+	b.t.Helper()
+	conn, res := b.open(path, token, headers...) //nolint:bodyclose // sseConn.close closes it
+	require.NotNil(b.t, conn, "status %d", res.StatusCode)
+	return conn
+}
+
 func (c *sseConn) read() {
 	defer close(c.done)
 	sc := bufio.NewScanner(c.res.Body)
@@ -309,6 +317,7 @@ func TestSSEAuthorizationTable(t *testing.T) {
 			cell := tt.method + " " + tt.path() + " as " + c.name
 			if tt.stream {
 				conn, res := b.open(tt.path(), c.token(b))
+				defer res.Body.Close()
 				require.Equal(t, tt.want[i], res.StatusCode, cell)
 				if conn != nil {
 					require.Equal(t, "ready", conn.next(t).event, cell)
@@ -358,6 +367,7 @@ func TestSSEProtocol(t *testing.T) {
 			product := b.product(b.keyA, nil)
 			path := "/v1/events?topics=order.created"
 			conn, res := b.open(path, b.front)
+			defer res.Body.Close()
 			require.NotNil(t, conn, "status %d", res.StatusCode)
 			if h2 {
 				require.Equal(t, 2, res.ProtoMajor)
@@ -403,6 +413,7 @@ func TestSSEProtocol(t *testing.T) {
 				} else {
 					again, res = b.open(path+"&last_event_id="+ev.id, b.front)
 				}
+				defer res.Body.Close()
 				require.NotNil(t, again, "%s: status %d", how, res.StatusCode)
 				var got []string
 				for range missed {
@@ -435,6 +446,7 @@ func TestSSERejectsBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		conn, res := b.open(tt.path, b.admin, tt.headers...)
+		defer res.Body.Close()
 		if tt.status == http.StatusOK {
 			require.NotNil(t, conn, tt.name)
 			conn.close()
@@ -452,12 +464,14 @@ func TestSSECORS(t *testing.T) {
 	t.Parallel()
 	b := sseSetup(t, sseOptions{origins: []string{"https://shop.example.com"}})
 	conn, res := b.open("/v1/events", "", "Origin", "https://shop.example.com")
+	defer res.Body.Close()
 	require.NotNil(t, conn)
 	require.Equal(t, "https://shop.example.com", res.Header.Get("Access-Control-Allow-Origin"))
 	conn.close()
-	conn, res = b.open("/v1/events", "", "Origin", "https://evil.example.com")
+	conn, res2 := b.open("/v1/events", "", "Origin", "https://evil.example.com")
+	defer res2.Body.Close()
 	require.NotNil(t, conn)
-	require.Empty(t, res.Header.Get("Access-Control-Allow-Origin"))
+	require.Empty(t, res2.Header.Get("Access-Control-Allow-Origin"))
 	conn.close()
 
 	r := b.serve(http.MethodOptions, "/v1/events", "", nil, "Origin", "https://shop.example.com", "Access-Control-Request-Headers", "last-event-id")
@@ -471,7 +485,7 @@ func TestSSECORS(t *testing.T) {
 func TestAnnouncements(t *testing.T) {
 	t.Parallel()
 	b := sseSetup(t, sseOptions{})
-	early, _ := b.open("/v1/events", "")
+	early := b.mustStream("/v1/events", "")
 	require.Equal(t, "ready", early.next(t).event)
 
 	res := b.do(http.MethodPost, "/v1/admin/announcements", b.admin, map[string]any{"message": "Down for maintenance at 02:00", "level": "warning"}).status(http.StatusCreated).json()
@@ -482,14 +496,14 @@ func TestAnnouncements(t *testing.T) {
 	require.Equal(t, res["id"], env.ID)
 	require.JSONEq(t, `"Down for maintenance at 02:00"`, string(mustJSON(t, mustMap(t, env.Data)["message"])))
 
-	late, _ := b.open("/v1/events?topics=system.maintenance", "")
+	late := b.mustStream("/v1/events?topics=system.maintenance", "")
 	require.Equal(t, "ready", late.next(t).event)
 	cur := late.next(t)
 	require.Equal(t, "system.maintenance", cur.event)
 	require.Equal(t, live.data, cur.data)
 
 	// Resuming does not repeat it: the cursor is past it.
-	resumed, _ := b.open("/v1/events", "", "Last-Event-ID", live.id)
+	resumed := b.mustStream("/v1/events", "", "Last-Event-ID", live.id)
 	require.Equal(t, "ready", resumed.next(t).event)
 	select {
 	case ev := <-resumed.events:
@@ -501,7 +515,7 @@ func TestAnnouncements(t *testing.T) {
 	b.do(http.MethodPost, "/v1/admin/announcements", b.admin, map[string]any{"message": "short", "expires_at": time.Now().Add(700 * time.Millisecond)}).status(http.StatusCreated)
 	require.Equal(t, "system.maintenance", early.next(t).event)
 	time.Sleep(time.Second)
-	after, _ := b.open("/v1/events", "")
+	after := b.mustStream("/v1/events", "")
 	require.Equal(t, "ready", after.next(t).event)
 	select {
 	case ev := <-after.events:

@@ -264,7 +264,7 @@ func (p *printer) printOrder(ctx context.Context, o order) error {
 
 func (p *printer) printWithRetry(ctx context.Context, receipt string) error {
 	for attempt := 0; ; attempt++ {
-		err := p.out.print(receipt)
+		err := p.out.print(ctx, receipt)
 		if err == nil {
 			return nil
 		}
@@ -292,15 +292,15 @@ func (p *printer) ack(ctx context.Context, orderID string) error {
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 			res.Body.Close()
-			switch {
-			case res.StatusCode == http.StatusOK || res.StatusCode == http.StatusCreated:
+			switch res.StatusCode {
+			case http.StatusOK, http.StatusCreated:
 				return nil
-			case res.StatusCode == http.StatusNotFound:
+			case http.StatusNotFound:
 				// The order is gone or the printer id is not ours:
 				// nothing to acknowledge; the receipt is printed.
 				p.log.Error("acknowledgement refused", "order_id", orderID, "status", res.StatusCode, "body", string(bytes.TrimSpace(msg)))
 				return nil
-			case res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden:
+			case http.StatusUnauthorized, http.StatusForbidden:
 				return fmt.Errorf("%w: acknowledge %s: %s", errFatal, orderID, res.Status)
 			}
 			err = fmt.Errorf("acknowledge %s: %s", orderID, res.Status)
@@ -339,8 +339,11 @@ func (p *printer) reconcile(ctx context.Context) error {
 		}
 		err = json.NewDecoder(res.Body).Decode(&page)
 		res.Body.Close()
-		if res.StatusCode != http.StatusOK || err != nil {
-			return fmt.Errorf("list unprinted orders: %s %v", res.Status, err)
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("list unprinted orders: %s", res.Status)
+		}
+		if err != nil {
+			return fmt.Errorf("list unprinted orders: %w", err)
 		}
 		for _, o := range page.Items {
 			if err := p.printOrder(ctx, o); err != nil {

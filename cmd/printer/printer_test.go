@@ -312,9 +312,11 @@ func TestPrinterRefusesAnotherSellersFeed(t *testing.T) {
 }
 
 func TestReceiptText(t *testing.T) {
-	o := order{ID: "0190c0de-0000-7000-8000-000000000001", Currency: "EUR", SubtotalMinor: 2500, TotalMinor: 2500,
+	o := order{
+		ID: "0190c0de-0000-7000-8000-000000000001", Currency: "EUR", SubtotalMinor: 2500, TotalMinor: 2500,
 		CreatedAt: time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC),
-		Items:     []orderItem{{SKU: "MUG-1", Name: "Mug", Quantity: 2, UnitPriceMinor: 1250, LineTotalMinor: 2500}}}
+		Items:     []orderItem{{SKU: "MUG-1", Name: "Mug", Quantity: 2, UnitPriceMinor: 1250, LineTotalMinor: 2500}},
+	}
 	r := receiptText(o)
 	require.Contains(t, r, "Order: "+o.ID+"\n")
 	require.Contains(t, r, "  2 x Mug\n")

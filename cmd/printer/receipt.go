@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -102,7 +103,7 @@ func money(minor int64, cur string) string {
 // output is where receipts go. print returns once the receipt is on the
 // printer or durably in the file.
 type output interface {
-	print(receipt string) error
+	print(ctx context.Context, receipt string) error
 	close() error
 }
 
@@ -116,14 +117,14 @@ func newTextOutput(path string, stdout io.Writer) (*textOutput, error) {
 	if path == "-" {
 		return &textOutput{w: stdout}, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open receipt output: %w", err)
 	}
 	return &textOutput{w: f, file: f}, nil
 }
 
-func (o *textOutput) print(receipt string) error {
+func (o *textOutput) print(_ context.Context, receipt string) error {
 	if _, err := io.WriteString(o.w, receipt); err != nil {
 		return fmt.Errorf("write receipt: %w", err)
 	}
@@ -156,8 +157,9 @@ var (
 	escCut  = []byte{0x1d, 'V', 66, 0}
 )
 
-func (o escposOutput) print(receipt string) error {
-	conn, err := net.DialTimeout("tcp", o.addr, 5*time.Second)
+func (o escposOutput) print(ctx context.Context, receipt string) error {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("connect to printer %s: %w", o.addr, err)
 	}
