@@ -43,6 +43,7 @@ const (
 	aboutUser aggregate = iota
 	aboutOrder
 	aboutReturn
+	aboutInvoice
 )
 
 // reaction is one task a group makes of an event.
@@ -68,6 +69,7 @@ func (w *Workers) Groups() []Group {
 			eventOrderCancelled: {r("", TypeEmailOrderCancelled, aboutOrder)},
 			eventOrderShipped:   {r("", TypeEmailOrderShipped, aboutOrder)},
 			eventReturnResolved: {r("", TypeEmailReturnResolved, aboutReturn)},
+			EventInvoiceCreated: {r("", TypeEmailInvoice, aboutInvoice)},
 		}},
 		{GroupBenefits, map[string][]reaction{
 			eventUserRegistered: {r("", TypePointsOpen, aboutUser)},
@@ -142,6 +144,8 @@ func (w *Workers) reactor(group string, on map[string][]reaction) func(context.C
 				p = UserPayload{Meta: m, UserID: id}
 			case re.about == aboutReturn:
 				p = ReturnPayload{Meta: m, ReturnID: id}
+			case re.about == aboutInvoice:
+				p = InvoicePayload{Meta: m, InvoiceID: id}
 			default:
 				op := OrderPayload{Meta: m, OrderID: id}
 				if re.reason != nil {
@@ -190,9 +194,10 @@ func (w *Workers) followUpsGroup(ctx context.Context, env stream.Envelope) error
 var errBadEvent = errors.New("bad event")
 
 // aggregateID finds the id a task is about: the matching field of the
-// event's data (user_id, order_id, return_id), else the event's subject.
+// event's data (user_id, order_id, return_id, invoice_id), else the
+// event's subject.
 func aggregateID(env stream.Envelope, about aggregate) (uuid.UUID, error) {
-	field := map[aggregate]string{aboutUser: "user_id", aboutOrder: "order_id", aboutReturn: "return_id"}[about]
+	field := map[aggregate]string{aboutUser: "user_id", aboutOrder: "order_id", aboutReturn: "return_id", aboutInvoice: "invoice_id"}[about]
 	var data map[string]json.RawMessage
 	if json.Unmarshal(env.Data, &data) == nil {
 		var s string

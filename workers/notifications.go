@@ -206,6 +206,49 @@ func (w *Workers) emailReturnResolved(ctx context.Context, t *asynq.Task) error 
 	})
 }
 
+// emailInvoice mails an invoice to its account's billing address with the
+// invoice's PDF attached. The address and amounts come from the invoice,
+// which is never changed once written, so a late retry mails what was
+// billed.
+func (w *Workers) emailInvoice(ctx context.Context, t *asynq.Task) error {
+	p, err := decode[InvoicePayload](t)
+	if err != nil {
+		return err
+	}
+	inv, err := store.GetInvoice(ctx, w.db, p.InvoiceID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return permanent(fmt.Errorf("invoice %s: %w", p.InvoiceID, err))
+		}
+		return err
+	}
+	pdf, err := RenderInvoicePDF(ctx, w.db, inv.ID)
+	if err != nil {
+		return err
+	}
+	return w.sendOnce(ctx, "invoice:"+inv.ID.String(), "invoice", Mail{
+		To:          []string{inv.BillingEmail},
+		Subject:     "Invoice " + inv.Number + " from " + InvoiceIssuer,
+		Text:        invoiceMailText(inv),
+		Attachments: []Attachment{{Name: InvoicePDFName(inv), ContentType: "application/pdf", Data: pdf}},
+	})
+}
+
+func invoiceMailText(inv store.Invoice) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Hello %s,\n\nattached is invoice %s for your orders from %s to %s.\n\n",
+		greetingName(inv.AccountName), inv.Number,
+		inv.PeriodStart.Format(store.DateLayout), inv.PeriodEnd.AddDate(0, 0, -1).Format(store.DateLayout))
+	if inv.TotalMinor < 0 {
+		// Returns outweighed the orders: nothing is due.
+		fmt.Fprintf(&b, "Your returns exceed your orders: we credit you %s.\n", FormatMoney(-inv.TotalMinor, inv.Currency))
+	} else {
+		fmt.Fprintf(&b, "Total: %s\nDue on: %s\n", FormatMoney(inv.TotalMinor, inv.Currency), inv.DueOn.Format(store.DateLayout))
+	}
+	b.WriteString("\nThank you for buying at " + InvoiceIssuer + ".\n")
+	return b.String()
+}
+
 func greetingName(name string) string {
 	if strings.TrimSpace(name) == "" {
 		return "there"

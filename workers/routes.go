@@ -10,6 +10,7 @@ func (w *Workers) routes(mux *asynq.ServeMux) {
 	mux.Handle(TypeEmailOrderShipped, w.orderMail("order_shipped", shipmentMail))
 	mux.Handle(TypeEmailOrderReminder, w.orderMail("order_reminder", reminderMail))
 	mux.HandleFunc(TypeEmailReturnResolved, w.emailReturnResolved)
+	mux.HandleFunc(TypeEmailInvoice, w.emailInvoice)
 	mux.HandleFunc(TypePointsOpen, w.openPointsAccount)
 	mux.HandleFunc(TypePointsGrant, w.grantPoints)
 	mux.HandleFunc(TypePointsRevoke, w.revokePoints)

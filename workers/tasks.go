@@ -20,6 +20,7 @@ const (
 	TypeEmailOrderShipped   = "email:order_shipped"
 	TypeEmailReturnResolved = "email:return_resolved"
 	TypeEmailOrderReminder  = "email:order_reminder"
+	TypeEmailInvoice        = "email:invoice"
 	TypePointsOpen          = "benefits:open_account"
 	TypePointsGrant         = "benefits:grant"
 	TypePointsRevoke        = "benefits:revoke"
@@ -88,6 +89,12 @@ type ReturnPayload struct {
 	ReturnID uuid.UUID `json:"return_id"`
 }
 
+// InvoicePayload is the payload of tasks about one invoice.
+type InvoicePayload struct {
+	Meta
+	InvoiceID uuid.UUID `json:"invoice_id"`
+}
+
 // SegmentsPayload is the payload of a segment evaluation: of UserID, or of
 // the buyer of OrderID when UserID is nil.
 type SegmentsPayload struct {
@@ -104,6 +111,11 @@ func NewUserTask(typ string, m Meta, userID uuid.UUID) (*asynq.Task, error) {
 // NewOrderTask builds a task of type typ about an order.
 func NewOrderTask(typ string, m Meta, orderID uuid.UUID, reason string) (*asynq.Task, error) {
 	return newTask(typ, OrderPayload{Meta: m, OrderID: orderID, Reason: reason})
+}
+
+// NewInvoiceTask builds a task of type typ about an invoice.
+func NewInvoiceTask(typ string, m Meta, invoiceID uuid.UUID) (*asynq.Task, error) {
+	return newTask(typ, InvoicePayload{Meta: m, InvoiceID: invoiceID})
 }
 
 // NewReturnTask builds a task of type typ about a return.
@@ -176,6 +188,7 @@ var DefaultPolicies = map[string]TaskPolicy{
 	TypeEmailOrderShipped:   {QueueDefault, 12, 30 * time.Second},
 	TypeEmailReturnResolved: {QueueDefault, 12, 30 * time.Second},
 	TypeEmailOrderReminder:  {QueueDefault, 6, 30 * time.Second},
+	TypeEmailInvoice:        {QueueDefault, 12, time.Minute},
 	TypePointsOpen:          {QueueDefault, 10, 10 * time.Second},
 	TypePointsGrant:         {QueueDefault, 10, 10 * time.Second},
 	TypePointsRevoke:        {QueueDefault, 10, 10 * time.Second},

@@ -33,7 +33,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			log.Info("worker config", "workers", wc)
+			sc, err := loadScheduleConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			log.Info("worker config", "workers", wc, "invoicing", sc)
 			obs, err := newObservability(ctx, env.getenv, "work", log)
 			if err != nil {
 				return err
@@ -48,9 +52,17 @@ func init() {
 				return err
 			}
 			defer rdb.Close()
+			// The invoicer enqueues the account tasks of the runs it is
+			// handed; the client shares rdb, so it is closed before it.
+			client := asynq.NewClientFromRedisClient(rdb)
+			defer func() { _ = client.Close() }()
+			iv, err := newInvoicer(sc, db, client, log, nil)
+			if err != nil {
+				return err
+			}
 			parts, err := newWorkerParts(workerDeps{
 				Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log,
-				Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
+				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), Invoicer: iv,
 			})
 			if err != nil {
 				return err
@@ -149,6 +161,10 @@ type workerDeps struct {
 	TracerProvider trace.TracerProvider
 	// Observer is the in-process relay, woken when a task commits events.
 	Observer store.TxObserver
+	// Invoicer, when set, runs batch invoicing on these workers: its task
+	// handlers go on their mux and its consumer group (which hands runs
+	// started through the API to the workers) joins theirs.
+	Invoicer *workers.Invoicer
 }
 
 // workerParts are the running pieces of the workers role.
@@ -164,7 +180,8 @@ func (p workerParts) Components() []component {
 }
 
 // newWorkerParts builds the workers (asynq server and handlers) and the
-// consumer groups that feed them. "bazaar dev" calls it too.
+// consumer groups that feed them, with batch invoicing when d.Invoicer is
+// set. "bazaar dev" calls it too.
 func newWorkerParts(d workerDeps) (workerParts, error) {
 	mailer := d.Mailer
 	if mailer == nil {
@@ -189,8 +206,13 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 	if err != nil {
 		return workerParts{}, err
 	}
+	subs := w.Subscriptions(workers.SubscriptionOptions{})
+	if d.Invoicer != nil {
+		d.Invoicer.Register(w.Mux())
+		subs = append(subs, d.Invoicer.Subscription())
+	}
 	var errs []error
-	for _, sub := range w.Subscriptions(workers.SubscriptionOptions{}) {
+	for _, sub := range subs {
 		if err := g.Add(sub); err != nil {
 			errs = append(errs, fmt.Errorf("group %s: %w", sub.Group, err))
 		}

@@ -2,9 +2,25 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/sql/store/storetest"
+	"github.com/bazaarhq/bazaar/stream"
+	"github.com/bazaarhq/bazaar/stream/redistest"
+	"github.com/bazaarhq/bazaar/workers"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -69,4 +85,124 @@ func TestDevMailPartsAndMonitor(t *testing.T) {
 		t.Fatalf("root %q", mon.RootPath())
 	}
 	_ = mon.Close()
+}
+
+// TestWorkRunsInvoicing runs "bazaar work" as a person would and starts an
+// invoice run the way the API does (the run and invoicing.run_started in
+// one transaction, nothing enqueued): the workers' invoicing group hands
+// the run to the invoice tasks, which bill the account, and the
+// notifications group mails the invoice with its PDF.
+func TestWorkRunsInvoicing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, dbURL := storetest.NewDB(t)
+	opt := redistest.DB(t)
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	redisURL := url.URL{Scheme: "redis", Host: opt.Addr, Path: "/" + strconv.Itoa(opt.DB)}
+	if opt.Password != "" {
+		redisURL.User = url.UserPassword(opt.Username, opt.Password)
+	}
+	sink := workers.NewMailSink(workers.MailSinkConfig{})
+	require.NoError(t, sink.Start(ctx))
+	t.Cleanup(func() { _ = sink.Stop(context.Background()) })
+	smtpHost, smtpPort, err := net.SplitHostPort(sink.Addr())
+	require.NoError(t, err)
+
+	// A corporate buyer with one confirmed order in the second half of October.
+	seller, product, account, buyer, order := uuid.New(), uuid.New(), uuid.New(), uuid.New(), uuid.New()
+	billing := "billing-" + account.String()[:8] + "@corp.test"
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO sellers (id, name, email) VALUES ($1, 'Kettle & Co', 'sales@kettle.test')`, []any{seller}},
+		{`INSERT INTO products (id, seller_id, sku, name, price_minor, currency, stock)
+			VALUES ($1, $2, 'TEA-1', 'Teapot', 2500, 'EUR', 10)`, []any{product, seller}},
+		{`INSERT INTO corporate_accounts (id, name, billing_email, vat_id) VALUES ($1, 'Alpha GmbH', $2, 'DE123456789')`, []any{account, billing}},
+		{`INSERT INTO users (id, email, name, corporate_account_id) VALUES ($1, 'buyer@corp.test', 'Buyer', $2)`, []any{buyer, account}},
+		{`INSERT INTO orders (id, seller_id, user_id, status, currency, subtotal_minor, total_minor, confirmed_at)
+			VALUES ($1, $2, $3, 'confirmed', 'EUR', 5000, 5000, '2026-10-20T10:00:00Z')`, []any{order, seller, buyer}},
+		{`INSERT INTO order_items (id, order_id, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
+			VALUES ($1, $2, $3, 'TEA-1', 'Teapot', 2, 2500, 5000)`, []any{uuid.New(), order, product}},
+	} {
+		_, err := db.ExecContext(ctx, q.sql, q.args...)
+		require.NoError(t, err)
+	}
+
+	env := map[string]string{
+		"DATABASE_URL": dbURL, "REDIS_URL": redisURL.String(), "BAZAAR_HTTP_ADDR": "127.0.0.1:0",
+		"BAZAAR_SMTP_HOST": smtpHost, "BAZAAR_SMTP_PORT": smtpPort, "BAZAAR_SMTP_TLS": workers.TLSNone,
+		"BAZAAR_LOG_LEVEL": "warn", "BAZAAR_SHUTDOWN_TIMEOUT": "10s",
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(wctx, []string{"bazaar", "work"}, envOf(env), io.Discard, io.Discard) }()
+	stopped := false
+	shutdown := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		stop()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			return errors.New("bazaar work did not stop")
+		}
+	}
+	t.Cleanup(func() { _ = shutdown() })
+	// "bazaar relay" publishes what the API commits.
+	relay, err := stream.NewRelay(stream.RelayConfig{
+		DB: db, Redis: rdb, Names: stream.Names{Prefix: "bazaar:"}, Logger: testLog(), PollInterval: 20 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	require.NoError(t, relay.Start(ctx))
+	t.Cleanup(func() { _ = relay.Stop(context.Background()) })
+
+	// The consumer groups start from new events: wait until "bazaar work"
+	// created the invoicing group before starting the run.
+	require.Eventually(t, func() bool {
+		groups, err := rdb.XInfoGroups(ctx, stream.Names{Prefix: "bazaar:"}.ForEvent(workers.EventInvoiceRunStarted, "")).Result()
+		if err != nil {
+			return false
+		}
+		for _, g := range groups {
+			if g.Name == workers.InvoicingGroup {
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 20*time.Millisecond, "bazaar work did not create the invoicing group")
+
+	period, err := workers.ParsePeriod("2026-10-15", "2026-10-31")
+	require.NoError(t, err)
+	var runID uuid.UUID
+	require.NoError(t, store.WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		run, created, events, err := workers.CreateRun(ctx, tx, workers.RunRequest{Period: period, Trigger: workers.TriggerManual}, time.UTC, time.Now())
+		if err != nil {
+			return err
+		}
+		require.True(t, created)
+		runID = run.ID
+		return store.InsertEvents(ctx, tx, events...)
+	}))
+	relay.EventsCommitted()
+
+	require.Eventually(t, func() bool {
+		run, err := store.GetInvoiceRun(ctx, db, runID)
+		return err == nil && run.Status == store.RunCompleted
+	}, 20*time.Second, 20*time.Millisecond, "run started through the outbox did not complete")
+	invs, _, err := store.ListInvoices(ctx, db, store.InvoiceFilter{RunID: &runID}, store.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, invs, 1)
+	inv := invs[0]
+	require.Equal(t, billing, inv.BillingEmail)
+	require.Eventually(t, func() bool { return sink.Count(billing, inv.Number) == 1 }, 20*time.Second, 20*time.Millisecond, "invoice mail")
+	m := sink.Mails()[0]
+	require.Contains(t, string(m.Raw), `filename="`+workers.InvoicePDFName(inv)+`"`)
+	require.Contains(t, string(m.Raw), "Content-Type: application/pdf")
+
+	require.NoError(t, shutdown(), "bazaar work stops cleanly")
 }
