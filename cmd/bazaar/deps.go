@@ -108,6 +108,15 @@ func newHTTPServer(addr string, h http.Handler, log *slog.Logger) *httpServer {
 	}
 }
 
+// endStreamsOnShutdown stops the hub as soon as the HTTP server starts
+// shutting down: live event streams never end by themselves, so Shutdown
+// would otherwise wait the whole timeout for them. Their clients reconnect
+// to another process and resume from their last event id.
+func (s *httpServer) endStreamsOnShutdown(hub interface{ Stop(context.Context) error }) *httpServer {
+	s.srv.RegisterOnShutdown(func() { _ = hub.Stop(context.Background()) })
+	return s
+}
+
 func (s *httpServer) Start(ctx context.Context) error {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.srv.Addr)
 	if err != nil {

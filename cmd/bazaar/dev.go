@@ -139,7 +139,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		parts2 = append(parts2, sink)
 	}
 	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub,
-		newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log))
+		newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub))
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
 		"monitor", "/monitor", "mail", "/dev/mail")
 	return runComponents(ctx, log, cfg.ShutdownTimeout, parts2...)

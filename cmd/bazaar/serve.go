@@ -62,7 +62,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, hub, newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log))
+			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, hub, newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub))
 		},
 	})
 }
