@@ -124,8 +124,10 @@ func (s *Server) adminStreams(c *gin.Context) {
 	for _, st := range ov.Streams {
 		dto := StreamStatusDTO{Name: st.Name, Length: st.Length, FirstID: optional(st.FirstID), LastID: optional(st.LastID), Groups: []GroupStatusDTO{}}
 		for _, g := range st.Groups {
-			gd := GroupStatusDTO{Name: g.Name, Lag: g.Lag, Pending: g.Pending, OldestPendingAgeSeconds: seconds(g.OldestPendingAge),
-				DLQDepth: g.DLQDepth, RetryDepth: g.RetryDepth, Consumers: []ConsumerStatusDTO{}}
+			gd := GroupStatusDTO{
+				Name: g.Name, Lag: g.Lag, Pending: g.Pending, OldestPendingAgeSeconds: seconds(g.OldestPendingAge),
+				DLQDepth: g.DLQDepth, RetryDepth: g.RetryDepth, Consumers: []ConsumerStatusDTO{},
+			}
 			for _, cs := range g.Consumers {
 				gd.Consumers = append(gd.Consumers, ConsumerStatusDTO{Name: cs.Name, Pending: cs.Pending, IdleSeconds: seconds(cs.Idle)})
 			}

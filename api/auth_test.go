@@ -104,8 +104,10 @@ func matrixRoutes() []matrixRoute {
 			return "/v1/products/" + b.product(b.keyA, nil).String() + "/stock-adjustments", map[string]any{"delta": 1}
 		}},
 		{"POST", "/v1/orders", []Role{RoleAdmin, RoleStorefront}, false, 201, func(b *testBundle, _ Role) (string, any) {
-			return "/v1/orders", map[string]any{"user_id": b.user(), "payment_method": "pm_x",
-				"items": []map[string]any{{"product_id": b.product(b.keyA, nil), "quantity": 1}}}
+			return "/v1/orders", map[string]any{
+				"user_id": b.user(), "payment_method": "pm_x",
+				"items": []map[string]any{{"product_id": b.product(b.keyA, nil), "quantity": 1}},
+			}
 		}},
 		{"GET", "/v1/orders", all, true, 200, fixed("/v1/orders?seller_id={A}", nil)},
 		{"GET", "/v1/orders/:id", all, true, 200, func(b *testBundle, _ Role) (string, any) {

@@ -50,8 +50,10 @@ type apiKeyDTO struct {
 }
 
 func apiKeyOut(k store.APIKey) apiKeyDTO {
-	return apiKeyDTO{ID: k.ID, Role: string(k.Role), SellerID: k.SellerID, Name: k.Name, Prefix: k.KeyPrefix,
-		CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt}
+	return apiKeyDTO{
+		ID: k.ID, Role: string(k.Role), SellerID: k.SellerID, Name: k.Name, Prefix: k.KeyPrefix,
+		CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt,
+	}
 }
 
 type corporateAccountDTO struct {
@@ -75,8 +77,10 @@ type userDTO struct {
 }
 
 func userOut(u store.User) userDTO {
-	out := userDTO{ID: u.ID, Email: u.Email, Name: u.Name, Country: u.Country, MarketingOptIn: u.MarketingOptIn,
-		LastLoginAt: u.LastLoginAt, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+	out := userDTO{
+		ID: u.ID, Email: u.Email, Name: u.Name, Country: u.Country, MarketingOptIn: u.MarketingOptIn,
+		LastLoginAt: u.LastLoginAt, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+	}
 	if a := u.CorporateAccount; a != nil {
 		out.CorporateAccount = &corporateAccountDTO{ID: a.ID, Name: a.Name, BillingEmail: a.BillingEmail, VATID: a.VATID, CreatedAt: a.CreatedAt}
 	}
@@ -108,9 +112,11 @@ func productOut(p store.Product) productDTO {
 	attrs := map[string]string{}
 	// Attributes are written by this API as a string map only.
 	_ = json.Unmarshal(p.Attributes, &attrs)
-	return productDTO{ID: p.ID, SellerID: p.SellerID, ParentID: p.ParentID, SKU: p.SKU, Name: p.Name,
+	return productDTO{
+		ID: p.ID, SellerID: p.SellerID, ParentID: p.ParentID, SKU: p.SKU, Name: p.Name,
 		Description: p.Description, Category: p.Category, Attributes: attrs, PriceMinor: p.PriceMinor,
-		Currency: p.Currency, Stock: p.Stock, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		Currency: p.Currency, Stock: p.Stock, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+	}
 }
 
 type orderItemDTO struct {
@@ -144,14 +150,18 @@ type orderDTO struct {
 }
 
 func orderOut(o store.Order) orderDTO {
-	out := orderDTO{ID: o.ID, SellerID: o.SellerID, UserID: o.UserID, Status: string(o.Status), Currency: o.Currency,
+	out := orderDTO{
+		ID: o.ID, SellerID: o.SellerID, UserID: o.UserID, Status: string(o.Status), Currency: o.Currency,
 		SubtotalMinor: o.SubtotalMinor, TotalMinor: o.TotalMinor, PaymentMethod: o.PaymentMethod,
 		ScheduledAt: o.ScheduledAt, CancelReason: o.CancelReason, Items: make([]orderItemDTO, len(o.Items)),
 		CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt, ConfirmedAt: o.ConfirmedAt, CancelledAt: o.CancelledAt,
-		ShippedAt: o.ShippedAt, DeliveredAt: o.DeliveredAt}
+		ShippedAt: o.ShippedAt, DeliveredAt: o.DeliveredAt,
+	}
 	for i, it := range o.Items {
-		out.Items[i] = orderItemDTO{ID: it.ID, ProductID: it.ProductID, SKU: it.SKU, Name: it.Name,
-			Quantity: it.Quantity, UnitPriceMinor: it.UnitPriceMinor, LineTotalMinor: it.LineTotalMinor}
+		out.Items[i] = orderItemDTO{
+			ID: it.ID, ProductID: it.ProductID, SKU: it.SKU, Name: it.Name,
+			Quantity: it.Quantity, UnitPriceMinor: it.UnitPriceMinor, LineTotalMinor: it.LineTotalMinor,
+		}
 	}
 	return out
 }
@@ -173,7 +183,9 @@ type returnDTO struct {
 }
 
 func returnOut(r store.Return) returnDTO {
-	return returnDTO{ID: r.ID, OrderID: r.OrderID, OrderItemID: r.OrderItemID, SellerID: r.SellerID, UserID: r.UserID,
+	return returnDTO{
+		ID: r.ID, OrderID: r.OrderID, OrderItemID: r.OrderItemID, SellerID: r.SellerID, UserID: r.UserID,
 		Quantity: r.Quantity, Reason: r.Reason, Status: string(r.Status), Resolution: r.Resolution,
-		RefundMinor: r.RefundMinor, Currency: r.Currency, CreatedAt: r.CreatedAt, ResolvedAt: r.ResolvedAt}
+		RefundMinor: r.RefundMinor, Currency: r.Currency, CreatedAt: r.CreatedAt, ResolvedAt: r.ResolvedAt,
+	}
 }

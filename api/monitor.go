@@ -144,7 +144,9 @@ func (s *Server) monitorLogin(c *gin.Context) {
 			return
 		}
 		exp := time.Now().Add(monitorSessionTTL)
-		http.SetCookie(c.Writer, &http.Cookie{
+		// Secure follows the request: development serves plain HTTP on
+		// localhost, where a Secure cookie would never come back.
+		http.SetCookie(c.Writer, &http.Cookie{ //nolint:gosec // Secure set whenever the request came over TLS
 			Name: monitorCookie, Value: s.monitorSession(exp), Path: monitorRoot, Expires: exp,
 			HttpOnly: true, Secure: c.Request.TLS != nil, SameSite: http.SameSiteStrictMode,
 		})

@@ -105,10 +105,6 @@ func (b *monitorBundle) register(t *testing.T, email string) string {
 	return workers.TaskID(workers.GroupNotifications, env.ID, "")
 }
 
-func (b *monitorBundle) get(t *testing.T, path string, hdr map[string]string) *http.Response {
-	return b.send(t, http.MethodGet, path, hdr)
-}
-
 func (b *monitorBundle) send(t *testing.T, method, path string, hdr map[string]string) *http.Response {
 	req, err := http.NewRequest(method, b.srv.URL+path, nil)
 	require.NoError(t, err)
@@ -146,21 +142,32 @@ func TestMonitorNeedsTheAdminCredentialAndRefusesCrossSiteRequests(t *testing.T)
 		{"basic", "GET", "/monitor/api/queues", map[string]string{"Authorization": "Basic " + basic("admin", monitorToken)}, 200},
 		{"root redirects", "GET", "/monitor", map[string]string{"Authorization": "Bearer " + monitorToken}, 302},
 		{"login form", "GET", "/monitor/login", nil, 200},
-		{"cross-site action", "POST", "/monitor/api/queues/default:pause",
-			map[string]string{"Authorization": "Bearer " + monitorToken, "Sec-Fetch-Site": "cross-site"}, 403},
-		{"foreign origin action", "DELETE", "/monitor/api/queues/default/archived_tasks:delete_all",
-			map[string]string{"Authorization": "Bearer " + monitorToken, "Origin": "https://evil.example"}, 403},
-		{"same-origin action", "POST", "/monitor/api/queues/default/archived_tasks:run_all",
-			map[string]string{"Authorization": "Bearer " + monitorToken, "Sec-Fetch-Site": "same-origin", "Origin": "SELF"}, passes},
+		{
+			"cross-site action", "POST", "/monitor/api/queues/default:pause",
+			map[string]string{"Authorization": "Bearer " + monitorToken, "Sec-Fetch-Site": "cross-site"},
+			403,
+		},
+		{
+			"foreign origin action", "DELETE", "/monitor/api/queues/default/archived_tasks:delete_all",
+			map[string]string{"Authorization": "Bearer " + monitorToken, "Origin": "https://evil.example"},
+			403,
+		},
+		{
+			"same-origin action", "POST", "/monitor/api/queues/default/archived_tasks:run_all",
+			map[string]string{"Authorization": "Bearer " + monitorToken, "Sec-Fetch-Site": "same-origin", "Origin": "SELF"},
+			passes,
+		},
 	}
 	for _, tc := range tests {
 		resp := b.send(t, tc.method, tc.path, tc.hdr)
 		if tc.want == passes {
 			// asynqmon answers (the queue may not exist yet); the gates let it.
 			require.NotContains(t, []int{401, 403}, resp.StatusCode, tc.name)
+			_ = resp.Body.Close()
 			continue
 		}
 		require.Equal(t, tc.want, resp.StatusCode, tc.name)
+		_ = resp.Body.Close()
 	}
 }
 

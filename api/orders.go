@@ -114,8 +114,10 @@ func (s *Server) createOrder(c *gin.Context) {
 			}
 			line := p.PriceMinor * int64(it.Quantity)
 			o.SubtotalMinor += line
-			o.Items = append(o.Items, store.OrderItem{ProductID: p.ID, SKU: p.SKU, Name: p.Name,
-				Quantity: it.Quantity, UnitPriceMinor: p.PriceMinor, LineTotalMinor: line})
+			o.Items = append(o.Items, store.OrderItem{
+				ProductID: p.ID, SKU: p.SKU, Name: p.Name,
+				Quantity: it.Quantity, UnitPriceMinor: p.PriceMinor, LineTotalMinor: line,
+			})
 		}
 		if err := k.err(); err != nil {
 			return change{}, err

@@ -96,8 +96,10 @@ func TestPaginationWhileInserting(t *testing.T) {
 		products = append(products, p.ID)
 	}
 	newOrder := func() (uuid.UUID, error) {
-		o, err := store.CreateOrder(ctx, b.db, store.Order{SellerID: b.sellerA, UserID: user.ID, Currency: "EUR", SubtotalMinor: 100, TotalMinor: 100,
-			PaymentMethod: "pm", Items: []store.OrderItem{{ProductID: products[0], SKU: "p-0", Name: "P", Quantity: 1, UnitPriceMinor: 100, LineTotalMinor: 100}}})
+		o, err := store.CreateOrder(ctx, b.db, store.Order{
+			SellerID: b.sellerA, UserID: user.ID, Currency: "EUR", SubtotalMinor: 100, TotalMinor: 100,
+			PaymentMethod: "pm", Items: []store.OrderItem{{ProductID: products[0], SKU: "p-0", Name: "P", Quantity: 1, UnitPriceMinor: 100, LineTotalMinor: 100}},
+		})
 		return o.ID, err
 	}
 	for range 30 {

@@ -224,8 +224,10 @@ func (s *Server) updateProduct(c *gin.Context) {
 	}
 	checkPrice(&k, "price_minor", req.PriceMinor, false)
 	checkAttributes(&k, req.Attributes)
-	ch := store.ProductChanges{SKU: req.SKU, Name: req.Name, Description: req.Description, Category: req.Category,
-		Currency: req.Currency, PriceMinor: req.PriceMinor}
+	ch := store.ProductChanges{
+		SKU: req.SKU, Name: req.Name, Description: req.Description, Category: req.Category,
+		Currency: req.Currency, PriceMinor: req.PriceMinor,
+	}
 	if req.Attributes != nil {
 		ch.Attributes, _ = json.Marshal(req.Attributes)
 	}

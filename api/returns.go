@@ -61,8 +61,10 @@ func (s *Server) openReturn(c *gin.Context) {
 		if req.Quantity > left {
 			return change{}, invalid(FieldError{Field: "quantity", Message: fmt.Sprintf("at most %d more can be returned", left)})
 		}
-		r, err := store.CreateReturn(ctx, tx, store.Return{OrderID: o.ID, OrderItemID: *itemID, SellerID: o.SellerID,
-			UserID: o.UserID, Quantity: req.Quantity, Reason: req.Reason, Currency: o.Currency})
+		r, err := store.CreateReturn(ctx, tx, store.Return{
+			OrderID: o.ID, OrderItemID: *itemID, SellerID: o.SellerID,
+			UserID: o.UserID, Quantity: req.Quantity, Reason: req.Reason, Currency: o.Currency,
+		})
 		if err != nil {
 			return change{}, err
 		}
@@ -181,8 +183,10 @@ func (s *Server) resolveReturn(c *gin.Context) {
 			}
 			for _, it := range o.Items {
 				if it.ID == r.OrderItemID && refund > it.UnitPriceMinor*int64(r.Quantity) {
-					return change{}, invalid(FieldError{Field: "refund_minor",
-						Message: fmt.Sprintf("must be at most %d, the price of the returned units", it.UnitPriceMinor*int64(r.Quantity))})
+					return change{}, invalid(FieldError{
+						Field:   "refund_minor",
+						Message: fmt.Sprintf("must be at most %d, the price of the returned units", it.UnitPriceMinor*int64(r.Quantity)),
+					})
 				}
 			}
 		}

@@ -73,8 +73,10 @@ func TestSSELoadServer(t *testing.T) {
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		_ = json.NewEncoder(w).Encode(loadMem{RSS: rss(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse,
-			Goroutines: runtime.NumGoroutine(), Subscribers: hub.Stats().Subscribers, Dropped: hub.Stats().Dropped})
+		_ = json.NewEncoder(w).Encode(loadMem{
+			RSS: rss(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse,
+			Goroutines: runtime.NumGoroutine(), Subscribers: hub.Stats().Subscribers, Dropped: hub.Stats().Dropped,
+		})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -282,33 +282,57 @@ func TestSSEAuthorizationTable(t *testing.T) {
 		stream        bool
 		want          [8]int
 	}{
-		{"GET", "/v1/events", func() string { return "/v1/events" }, nil, true,
-			[8]int{200, 401, 200, 200, 200, 200, 200, 200}},
-		{"GET", "/v1/events", func() string { return "/v1/events?topics=system.maintenance,system.%23" }, nil, true,
-			[8]int{200, 401, 200, 200, 200, 200, 200, 200}},
-		{"GET", "/v1/events", func() string { return "/v1/events?topics=order.%23" }, nil, true,
-			[8]int{401, 401, 200, 200, 403, 403, 403, 403}},
-		{"GET", "/v1/events", func() string { return "/v1/events?topics=%23" }, nil, true,
-			[8]int{401, 401, 200, 200, 403, 403, 403, 403}},
-		{"GET", "/v1/sellers/:id/events", func() string { return "/v1/sellers/" + a + "/events?topics=order.created" }, nil, true,
-			[8]int{401, 401, 200, 403, 200, 200, 404, 404}},
-		{"GET", "/v1/sellers/:id/events", func() string { return "/v1/sellers/" + bb + "/events" }, nil, true,
-			[8]int{401, 401, 200, 403, 404, 404, 200, 200}},
-		{"OPTIONS", "/v1/events", func() string { return "/v1/events" }, nil, false,
-			[8]int{204, 204, 204, 204, 204, 204, 204, 204}},
-		{"OPTIONS", "/v1/sellers/:id/events", func() string { return "/v1/sellers/" + a + "/events" }, nil, false,
-			[8]int{204, 204, 204, 204, 204, 204, 204, 204}},
-		{"GET", "/v1/sellers/:id/unprinted-orders", func() string { return "/v1/sellers/" + a + "/unprinted-orders" }, nil, false,
-			[8]int{401, 401, 200, 403, 200, 200, 404, 404}},
-		{"POST", "/v1/printers/:id/acks", func() string { return "/v1/printers/" + b.printerA.id + "/acks" },
+		{
+			"GET", "/v1/events", func() string { return "/v1/events" }, nil, true,
+			[8]int{200, 401, 200, 200, 200, 200, 200, 200},
+		},
+		{
+			"GET", "/v1/events", func() string { return "/v1/events?topics=system.maintenance,system.%23" }, nil, true,
+			[8]int{200, 401, 200, 200, 200, 200, 200, 200},
+		},
+		{
+			"GET", "/v1/events", func() string { return "/v1/events?topics=order.%23" }, nil, true,
+			[8]int{401, 401, 200, 200, 403, 403, 403, 403},
+		},
+		{
+			"GET", "/v1/events", func() string { return "/v1/events?topics=%23" }, nil, true,
+			[8]int{401, 401, 200, 200, 403, 403, 403, 403},
+		},
+		{
+			"GET", "/v1/sellers/:id/events", func() string { return "/v1/sellers/" + a + "/events?topics=order.created" }, nil, true,
+			[8]int{401, 401, 200, 403, 200, 200, 404, 404},
+		},
+		{
+			"GET", "/v1/sellers/:id/events", func() string { return "/v1/sellers/" + bb + "/events" }, nil, true,
+			[8]int{401, 401, 200, 403, 404, 404, 200, 200},
+		},
+		{
+			"OPTIONS", "/v1/events", func() string { return "/v1/events" }, nil, false,
+			[8]int{204, 204, 204, 204, 204, 204, 204, 204},
+		},
+		{
+			"OPTIONS", "/v1/sellers/:id/events", func() string { return "/v1/sellers/" + a + "/events" }, nil, false,
+			[8]int{204, 204, 204, 204, 204, 204, 204, 204},
+		},
+		{
+			"GET", "/v1/sellers/:id/unprinted-orders", func() string { return "/v1/sellers/" + a + "/unprinted-orders" }, nil, false,
+			[8]int{401, 401, 200, 403, 200, 200, 404, 404},
+		},
+		{
+			"POST", "/v1/printers/:id/acks", func() string { return "/v1/printers/" + b.printerA.id + "/acks" },
 			func() any { return map[string]any{"order_id": b.order(product, b.user(), store.OrderPending)} }, false,
-			[8]int{401, 401, 403, 403, 403, 201, 403, 404}},
-		{"POST", "/v1/printers/:id/acks", func() string { return "/v1/printers/" + b.printerA.id + "/acks" },
+			[8]int{401, 401, 403, 403, 403, 201, 403, 404},
+		},
+		{
+			"POST", "/v1/printers/:id/acks", func() string { return "/v1/printers/" + b.printerA.id + "/acks" },
 			func() any { return map[string]any{"order_id": b.order(productB, b.user(), store.OrderPending)} }, false,
-			[8]int{401, 401, 403, 403, 403, 404, 403, 404}},
-		{"POST", "/v1/admin/announcements", func() string { return "/v1/admin/announcements" },
+			[8]int{401, 401, 403, 403, 403, 404, 403, 404},
+		},
+		{
+			"POST", "/v1/admin/announcements", func() string { return "/v1/admin/announcements" },
 			func() any { return map[string]any{"message": "Maintenance at 02:00"} }, false,
-			[8]int{401, 401, 201, 403, 403, 403, 403, 403}},
+			[8]int{401, 401, 201, 403, 403, 403, 403, 403},
+		},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {

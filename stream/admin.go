@@ -317,9 +317,10 @@ func (a *Admin) fetch(ctx context.Context, group string, ids []string) ([]redis.
 		return nil, fmt.Errorf("read dead letters of %s: %w", group, err)
 	}
 	out := make([]redis.XMessage, len(ids))
-	for i, c := range cmds {
+	for i, id := range ids {
+		c := cmds[i]
 		if len(c.Val()) != 1 {
-			return nil, fmt.Errorf("%w %s in group %s", ErrUnknownEntry, ids[i], group)
+			return nil, fmt.Errorf("%w %s in group %s", ErrUnknownEntry, id, group)
 		}
 		out[i] = c.Val()[0]
 	}

@@ -276,8 +276,10 @@ func TestTwoRelaysThreeConsumers(t *testing.T) {
 		}
 	}
 	for _, c := range []string{"c1", "c2", "c3"} {
-		startGroups(t, b, c, Subscription{Group: "shipping", Patterns: []string{"order.#"}, Handler: handler(c),
-			OrderedBySubject: true, Concurrency: 4, StartFrom: StartBeginning})
+		startGroups(t, b, c, Subscription{
+			Group: "shipping", Patterns: []string{"order.#"}, Handler: handler(c),
+			OrderedBySubject: true, Concurrency: 4, StartFrom: StartBeginning,
+		})
 	}
 	startRelay(t, b, RelayConfig{PollInterval: 5 * time.Millisecond, BatchSize: 37})
 	startRelay(t, b, RelayConfig{PollInterval: 5 * time.Millisecond, BatchSize: 23})
@@ -349,8 +351,10 @@ func TestIdleConsumersRemovedOnlyWithoutPending(t *testing.T) {
 
 	g, err := NewGroups(GroupsConfig{Redis: b.rdb, Names: b.names, Consumer: "live", Block: 20 * time.Millisecond, IdleConsumerTimeout: 50 * time.Millisecond})
 	require.NoError(t, err)
-	require.NoError(t, g.Add(Subscription{Group: "g", Patterns: []string{"order.*"}, Handler: func(context.Context, Message) error { return nil },
-		VisibilityTimeout: time.Hour}))
+	require.NoError(t, g.Add(Subscription{
+		Group: "g", Patterns: []string{"order.*"}, Handler: func(context.Context, Message) error { return nil },
+		VisibilityTimeout: time.Hour,
+	}))
 	require.NoError(t, g.Start(ctx))
 	defer func() { require.NoError(t, g.Stop(ctx)) }()
 	eventually(t, "empty idle consumer removed", func() bool {

@@ -250,16 +250,14 @@ func TestRelayRedisDown(t *testing.T) {
 func assertSubjectOrder(t *testing.T, db *sqlx.DB, msgs []redis.XMessage) {
 	t.Helper()
 	seqOf := map[string]int64{}
-	rows, err := db.QueryxContext(context.Background(), `SELECT id::text, seq FROM events`)
-	require.NoError(t, err)
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var seq int64
-		require.NoError(t, rows.Scan(&id, &seq))
-		seqOf[id] = seq
+	var all []struct {
+		ID  string `db:"id"`
+		Seq int64  `db:"seq"`
 	}
-	require.NoError(t, rows.Err())
+	require.NoError(t, db.SelectContext(context.Background(), &all, `SELECT id::text AS id, seq FROM events`))
+	for _, r := range all {
+		seqOf[r.ID] = r.Seq
+	}
 	last := map[string]int64{}
 	for _, m := range msgs {
 		subj, id := m.Values[FieldSubject].(string), m.Values[FieldID].(string)

@@ -199,7 +199,7 @@ func TestLastUnitsRaceSellsExactlyTheStock(t *testing.T) {
 	}
 	// Watch stock while the race runs.
 	stop := make(chan struct{})
-	var minStock = 10
+	minStock := 10
 	var watch sync.WaitGroup
 	watch.Go(func() {
 		for {

@@ -250,6 +250,7 @@ func textOf(contentType, encoding string, body io.Reader) string {
 	}
 	return strings.ReplaceAll(string(b), "\r\n", "\n")
 }
+
 func decodeTransfer(encoding string, r io.Reader) io.Reader {
 	switch strings.ToLower(strings.TrimSpace(encoding)) {
 	case "quoted-printable":

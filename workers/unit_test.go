@@ -138,8 +138,10 @@ func TestPayloadsAreVersionedAndBadOnesSkipRetry(t *testing.T) {
 func TestAggregateIDPrefersDataOverSubject(t *testing.T) {
 	t.Parallel()
 	order, ret := uuid.New(), uuid.New()
-	env := stream.Envelope{ID: "e", Type: "return.resolved", Subject: ret.String(),
-		Data: []byte(`{"return_id":"` + ret.String() + `","order_id":"` + order.String() + `"}`)}
+	env := stream.Envelope{
+		ID: "e", Type: "return.resolved", Subject: ret.String(),
+		Data: []byte(`{"return_id":"` + ret.String() + `","order_id":"` + order.String() + `"}`),
+	}
 	got, err := aggregateID(env, aboutOrder)
 	require.NoError(t, err)
 	require.Equal(t, order, got)

@@ -113,7 +113,8 @@ func newHTTPServer(addr string, h http.Handler, log *slog.Logger) *httpServer {
 // would otherwise wait the whole timeout for them. Their clients reconnect
 // to another process and resume from their last event id.
 func (s *httpServer) endStreamsOnShutdown(hub interface{ Stop(context.Context) error }) *httpServer {
-	s.srv.RegisterOnShutdown(func() { _ = hub.Stop(context.Background()) })
+	// RegisterOnShutdown hands no context; Hub.Stop returns at once.
+	s.srv.RegisterOnShutdown(func() { _ = hub.Stop(context.Background()) }) //nolint:contextcheck // see above
 	return s
 }
 
@@ -165,7 +166,7 @@ func runComponents(ctx context.Context, log *slog.Logger, timeout time.Duration,
 		<-ctx.Done()
 		log.Info("shutting down", "timeout", timeout.String())
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	var errs []error
 	for i := started - 1; i >= 0; i-- {

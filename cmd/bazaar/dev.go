@@ -85,13 +85,9 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	}
 	parts, err := newWorkerParts(workerDeps{
 		Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log, Mailer: mailer, Observer: relay,
-		Registry: obs.Registry, TracerProvider: tp,
+		Registry: obs.Registry, TracerProvider: tp, Invoicer: iv,
 	})
 	if err != nil {
-		return err
-	}
-	iv.Register(parts.Workers.Mux())
-	if err := parts.Groups.Add(iv.Subscription()); err != nil {
 		return err
 	}
 	sched, err := newScheduler(sc, db, iv, log)
@@ -119,7 +115,8 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	if sink != nil {
 		apiCfg.DevMail = sink
 	}
-	srv, err := api.New(apiCfg)
+	// api.New only builds the router; handlers use their request's context.
+	srv, err := api.New(apiCfg) //nolint:contextcheck // see above
 	if err != nil {
 		return err
 	}
@@ -139,7 +136,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		parts2 = append(parts2, sink)
 	}
 	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub,
-		newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub))
+		newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
 		"monitor", "/monitor", "mail", "/dev/mail")
 	return runComponents(ctx, log, cfg.ShutdownTimeout, parts2...)

@@ -643,12 +643,18 @@ func TestOpsHandlerReadiness(t *testing.T) {
 		status int
 		checks map[string]any
 	}{
-		{"all up", o.OpsHandler(postgresReady(db), redisReady(rdb)), http.StatusOK,
-			map[string]any{"postgres": "ok", "redis": "ok"}},
-		{"redis down", o.OpsHandler(postgresReady(db), redisReady(deadRedis)), http.StatusServiceUnavailable,
-			map[string]any{"postgres": "ok", "redis": "unreachable"}},
-		{"postgres down", o.OpsHandler(postgresReady(deadDB), redisReady(rdb)), http.StatusServiceUnavailable,
-			map[string]any{"postgres": "unreachable", "redis": "ok"}},
+		{
+			"all up", o.OpsHandler(postgresReady(db), redisReady(rdb)), http.StatusOK,
+			map[string]any{"postgres": "ok", "redis": "ok"},
+		},
+		{
+			"redis down", o.OpsHandler(postgresReady(db), redisReady(deadRedis)), http.StatusServiceUnavailable,
+			map[string]any{"postgres": "ok", "redis": "unreachable"},
+		},
+		{
+			"postgres down", o.OpsHandler(postgresReady(deadDB), redisReady(rdb)), http.StatusServiceUnavailable,
+			map[string]any{"postgres": "unreachable", "redis": "ok"},
+		},
 	}
 	for _, tc := range tests {
 		code, body := get(tc.h, "/readyz")

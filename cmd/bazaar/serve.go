@@ -54,7 +54,8 @@ func init() {
 			if err != nil {
 				return err
 			}
-			srv, err := api.New(api.Config{
+			// api.New only builds the router; handlers use their request's context.
+			srv, err := api.New(api.Config{ //nolint:contextcheck // see above
 				DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
@@ -62,7 +63,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, hub, newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub))
+			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, hub, newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 		},
 	})
 }
