@@ -8,20 +8,25 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bazaarhq/bazaar/stream"
 )
 
 // Config is every setting of every role, read from the environment once at
 // start and validated before anything connects.
 type Config struct {
-	DatabaseURL     string
-	RedisURL        string
-	RedisPrefix     string
-	HTTPAddr        string
-	AdminToken      string
-	LogLevel        slog.Level
-	LogFormat       string
-	ShutdownTimeout time.Duration
-	MaxBodyBytes    int64
+	DatabaseURL string
+	RedisURL    string
+	RedisPrefix string
+	// StreamPartitions splits each domain stream by subject hash; every
+	// process of one deployment must use the same value.
+	StreamPartitions int
+	HTTPAddr         string
+	AdminToken       string
+	LogLevel         slog.Level
+	LogFormat        string
+	ShutdownTimeout  time.Duration
+	MaxBodyBytes     int64
 }
 
 // defaultAdminToken lets a developer follow the README at once; serving with
@@ -114,14 +119,15 @@ func (r *envReader) addr(key, def string) string {
 func loadConfig(getenv func(string) string) (Config, error) {
 	r := &envReader{getenv: getenv}
 	c := Config{
-		DatabaseURL:     r.url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bazaar?sslmode=disable", "postgres", "postgresql"),
-		RedisURL:        r.url("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
-		RedisPrefix:     r.str("BAZAAR_REDIS_PREFIX", "bazaar:"),
-		HTTPAddr:        r.addr("BAZAAR_HTTP_ADDR", ":8080"),
-		AdminToken:      r.str("BAZAAR_ADMIN_TOKEN", defaultAdminToken),
-		LogFormat:       r.str("BAZAAR_LOG_FORMAT", "auto"),
-		ShutdownTimeout: r.duration("BAZAAR_SHUTDOWN_TIMEOUT", 30*time.Second),
-		MaxBodyBytes:    r.integer("BAZAAR_MAX_BODY_BYTES", 1<<20),
+		DatabaseURL:      r.url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bazaar?sslmode=disable", "postgres", "postgresql"),
+		RedisURL:         r.url("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+		RedisPrefix:      r.str("BAZAAR_REDIS_PREFIX", "bazaar:"),
+		StreamPartitions: int(r.integer("BAZAAR_STREAM_PARTITIONS", 1)),
+		HTTPAddr:         r.addr("BAZAAR_HTTP_ADDR", ":8080"),
+		AdminToken:       r.str("BAZAAR_ADMIN_TOKEN", defaultAdminToken),
+		LogFormat:        r.str("BAZAAR_LOG_FORMAT", "auto"),
+		ShutdownTimeout:  r.duration("BAZAAR_SHUTDOWN_TIMEOUT", 30*time.Second),
+		MaxBodyBytes:     r.integer("BAZAAR_MAX_BODY_BYTES", 1<<20),
 	}
 	lvl := r.str("BAZAAR_LOG_LEVEL", "info")
 	if err := c.LogLevel.UnmarshalText([]byte(lvl)); err != nil {
@@ -138,6 +144,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if !strings.HasSuffix(c.RedisPrefix, ":") {
 		r.fail("BAZAAR_REDIS_PREFIX", "%q must end with a colon", c.RedisPrefix)
 	}
+	if c.StreamPartitions < 1 || c.StreamPartitions > 1024 {
+		r.fail("BAZAAR_STREAM_PARTITIONS", "must be from 1 to 1024")
+	}
 	if c.MaxBodyBytes < 1024 {
 		r.fail("BAZAAR_MAX_BODY_BYTES", "must be at least 1024")
 	}
@@ -153,6 +162,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("redis_url", redactURL(c.RedisURL)),
 		slog.String("redis_prefix", c.RedisPrefix),
+		slog.Int("stream_partitions", c.StreamPartitions),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("admin_token", mask(c.AdminToken)),
 		slog.String("log_level", c.LogLevel.String()),
@@ -175,4 +185,9 @@ func redactURL(s string) string {
 		return "(unparseable)"
 	}
 	return u.Redacted()
+}
+
+// names returns the Redis key names every role of one deployment shares.
+func (c Config) names() stream.Names {
+	return stream.Names{Prefix: c.RedisPrefix, Partitions: c.StreamPartitions}
 }

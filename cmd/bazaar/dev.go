@@ -64,7 +64,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		return err
 	}
 	defer rdb.Close()
-	names := stream.Names{Prefix: cfg.RedisPrefix}
+	names := cfg.names()
 
 	relay, err := stream.NewRelay(stream.RelayConfig{
 		DB: db, Redis: rdb, Names: names, Logger: log.With("component", "relay"),

@@ -44,7 +44,7 @@ func init() {
 				return err
 			}
 			defer db.Close()
-			admin, err := stream.NewAdmin(stream.AdminConfig{Redis: rdb, DB: db, Names: stream.Names{Prefix: cfg.RedisPrefix}})
+			admin, err := stream.NewAdmin(stream.AdminConfig{Redis: rdb, DB: db, Names: cfg.names()})
 			if err != nil {
 				return err
 			}

@@ -46,7 +46,7 @@ func init() {
 			}
 			defer rdb.Close()
 			relay, err := stream.NewRelay(stream.RelayConfig{
-				DB: db, Redis: rdb, Names: stream.Names{Prefix: cfg.RedisPrefix}, Logger: log,
+				DB: db, Redis: rdb, Names: cfg.names(), Logger: log,
 				BatchSize: batch, PollInterval: poll, MaxLen: maxLen, MaxAge: maxAge, TrimInterval: trimInterval,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
 			})
@@ -55,7 +55,7 @@ func init() {
 			}
 			// The relay reports the outbox and the streams it writes; the
 			// workers report the consumer groups.
-			names := stream.Names{Prefix: cfg.RedisPrefix}
+			names := cfg.names()
 			if err := obs.CollectBackbone(db, rdb, names, stream.CollectOutbox|stream.CollectStreams); err != nil {
 				return err
 			}

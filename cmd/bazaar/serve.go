@@ -40,7 +40,7 @@ func init() {
 				return err
 			}
 			defer rdb.Close()
-			names := stream.Names{Prefix: cfg.RedisPrefix}
+			names := cfg.names()
 			mon, err := newMonitor(cfg)
 			if err != nil {
 				return err

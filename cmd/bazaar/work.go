@@ -69,7 +69,7 @@ func init() {
 			}
 			// The workers report the consumer groups they read and the
 			// asynq queues; the relay reports the outbox and streams.
-			names := stream.Names{Prefix: cfg.RedisPrefix}
+			names := cfg.names()
 			if err := obs.CollectBackbone(nil, rdb, names, stream.CollectGroups); err != nil {
 				return err
 			}
@@ -200,7 +200,7 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 		return workerParts{}, err
 	}
 	g, err := stream.NewGroups(stream.GroupsConfig{
-		Redis: d.Redis, DB: d.DB, Names: stream.Names{Prefix: d.Config.RedisPrefix}, Logger: d.Logger,
+		Redis: d.Redis, DB: d.DB, Names: d.Config.names(), Logger: d.Logger,
 		Registry: d.Registry, TracerProvider: d.TracerProvider,
 	})
 	if err != nil {
