@@ -137,15 +137,7 @@ func (s *Server) createOrder(c *gin.Context) {
 
 // getOrder: GET /v1/orders/{id}.
 func (s *Server) getOrder(c *gin.Context) {
-	id, err := pathID(c, "id")
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	s.read(c, func(ctx context.Context, q sqlx.QueryerContext) (any, error) {
-		o, err := visibleOrder(ctx, c, q, id)
-		return orderOut(o), err
-	})
+	readOwned(s, c, store.GetOrder, func(o store.Order) uuid.UUID { return o.SellerID }, orderOut)
 }
 
 // visibleOrder reads an order the caller sees; another seller's order is

@@ -144,21 +144,7 @@ func deref[T any](p *T) T {
 
 // getProduct: GET /v1/products/{id}.
 func (s *Server) getProduct(c *gin.Context) {
-	id, err := pathID(c, "id")
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	s.read(c, func(ctx context.Context, q sqlx.QueryerContext) (any, error) {
-		prod, err := store.GetProduct(ctx, q, id)
-		if err != nil {
-			return nil, err
-		}
-		if !principalOf(c).Sees(prod.SellerID) {
-			return nil, store.ErrNotFound
-		}
-		return productOut(prod), nil
-	})
+	readOwned(s, c, store.GetProduct, func(p store.Product) uuid.UUID { return p.SellerID }, productOut)
 }
 
 // listProducts: GET /v1/sellers/{id}/products, oldest first.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/bazaarhq/bazaar/sql/store"
@@ -78,21 +79,7 @@ func (s *Server) openReturn(c *gin.Context) {
 
 // getReturn: GET /v1/returns/{id}.
 func (s *Server) getReturn(c *gin.Context) {
-	id, err := pathID(c, "id")
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	s.read(c, func(ctx context.Context, q sqlx.QueryerContext) (any, error) {
-		r, err := store.GetReturn(ctx, q, id)
-		if err != nil {
-			return nil, err
-		}
-		if !principalOf(c).Sees(r.SellerID) {
-			return nil, store.ErrNotFound
-		}
-		return returnOut(r), nil
-	})
+	readOwned(s, c, store.GetReturn, func(r store.Return) uuid.UUID { return r.SellerID }, returnOut)
 }
 
 // listReturns: GET /v1/returns, newest first, filtered by order_id,

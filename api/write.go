@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/bazaarhq/bazaar/sql/store"
@@ -110,6 +111,31 @@ func (s *Server) write(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx)
 		return
 	}
 	c.Data(res.status, contentTypeJSON, body)
+}
+
+// readOwned serves GET of one record by the path id, for callers that see
+// the record's seller.
+func readOwned[R, O any](s *Server, c *gin.Context,
+	get func(context.Context, sqlx.QueryerContext, uuid.UUID) (R, error),
+	sellerOf func(R) uuid.UUID, out func(R) O,
+) {
+	id, err := pathID(c, "id")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.read(c, func(ctx context.Context, q sqlx.QueryerContext) (any, error) {
+		r, err := get(ctx, q, id)
+		if err != nil {
+			return nil, err
+		}
+		// Another seller's record answers as if it did not exist, so ids
+		// cannot be probed across sellers.
+		if !principalOf(c).Sees(sellerOf(r)) {
+			return nil, store.ErrNotFound
+		}
+		return out(r), nil
+	})
 }
 
 // read runs a read-only query function and answers 200 with its result.
