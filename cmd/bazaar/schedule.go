@@ -171,6 +171,10 @@ func newScheduler(sc scheduleConfig, db *sqlx.DB, iv *workers.Invoicer, log *slo
 	if sc.InvoiceSpec != "" {
 		schedules = append(schedules, scheduler.NewInvoicingSchedule(sc.InvoiceSpec, iv))
 	}
+	// Expired Idempotency-Key records are ignored already; the sweep only
+	// gives their space back.
+	schedules = append(schedules, scheduler.NewIdempotencySweepSchedule(
+		scheduler.DefaultIdempotencySweepSpec, db, log.With("component", "scheduler")))
 	return scheduler.New(scheduler.Config{
 		DB: db, Schedules: schedules, Location: sc.Location,
 		CatchUp: sc.CatchUp, PollInterval: sc.Poll, LeaseTTL: sc.LeaseTTL,
