@@ -13,8 +13,13 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
-// insertWhile runs insert in a loop until stop is called, and returns how
-// many inserts succeeded.
+// maxConcurrentInserts bounds insertWhile: on an oldest-first list an
+// inserter faster than the pager would otherwise keep adding pages forever.
+const maxConcurrentInserts = 200
+
+// insertWhile runs insert in a loop until stop is called (or it has
+// inserted maxConcurrentInserts rows), and returns how many inserts
+// succeeded.
 func insertWhile(t *testing.T, insert func(i int) error) (stop func() int) {
 	t.Helper()
 	done := make(chan struct{})
@@ -24,7 +29,7 @@ func insertWhile(t *testing.T, insert func(i int) error) (stop func() int) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := 0; ; i++ {
+		for i := range maxConcurrentInserts {
 			select {
 			case <-done:
 				return
