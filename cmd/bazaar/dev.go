@@ -67,7 +67,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	names := cfg.names()
 
 	relay, err := stream.NewRelay(stream.RelayConfig{
-		DB: db, Redis: rdb, Names: names, Logger: log.With("component", "relay"),
+		DB: db, Redis: rdb, Names: names, Logger: log,
 		Registry: obs.Registry, TracerProvider: tp,
 	})
 	if err != nil {
