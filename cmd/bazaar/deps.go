@@ -82,6 +82,21 @@ func openRedis(ctx context.Context, c Config) (*redis.Client, error) {
 	return rdb, nil
 }
 
+// connect opens the PostgreSQL pool and the Redis client every
+// long-running role needs; closeAll closes both, Redis first.
+func connect(ctx context.Context, c Config) (db *sqlx.DB, rdb *redis.Client, closeAll func(), err error) {
+	db, err = openDB(ctx, c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rdb, err = openRedis(ctx, c)
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, nil, err
+	}
+	return db, rdb, func() { _ = rdb.Close(); _ = db.Close() }, nil
+}
+
 // component is a long-running part with the lifecycle of house rule 8.
 type component interface {
 	Start(ctx context.Context) error

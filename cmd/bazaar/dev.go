@@ -51,19 +51,14 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	if err := ensureDatabase(ctx, cfg, log); err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg)
+	db, rdb, closeAll, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeAll()
 	if err := migrations.Up(ctx, db.DB); err != nil {
 		return err
 	}
-	rdb, err := openRedis(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
 	names := cfg.names()
 
 	relay, err := stream.NewRelay(stream.RelayConfig{

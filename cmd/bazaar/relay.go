@@ -35,16 +35,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			db, err := openDB(ctx, cfg)
+			db, rdb, closeAll, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			rdb, err := openRedis(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer rdb.Close()
+			defer closeAll()
 			relay, err := stream.NewRelay(stream.RelayConfig{
 				DB: db, Redis: rdb, Names: cfg.names(), Logger: log,
 				BatchSize: batch, PollInterval: poll, MaxLen: maxLen, MaxAge: maxAge, TrimInterval: trimInterval,

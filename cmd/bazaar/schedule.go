@@ -36,16 +36,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			db, err := openDB(ctx, cfg)
+			db, rdb, closeAll, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			rdb, err := openRedis(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer rdb.Close()
+			defer closeAll()
 			client := asynq.NewClientFromRedisClient(rdb)
 			defer client.Close()
 			iv, err := newInvoicer(sc, db, client, log, nil)

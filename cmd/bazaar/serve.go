@@ -30,16 +30,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			db, err := openDB(ctx, cfg)
+			db, rdb, closeAll, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			rdb, err := openRedis(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer rdb.Close()
+			defer closeAll()
 			names := cfg.names()
 			mon, err := newMonitor(cfg)
 			if err != nil {

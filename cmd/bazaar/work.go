@@ -42,16 +42,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			db, err := openDB(ctx, cfg)
+			db, rdb, closeAll, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			rdb, err := openRedis(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer rdb.Close()
+			defer closeAll()
 			// The invoicer enqueues the account tasks of the runs it is
 			// handed; the client shares rdb, so it is closed before it.
 			client := asynq.NewClientFromRedisClient(rdb)

@@ -142,6 +142,11 @@ func startAgent(t *testing.T, bin string, args ...string) *agent {
 
 func (a *agent) stop(t *testing.T) {
 	t.Helper()
+	// A SIGTERM before the printer has installed its handler kills it
+	// outright; its first log line comes after the handler is in place.
+	waitFor(t, "the printer to start", 10*time.Second, func() bool {
+		return strings.Contains(a.stderr.String(), "printer starting")
+	})
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-a.exited:
