@@ -186,6 +186,16 @@ func TestSSEMetricsAndPushSpans(t *testing.T) {
 		}
 		return false
 	}, 5*time.Second, 10*time.Millisecond)
+	// The relay ends its publish span after marking the row published, which
+	// may come after the hub has already pushed the entry.
+	require.Eventually(t, func() bool {
+		for _, s := range rec.Ended() {
+			if s.Name() == "publish seller.created" {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond)
 	publish := endedSpan(t, rec, "publish seller.created")
 	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", push.SpanContext().TraceID().String())
 	require.Equal(t, publish.SpanContext().SpanID(), push.Parent().SpanID(), "pushed as a child of its publication")
