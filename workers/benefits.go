@@ -37,15 +37,8 @@ func (w *Workers) pointsFor(minor int64) int64 { return minor / 100 * w.cfg.Poin
 
 // grantPoints credits a delivered order's points, once per order.
 func (w *Workers) grantPoints(ctx context.Context, t *asynq.Task) error {
-	p, err := decode[OrderPayload](t)
+	_, o, err := w.orderOf(ctx, t)
 	if err != nil {
-		return err
-	}
-	o, err := store.GetOrder(ctx, w.db, p.OrderID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return permanent(err)
-		}
 		return err
 	}
 	if o.Status != store.OrderDelivered {
@@ -73,15 +66,8 @@ func (w *Workers) grantPoints(ctx context.Context, t *asynq.Task) error {
 // revokePoints takes back the points of the goods of an accepted return,
 // never more than the order earned.
 func (w *Workers) revokePoints(ctx context.Context, t *asynq.Task) error {
-	p, err := decode[ReturnPayload](t)
+	_, r, err := w.returnOf(ctx, t)
 	if err != nil {
-		return err
-	}
-	r, err := store.LoadReturnSnapshot(ctx, w.db, p.ReturnID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return permanent(err)
-		}
 		return err
 	}
 	if r.Status != store.ReturnStatusAccepted {

@@ -91,10 +91,7 @@ func (w *Workers) followUp(ctx context.Context, t *asynq.Task) error {
 	log := Logger(ctx, w.log).With("order_id", p.OrderID)
 	o, err := store.GetOrder(ctx, w.db, p.OrderID)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return permanent(err)
-		}
-		return err
+		return missingIsPermanent(err)
 	}
 	outcome := string(o.Status)
 	overdue := o.Status == store.OrderPending

@@ -14,20 +14,42 @@ import (
 // permanent wraps an error no retry can fix (the record is gone).
 func permanent(err error) error { return errors.Join(err, asynq.SkipRetry) }
 
+// missingIsPermanent makes a record that no longer exists a permanent
+// failure: no retry can bring it back.
+func missingIsPermanent(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return permanent(err)
+	}
+	return err
+}
+
+// orderOf decodes an order task and reads its order.
+func (w *Workers) orderOf(ctx context.Context, t *asynq.Task) (OrderPayload, store.Order, error) {
+	p, err := decode[OrderPayload](t)
+	if err != nil {
+		return p, store.Order{}, err
+	}
+	o, err := store.GetOrder(ctx, w.db, p.OrderID)
+	return p, o, missingIsPermanent(err)
+}
+
+// returnOf decodes a return task and reads its return.
+func (w *Workers) returnOf(ctx context.Context, t *asynq.Task) (ReturnPayload, store.ReturnSnapshot, error) {
+	p, err := decode[ReturnPayload](t)
+	if err != nil {
+		return p, store.ReturnSnapshot{}, err
+	}
+	r, err := store.LoadReturnSnapshot(ctx, w.db, p.ReturnID)
+	return p, r, missingIsPermanent(err)
+}
+
 // reserveStock takes the stock of a new order: inventory.reserved, or
 // inventory.reservation_failed when an item is short. The check and the
 // decrement are one UPDATE per product guarded by stock >= quantity, so
 // concurrent buyers can never oversell.
 func (w *Workers) reserveStock(ctx context.Context, t *asynq.Task) error {
-	p, err := decode[OrderPayload](t)
+	p, o, err := w.orderOf(ctx, t)
 	if err != nil {
-		return err
-	}
-	o, err := store.GetOrder(ctx, w.db, p.OrderID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return permanent(err)
-		}
 		return err
 	}
 	log := Logger(ctx, w.log).With("order_id", o.ID)
@@ -85,15 +107,8 @@ func (w *Workers) reserveStock(ctx context.Context, t *asynq.Task) error {
 
 // releaseStock gives a cancelled order's stock back, once.
 func (w *Workers) releaseStock(ctx context.Context, t *asynq.Task) error {
-	p, err := decode[OrderPayload](t)
+	p, o, err := w.orderOf(ctx, t)
 	if err != nil {
-		return err
-	}
-	o, err := store.GetOrder(ctx, w.db, p.OrderID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return permanent(err)
-		}
 		return err
 	}
 	released := false
@@ -119,15 +134,8 @@ func (w *Workers) releaseStock(ctx context.Context, t *asynq.Task) error {
 
 // restockReturn puts the goods of an accepted return back into stock, once.
 func (w *Workers) restockReturn(ctx context.Context, t *asynq.Task) error {
-	p, err := decode[ReturnPayload](t)
+	p, r, err := w.returnOf(ctx, t)
 	if err != nil {
-		return err
-	}
-	r, err := store.LoadReturnSnapshot(ctx, w.db, p.ReturnID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return permanent(err)
-		}
 		return err
 	}
 	if r.Status != store.ReturnStatusAccepted {

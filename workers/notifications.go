@@ -45,20 +45,14 @@ func (w *Workers) sendOnce(ctx context.Context, key, kind string, m Mail) error 
 
 func (w *Workers) getUser(ctx context.Context, p UserPayload) (store.User, error) {
 	u, err := store.GetUser(ctx, w.db, p.UserID)
-	if errors.Is(err, store.ErrNotFound) {
-		return u, permanent(err)
-	}
-	return u, err
+	return u, missingIsPermanent(err)
 }
 
 // orderWithBuyer reads an order and its buyer.
 func (w *Workers) orderWithBuyer(ctx context.Context, id fmt.Stringer, get func() (store.Order, error)) (store.Order, store.User, error) {
 	o, err := get()
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return o, store.User{}, permanent(err)
-		}
-		return o, store.User{}, err
+		return o, store.User{}, missingIsPermanent(err)
 	}
 	u, err := store.GetUser(ctx, w.db, o.UserID)
 	if err != nil {
@@ -177,15 +171,8 @@ func reminderMail(o store.Order, u store.User, p OrderPayload) (Mail, bool) {
 }
 
 func (w *Workers) emailReturnResolved(ctx context.Context, t *asynq.Task) error {
-	p, err := decode[ReturnPayload](t)
+	_, r, err := w.returnOf(ctx, t)
 	if err != nil {
-		return err
-	}
-	r, err := store.LoadReturnSnapshot(ctx, w.db, p.ReturnID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return permanent(err)
-		}
 		return err
 	}
 	if r.Status == store.ReturnStatusOpen {

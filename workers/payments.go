@@ -30,10 +30,7 @@ func (w *Workers) chargeOrder(ctx context.Context, t *asynq.Task) error {
 	}
 	o, err := store.GetOrder(ctx, w.db, p.OrderID)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return permanent(err)
-		}
-		return err
+		return missingIsPermanent(err)
 	}
 	if o.Status != store.OrderPending {
 		log.Info("order no longer pending; not charged", "status", o.Status)

@@ -54,10 +54,7 @@ func (w *Workers) evaluateSegments(ctx context.Context, t *asynq.Task) error {
 	if userID == uuid.Nil {
 		o, err := store.GetOrder(ctx, w.db, p.OrderID)
 		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return permanent(err)
-			}
-			return err
+			return missingIsPermanent(err)
 		}
 		userID = o.UserID
 	}
