@@ -154,7 +154,8 @@ func ensureTemplate(ctx context.Context) (string, error) {
 		return "", err
 	}
 	// Templates of other schemas are left alone: another test process may be
-	// cloning one right now. "make db/reset" removes them.
+	// cloning one right now. Each is one small database named
+	// bazaar_tmpl_<hash>; drop old ones by hand when they pile up.
 	return name, nil
 }
 
