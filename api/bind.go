@@ -236,14 +236,29 @@ func encodeCursor(cur *store.Cursor) *string {
 	return &s
 }
 
+// Cursor times outside these bounds were never a row's created_at. The
+// 8 bytes reach ±292,000 years and PostgreSQL refuses timestamps before
+// 4713 BC or after 294276 AD (the query fails with "timestamp out of
+// range"), so a crafted cursor must be refused here, not by the database.
+var (
+	minCursorTime = time.Date(1, time.January, 1, 0, 0, 0, 0, time.UTC)
+	maxCursorTime = time.Date(9999, time.December, 31, 23, 59, 59, 999999000, time.UTC)
+)
+
+// decodeCursor is the one decoder of list cursors: anything it accepts is
+// a value the list queries can run with.
 func decodeCursor(s string) (store.Cursor, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) != 24 {
 		return store.Cursor{}, errors.New("malformed cursor")
+	}
+	at := time.UnixMicro(int64(binary.BigEndian.Uint64(b))).UTC()
+	if at.Before(minCursorTime) || at.After(maxCursorTime) {
+		return store.Cursor{}, errors.New("cursor time out of range")
 	}
 	id, err := uuid.FromBytes(b[8:])
 	if err != nil {
 		return store.Cursor{}, err
 	}
-	return store.Cursor{CreatedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b))).UTC(), ID: id}, nil
+	return store.Cursor{CreatedAt: at, ID: id}, nil
 }
