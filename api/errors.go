@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 )
@@ -120,6 +121,9 @@ func problemFor(err error) Problem {
 	if errors.As(err, &maxErr) {
 		err = withDetail(errPayloadTooLarge, "The request body exceeds the size limit.")
 	}
+	if dependencyUnavailable(err) {
+		err = withDetail(errUnavailable, "A service this request needs is unavailable; retry shortly.")
+	}
 	for _, k := range kinds {
 		if errors.Is(err, k.err) {
 			kind = k.kind
@@ -142,7 +146,11 @@ func (s *Server) fail(c *gin.Context, err error) {
 	p := problemFor(err)
 	p.Instance = c.Request.URL.Path
 	p.RequestID = requestID(c)
-	if p.Status >= http.StatusInternalServerError {
+	switch {
+	case p.Status == http.StatusServiceUnavailable:
+		c.Header("Retry-After", retryAfterUnavailable)
+		s.logFor(c).Warn("request failed: unavailable", "err", err)
+	case p.Status >= http.StatusInternalServerError:
 		s.logFor(c).Error("request failed", "err", err)
 	}
 	if p.Status == http.StatusUnauthorized {
@@ -154,6 +162,21 @@ func (s *Server) fail(c *gin.Context, err error) {
 	}
 	c.Abort()
 	c.Data(p.Status, "application/problem+json", body)
+}
+
+// retryAfterUnavailable is the Retry-After of 503 answers, in seconds: a
+// PostgreSQL restart or a Redis failover usually takes a few.
+const retryAfterUnavailable = "2"
+
+// dependencyUnavailable reports whether err means PostgreSQL or Redis could
+// not serve the request now (down, restarting, unreachable, out of
+// connections), so the client should retry, rather than that the request
+// or the server is wrong.
+func dependencyUnavailable(err error) bool {
+	return store.Unavailable(err) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) || errors.Is(err, redis.ErrClosed) ||
+		redis.IsLoadingError(err) || redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
+		redis.IsMasterDownError(err) || redis.IsMaxClientsError(err)
 }
 
 func isConflict(err error) bool { return errors.Is(err, store.ErrConflict) }

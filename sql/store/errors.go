@@ -2,9 +2,12 @@ package store
 
 import (
 	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"net"
 
 	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 )
 
 // Sentinel errors. Callers test them with errors.Is; only the API maps them
@@ -20,7 +23,41 @@ var (
 	ErrInsufficientStock = errors.New("insufficient stock")
 	// ErrReferenced means a referenced record does not exist (a foreign key failed).
 	ErrReferenced = errors.New("referenced record does not exist")
+	// ErrUnavailable means PostgreSQL cannot serve right now: it is
+	// shutting down or starting up, refuses connections or has none left.
+	// The same request may succeed later; Unavailable recognises it.
+	ErrUnavailable = errors.New("database unavailable")
 )
+
+// unavailableCodes are the SQLSTATEs of a server that cannot serve now,
+// though a later attempt may succeed.
+var unavailableCodes = map[pqerror.Code]bool{
+	pqerror.AdminShutdown:      true, // a fast shutdown or pg_terminate_backend
+	pqerror.CrashShutdown:      true, // another backend crashed
+	pqerror.CannotConnectNow:   true, // starting up, shutting down or in recovery
+	pqerror.TooManyConnections: true,
+}
+
+// Unavailable reports whether err means the database could not be reached
+// or could not serve (ErrUnavailable, an unavailable SQLSTATE or any of
+// class 08 connection exception, a connection the driver found broken, or
+// a network error such as a refused connection), rather than that the
+// request was wrong. Errors of queries that never passed through translate
+// (a failed BEGIN, a ping) are recognised too.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, driver.ErrBadConn) {
+		return true
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		return unavailableCodes[pqErr.Code] || pqErr.Code.Class() == pqerror.ClassConnectionException
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr)
+}
 
 // translate maps driver errors onto the package's sentinels, keeping the
 // original error in the chain for logs.
@@ -30,6 +67,9 @@ func translate(err error) error {
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
+	}
+	if Unavailable(err) {
+		return errors.Join(ErrUnavailable, err)
 	}
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
