@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -144,6 +145,14 @@ func problemFor(err error) Problem {
 // the request log.
 func (s *Server) fail(c *gin.Context, err error) {
 	p := problemFor(err)
+	if p.Status >= http.StatusInternalServerError && errors.Is(c.Request.Context().Err(), context.Canceled) {
+		// The client went away (it timed out or was killed): no server
+		// fault, and nobody reads an answer. Recorded as 499, outside the
+		// 5xx figures and alerts.
+		s.logFor(c).Info("request cancelled by client", "err", err)
+		c.AbortWithStatus(StatusClientClosedRequest)
+		return
+	}
 	p.Instance = c.Request.URL.Path
 	p.RequestID = requestID(c)
 	switch {
@@ -163,6 +172,10 @@ func (s *Server) fail(c *gin.Context, err error) {
 	c.Abort()
 	c.Data(p.Status, "application/problem+json", body)
 }
+
+// StatusClientClosedRequest is the status logged and counted for a request
+// whose client went away before it was answered (nginx's 499).
+const StatusClientClosedRequest = 499
 
 // retryAfterUnavailable is the Retry-After of 503 answers, in seconds: a
 // PostgreSQL restart or a Redis failover usually takes a few.
