@@ -49,6 +49,13 @@ type apiKeyDTO struct {
 	Key string `json:"key,omitempty"`
 }
 
+// withoutSecret is what the idempotency record of a key creation keeps,
+// and so what a replay answers: the key's metadata, not its secret.
+func (k apiKeyDTO) withoutSecret() any {
+	k.Key = ""
+	return k
+}
+
 func apiKeyOut(k store.APIKey) apiKeyDTO {
 	return apiKeyDTO{
 		ID: k.ID, Role: string(k.Role), SellerID: k.SellerID, Name: k.Name, Prefix: k.KeyPrefix,

@@ -30,6 +30,28 @@ func (e *replayError) Error() string { return "idempotency key answered meanwhil
 
 const contentTypeJSON = "application/json"
 
+// secretBearer is a response body holding a secret that is shown once (an
+// API key, a printer token). Idempotency records keep withoutSecret
+// instead, so no secret rests in the database for the record's lifetime
+// and a replay answers the same record without it.
+type secretBearer interface {
+	withoutSecret() any
+}
+
+// storedResponse is the body an idempotency record keeps for a response
+// whose encoding is sent: sent itself, or the body without its secret.
+func storedResponse(body any, sent []byte) ([]byte, error) {
+	sb, ok := body.(secretBearer)
+	if !ok {
+		return append([]byte{}, sent...), nil
+	}
+	b, err := json.Marshal(sb.withoutSecret())
+	if err != nil {
+		return nil, fmt.Errorf("encode stored response: %w", err)
+	}
+	return b, nil
+}
+
 // write runs fn in one transaction with everything the write needs to be
 // safe: it records fn's events in the outbox (stamped with the request id
 // and traceparent) and the idempotency record of the request in the same
@@ -78,9 +100,13 @@ func (s *Server) write(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx)
 			return err
 		}
 		if idem != nil {
-			err := store.SaveIdempotencyRecord(ctx, tx, store.IdempotencyRecord{
+			stored, err := storedResponse(res.body, body)
+			if err != nil {
+				return err
+			}
+			err = store.SaveIdempotencyRecord(ctx, tx, store.IdempotencyRecord{
 				Principal: idem.principal, Key: idem.key, Method: idem.method, Path: idem.path,
-				RequestHash: idem.hash, Status: res.status, ContentType: contentTypeJSON, Response: append([]byte{}, body...),
+				RequestHash: idem.hash, Status: res.status, ContentType: contentTypeJSON, Response: stored,
 			})
 			if err != nil {
 				return err
