@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -153,11 +155,25 @@ func topics(c *gin.Context) ([]string, error) {
 	if len(out) > 32 {
 		return nil, badParam("topics", "at most 32 patterns")
 	}
+	for _, p := range out {
+		for w := range strings.SplitSeq(p, ".") {
+			if !topicWord.MatchString(w) {
+				return nil, badParam("topics", topicGrammar+" ("+strconv.Quote(p)+" has the word "+strconv.Quote(w)+")")
+			}
+		}
+	}
 	if err := stream.ValidatePatterns(out); err != nil {
-		return nil, badParam("topics", "comma-separated topic patterns: words of a-z, 0-9 and _, with * for one word and # for any number ("+err.Error()+")")
+		return nil, badParam("topics", topicGrammar+" ("+err.Error()+")")
 	}
 	return out, nil
 }
+
+// topicWord is one word of a topic pattern as openapi.yaml documents it
+// (parameter Topics): event types are dotted words of a-z, 0-9 and _, so a
+// pattern of other words could never match and is a client's mistake.
+var topicWord = regexp.MustCompile(`^(?:[a-z0-9_]+|\*|#)$`)
+
+const topicGrammar = "comma-separated topic patterns: dotted words of a-z, 0-9 and _, with * for one word and # for any number"
 
 // serveEvents streams a subscription as Server-Sent Events until the
 // client leaves, falls behind (it reconnects and resumes), or the server
