@@ -12,13 +12,18 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/bazaarhq/bazaar/sql/store"
 )
 
 // MonitorHandler is the asynqmon UI and API (workers.NewMonitor), mounted
-// at its RootPath, "/monitor".
+// at its RootPath, "/monitor". HasQueue tells whether a queue exists, so
+// an action on an unknown queue is a 404 problem rather than asynqmon's
+// 500 in plain text.
 type MonitorHandler interface {
 	http.Handler
 	RootPath() string
+	HasQueue(name string) (bool, error)
 }
 
 const (
@@ -62,6 +67,17 @@ func (s *Server) mountMonitor(r *gin.Engine) {
 			c.Redirect(http.StatusFound, monitorRoot+"/")
 			return
 		}
+		if q, ok := monitorQueue(c.Request.URL.Path); ok {
+			known, err := s.cfg.Monitor.HasQueue(q)
+			if err != nil {
+				s.fail(c, err)
+				return
+			}
+			if !known {
+				s.fail(c, withDetail(store.ErrNotFound, "No queue named "+strconv.Quote(q)+" exists."))
+				return
+			}
+		}
 		c.Header("Cache-Control", "no-store")
 		s.cfg.Monitor.ServeHTTP(c.Writer, c.Request)
 	}
@@ -69,6 +85,20 @@ func (s *Server) mountMonitor(r *gin.Engine) {
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 		r.Handle(m, monitorRoot+"/*any", h)
 	}
+}
+
+// monitorQueue returns the queue name of an asynqmon API path about one
+// queue (/monitor/api/queues/{qname}, then an action after ":" or a
+// sub-path after "/").
+func monitorQueue(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, monitorRoot+"/api/queues/")
+	if !ok {
+		return "", false
+	}
+	if i := strings.IndexAny(rest, "/:"); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest, rest != ""
 }
 
 // monitorAuthorized checks the admin credential of a monitor request.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/hibiken/asynqmon"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -239,7 +238,7 @@ func devMailParts(wc workConfig, log *slog.Logger) (*workers.MailSink, workers.M
 
 // newMonitor builds asynqmon on the Redis at REDIS_URL, for the API to
 // serve at /monitor (api.Config.Monitor). Close it after the HTTP server stopped.
-func newMonitor(cfg Config) (*asynqmon.HTTPHandler, error) {
+func newMonitor(cfg Config) (*workers.Monitor, error) {
 	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
