@@ -12,6 +12,20 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
+// Nulls where openapi.yaml allows them, surrogate pairs and escaped
+// backslashes are taken as sent.
+func TestNullableFieldsAndEscapesAccepted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user := b.user().String()
+	got := b.do(http.MethodPatch, "/v1/users/"+user, b.front, `{"name":null,"country":"DE"}`).status(http.StatusOK).json()
+	require.Equal(t, "DE", got["country"])
+	prod := b.product(b.keyA, nil).String()
+	b.do(http.MethodPatch, "/v1/products/"+prod, b.keyA, `{"description":null,"price_minor":7}`).status(http.StatusOK)
+	s := b.do(http.MethodPost, "/v1/sellers", b.admin, `{"name":"\ud83d\ude00 shop \\ud800","email":"a@example.com"}`).status(http.StatusCreated).json()
+	require.Equal(t, "\U0001F600 shop \\ud800", s["name"])
+}
+
 // Every bad input gets its documented problem type, names the bad field,
 // and writes nothing: no record, no event, no idempotency record.
 func TestBadInputsWriteNothing(t *testing.T) {
@@ -115,6 +129,19 @@ func TestBadInputsWriteNothing(t *testing.T) {
 		{"unknown order", "GET", "/v1/orders/" + uuid.NewString(), b.front, nil, nil, 404, "not-found", ""},
 		{"unknown route", "GET", "/v1/nothing", b.admin, nil, nil, 404, "not-found", ""},
 		{"wrong method", "DELETE", "/v1/sellers", b.admin, nil, nil, 405, "method-not-allowed", ""},
+		{"null name", "POST", "/v1/sellers", b.admin, `{"name":null,"email":"a@example.com"}`, nil, 422, "validation", "name"},
+		{"null name, other case", "POST", "/v1/sellers", b.admin, `{"NAME":null,"email":"a@example.com"}`, nil, 422, "validation", "NAME"},
+		{"null body", "POST", "/v1/sellers", b.admin, `null`, nil, 422, "validation", "(body)"},
+		{"null stock", "POST", "/v1/products", b.keyA, product(func(p map[string]any) { p["stock"] = nil }), nil, 422, "validation", "stock"},
+		{"null item", "POST", "/v1/orders", b.front, order(func(o map[string]any) { o["items"] = []any{nil} }), nil, 422, "validation", "items[0]"},
+		{"null quantity", "POST", "/v1/orders", b.front, order(func(o map[string]any) { o["items"] = []map[string]any{{"product_id": prodA, "quantity": nil}} }), nil, 422, "validation", "items[0].quantity"},
+		{"null attributes", "PATCH", "/v1/products/" + prodA, b.keyA, `{"attributes":null}`, nil, 422, "validation", "attributes"},
+		{"null attribute", "PATCH", "/v1/products/" + prodA, b.keyA, `{"attributes":{"size":null}}`, nil, 422, "validation", "attributes.size"},
+		{"null reason", "PUT", "/v1/products/" + prodA + "/stock", b.keyA, `{"stock":3,"reason":null}`, nil, 422, "validation", "reason"},
+		{"invalid utf-8", "POST", "/v1/sellers", b.admin, "{\"name\":\"a\xffb\",\"email\":\"a@example.com\"}", nil, 400, "malformed-json", ""},
+		{"lone high surrogate", "POST", "/v1/sellers", b.admin, `{"name":"a\ud800b","email":"a@example.com"}`, nil, 400, "malformed-json", ""},
+		{"lone low surrogate", "POST", "/v1/sellers", b.admin, `{"name":"\udc00\ud800","email":"a@example.com"}`, nil, 400, "malformed-json", ""},
+		{"surrogate at the end", "PATCH", "/v1/users/" + user, b.front, `{"name":"x\ud83d"}`, nil, 400, "malformed-json", ""},
 	}
 	b.product(b.keyA, map[string]any{"sku": "dup"})
 	for _, tc := range cases {

@@ -10,6 +10,8 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +47,11 @@ func bind(c *gin.Context, dst any, optional bool) error {
 		(mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		return withDetail(errUnsupportedMediaType, "Send Content-Type: application/json.")
 	}
+	// encoding/json would replace invalid UTF-8 and lone surrogate escapes
+	// with U+FFFD and store the mangled text as if the client sent it.
+	if !utf8.Valid(body) {
+		return withDetail(errMalformedJSON, "The request body is not valid UTF-8.")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -53,7 +60,149 @@ func bind(c *gin.Context, dst any, optional bool) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return withDetail(errMalformedJSON, "The request body holds more than one JSON value.")
 	}
+	if loneSurrogate(body) {
+		return withDetail(errMalformedJSON, "The request body holds a \\u escape of half a UTF-16 surrogate pair, which is no character.")
+	}
+	// encoding/json takes null for any field as "leave it as it is", so a
+	// null where the spec allows none would pass as an absent field.
+	var tree any
+	tdec := json.NewDecoder(bytes.NewReader(body))
+	tdec.UseNumber()
+	if err := tdec.Decode(&tree); err != nil {
+		return decodeError(err)
+	}
+	if tree == nil {
+		return withDetail(errValidation, "The body must be a JSON object.", FieldError{Field: "(body)", Message: "must be a JSON object"})
+	}
+	if fields := nullFields(tree, reflect.TypeOf(dst), "", nil); len(fields) > 0 {
+		slices.SortFunc(fields, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
+		return invalid(fields...)
+	}
 	return nil
+}
+
+// nullFields lists the nulls of v, a decoded JSON value bound to type t,
+// that stand for a field without the tag nullable:"true" (openapi.yaml's
+// type [..., "null"]), an array item or a map value.
+func nullFields(v any, t reflect.Type, path string, out []FieldError) []FieldError {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		for name, fv := range v {
+			p := name
+			if path != "" {
+				p = path + "." + name
+			}
+			var ft reflect.Type
+			nullable := false
+			switch t.Kind() {
+			case reflect.Struct:
+				f, ok := jsonField(t, name)
+				if !ok {
+					continue // unknown fields were refused by the decoder
+				}
+				ft, nullable = f.Type, f.Tag.Get("nullable") == "true"
+			case reflect.Map:
+				ft = t.Elem()
+			default:
+				continue
+			}
+			if fv == nil {
+				if !nullable {
+					out = append(out, FieldError{Field: p, Message: "must not be null"})
+				}
+				continue
+			}
+			out = nullFields(fv, ft, p, out)
+		}
+	case []any:
+		if t.Kind() != reflect.Slice && t.Kind() != reflect.Array {
+			return out
+		}
+		for i, ev := range v {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if ev == nil {
+				out = append(out, FieldError{Field: p, Message: "must not be null"})
+				continue
+			}
+			out = nullFields(ev, t.Elem(), p, out)
+		}
+	}
+	return out
+}
+
+// jsonField finds the struct field encoding/json decodes the key name
+// into: the exact name first, then one equal ignoring case.
+func jsonField(t reflect.Type, name string) (reflect.StructField, bool) {
+	var folded *reflect.StructField
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == "-" {
+			continue
+		}
+		if tag == "" {
+			tag = f.Name
+		}
+		if tag == name {
+			return f, true
+		}
+		if folded == nil && strings.EqualFold(tag, name) {
+			folded = &f
+		}
+	}
+	if folded != nil {
+		return *folded, true
+	}
+	return reflect.StructField{}, false
+}
+
+// loneSurrogate reports whether a JSON text (valid, so its backslashes
+// all start escapes) holds a \u escape of one half of a UTF-16
+// surrogate pair without the other.
+func loneSurrogate(body []byte) bool {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' || i+1 >= len(body) {
+			continue
+		}
+		if body[i+1] != 'u' {
+			i++ // a two-character escape such as \\ or \"
+			continue
+		}
+		r, ok := hexRune(body[i+2:])
+		if !ok {
+			return true
+		}
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true // a low half first
+		case r >= 0xD800 && r <= 0xDBFF:
+			rest := body[i+6:]
+			if len(rest) < 6 || rest[0] != '\\' || rest[1] != 'u' {
+				return true
+			}
+			lo, ok := hexRune(rest[2:])
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+func hexRune(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[:4]), 16, 32)
+	return rune(n), err == nil
 }
 
 func decodeError(err error) error {

@@ -169,13 +169,13 @@ func (s *Server) listProducts(c *gin.Context) {
 }
 
 type updateProductRequest struct {
-	SKU         *string           `json:"sku"`
-	Name        *string           `json:"name"`
-	Description *string           `json:"description"`
-	Category    *string           `json:"category"`
-	Currency    *string           `json:"currency"`
+	SKU         *string           `json:"sku" nullable:"true"`
+	Name        *string           `json:"name" nullable:"true"`
+	Description *string           `json:"description" nullable:"true"`
+	Category    *string           `json:"category" nullable:"true"`
+	Currency    *string           `json:"currency" nullable:"true"`
 	Attributes  map[string]string `json:"attributes"`
-	PriceMinor  *int64            `json:"price_minor"`
+	PriceMinor  *int64            `json:"price_minor" nullable:"true"`
 }
 
 // updateProduct: PATCH /v1/products/{id} (seller, admin). Changing a

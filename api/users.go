@@ -84,10 +84,10 @@ func (s *Server) getUser(c *gin.Context) {
 }
 
 type updateUserRequest struct {
-	Email          *string `json:"email"`
-	Name           *string `json:"name"`
-	Country        *string `json:"country"`
-	MarketingOptIn *bool   `json:"marketing_opt_in"`
+	Email          *string `json:"email" nullable:"true"`
+	Name           *string `json:"name" nullable:"true"`
+	Country        *string `json:"country" nullable:"true"`
+	MarketingOptIn *bool   `json:"marketing_opt_in" nullable:"true"`
 }
 
 // updateUser: PATCH /v1/users/{id} (storefront). Absent or null fields stay.
