@@ -51,7 +51,7 @@ func TestUnavailableErrors(t *testing.T) {
 		role := fmt.Sprintf("bazaar_t_full_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
 		_, err := db.ExecContext(ctx, `CREATE ROLE `+role+` LOGIN CONNECTION LIMIT 0`)
 		require.NoError(t, err)
-		t.Cleanup(func() { _, _ = db.ExecContext(context.Background(), `DROP ROLE IF EXISTS `+role) })
+		t.Cleanup(func() { _, _ = db.ExecContext(ctx, `DROP ROLE IF EXISTS `+role) })
 		u, err := url.Parse(dsn)
 		require.NoError(t, err)
 		u.User = url.User(role)
