@@ -36,11 +36,16 @@ func newLogger(c Config, w io.Writer) *slog.Logger {
 	return slog.New(withTraceIDs(slog.NewJSONHandler(w, opts)))
 }
 
-// setup loads the config and makes the logger every subcommand starts with.
-func setup(env *environment) (Config, *slog.Logger, error) {
+// setup loads the config and makes the logger every long-running role
+// starts with. Only role "dev" may run with the development admin token:
+// anywhere else the documented default would let anyone in.
+func setup(env *environment, role string) (Config, *slog.Logger, error) {
 	cfg, err := loadConfig(env.getenv)
 	if err != nil {
 		return Config{}, nil, err
+	}
+	if role != "dev" && cfg.AdminToken == defaultAdminToken {
+		return Config{}, nil, fmt.Errorf("config: BAZAAR_ADMIN_TOKEN: unset or the development default %q; %q needs a secret of its own (at least 12 characters)", defaultAdminToken, "bazaar "+role)
 	}
 	log := newLogger(cfg, env.stdout)
 	log.Info("config", "config", cfg)

@@ -27,7 +27,7 @@ func init() {
 // workers, the scheduler, and a mail sink at /dev/mail unless an SMTP
 // server is configured.
 func runDev(ctx context.Context, env *environment, _ []string) error {
-	cfg, log, err := setup(env)
+	cfg, log, err := setup(env, "dev")
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func init() {
 			fs.DurationVar(&trimInterval, "trim-interval", 30*time.Second, "how often streams are trimmed; never past what a consumer group still needs")
 		},
 		run: func(ctx context.Context, env *environment, _ []string) error {
-			cfg, log, err := setup(env)
+			cfg, log, err := setup(env, "relay")
 			if err != nil {
 				return err
 			}

@@ -23,7 +23,7 @@ func init() {
 		name:  "schedule",
 		short: "run the scheduler: bi-weekly invoicing, firing once however many run",
 		run: func(ctx context.Context, env *environment, _ []string) error {
-			cfg, log, err := setup(env)
+			cfg, log, err := setup(env, "schedule")
 			if err != nil {
 				return err
 			}

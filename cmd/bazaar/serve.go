@@ -14,7 +14,7 @@ func init() {
 		name:  "serve",
 		short: "serve the REST API, the live event routes and asynqmon at /monitor",
 		run: func(ctx context.Context, env *environment, _ []string) error {
-			cfg, log, err := setup(env)
+			cfg, log, err := setup(env, "serve")
 			if err != nil {
 				return err
 			}

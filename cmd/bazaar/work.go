@@ -25,7 +25,7 @@ func init() {
 		name:  "work",
 		short: "run the workers: the consumer groups and the asynq tasks they enqueue",
 		run: func(ctx context.Context, env *environment, _ []string) error {
-			cfg, log, err := setup(env)
+			cfg, log, err := setup(env, "work")
 			if err != nil {
 				return err
 			}
