@@ -220,15 +220,17 @@ type readyCheck struct {
 	check func(ctx context.Context) string
 }
 
-// postgresReady checks that PostgreSQL answers and its schema is the one
-// this binary expects.
+// postgresReady checks that PostgreSQL answers and its schema is at least
+// the one this binary expects (a newer one serves during a rolling upgrade).
 func postgresReady(db *sqlx.DB) readyCheck {
 	return readyCheck{name: "postgres", check: func(ctx context.Context) string {
 		st, err := migrations.CurrentStatus(ctx, db.DB)
 		switch {
 		case err != nil:
 			return "unreachable"
-		case !st.UpToDate():
+		case st.Dirty:
+			return "migrations dirty"
+		case !st.Serves():
 			return "migrations pending"
 		}
 		return ""
