@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/migrations"
+	"github.com/bazaarhq/bazaar/sql/store/storetest"
 )
 
 // Every role but dev refuses to start without an admin token of its own,
@@ -28,5 +33,97 @@ func TestAdminTokenRequiredOutsideDev(t *testing.T) {
 			require.NotContains(t, err.Error(), "\n", role)
 			require.Empty(t, out.String(), "%s logged before refusing", role)
 		}
+	}
+}
+
+// "-h" after any command or action prints its usage and flags on stdout
+// and exits 0, without reaching a server (the URLs point at ports nothing
+// listens on).
+func TestHelpOfEveryCommand(t *testing.T) {
+	t.Parallel()
+	env := envOf(map[string]string{
+		"DATABASE_URL": "postgres://postgres@127.0.0.1:1/nothing?sslmode=disable",
+		"REDIS_URL":    "redis://127.0.0.1:1/0",
+	})
+	type call struct {
+		args  []string
+		usage string
+		flags []string
+	}
+	var calls []call
+	for name, c := range commands {
+		var flags []string
+		if c.flags != nil {
+			fs := flag.NewFlagSet(name, flag.ContinueOnError)
+			c.flags(fs)
+			fs.VisitAll(func(f *flag.Flag) { flags = append(flags, "-"+f.Name) })
+		}
+		for _, h := range []string{"-h", "-help", "--help"} {
+			calls = append(calls, call{[]string{name, h}, "usage: bazaar " + name, flags})
+		}
+		calls = append(calls, call{[]string{"help", name}, "usage: bazaar " + name, flags})
+	}
+	for _, action := range []string{"up", "down", "status"} {
+		calls = append(calls, call{[]string{"migrate", action, "-h"}, "usage: bazaar migrate", []string{"-steps"}})
+	}
+	for action, a := range dlqActions {
+		var flags []string
+		fs := flag.NewFlagSet(action, flag.ContinueOnError)
+		a.flags(fs, &dlqOptions{})
+		fs.VisitAll(func(f *flag.Flag) { flags = append(flags, "-"+f.Name) })
+		calls = append(calls, call{[]string{"dlq", action, "-h"}, "usage: bazaar dlq " + action, flags})
+		calls = append(calls, call{[]string{"dlq", action, "some-group", "--help"}, "usage: bazaar dlq " + action, flags})
+	}
+	require.Contains(t, commands, "dlq")
+	for _, c := range calls {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), append([]string{"bazaar"}, c.args...), env, &out, &errOut)
+		require.NoError(t, err, "bazaar %v", c.args)
+		require.True(t, strings.HasPrefix(out.String(), c.usage), "bazaar %v printed %q", c.args, out.String())
+		for _, f := range c.flags {
+			require.Contains(t, out.String(), f, "bazaar %v", c.args)
+		}
+		require.Empty(t, errOut.String(), "bazaar %v", c.args)
+	}
+
+	// A mistake is one line and exit status 2.
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"bazaar", "relay", "-bogus"}, env, &out, &out)
+	require.ErrorContains(t, err, "-bogus")
+	require.NotContains(t, err.Error(), "\n")
+	require.Equal(t, 2, exitCode(err))
+	require.Empty(t, out.String())
+}
+
+// "bazaar migrate status" exits non-zero exactly when the roles of this
+// binary would not serve on the schema: migrations pending, or dirty.
+func TestMigrateStatusExitCode(t *testing.T) {
+	t.Parallel()
+	db, dbURL := storetest.NewDB(t)
+	env := envOf(map[string]string{"DATABASE_URL": dbURL})
+	latest := migrations.Latest()
+	tests := []struct {
+		version uint
+		dirty   bool
+		out     string
+		wantErr string
+	}{
+		{latest, false, "(up to date)", ""},
+		{latest + 1, false, "(database is newer than this binary)", ""},
+		{latest - 1, false, "(1 pending)", "1 migration(s) pending"},
+		{latest, true, "(dirty", "dirty"},
+	}
+	for _, tc := range tests {
+		_, err := db.Exec(`UPDATE schema_migrations SET version = $1, dirty = $2`, tc.version, tc.dirty)
+		require.NoError(t, err)
+		var out bytes.Buffer
+		err = run(context.Background(), []string{"bazaar", "migrate", "status"}, env, &out, &out)
+		require.Contains(t, out.String(), tc.out, "version %d dirty %v", tc.version, tc.dirty)
+		if tc.wantErr == "" {
+			require.NoError(t, err, "version %d dirty %v", tc.version, tc.dirty)
+			continue
+		}
+		require.ErrorContains(t, err, tc.wantErr, "version %d dirty %v", tc.version, tc.dirty)
+		require.Equal(t, 1, exitCode(err))
 	}
 }
