@@ -24,7 +24,7 @@ const dlqUsage = `usage:
 
 func init() {
 	register(&command{
-		name:  "dlq",
+		name:     "dlq",
 		short:    "list, show, redrive or purge consumer groups' dead letters",
 		detail:   dlqUsage,
 		synopsis: "list|show|redrive|purge [arguments] (-h after an action: its flags)",

@@ -12,7 +12,7 @@ import (
 func init() {
 	var steps int
 	register(&command{
-		name:  "migrate",
+		name:     "migrate",
 		short:    "apply (up), revert (down) or show (status) database migrations",
 		detail:   "status exits with 1 when migrations are pending or the schema is dirty.",
 		synopsis: "up|down|status [-steps N]",
