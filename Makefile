@@ -16,6 +16,13 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 BENCHTIME ?= 1s
 
+# What "bazaar version" and the bazaar_build_info metric report. Without
+# git, or outside "make build", the binary falls back to Go's VCS stamp.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildTime=$(BUILD_TIME)
+
 .PHONY: help up down db/reset migrate build run test test/race test/deploy lint verify bench
 
 help: ## list the targets
@@ -27,8 +34,8 @@ up: ## start PostgreSQL and Redis unless they answer at DATABASE_URL and REDIS_U
 down: ## stop the PostgreSQL and Redis that "make up" started
 	@deploy/local/down.sh
 
-build: ## build bin/bazaar
-	$(GO) build -o $(BIN) ./cmd/bazaar
+build: ## build bin/bazaar, stamped with VERSION, COMMIT and BUILD_TIME (bazaar version)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bazaar
 
 migrate: up build ## apply the database migrations
 	$(BIN) migrate up

@@ -104,7 +104,8 @@ func newObservability(ctx context.Context, getenv func(string) string, role stri
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfoCollector(currentBuild()))
 	o := &observability{Registry: reg, log: log.With("component", "observability")}
 	if tc.Endpoint == "" {
 		return o, nil

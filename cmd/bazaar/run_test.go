@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -126,4 +128,47 @@ func TestMigrateStatusExitCode(t *testing.T) {
 		require.ErrorContains(t, err, tc.wantErr, "version %d dirty %v", tc.version, tc.dirty)
 		require.Equal(t, 1, exitCode(err))
 	}
+}
+
+// The link-time values win; without them the module version and the VCS
+// stamp Go records stand in.
+func TestBuildInfo(t *testing.T) {
+	t.Parallel()
+	stamped := &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.time", Value: "2026-11-30T10:00:00Z"}, {Key: "vcs.modified", Value: "true"},
+	}}
+	require.Equal(t, buildInfo{Version: "v2.0.0", Commit: "def456", Time: "2026-12-01T00:00:00Z", GoVersion: runtime.Version(), Modified: true},
+		resolveBuild("v2.0.0", "def456", "2026-12-01T00:00:00Z", stamped))
+	require.Equal(t, buildInfo{Version: "v1.4.0", Commit: "abc123", Time: "2026-11-30T10:00:00Z", GoVersion: runtime.Version(), Modified: true},
+		resolveBuild("", "", "", stamped))
+	require.Equal(t, buildInfo{Version: "dev", Commit: "unknown", Time: "unknown", GoVersion: runtime.Version()},
+		resolveBuild("", "", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}))
+
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"bazaar", "version"}, envOf(nil), &out, &out))
+	b := currentBuild()
+	require.Equal(t, "bazaar "+b.Version+"\n", strings.SplitAfter(out.String(), "\n")[0])
+	require.Contains(t, out.String(), "go:     "+runtime.Version()+"\n")
+
+	// Every role's registry carries the same build as bazaar_build_info.
+	o, err := newObservability(context.Background(), envOf(nil), "relay", testLog())
+	require.NoError(t, err)
+	mfs, err := o.Registry.Gather()
+	require.NoError(t, err)
+	var found bool
+	for _, mf := range mfs {
+		if mf.GetName() != "bazaar_build_info" {
+			continue
+		}
+		require.Len(t, mf.GetMetric(), 1)
+		m := mf.GetMetric()[0]
+		require.Equal(t, 1.0, m.GetGauge().GetValue())
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		require.Equal(t, map[string]string{"version": b.Version, "commit": b.Commit, "go_version": runtime.Version()}, labels)
+		found = true
+	}
+	require.True(t, found, "no bazaar_build_info")
 }
