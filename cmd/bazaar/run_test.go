@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
+	"net"
+	"net/http"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -171,4 +175,42 @@ func TestBuildInfo(t *testing.T) {
 		found = true
 	}
 	require.True(t, found, "no bazaar_build_info")
+}
+
+// recorder is a component that records whether it was started.
+type recorder struct{ started, stopped bool }
+
+func (r *recorder) Start(context.Context) error { r.started = true; return nil }
+func (r *recorder) Stop(context.Context) error  { r.stopped = true; return nil }
+
+// A port already taken fails in one line naming the variable, before any
+// other part has started, and the ports bound so far are released.
+func TestTakenPortFailsBeforeAnythingStarts(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = taken.Close() })
+	free := newHTTPServer("127.0.0.1:0", http.NotFoundHandler(), testLog())
+	busy := newHTTPServer(taken.Addr().String(), http.NotFoundHandler(), testLog())
+	rec := &recorder{}
+	err = runComponents(context.Background(), testLog(), time.Second, rec, free, busy)
+	require.ErrorContains(t, err, "BAZAAR_HTTP_ADDR: ")
+	require.ErrorContains(t, err, "address already in use")
+	require.NotContains(t, err.Error(), "\n")
+	require.False(t, rec.started, "a part started before the ports were bound")
+	require.Empty(t, free.Addr(), "the free port stays bound")
+}
+
+// A DATABASE_URL parameter lib/pq does not know is a configuration error
+// naming the variable, not a server that is "not reachable".
+func TestBadSSLModeIsAConfigError(t *testing.T) {
+	t.Parallel()
+	env := envOf(map[string]string{"DATABASE_URL": "postgres://postgres:secret@127.0.0.1:5432/bazaar?sslmode=bogus"})
+	for _, args := range [][]string{{"migrate", "status"}, {"dlq", "list"}} {
+		err := run(context.Background(), append([]string{"bazaar"}, args...), env, io.Discard, io.Discard)
+		require.ErrorContains(t, err, "DATABASE_URL", "bazaar %v", args)
+		require.ErrorContains(t, err, `"sslmode": "bogus" is not supported`, "bazaar %v", args)
+		require.NotContains(t, err.Error(), "not reachable", "bazaar %v", args)
+		require.NotContains(t, err.Error(), "secret", "bazaar %v", args)
+	}
 }
