@@ -124,16 +124,22 @@ type httpServer struct {
 	done chan error
 }
 
-func newHTTPServer(addr string, h http.Handler, log *slog.Logger) *httpServer {
+// newHTTPServer serves h on addr, which came from the variable key, with
+// the timeouts of hc.
+func newHTTPServer(key, addr string, h http.Handler, hc httpConfig, log *slog.Logger) *httpServer {
 	return &httpServer{
 		srv: &http.Server{
 			Addr:              addr,
 			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       120 * time.Second,
-			// No WriteTimeout: SSE responses set their own write deadlines.
+			ReadHeaderTimeout: hc.ReadHeaderTimeout,
+			ReadTimeout:       hc.ReadTimeout,
+			// Live event streams move the write deadline on every write
+			// (api/sse.go), so this bounds only the other responses.
+			WriteTimeout:   hc.WriteTimeout,
+			IdleTimeout:    hc.IdleTimeout,
+			MaxHeaderBytes: hc.MaxHeaderBytes,
 		},
-		key: "BAZAAR_HTTP_ADDR",
+		key: key,
 		log: log,
 	}
 }

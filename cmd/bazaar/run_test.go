@@ -190,8 +190,10 @@ func TestTakenPortFailsBeforeAnythingStarts(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = taken.Close() })
-	free := newHTTPServer("127.0.0.1:0", http.NotFoundHandler(), testLog())
-	busy := newHTTPServer(taken.Addr().String(), http.NotFoundHandler(), testLog())
+	hc, err := loadHTTPConfig(envOf(nil))
+	require.NoError(t, err)
+	free := newHTTPServer("BAZAAR_METRICS_ADDR", "127.0.0.1:0", http.NotFoundHandler(), hc, testLog())
+	busy := newHTTPServer("BAZAAR_HTTP_ADDR", taken.Addr().String(), http.NotFoundHandler(), hc, testLog())
 	rec := &recorder{}
 	err = runComponents(context.Background(), testLog(), time.Second, rec, free, busy)
 	require.ErrorContains(t, err, "BAZAAR_HTTP_ADDR: ")

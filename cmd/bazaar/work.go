@@ -29,6 +29,11 @@ func init() {
 			if err != nil {
 				return err
 			}
+			hc, err := loadHTTPConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			log.Info("http config", "http", hc)
 			wc, err := loadWorkConfig(env.getenv, false)
 			if err != nil {
 				return err
@@ -71,9 +76,9 @@ func init() {
 			if err := obs.CollectQueues(rdb); err != nil {
 				return err
 			}
-			ops := obs.OpsServer(cfg.HTTPAddr, log, postgresReady(db), redisReady(rdb))
+			ops := obs.OpsServers(cfg.HTTPAddr, hc, log, postgresReady(db), redisReady(rdb))
 			components := append([]component{obs}, parts.Components()...)
-			return runComponents(ctx, log, cfg.ShutdownTimeout, append(components, ops)...)
+			return runComponents(ctx, log, cfg.ShutdownTimeout, append(components, ops...)...)
 		},
 	})
 }
