@@ -132,8 +132,15 @@ func TestMetricsAddr(t *testing.T) {
 		"DATABASE_URL": dbURL, "REDIS_URL": redistest.URL(), "BAZAAR_REDIS_PREFIX": redistest.Prefix(t),
 		"BAZAAR_ADMIN_TOKEN": testAdmin, "BAZAAR_LOG_LEVEL": "warn", "BAZAAR_SHUTDOWN_TIMEOUT": "5s",
 	}
+	fetch := func(url string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		return http.DefaultClient.Do(req)
+	}
 	get := func(url string) int {
-		res, err := http.Get(url) //nolint:noctx // a test against loopback
+		res, err := fetch(url)
 		if err != nil {
 			return 0
 		}
@@ -164,7 +171,7 @@ func TestMetricsAddr(t *testing.T) {
 		require.Eventually(t, func() bool { return get(mainURL+"/healthz") == http.StatusOK }, 15*time.Second, 20*time.Millisecond, "%s did not start", tc.role)
 		require.Equal(t, tc.onMain, get(mainURL+"/metrics"), "%s /metrics on BAZAAR_HTTP_ADDR (metrics addr %v)", tc.role, tc.metricsAddr)
 		if tc.metricsAddr {
-			res, err := http.Get("http://" + env["BAZAAR_METRICS_ADDR"] + "/metrics") //nolint:noctx // a test against loopback
+			res, err := fetch("http://" + env["BAZAAR_METRICS_ADDR"] + "/metrics")
 			require.NoError(t, err)
 			body, _ := io.ReadAll(res.Body)
 			_ = res.Body.Close()
