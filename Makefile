@@ -8,6 +8,10 @@ BIN := bin/bazaar
 # machine and CI lint with the same rules.
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI := bin/golangci-lint-$(GOLANGCI_VERSION)
+# govulncheck likewise; it reads the Go vulnerability database at GOVULNDB.
+GOVULNCHECK_VERSION := v1.9.0
+GOVULNCHECK := bin/govulncheck-$(GOVULNCHECK_VERSION)
+GOVULNDB ?= https://vuln.go.dev
 
 # Tests reach PostgreSQL and Redis at TEST_DATABASE_URL and TEST_REDIS_URL
 # (see sql/store/storetest and stream/redistest); "make test" brings those up.
@@ -16,7 +20,14 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 BENCHTIME ?= 1s
 
-.PHONY: help up down db/reset migrate build run test test/race test/deploy lint verify bench
+# What "bazaar version" and the bazaar_build_info metric report. Without
+# git, or outside "make build", the binary falls back to Go's VCS stamp.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildTime=$(BUILD_TIME)
+
+.PHONY: help up down db/reset migrate build run tools test test/race test/deploy lint verify vuln bench
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z/_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,8 +38,8 @@ up: ## start PostgreSQL and Redis unless they answer at DATABASE_URL and REDIS_U
 down: ## stop the PostgreSQL and Redis that "make up" started
 	@deploy/local/down.sh
 
-build: ## build bin/bazaar
-	$(GO) build -o $(BIN) ./cmd/bazaar
+build: ## build bin/bazaar, stamped with VERSION, COMMIT and BUILD_TIME (bazaar version)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bazaar
 
 migrate: up build ## apply the database migrations
 	$(BIN) migrate up
@@ -40,13 +51,18 @@ db/reset: up build ## revert every migration of DATABASE_URL's database and appl
 run: up build ## start every role in one process (API, relay, workers, scheduler, asynqmon) on :8080
 	$(BIN) dev
 
-test: ## the CI suite: services up, vet, lint, deploy checks, go test -race
+tools: ## install what the tests use when it is missing: promtool, Chromium, pdftoppm (Debian packages)
+	@deploy/local/need.sh promtool prometheus
+	@deploy/local/need.sh chromium chromium
+	@deploy/local/need.sh pdftoppm poppler-utils
+
+test: tools ## the CI suite: tools and services up, vet, lint, gofmt and go.mod checks, govulncheck, deploy checks, go test -race
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) vet ./...
-	@$(MAKE) --no-print-directory lint verify test/deploy
+	@$(MAKE) --no-print-directory lint verify vuln test/deploy
 	$(GO) test -race -count=1 ./...
 
-test/race: ## go test -race with services up (no vet or lint)
+test/race: tools ## go test -race with tools and services up (no vet or lint)
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) test -race -count=1 ./...
 
@@ -66,9 +82,30 @@ $(GOLANGCI):
 	mv bin/.golangci/golangci-lint $@
 	rmdir bin/.golangci
 
-verify: ## fail when a Go file is not gofmt-formatted
+verify: ## fail when a Go file is not gofmt-formatted or go.mod and go.sum are not tidy
 	@files=$$(find . -path ./.data -prune -o -path ./bin -prune -o -path ./node_modules -prune -o -name '*.go' -print | xargs gofmt -l); \
 	if [[ -n $$files ]]; then echo "not gofmt-formatted (run gofmt -w):"; echo "$$files"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy (run go mod tidy)"; exit 1; }
+
+# The database is a web service; where it cannot be reached (a network
+# without it) the check says so in one line and passes, rather than fail
+# every run for a reason no change here can fix.
+vuln: ## govulncheck (pinned) over the module; skipped with a note when GOVULNDB cannot be reached
+	@case '$(GOVULNDB)' in \
+	file://*) ;; \
+	*) host=$$(sed -E 's#^[a-z]+://([^/:]+).*#\1#' <<<'$(GOVULNDB)'); \
+		if ! timeout 10 bash -c 'exec 3<>"/dev/tcp/$$0/443"' "$$host" 2>/dev/null; then \
+			echo "vuln: skipped: the Go vulnerability database $(GOVULNDB) cannot be reached from this machine"; exit 0; \
+		fi ;; \
+	esac; \
+	$(MAKE) --no-print-directory $(GOVULNCHECK) && $(GOVULNCHECK) -db '$(GOVULNDB)' ./...
+
+$(GOVULNCHECK):
+	@echo "building govulncheck $(GOVULNCHECK_VERSION) into bin/ (once)"
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin/.govulncheck $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+	mv bin/.govulncheck/govulncheck $@
+	rmdir bin/.govulncheck
 
 bench: ## run the benchmarks once each (BENCHTIME=1s by default)
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh

@@ -15,7 +15,8 @@ func (s *Server) healthz(c *gin.Context) {
 }
 
 // readyz reports whether this process can serve: Postgres reachable and the
-// schema at the version this binary expects.
+// schema at least at the version this binary expects (migrations.Status.Serves),
+// so a process of the previous release stays ready after "migrate up".
 func (s *Server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
@@ -26,7 +27,11 @@ func (s *Server) readyz(c *gin.Context) {
 	case err != nil:
 		ok = false
 		checks["postgres"] = "unreachable"
-	case !st.UpToDate():
+	case st.Dirty:
+		ok = false
+		checks["postgres"] = "ok"
+		checks["migrations"] = "dirty"
+	case !st.Serves():
 		ok = false
 		checks["postgres"] = "ok"
 		checks["migrations"] = "pending"

@@ -59,6 +59,9 @@ type sseOptions struct {
 	origins   []string
 	http2     bool
 	demo      bool // serve the demo page at /, as "bazaar dev" does
+	// serverTimeouts, when set, is the server's ReadTimeout and
+	// WriteTimeout, as cmd/bazaar sets them.
+	serverTimeouts time.Duration
 }
 
 func sseSetup(t *testing.T, o sseOptions) *sseBundle {
@@ -91,6 +94,8 @@ func sseSetup(t *testing.T, o sseOptions) *sseBundle {
 		srv.Engine().GET("/", gin.WrapH(web.Handler()))
 	}
 	b.http = httptest.NewUnstartedServer(srv.Handler())
+	b.http.Config.ReadTimeout = o.serverTimeouts
+	b.http.Config.WriteTimeout = o.serverTimeouts
 	if o.http2 {
 		b.http.EnableHTTP2 = true
 		b.http.StartTLS()
@@ -599,4 +604,36 @@ func TestPrinterAcksAndUnprintedOrders(t *testing.T) {
 	b.do(http.MethodPost, "/v1/printers/"+b.printerA.id+"/acks", b.printerA.secret, map[string]any{"order_id": "x"}).problem(http.StatusUnprocessableEntity, "validation")
 	b.do(http.MethodPost, "/v1/printers/not-an-id/acks", b.printerA.secret, map[string]any{"order_id": orders[1]}).problem(http.StatusBadRequest, "invalid-parameter")
 	require.Equal(t, orders[1:], unprinted())
+}
+
+// A live event stream outlives the server's read and write timeouts
+// (BAZAAR_HTTP_READ_TIMEOUT, BAZAAR_HTTP_WRITE_TIMEOUT): it sets its own
+// write deadline per write, and net/http lifts the read deadline once the
+// request has been read.
+func TestSSEOutlivesServerTimeouts(t *testing.T) {
+	t.Parallel()
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "HTTP/1.1", true: "HTTP/2"}[h2], func(t *testing.T) {
+			t.Parallel()
+			const timeouts = 200 * time.Millisecond
+			b := sseSetup(t, sseOptions{heartbeat: 50 * time.Millisecond, http2: h2, serverTimeouts: timeouts})
+			product := b.product(b.keyA, nil)
+			conn := b.mustStream("/v1/events?topics=order.created", b.front)
+			require.Equal(t, "ready", conn.next(t).event)
+			// Heartbeats for five times the timeouts.
+			for start := time.Now(); time.Since(start) < 5*timeouts; {
+				select {
+				case <-conn.comment:
+				case <-conn.done:
+					t.Fatal("the stream ended at the server's timeouts")
+				case <-time.After(5 * time.Second):
+					t.Fatal("no heartbeat")
+				}
+			}
+			order := b.order(product, b.user(), store.OrderPending)
+			ev := conn.next(t)
+			require.Equal(t, "order.created", ev.event)
+			require.Contains(t, ev.data, order.String())
+		})
+	}
 }

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
 )
 
 // loadCompose loads a Compose file through compose-go's loader, which
@@ -88,6 +90,34 @@ func TestComposeFile(t *testing.T) {
 		"Redis keeps its append-only file on a named volume")
 	require.NotNil(t, redis.HealthCheck)
 	require.NotNil(t, p.Services["postgres"].HealthCheck)
+
+	// Prometheus scrapes every role on BAZAAR_METRICS_ADDR: under serve the
+	// API port serves no /metrics.
+	raw, err := os.ReadFile("prometheus/prometheus.yml")
+	require.NoError(t, err)
+	var prom struct {
+		ScrapeConfigs []struct {
+			JobName      string `json:"job_name"`
+			DNSSDConfigs []struct {
+				Names []string `json:"names"`
+				Port  int      `json:"port"`
+			} `json:"dns_sd_configs"`
+		} `json:"scrape_configs"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &prom))
+	scraped := map[string]int{}
+	for _, sc := range prom.ScrapeConfigs {
+		for _, sd := range sc.DNSSDConfigs {
+			for _, n := range sd.Names {
+				scraped[n] = sd.Port
+			}
+		}
+	}
+	for _, name := range []string{"api", "work", "relay", "schedule"} {
+		addr := p.Services[name].Environment["BAZAAR_METRICS_ADDR"]
+		require.NotNil(t, addr, "service %s sets BAZAAR_METRICS_ADDR", name)
+		require.Equal(t, *addr, fmt.Sprintf(":%d", scraped[name]), "prometheus.yml scrapes %s on its BAZAAR_METRICS_ADDR", name)
+	}
 
 	// "make up" publishes the servers on the ports of DATABASE_URL and REDIS_URL.
 	require.Equal(t, "5432", p.Services["postgres"].Ports[0].Published)

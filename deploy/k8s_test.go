@@ -249,6 +249,14 @@ func TestKubernetesWorkloads(t *testing.T) {
 
 			require.True(t, slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "http" && p.ContainerPort == 8080 }),
 				"container port http:8080 (BAZAAR_HTTP_ADDR %s)", cm.Data["BAZAAR_HTTP_ADDR"])
+			// Prometheus scrapes /metrics on BAZAAR_METRICS_ADDR, a container
+			// port of its own that no Service targets: under serve the API
+			// port does not serve /metrics at all.
+			require.Equal(t, ":9464", cm.Data["BAZAAR_METRICS_ADDR"], "ConfigMap BAZAAR_METRICS_ADDR")
+			require.True(t, slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "metrics" && p.ContainerPort == 9464 }),
+				"container port metrics:9464 (BAZAAR_METRICS_ADDR)")
+			require.Equal(t, "9464", d.Spec.Template.Annotations["prometheus.io/port"], "scraped on the metrics port")
+			require.Equal(t, "/metrics", d.Spec.Template.Annotations["prometheus.io/path"])
 			require.NotNil(t, c.LivenessProbe, "liveness probe")
 			require.NotNil(t, c.LivenessProbe.HTTPGet)
 			require.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)

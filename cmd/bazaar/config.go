@@ -29,8 +29,8 @@ type Config struct {
 	MaxBodyBytes     int64
 }
 
-// defaultAdminToken lets a developer follow the README at once; serving with
-// it is logged as a warning.
+// defaultAdminToken lets a developer follow the README at once with "bazaar
+// dev"; every other role refuses to start with it (setup).
 const defaultAdminToken = "dev-admin-token"
 
 // envReader reads typed values and keeps the first error, which names the

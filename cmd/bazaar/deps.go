@@ -36,11 +36,16 @@ func newLogger(c Config, w io.Writer) *slog.Logger {
 	return slog.New(withTraceIDs(slog.NewJSONHandler(w, opts)))
 }
 
-// setup loads the config and makes the logger every subcommand starts with.
-func setup(env *environment) (Config, *slog.Logger, error) {
+// setup loads the config and makes the logger every long-running role
+// starts with. Only role "dev" may run with the development admin token:
+// anywhere else the documented default would let anyone in.
+func setup(env *environment, role string) (Config, *slog.Logger, error) {
 	cfg, err := loadConfig(env.getenv)
 	if err != nil {
 		return Config{}, nil, err
+	}
+	if role != "dev" && cfg.AdminToken == defaultAdminToken {
+		return Config{}, nil, fmt.Errorf("config: BAZAAR_ADMIN_TOKEN: unset or the development default %q; %q needs a secret of its own (at least 12 characters)", defaultAdminToken, "bazaar "+role)
 	}
 	log := newLogger(cfg, env.stdout)
 	log.Info("config", "config", cfg)
@@ -51,6 +56,11 @@ func setup(env *environment) (Config, *slog.Logger, error) {
 }
 
 func openDB(ctx context.Context, c Config) (*sqlx.DB, error) {
+	// lib/pq reads its parameters (sslmode, connect_timeout, ...) only when
+	// it connects, where a bad one would read as "not reachable".
+	if _, err := pq.NewConfig(c.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("config: DATABASE_URL: %s", strings.TrimPrefix(err.Error(), "pq: "))
+	}
 	db, err := sqlx.Open("postgres", c.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -105,20 +115,31 @@ type component interface {
 
 // httpServer runs an http.Server as a component.
 type httpServer struct {
-	srv  *http.Server
+	srv *http.Server
+	// key is the variable the address came from, named when it cannot be
+	// bound.
+	key  string
 	log  *slog.Logger
+	ln   net.Listener
 	done chan error
 }
 
-func newHTTPServer(addr string, h http.Handler, log *slog.Logger) *httpServer {
+// newHTTPServer serves h on addr, which came from the variable key, with
+// the timeouts of hc.
+func newHTTPServer(key, addr string, h http.Handler, hc httpConfig, log *slog.Logger) *httpServer {
 	return &httpServer{
 		srv: &http.Server{
 			Addr:              addr,
 			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       120 * time.Second,
-			// No WriteTimeout: SSE responses set their own write deadlines.
+			ReadHeaderTimeout: hc.ReadHeaderTimeout,
+			ReadTimeout:       hc.ReadTimeout,
+			// Live event streams move the write deadline on every write
+			// (api/sse.go), so this bounds only the other responses.
+			WriteTimeout:   hc.WriteTimeout,
+			IdleTimeout:    hc.IdleTimeout,
+			MaxHeaderBytes: hc.MaxHeaderBytes,
 		},
+		key: key,
 		log: log,
 	}
 }
@@ -133,25 +154,53 @@ func (s *httpServer) endStreamsOnShutdown(hub interface{ Stop(context.Context) e
 	return s
 }
 
-func (s *httpServer) Start(ctx context.Context) error {
+// Listen binds the address without serving yet; runComponents calls it
+// before starting anything, so a port already taken fails in one line
+// before the other parts have begun their work. Start calls it too.
+func (s *httpServer) Listen(ctx context.Context) error {
+	if s.ln != nil {
+		return nil
+	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.srv.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.srv.Addr, err)
+		return fmt.Errorf("%s: %w", s.key, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address (with the port chosen for ":0"), "" before
+// Listen.
+func (s *httpServer) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+func (s *httpServer) Start(ctx context.Context) error {
+	if err := s.Listen(ctx); err != nil {
+		return err
 	}
 	s.done = make(chan error, 1)
-	s.log.Info("http listening", "addr", ln.Addr().String())
-	go func() {
+	s.log.Info("http listening", "addr", s.Addr())
+	go func(ln net.Listener) {
 		err := s.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
 		s.done <- err
-	}()
+	}(s.ln)
 	return nil
 }
 
 func (s *httpServer) Stop(ctx context.Context) error {
 	if s.done == nil {
+		// Bound but never started: release the port.
+		if s.ln != nil {
+			_ = s.ln.Close()
+			s.ln = nil
+		}
 		return nil
 	}
 	err := s.srv.Shutdown(ctx)
@@ -162,12 +211,33 @@ func (s *httpServer) Stop(ctx context.Context) error {
 		err = serr
 	}
 	s.done = nil
+	s.ln = nil
 	return err
+}
+
+// listener is a component that binds its port before any part starts.
+type listener interface {
+	component
+	Listen(ctx context.Context) error
 }
 
 // runComponents starts parts in order, waits for ctx to end (a signal), then
 // stops them in reverse order within the shutdown timeout.
 func runComponents(ctx context.Context, log *slog.Logger, timeout time.Duration, parts ...component) error {
+	for i, p := range parts {
+		l, ok := p.(listener)
+		if !ok {
+			continue
+		}
+		if err := l.Listen(ctx); err != nil {
+			for _, q := range parts[:i] {
+				if l, ok := q.(listener); ok {
+					_ = l.Stop(ctx)
+				}
+			}
+			return err
+		}
+	}
 	started := 0
 	var startErr error
 	for _, p := range parts {
@@ -187,6 +257,12 @@ func runComponents(ctx context.Context, log *slog.Logger, timeout time.Duration,
 	for i := started - 1; i >= 0; i-- {
 		if err := parts[i].Stop(sctx); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	// Listeners bound but not started when a part failed to start.
+	for _, p := range parts[started:] {
+		if l, ok := p.(listener); ok {
+			_ = l.Stop(sctx)
 		}
 	}
 	if startErr != nil {

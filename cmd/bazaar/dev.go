@@ -27,7 +27,7 @@ func init() {
 // workers, the scheduler, and a mail sink at /dev/mail unless an SMTP
 // server is configured.
 func runDev(ctx context.Context, env *environment, _ []string) error {
-	cfg, log, err := setup(env)
+	cfg, log, err := setup(env, "dev")
 	if err != nil {
 		return err
 	}
@@ -43,6 +43,11 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	if err != nil {
 		return err
 	}
+	hc, err := loadHTTPConfig(env.getenv)
+	if err != nil {
+		return err
+	}
+	log.Info("http config", "http", hc)
 	obs, err := newObservability(ctx, env.getenv, "dev", log)
 	if err != nil {
 		return err
@@ -127,11 +132,15 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		return err
 	}
 	parts2 := []component{obs} // stopped last: flushes the spans of the rest
+	if hc.MetricsAddr != "" {
+		parts2 = append(parts2, obs.MetricsServer(hc, log))
+	}
 	if sink != nil {
 		parts2 = append(parts2, sink)
 	}
 	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub,
-		newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
+		// Only dev serves /metrics on the API port too, for the demo.
+		newHTTPServer("BAZAAR_HTTP_ADDR", cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), hc, log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
 		"monitor", "/monitor", "mail", "/dev/mail")
 	return runComponents(ctx, log, cfg.ShutdownTimeout, parts2...)

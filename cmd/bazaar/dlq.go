@@ -24,8 +24,11 @@ const dlqUsage = `usage:
 
 func init() {
 	register(&command{
-		name:  "dlq",
-		short: "list, show, redrive or purge consumer groups' dead letters",
+		name:     "dlq",
+		short:    "list, show, redrive or purge consumer groups' dead letters",
+		detail:   dlqUsage,
+		synopsis: "list|show|redrive|purge [arguments] (-h after an action: its flags)",
+		help:     dlqHelp,
 		run: func(ctx context.Context, env *environment, args []string) error {
 			if len(args) == 0 {
 				return usageError{dlqUsage}
@@ -54,11 +57,52 @@ func init() {
 	})
 }
 
+// dlqOptions are the flags of the dlq actions.
+type dlqOptions struct {
+	limit int
+	count int
+	all   bool
+}
+
+// dlqActions maps each action to its usage line and the flags it takes.
+var dlqActions = map[string]struct {
+	usage string
+	flags func(fs *flag.FlagSet, o *dlqOptions)
+}{
+	"list": {"list [<group> [-limit N]]", func(fs *flag.FlagSet, o *dlqOptions) {
+		fs.IntVar(&o.limit, "limit", 50, "with a group: how many dead letters to show, oldest first")
+	}},
+	"show": {"show <group> <id>", func(*flag.FlagSet, *dlqOptions) {}},
+	"redrive": {"redrive <group> <id>...|-count N|-all", func(fs *flag.FlagSet, o *dlqOptions) {
+		fs.BoolVar(&o.all, "all", false, "redrive every dead letter of the group")
+		fs.IntVar(&o.count, "count", 0, "redrive the N oldest dead letters of the group")
+	}},
+	"purge": {"purge <group> <id>...|-all", func(fs *flag.FlagSet, o *dlqOptions) {
+		fs.BoolVar(&o.all, "all", false, "purge every dead letter of the group")
+	}},
+}
+
+// dlqHelp prints the help of "bazaar dlq <action> -h"; it needs no server.
+func dlqHelp(w io.Writer, args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	a, ok := dlqActions[args[0]]
+	if !ok {
+		return false
+	}
+	fs := flag.NewFlagSet("bazaar dlq "+args[0], flag.ContinueOnError)
+	a.flags(fs, &dlqOptions{})
+	fmt.Fprintf(w, "usage: bazaar dlq %s\n", a.usage)
+	printFlags(w, fs)
+	return true
+}
+
 // dlqArgs parses an action's flags wherever they stand among its arguments.
-func dlqArgs(action string, args []string, flags func(*flag.FlagSet)) ([]string, error) {
+func dlqArgs(action string, args []string, o *dlqOptions) ([]string, error) {
 	fs := flag.NewFlagSet("bazaar dlq "+action, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	flags(fs)
+	dlqActions[action].flags(fs, o)
 	var positional []string
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
@@ -74,14 +118,10 @@ func dlqArgs(action string, args []string, flags func(*flag.FlagSet)) ([]string,
 }
 
 func runDLQ(ctx context.Context, admin *stream.Admin, out io.Writer, action string, args []string) error {
-	var (
-		limit int
-		count int
-		all   bool
-	)
+	var o dlqOptions
 	switch action {
 	case "list":
-		pos, err := dlqArgs(action, args, func(fs *flag.FlagSet) { fs.IntVar(&limit, "limit", 50, "") })
+		pos, err := dlqArgs(action, args, &o)
 		if err != nil {
 			return err
 		}
@@ -89,14 +129,14 @@ func runDLQ(ctx context.Context, admin *stream.Admin, out io.Writer, action stri
 		case 0:
 			return listGroups(ctx, admin, out)
 		case 1:
-			if limit < 1 {
+			if o.limit < 1 {
 				return usageError{"dlq list: -limit must be at least 1"}
 			}
-			return listDeadLetters(ctx, admin, out, pos[0], limit)
+			return listDeadLetters(ctx, admin, out, pos[0], o.limit)
 		}
 		return usageError{"usage: bazaar dlq list [<group> [-limit N]]"}
 	case "show":
-		pos, err := dlqArgs(action, args, func(*flag.FlagSet) {})
+		pos, err := dlqArgs(action, args, &o)
 		if err != nil {
 			return err
 		}
@@ -109,19 +149,14 @@ func runDLQ(ctx context.Context, admin *stream.Admin, out io.Writer, action stri
 		}
 		return showDeadLetter(out, d)
 	case "redrive", "purge":
-		pos, err := dlqArgs(action, args, func(fs *flag.FlagSet) {
-			fs.BoolVar(&all, "all", false, "")
-			if action == "redrive" {
-				fs.IntVar(&count, "count", 0, "")
-			}
-		})
+		pos, err := dlqArgs(action, args, &o)
 		if err != nil {
 			return err
 		}
 		if len(pos) < 1 {
-			return usageError{fmt.Sprintf("usage: bazaar dlq %s <group> <id>...|%s-all", action, map[bool]string{true: "-count N|"}[action == "redrive"])}
+			return usageError{"usage: bazaar dlq " + dlqActions[action].usage}
 		}
-		sel := stream.Selection{IDs: pos[1:], Count: count, All: all}
+		sel := stream.Selection{IDs: pos[1:], Count: o.count, All: o.all}
 		var n int
 		if action == "redrive" {
 			n, err = admin.Redrive(ctx, pos[0], sel)

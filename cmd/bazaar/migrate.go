@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 
@@ -11,14 +12,23 @@ import (
 func init() {
 	var steps int
 	register(&command{
-		name:  "migrate",
-		short: "apply (up), revert (down) or show (status) database migrations",
+		name:     "migrate",
+		short:    "apply (up), revert (down) or show (status) database migrations",
+		detail:   "status exits with 1 when migrations are pending or the schema is dirty.",
+		synopsis: "up|down|status [-steps N]",
 		flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&steps, "steps", 1, "with down: how many migrations to revert (0 = all)")
 		},
 		run: func(ctx context.Context, env *environment, args []string) error {
+			// Flags may follow the action too: "migrate down -steps 2".
+			if len(args) > 0 {
+				if err := env.flags.Parse(args[1:]); err != nil {
+					return usageError{fmt.Sprintf("migrate: %v (run \"bazaar migrate -h\")", err)}
+				}
+				args = append([]string{args[0]}, env.flags.Args()...)
+			}
 			if len(args) != 1 {
-				return usageError{"usage: bazaar migrate up|down|status"}
+				return usageError{"usage: bazaar migrate up|down|status [-steps N]"}
 			}
 			cfg, err := loadConfig(env.getenv)
 			if err != nil {
@@ -56,6 +66,14 @@ func init() {
 				state = "database is newer than this binary"
 			}
 			fmt.Fprintf(env.stdout, "schema version %d of %d (%s)\n", st.Current, st.Latest, state)
+			// Scripts and deploy checks read the exit status: the roles of
+			// this binary do not serve on such a schema.
+			if args[0] == "status" && !st.Serves() {
+				if st.Dirty {
+					return errors.New("migrate status: the schema is dirty")
+				}
+				return fmt.Errorf("migrate status: %d migration(s) pending; run \"bazaar migrate up\"", st.Latest-st.Current)
+			}
 			return nil
 		},
 	})

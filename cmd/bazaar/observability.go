@@ -104,7 +104,8 @@ func newObservability(ctx context.Context, getenv func(string) string, role stri
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfoCollector(currentBuild()))
 	o := &observability{Registry: reg, log: log.With("component", "observability")}
 	if tc.Endpoint == "" {
 		return o, nil
@@ -220,15 +221,17 @@ type readyCheck struct {
 	check func(ctx context.Context) string
 }
 
-// postgresReady checks that PostgreSQL answers and its schema is the one
-// this binary expects.
+// postgresReady checks that PostgreSQL answers and its schema is at least
+// the one this binary expects (a newer one serves during a rolling upgrade).
 func postgresReady(db *sqlx.DB) readyCheck {
 	return readyCheck{name: "postgres", check: func(ctx context.Context) string {
 		st, err := migrations.CurrentStatus(ctx, db.DB)
 		switch {
 		case err != nil:
 			return "unreachable"
-		case !st.UpToDate():
+		case st.Dirty:
+			return "migrations dirty"
+		case !st.Serves():
 			return "migrations pending"
 		}
 		return ""
@@ -249,8 +252,32 @@ func redisReady(rdb redis.UniversalClient) readyCheck {
 // checks passes, within two seconds) and /metrics: what a role without the
 // API listens with.
 func (o *observability) OpsHandler(checks ...readyCheck) http.Handler {
+	mux := probes(checks...)
+	mux.Handle("GET /metrics", o.MetricsHandler())
+	return mux
+}
+
+// MetricsServer is the listener of BAZAAR_METRICS_ADDR, serving /metrics
+// alone.
+func (o *observability) MetricsServer(hc httpConfig, log *slog.Logger) *httpServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", o.MetricsHandler())
+	return newHTTPServer("BAZAAR_METRICS_ADDR", hc.MetricsAddr, mux, hc, log)
+}
+
+// OpsServers are the HTTP listeners of a role without the API (work,
+// relay, schedule): the probes on addr (BAZAAR_HTTP_ADDR), with /metrics
+// beside them unless BAZAAR_METRICS_ADDR gives it a listener of its own.
+func (o *observability) OpsServers(addr string, hc httpConfig, log *slog.Logger, checks ...readyCheck) []component {
+	if hc.MetricsAddr == "" {
+		return []component{newHTTPServer("BAZAAR_HTTP_ADDR", addr, o.OpsHandler(checks...), hc, log)}
+	}
+	return []component{o.MetricsServer(hc, log), newHTTPServer("BAZAAR_HTTP_ADDR", addr, probes(checks...), hc, log)}
+}
+
+// probes serves /healthz and /readyz.
+func probes(checks ...readyCheck) *http.ServeMux {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -274,12 +301,6 @@ func (o *observability) OpsHandler(checks ...readyCheck) http.Handler {
 		writeJSON(w, status, map[string]any{"ready": ready, "checks": results})
 	})
 	return mux
-}
-
-// OpsServer is the HTTP listener of a role without the API (work, relay,
-// schedule) on addr (BAZAAR_HTTP_ADDR), serving OpsHandler.
-func (o *observability) OpsServer(addr string, log *slog.Logger, checks ...readyCheck) *httpServer {
-	return newHTTPServer(addr, o.OpsHandler(checks...), log)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bazaarhq/bazaar/api"
+	"github.com/bazaarhq/bazaar/sql/migrations"
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream"
@@ -666,6 +667,26 @@ func TestOpsHandlerReadiness(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, tc.name)
 		require.Equal(t, "ok", body["status"], tc.name)
 	}
+	// A schema one version beyond the binary (a rolling upgrade after
+	// "migrate up") is ready; one behind, or dirty, is not.
+	latest := migrations.Latest()
+	for _, st := range []struct {
+		version uint
+		dirty   bool
+		status  int
+		check   string
+	}{
+		{latest + 1, false, http.StatusOK, "ok"},
+		{latest - 1, false, http.StatusServiceUnavailable, "migrations pending"},
+		{latest + 1, true, http.StatusServiceUnavailable, "migrations dirty"},
+	} {
+		_, err := db.Exec(`UPDATE schema_migrations SET version = $1, dirty = $2`, st.version, st.dirty)
+		require.NoError(t, err)
+		code, body := get(o.OpsHandler(postgresReady(db)), "/readyz")
+		require.Equal(t, st.status, code, "version %d dirty %v", st.version, st.dirty)
+		require.Equal(t, map[string]any{"postgres": st.check}, body["checks"], "version %d dirty %v", st.version, st.dirty)
+	}
+
 	rec := httptest.NewRecorder()
 	o.OpsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	require.Equal(t, http.StatusOK, rec.Code)

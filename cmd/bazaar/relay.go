@@ -27,10 +27,15 @@ func init() {
 			fs.DurationVar(&trimInterval, "trim-interval", 30*time.Second, "how often streams are trimmed; never past what a consumer group still needs")
 		},
 		run: func(ctx context.Context, env *environment, _ []string) error {
-			cfg, log, err := setup(env)
+			cfg, log, err := setup(env, "relay")
 			if err != nil {
 				return err
 			}
+			hc, err := loadHTTPConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			log.Info("http config", "http", hc)
 			obs, err := newObservability(ctx, env.getenv, "relay", log)
 			if err != nil {
 				return err
@@ -54,8 +59,8 @@ func init() {
 			if err := obs.CollectBackbone(db, rdb, names, stream.CollectOutbox|stream.CollectStreams); err != nil {
 				return err
 			}
-			ops := obs.OpsServer(cfg.HTTPAddr, log, postgresReady(db), redisReady(rdb))
-			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, relay, ops)
+			ops := obs.OpsServers(cfg.HTTPAddr, hc, log, postgresReady(db), redisReady(rdb))
+			return runComponents(ctx, log, cfg.ShutdownTimeout, append([]component{obs, relay}, ops...)...)
 		},
 	})
 }

@@ -20,6 +20,14 @@ type command struct {
 	// run gets the flag set already parsed and the remaining arguments.
 	run   func(ctx context.Context, env *environment, args []string) error
 	flags func(fs *flag.FlagSet)
+	// synopsis follows "usage: bazaar <name>" in the help; "[flags]" when
+	// empty.
+	synopsis string
+	// detail, when set, follows the short line in the help.
+	detail string
+	// help, when set, prints the help of the action named in args (such as
+	// "list" in "bazaar dlq list -h") and reports whether it knew it.
+	help func(w io.Writer, args []string) bool
 }
 
 // environment is what every subcommand receives from run.
@@ -72,27 +80,67 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 func runCommand(ctx context.Context, c *command, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bazaar "+c.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package would print its error and the whole usage; a
+	// mistake gets one line instead (main prints it), -h the help on stdout.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if c.flags != nil {
 		c.flags(fs)
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: bazaar %s [flags]\n\n%s\n", c.name, c.short)
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintln(fs.Output(), "\nflags:")
-			fs.PrintDefaults()
+	err := fs.Parse(args)
+	// Parsing stops at the first argument that is no flag, so "-h" after
+	// an action ("bazaar dlq list -h") is still to be found.
+	if errors.Is(err, flag.ErrHelp) || (err == nil && helpRequested(fs.Args())) {
+		if c.help == nil || !c.help(stdout, fs.Args()) {
+			printCommandHelp(stdout, c, fs)
 		}
-		fmt.Fprintln(fs.Output(), "\nConfiguration comes from the environment; see README.md.")
+		return nil
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err.Error()}
+	if err != nil {
+		return usageError{fmt.Sprintf("%s: %v (run \"bazaar %s -h\")", c.name, err, c.name)}
 	}
 	return c.run(ctx, &environment{getenv: getenv, stdout: stdout, stderr: stderr, flags: fs}, fs.Args())
+}
+
+// helpRequested reports whether args ask for help before a "--".
+func helpRequested(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	synopsis := c.synopsis
+	if synopsis == "" && hasFlags {
+		synopsis = "[flags]"
+	}
+	fmt.Fprintf(w, "%s\n\n%s\n", strings.TrimSpace("usage: bazaar "+c.name+" "+synopsis), c.short)
+	if c.detail != "" {
+		fmt.Fprintf(w, "\n%s\n", c.detail)
+	}
+	printFlags(w, fs)
+	fmt.Fprintln(w, "\nConfiguration comes from the environment; see README.md.")
+}
+
+// printFlags lists the flags of fs, if it has any, under a "flags:" line.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if !hasFlags {
+		return
+	}
+	fmt.Fprintln(w, "\nflags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 func printUsage(w io.Writer) {

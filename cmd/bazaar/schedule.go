@@ -23,10 +23,15 @@ func init() {
 		name:  "schedule",
 		short: "run the scheduler: bi-weekly invoicing, firing once however many run",
 		run: func(ctx context.Context, env *environment, _ []string) error {
-			cfg, log, err := setup(env)
+			cfg, log, err := setup(env, "schedule")
 			if err != nil {
 				return err
 			}
+			hc, err := loadHTTPConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			log.Info("http config", "http", hc)
 			sc, err := loadScheduleConfig(env.getenv)
 			if err != nil {
 				return err
@@ -54,8 +59,8 @@ func init() {
 			if err := obs.CollectSchedules(db, s.Leading); err != nil {
 				return err
 			}
-			ops := obs.OpsServer(cfg.HTTPAddr, log, postgresReady(db), redisReady(rdb))
-			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, s, ops)
+			ops := obs.OpsServers(cfg.HTTPAddr, hc, log, postgresReady(db), redisReady(rdb))
+			return runComponents(ctx, log, cfg.ShutdownTimeout, append([]component{obs, s}, ops...)...)
 		},
 	})
 }

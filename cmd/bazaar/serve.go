@@ -14,10 +14,15 @@ func init() {
 		name:  "serve",
 		short: "serve the REST API, the live event routes and asynqmon at /monitor",
 		run: func(ctx context.Context, env *environment, _ []string) error {
-			cfg, log, err := setup(env)
+			cfg, log, err := setup(env, "serve")
 			if err != nil {
 				return err
 			}
+			hc, err := loadHTTPConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			log.Info("http config", "http", hc)
 			sc, err := loadScheduleConfig(env.getenv)
 			if err != nil {
 				return err
@@ -58,7 +63,16 @@ func init() {
 			if err != nil {
 				return err
 			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, hub, newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
+			// /metrics stays off the API port, which faces clients: it is
+			// served on a listener of its own, or not at all.
+			parts := []component{obs}
+			if hc.MetricsAddr != "" {
+				parts = append(parts, obs.MetricsServer(hc, log))
+			} else {
+				log.Info("no /metrics: set BAZAAR_METRICS_ADDR to serve it on a port of its own")
+			}
+			parts = append(parts, hub, newHTTPServer("BAZAAR_HTTP_ADDR", cfg.HTTPAddr, srv.Handler(), hc, log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
+			return runComponents(ctx, log, cfg.ShutdownTimeout, parts...)
 		},
 	})
 }

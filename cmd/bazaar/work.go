@@ -24,10 +24,15 @@ func init() {
 		name:  "work",
 		short: "run the workers: the consumer groups and the asynq tasks they enqueue",
 		run: func(ctx context.Context, env *environment, _ []string) error {
-			cfg, log, err := setup(env)
+			cfg, log, err := setup(env, "work")
 			if err != nil {
 				return err
 			}
+			hc, err := loadHTTPConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			log.Info("http config", "http", hc)
 			wc, err := loadWorkConfig(env.getenv, false)
 			if err != nil {
 				return err
@@ -70,9 +75,9 @@ func init() {
 			if err := obs.CollectQueues(rdb); err != nil {
 				return err
 			}
-			ops := obs.OpsServer(cfg.HTTPAddr, log, postgresReady(db), redisReady(rdb))
+			ops := obs.OpsServers(cfg.HTTPAddr, hc, log, postgresReady(db), redisReady(rdb))
 			components := append([]component{obs}, parts.Components()...)
-			return runComponents(ctx, log, cfg.ShutdownTimeout, append(components, ops)...)
+			return runComponents(ctx, log, cfg.ShutdownTimeout, append(components, ops...)...)
 		},
 	})
 }

@@ -15,6 +15,11 @@ set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# bazaar accepts only these schemes; anything else would have this script
+# start or create a PostgreSQL the roles then refuse to use.
+case $PG_SCHEME in postgres | postgresql) ;; *) die "DATABASE_URL: scheme \"$PG_SCHEME\" is not postgres or postgresql" ;; esac
+case $REDIS_SCHEME in redis | rediss) ;; *) die "REDIS_URL: scheme \"$REDIS_SCHEME\" is not redis or rediss" ;; esac
+
 pg_ready() {
 	if command -v pg_isready >/dev/null 2>&1; then
 		pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 2

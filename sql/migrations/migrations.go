@@ -38,6 +38,12 @@ type Status struct {
 // UpToDate reports whether the database has every embedded migration applied.
 func (s Status) UpToDate() bool { return !s.Dirty && s.Current == s.Latest }
 
+// Serves reports whether this binary can run on the database: every
+// embedded migration is applied and none failed half way. A schema ahead
+// of the binary serves too, because migrations stay compatible with the
+// previous release while a rolling upgrade replaces its processes.
+func (s Status) Serves() bool { return !s.Dirty && s.Current >= s.Latest }
+
 // Latest returns the highest migration version embedded in this binary.
 func Latest() uint {
 	entries, _ := fs.ReadDir(files, ".")
