@@ -19,19 +19,18 @@ import (
 func TestRetryDelayGrowsWithJitterAndCaps(t *testing.T) {
 	t.Parallel()
 	p := RetryPolicy{Base: time.Second, Max: time.Minute}
-	for n, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second} {
+	for n, ceiling := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second} {
 		seen := map[time.Duration]bool{}
 		for range 200 {
 			d := p.Delay(n)
-			require.GreaterOrEqual(t, d, want/2, "retry %d", n)
-			require.LessOrEqual(t, d, want, "retry %d", n)
+			require.GreaterOrEqual(t, d, time.Duration(0), "retry %d", n)
+			require.LessOrEqual(t, d, ceiling, "retry %d", n)
 			seen[d] = true
 		}
 		require.Greater(t, len(seen), 10, "retry %d is jittered", n)
 	}
 	for range 100 {
 		require.LessOrEqual(t, p.Delay(40), time.Minute, "capped at Max")
-		require.GreaterOrEqual(t, p.Delay(40), 30*time.Second)
 	}
 }
 
