@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
 
+	"github.com/bazaarhq/bazaar/internal/backoff"
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
@@ -16,8 +20,16 @@ import (
 // records it. The key is derived from what the mail is about (the welcome
 // of a user, the confirmation of an order), not from the task, so neither a
 // redelivered event nor a person running an old task again sends it twice.
-// A crash between sending and recording can still send twice: mail is
-// at-least-once.
+//
+// Before the hand-off to SMTP the attempt claims the key (mail_claims); the
+// claim is deleted in the transaction that records the mail. A retry that
+// finds a fresh claim (another attempt is sending, or sent and could not
+// record it yet because PostgreSQL was unreachable) waits for a later try
+// instead of sending. The record is retried with backoff until the task's
+// deadline, at least recordGrace past the hand-off. What remains is the
+// window no mail protocol closes: an attempt that dies between the server's
+// acceptance and the record leaves a claim, and once that claim is older
+// than Config.MailClaimTTL the mail is sent again (at least once).
 func (w *Workers) sendOnce(ctx context.Context, key, kind string, m Mail) error {
 	log := Logger(ctx, w.log).With("mail_kind", kind, "dedupe_key", key)
 	sent, err := store.EmailSent(ctx, w.db, key)
@@ -28,19 +40,93 @@ func (w *Workers) sendOnce(ctx context.Context, key, kind string, m Mail) error 
 		log.Info("mail sent before; not sending again")
 		return nil
 	}
+	claim := uuid.New()
+	ok, claimedAt, err := store.ClaimEmail(ctx, w.db, key, claim, w.cfg.MailClaimTTL)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s mail %s: %w (claimed at %s)", kind, key, errMailClaimed, claimedAt.UTC().Format(time.RFC3339))
+	}
+	// Checked again under the claim: an attempt that recorded the mail
+	// between the first check and the claim released its claim in the
+	// same transaction.
+	if sent, err = store.EmailSent(ctx, w.db, key); err != nil || sent {
+		w.releaseClaim(ctx, log, key, claim)
+		if sent {
+			log.Info("mail sent before; not sending again")
+		}
+		return err
+	}
 	if err := w.mailer.Send(ctx, m); err != nil {
+		// The server did not confirm the mail, so another attempt may send.
+		w.releaseClaim(ctx, log, key, claim)
 		return fmt.Errorf("send %s mail: %w", kind, err)
 	}
-	// The mail is out: record it even if the task's time is up.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := store.RecordEmailSent(rctx, w.db, store.SentEmail{
+	if err := w.recordSent(ctx, log, claim, store.SentEmail{
 		DedupeKey: key, Kind: kind, Recipient: strings.Join(m.To, ","), Subject: m.Subject,
 	}); err != nil {
-		return err
+		// The claim stays: retries wait for it rather than mail twice.
+		return fmt.Errorf("%s mail %s sent but not recorded: %w", kind, key, err)
 	}
 	log.Info("mail sent", "to", strings.Join(m.To, ","))
 	return nil
+}
+
+// errMailClaimed reports a mail another attempt claimed and may have sent.
+var errMailClaimed = errors.New("another attempt is sending this mail or has sent it")
+
+// recordGrace is the least time recordSent has after the hand-off, even
+// when the task's own deadline is nearer: the mail is out and its record
+// is what keeps it from going out again.
+const recordGrace = 5 * time.Second
+
+// recordBackoff spaces the attempts to record a sent mail.
+var recordBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}
+
+// recordSent records a sent mail and deletes its claim in one transaction,
+// retrying until the task's deadline (at least recordGrace from now).
+func (w *Workers) recordSent(ctx context.Context, log *slog.Logger, claim uuid.UUID, e store.SentEmail) error {
+	deadline := time.Now().Add(recordGrace)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
+	}
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := store.WithTx(rctx, w.db, func(tx *sqlx.Tx) error {
+			if err := store.RecordEmailSent(rctx, tx, e); err != nil {
+				return err
+			}
+			return store.ReleaseEmailClaim(rctx, tx, e.DedupeKey, claim)
+		})
+		if err == nil {
+			if attempt > 0 {
+				log.Info("sent mail recorded after retrying", "attempts", attempt+1)
+			}
+			return nil
+		}
+		if attempt == 0 {
+			log.Warn("record sent mail; retrying", "error", err)
+		}
+		t := time.NewTimer(recordBackoff.Delay(attempt))
+		select {
+		case <-rctx.Done():
+			t.Stop()
+			return fmt.Errorf("record sent mail: %w", err)
+		case <-t.C:
+		}
+	}
+}
+
+// releaseClaim deletes a claim whose mail was not sent; if that fails the
+// claim expires after MailClaimTTL.
+func (w *Workers) releaseClaim(ctx context.Context, log *slog.Logger, key string, claim uuid.UUID) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordGrace)
+	defer cancel()
+	if err := store.ReleaseEmailClaim(rctx, w.db, key, claim); err != nil {
+		log.Warn("release mail claim; it expires by itself", "error", err)
+	}
 }
 
 func (w *Workers) getUser(ctx context.Context, p UserPayload) (store.User, error) {

@@ -63,6 +63,13 @@ type Config struct {
 	// its TaskID still refuses a duplicate made from a late redelivery.
 	Retention time.Duration
 
+	// MailClaimTTL is how long a claim on a mail (taken before handing it
+	// to the SMTP server) keeps other attempts from sending it (default
+	// 15m). A claim outlives its attempt only when the attempt died between
+	// the hand-off and the record, or PostgreSQL stayed unreachable past
+	// the attempt's deadline; after the TTL the mail is sent again.
+	MailClaimTTL time.Duration
+
 	// FollowUpDelay is when after an order is placed the follow-up checks
 	// that the order moved on (default 5m).
 	FollowUpDelay time.Duration
@@ -122,6 +129,7 @@ func New(cfg Config) (*Workers, error) {
 	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 100*time.Millisecond)
 	cfg.DelayedTaskCheckInterval = cmp.Or(cfg.DelayedTaskCheckInterval, time.Second)
 	cfg.Retention = cmp.Or(cfg.Retention, 24*time.Hour)
+	cfg.MailClaimTTL = cmp.Or(cfg.MailClaimTTL, 15*time.Minute)
 	cfg.FollowUpDelay = cmp.Or(cfg.FollowUpDelay, 5*time.Minute)
 	cfg.ReminderLead = cmp.Or(cfg.ReminderLead, 24*time.Hour)
 	cfg.HighValueMinor = cmp.Or(cfg.HighValueMinor, 100_000)
