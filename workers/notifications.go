@@ -46,7 +46,9 @@ func (w *Workers) sendOnce(ctx context.Context, key, kind string, m Mail) error 
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%s mail %s: %w (claimed at %s)", kind, key, errMailClaimed, claimedAt.UTC().Format(time.RFC3339))
+		// Waiting for the claim is no failure of this task.
+		return &DeferredError{Dependency: "the earlier attempt's mail record", Err: fmt.Errorf("%s mail %s: %w (claimed at %s)",
+			kind, key, errMailClaimed, claimedAt.UTC().Format(time.RFC3339))}
 	}
 	// Checked again under the claim: an attempt that recorded the mail
 	// between the first check and the claim released its claim in the

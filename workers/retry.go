@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/bazaarhq/bazaar/internal/backoff"
 )
 
@@ -26,7 +24,3 @@ func (p RetryPolicy) backoff() backoff.Policy {
 
 // Delay returns the wait before retry n+1 (n counts retries done so far).
 func (p RetryPolicy) Delay(n int) time.Duration { return p.backoff().Delay(n) }
-
-func (p RetryPolicy) delayFunc() asynq.RetryDelayFunc {
-	return func(n int, _ error, _ *asynq.Task) time.Duration { return p.Delay(n) }
-}

@@ -41,6 +41,9 @@ type Config struct {
 	Mailer Mailer
 	// Gateway charges and refunds orders (default: a SandboxGateway).
 	Gateway PaymentGateway
+	// Breakers tunes the circuit breakers around Mailer and Gateway, one
+	// each for all the workers of this Workers.
+	Breakers BreakerConfig
 
 	// Concurrency is how many tasks run at once (default 10).
 	Concurrency int
@@ -151,13 +154,21 @@ func New(cfg Config) (*Workers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workers: metrics: %w", err)
 	}
+	smtpBreaker, err := NewBreaker(BreakerSMTP, cfg.Breakers, mailAnswered, cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
+	}
+	gatewayBreaker, err := NewBreaker(BreakerGateway, cfg.Breakers, gatewayAnswered, cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
+	}
 	w := &Workers{
 		cfg:       cfg,
 		db:        cfg.DB,
 		log:       cfg.Logger,
 		metrics:   m,
-		mailer:    cfg.Mailer,
-		gateway:   cfg.Gateway,
+		mailer:    breakerMailer{next: cfg.Mailer, b: smtpBreaker},
+		gateway:   breakerGateway{next: cfg.Gateway, b: gatewayBreaker},
 		policies:  policies,
 		client:    asynq.NewClientFromRedisClient(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
@@ -167,7 +178,8 @@ func New(cfg Config) (*Workers, error) {
 		Queues:                   cfg.Queues,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
-		RetryDelayFunc:           cfg.Retry.delayFunc(),
+		RetryDelayFunc:           cfg.Retry.retryDelay,
+		IsFailure:                isFailure,
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.recordFailure),
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   asynqLogger{cfg.Logger.With("component", "asynq")},
