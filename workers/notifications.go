@@ -244,18 +244,44 @@ func shipmentMail(o store.Order, u store.User, _ OrderPayload) (Mail, bool) {
 	}, true
 }
 
-func reminderMail(o store.Order, u store.User, p OrderPayload) (Mail, bool) {
-	if o.ScheduledAt == nil || o.Status == store.OrderCancelled || o.Status == store.OrderDelivered {
-		return Mail{}, false
+// reminderMail says how long the buyer has until the order's scheduled
+// time, counted when the mail goes out; a reminder that runs at or after
+// that time (a retry that came too late) is dropped.
+func reminderMail(now time.Time) func(o store.Order, u store.User, p OrderPayload) (Mail, bool) {
+	return func(o store.Order, u store.User, p OrderPayload) (Mail, bool) {
+		if o.ScheduledAt == nil || o.Status == store.OrderCancelled || o.Status == store.OrderDelivered {
+			return Mail{}, false
+		}
+		if p.ScheduledAt != nil && !p.ScheduledAt.Equal(*o.ScheduledAt) {
+			return Mail{}, false // rescheduled; the reminder of the new time will come
+		}
+		left := o.ScheduledAt.Sub(now)
+		if left <= 0 {
+			return Mail{}, false
+		}
+		return Mail{
+			Subject: "Reminder: your order " + shortID(o.ID.String()) + " is due in " + inWords(left),
+			Text: fmt.Sprintf("Hello %s,\n\nyour order %s is scheduled for %s.\n", greetingName(u.Name), shortID(o.ID.String()),
+				o.ScheduledAt.UTC().Format("Mon 2 Jan 2006 15:04 MST")),
+		}, true
 	}
-	if p.ScheduledAt != nil && !p.ScheduledAt.Equal(*o.ScheduledAt) {
-		return Mail{}, false // rescheduled; the reminder of the new time will come
+}
+
+// inWords rounds d to whole days from two days up, to whole hours from one
+// hour up, and to whole minutes below ("3 days", "24 hours", "1 minute").
+func inWords(d time.Duration) string {
+	n, unit := int64(d.Round(time.Minute)/time.Minute), "minute"
+	switch {
+	case d >= 47*time.Hour+30*time.Minute:
+		n, unit = int64(d.Round(24*time.Hour)/(24*time.Hour)), "day"
+	case d >= 59*time.Minute+30*time.Second:
+		n, unit = int64(d.Round(time.Hour)/time.Hour), "hour"
 	}
-	return Mail{
-		Subject: "Reminder: your order " + shortID(o.ID.String()) + " is due tomorrow",
-		Text: fmt.Sprintf("Hello %s,\n\nyour order %s is scheduled for %s.\n", greetingName(u.Name), shortID(o.ID.String()),
-			o.ScheduledAt.UTC().Format("Mon 2 Jan 2006 15:04 MST")),
-	}, true
+	n = max(n, 1)
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }
 
 func (w *Workers) emailReturnResolved(ctx context.Context, t *asynq.Task) error {

@@ -184,3 +184,32 @@ func TestMiddlewareCountsAndTimesTasksByType(t *testing.T) {
 	require.NoError(t, err)
 	require.Same(t, m.processed, m2.processed)
 }
+
+func TestReminderSaysTheTimeLeftAndIsDroppedOnceItPassed(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) store.Order {
+		s := now.Add(d)
+		return store.Order{ID: uuid.New(), Status: store.OrderConfirmed, ScheduledAt: &s}
+	}
+	for _, tc := range []struct {
+		left time.Duration
+		want string
+	}{
+		{24 * time.Hour, "is due in 24 hours"},
+		{2 * time.Hour, "is due in 2 hours"},
+		{72 * time.Hour, "is due in 3 days"},
+		{90 * time.Minute, "is due in 2 hours"},
+		{30 * time.Minute, "is due in 30 minutes"},
+		{20 * time.Second, "is due in 1 minute"},
+	} {
+		m, ok := reminderMail(now)(at(tc.left), store.User{Name: "Ada"}, OrderPayload{})
+		require.True(t, ok, "%s ahead", tc.left)
+		require.Contains(t, m.Subject, tc.want, "%s ahead", tc.left)
+		require.NotContains(t, m.Subject, "tomorrow")
+	}
+	_, ok := reminderMail(now)(at(0), store.User{}, OrderPayload{})
+	require.False(t, ok, "a reminder at the scheduled time is not sent")
+	_, ok = reminderMail(now)(at(-time.Minute), store.User{}, OrderPayload{})
+	require.False(t, ok, "a late retry of a reminder is not sent")
+}
