@@ -43,7 +43,7 @@ func init() {
 			defer closeAll()
 			client := asynq.NewClientFromRedisClient(rdb)
 			defer client.Close()
-			iv, err := newInvoicer(sc, db, client, log, nil)
+			iv, err := newInvoicer(sc, db, client, nil, log, nil)
 			if err != nil {
 				return err
 			}
@@ -149,11 +149,13 @@ func (sc scheduleConfig) LogValue() slog.Value {
 
 // newInvoicer builds batch invoicing. The scheduler uses it to start runs,
 // the workers to run its tasks (Invoicer.Register on their mux) and the
-// API to start runs and retry failed accounts by hand.
-func newInvoicer(sc scheduleConfig, db *sqlx.DB, client *asynq.Client, log *slog.Logger, observer store.TxObserver) (*workers.Invoicer, error) {
+// API to start runs and retry failed accounts by hand. insp is set where
+// the account tasks run (work, dev), to clear their failed attempts from
+// the archive.
+func newInvoicer(sc scheduleConfig, db *sqlx.DB, client *asynq.Client, insp *asynq.Inspector, log *slog.Logger, observer store.TxObserver) (*workers.Invoicer, error) {
 	tax := sc.Tax
 	return workers.NewInvoicer(workers.InvoicingConfig{
-		DB: db, Client: client, Location: sc.Location, Tax: &tax, Queue: sc.Queue,
+		DB: db, Client: client, Inspector: insp, Location: sc.Location, Tax: &tax, Queue: sc.Queue,
 		ChunkSize: sc.ChunkSize, PaymentTermDays: sc.PaymentTermDays,
 		Logger: log.With("component", "invoicing"), Observer: observer,
 	})
