@@ -104,6 +104,11 @@ func loadScheduleConfig(getenv func(string) string) (scheduleConfig, error) {
 		loc = time.UTC
 	}
 	sc.Location = loc
+	if sc.InvoiceSpec != "" && r.err == nil {
+		if err := scheduler.CheckInvoicingSpec(sc.InvoiceSpec, loc); err != nil {
+			r.fail("BAZAAR_INVOICE_SCHEDULE", "%q %v", sc.InvoiceSpec, err)
+		}
+	}
 	tax, err := workers.ParseTaxTable(r.str("BAZAAR_INVOICE_TAX", workers.DefaultTaxRates))
 	if err != nil {
 		r.fail("BAZAAR_INVOICE_TAX", "%v", err)
@@ -123,8 +128,8 @@ func loadScheduleConfig(getenv func(string) string) (scheduleConfig, error) {
 	if sc.LeaseTTL <= sc.Poll {
 		r.fail("BAZAAR_SCHEDULE_LEASE_TTL", "must be longer than BAZAAR_SCHEDULE_POLL (%s)", sc.Poll)
 	}
-	if sc.CatchUp < 2*sc.Poll {
-		r.fail("BAZAAR_SCHEDULE_CATCHUP", "must be at least twice BAZAAR_SCHEDULE_POLL (%s)", sc.Poll)
+	if sc.CatchUp <= sc.LeaseTTL+sc.Poll {
+		r.fail("BAZAAR_SCHEDULE_CATCHUP", "must be longer than BAZAAR_SCHEDULE_LEASE_TTL + BAZAAR_SCHEDULE_POLL (%s), or a scheduler killed at a due time loses the firing", sc.LeaseTTL+sc.Poll)
 	}
 	if r.err != nil {
 		return scheduleConfig{}, fmt.Errorf("config: %w", r.err)
