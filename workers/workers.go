@@ -47,7 +47,8 @@ type Config struct {
 
 	// Concurrency is how many tasks run at once (default 10).
 	Concurrency int
-	// Queues maps queue names to weights (default critical 6, default 3, low 1).
+	// Queues maps queue names to weights (default critical 6, default 3,
+	// deferred 3, low 1).
 	Queues map[string]int
 	// ShutdownTimeout is how long Stop lets running tasks finish before
 	// handing them back to the queue (default 30s).
@@ -85,6 +86,12 @@ type Config struct {
 	// PointsPerUnit is how many points each 100 minor units of a delivered
 	// order earn (default 1).
 	PointsPerUnit int64
+}
+
+// DefaultQueues returns the default queue weights: the saga first, then
+// mail and points and the tasks due at a set time, then batch work.
+func DefaultQueues() map[string]int {
+	return map[string]int{QueueCritical: 6, QueueDefault: 3, QueueDeferred: 3, QueueLow: 1}
 }
 
 // Workers runs the task handlers on an asynq server and enqueues the tasks
@@ -126,7 +133,7 @@ func New(cfg Config) (*Workers, error) {
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 10)
 	if len(cfg.Queues) == 0 {
-		cfg.Queues = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
+		cfg.Queues = DefaultQueues()
 	}
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 30*time.Second)
 	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 100*time.Millisecond)
