@@ -63,8 +63,13 @@ type Config struct {
 	Retry RetryPolicy
 	// Policies override DefaultPolicies per task type.
 	Policies map[string]TaskPolicy
-	// Retention keeps a finished task in Redis this long (default 24h), so
-	// its TaskID still refuses a duplicate made from a late redelivery.
+	// Retention keeps a finished task in Redis this long (default 10m), so
+	// its TaskID still refuses a duplicate made from a redelivered event.
+	// Events come again within the consumer groups' visibility timeout
+	// times their delivery limit (30s x 5) or a relay retry; later
+	// duplicates (a person's redrive) meet the handlers' own idempotency
+	// keys. Every finished task held costs Redis memory (see
+	// docs/operations.md), which is why this is not a day.
 	Retention time.Duration
 
 	// MailClaimTTL is how long a claim on a mail (taken before handing it
@@ -87,6 +92,9 @@ type Config struct {
 	// order earn (default 1).
 	PointsPerUnit int64
 }
+
+// DefaultRetention is how long finished event tasks are kept by default.
+const DefaultRetention = 10 * time.Minute
 
 // DefaultQueues returns the default queue weights: the saga first, then
 // mail and points and the tasks due at a set time, then batch work.
@@ -138,7 +146,7 @@ func New(cfg Config) (*Workers, error) {
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 30*time.Second)
 	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 100*time.Millisecond)
 	cfg.DelayedTaskCheckInterval = cmp.Or(cfg.DelayedTaskCheckInterval, time.Second)
-	cfg.Retention = cmp.Or(cfg.Retention, 24*time.Hour)
+	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
 	cfg.MailClaimTTL = cmp.Or(cfg.MailClaimTTL, 15*time.Minute)
 	cfg.FollowUpDelay = cmp.Or(cfg.FollowUpDelay, 5*time.Minute)
 	cfg.ReminderLead = cmp.Or(cfg.ReminderLead, 24*time.Hour)
