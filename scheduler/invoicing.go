@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/robfig/cron/v3"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/workers"
@@ -36,6 +39,23 @@ func (j InvoicingJob) period(f Firing) workers.Period {
 		prev = f.Due.AddDate(0, 0, -1)
 	}
 	return workers.PeriodBetween(prev, f.Due, j.Invoicer.Location())
+}
+
+// CheckSpec refuses a schedule that fires more than once on a calendar
+// day of loc: a period is the whole days between two firings, so a second
+// firing on one day would close an empty period.
+func (j InvoicingJob) CheckSpec(c cron.Schedule, loc *time.Location) error {
+	return checkOncePerDay(c, loc, time.Now())
+}
+
+// CheckInvoicingSpec checks an invoicing cron expression as New does, for
+// a configuration error at start.
+func CheckInvoicingSpec(spec string, loc *time.Location) error {
+	c, err := parser.Parse(spec)
+	if err != nil {
+		return err
+	}
+	return InvoicingJob{}.CheckSpec(c, loc)
 }
 
 // Plan names the period by its first day; the TaskID is the run task's.

@@ -29,9 +29,11 @@ type IdempotencySweepJob struct {
 	Logger *slog.Logger
 }
 
-// NewIdempotencySweepSchedule returns the sweep schedule on spec.
+// NewIdempotencySweepSchedule returns the sweep schedule on spec. It skips
+// missed firings: one sweep deletes everything expired, so catching up a
+// stop (or the window of a fresh database) would only repeat it.
 func NewIdempotencySweepSchedule(spec string, db *sqlx.DB, log *slog.Logger) Schedule {
-	return Schedule{Name: IdempotencySweepSchedule, Spec: spec, Job: IdempotencySweepJob{DB: db, Logger: log}}
+	return Schedule{Name: IdempotencySweepSchedule, Spec: spec, Job: IdempotencySweepJob{DB: db, Logger: log}, SkipMissed: true}
 }
 
 // Plan names the firing by its due time; the sweep runs in the scheduler

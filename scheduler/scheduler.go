@@ -69,6 +69,17 @@ type Schedule struct {
 	// such as "@daily", read in the scheduler's Location.
 	Spec string
 	Job  Job
+	// SkipMissed fires only the latest due firing of the catch-up window,
+	// for maintenance whose every run does all the work there is (the
+	// idempotency sweep): on a fresh database or after a long stop, one run
+	// is enough.
+	SkipMissed bool
+}
+
+// SpecChecker is implemented by jobs that accept only some cron
+// expressions (invoicing bills whole days); New refuses the others.
+type SpecChecker interface {
+	CheckSpec(c cron.Schedule, loc *time.Location) error
 }
 
 // Config holds the dependencies and settings of a Scheduler.
@@ -130,6 +141,31 @@ func ParseSpec(spec string) error {
 	return err
 }
 
+// ErrSubDaySchedule is a schedule that fires twice on one calendar day of
+// its time zone, where periods are whole days.
+var ErrSubDaySchedule = errors.New("fires more than once a day; periods are whole days, so at most one firing a day (such as \"0 2 * * *\")")
+
+// repeatedWallClock reports whether b shows the same date and time of day
+// as a in loc: robfig/cron fires twice in the hour a DST change repeats.
+func repeatedWallClock(a, b time.Time, loc *time.Location) bool {
+	return a.In(loc).Format(time.DateTime) == b.In(loc).Format(time.DateTime)
+}
+
+// checkOncePerDay returns ErrSubDaySchedule when two consecutive firings
+// of c within the next two years fall on one calendar day in loc.
+func checkOncePerDay(c cron.Schedule, loc *time.Location, from time.Time) error {
+	until := from.AddDate(2, 0, 0)
+	prev := c.Next(from.In(loc))
+	for t := c.Next(prev); !t.IsZero() && t.Before(until); prev, t = t, c.Next(t) {
+		py, pm, pd := prev.In(loc).Date()
+		y, m, d := t.In(loc).Date()
+		if py == y && pm == m && pd == d && !repeatedWallClock(prev, t, loc) {
+			return fmt.Errorf("%w: %s and %s", ErrSubDaySchedule, prev.In(loc).Format(time.DateTime), t.In(loc).Format("15:04"))
+		}
+	}
+	return nil
+}
+
 // New validates cfg and builds a Scheduler.
 func New(cfg Config) (*Scheduler, error) {
 	if cfg.DB == nil {
@@ -152,8 +188,10 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.PollInterval <= 0 || cfg.LeaseTTL <= cfg.PollInterval {
 		return nil, errors.New("scheduler: PollInterval must be positive and LeaseTTL longer than it")
 	}
-	if cfg.CatchUp < 2*cfg.PollInterval {
-		return nil, errors.New("scheduler: CatchUp must be at least twice PollInterval, or a firing could slip by between polls")
+	if cfg.CatchUp <= cfg.LeaseTTL+cfg.PollInterval {
+		// A leader killed at the due time holds the lease for up to LeaseTTL,
+		// and its successor looks one poll later.
+		return nil, errors.New("scheduler: CatchUp must be longer than LeaseTTL + PollInterval, or a leader killed at the due time loses the firing")
 	}
 	s := &Scheduler{cfg: cfg, db: cfg.DB, log: cfg.Logger}
 	seen := map[string]bool{}
@@ -168,6 +206,11 @@ func New(cfg Config) (*Scheduler, error) {
 		c, err := parser.Parse(sc.Spec)
 		if err != nil {
 			return nil, fmt.Errorf("scheduler: schedule %s: cron expression %q: %w", sc.Name, sc.Spec, err)
+		}
+		if chk, ok := sc.Job.(SpecChecker); ok {
+			if err := chk.CheckSpec(c, cfg.Location); err != nil {
+				return nil, fmt.Errorf("scheduler: schedule %s: cron expression %q: %w", sc.Name, sc.Spec, err)
+			}
 		}
 		s.schedules = append(s.schedules, parsedSchedule{Schedule: sc, cron: c})
 	}
@@ -355,14 +398,24 @@ func (s *Scheduler) stage(name string, f Firing) {
 }
 
 // dueBetween returns the firing times in (since, now], oldest first, at
-// most MaxCatchUp of them (the latest).
+// most MaxCatchUp of them (the latest), or only the latest for a schedule
+// that skips missed firings.
 func (s *Scheduler) dueBetween(sc parsedSchedule, since, now time.Time) []time.Time {
 	var out []time.Time
+	var last time.Time
 	for t := sc.cron.Next(since.In(s.cfg.Location)); !t.IsZero() && !t.After(now); t = sc.cron.Next(t) {
+		if !last.IsZero() && repeatedWallClock(last, t, s.cfg.Location) {
+			continue // the hour a DST change repeats: one firing, as in cron
+		}
+		last = t
 		out = append(out, t)
 	}
-	if len(out) > s.cfg.MaxCatchUp {
-		out = out[len(out)-s.cfg.MaxCatchUp:]
+	keep := s.cfg.MaxCatchUp
+	if sc.SkipMissed {
+		keep = 1
+	}
+	if len(out) > keep {
+		out = out[len(out)-keep:]
 	}
 	return out
 }

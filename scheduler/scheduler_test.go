@@ -351,7 +351,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"bad spec", Config{DB: db, Schedules: []Schedule{{Name: "x", Spec: "0 2 32 * *", Job: job}}}, `cron expression "0 2 32 * *"`},
 		{"twice", Config{DB: db, Schedules: []Schedule{{Name: "x", Spec: "@daily", Job: job}, {Name: "x", Spec: "@daily", Job: job}}}, "listed twice"},
 		{"no job", Config{DB: db, Schedules: []Schedule{{Name: "x", Spec: "@daily"}}}, "needs a Name and a Job"},
-		{"short window", Config{DB: db, CatchUp: time.Second, PollInterval: time.Second, LeaseTTL: time.Minute}, "CatchUp must be at least"},
+		{"short window", Config{DB: db, CatchUp: time.Second, PollInterval: time.Second, LeaseTTL: time.Minute}, "CatchUp must be longer than LeaseTTL + PollInterval"},
+		{"window within lease and poll", Config{DB: db, CatchUp: 40 * time.Second, PollInterval: 10 * time.Second, LeaseTTL: 30 * time.Second}, "CatchUp must be longer than LeaseTTL + PollInterval"},
 		{"short lease", Config{DB: db, PollInterval: time.Minute, LeaseTTL: time.Second}, "LeaseTTL longer"},
 	}
 	for _, tc := range cases {
@@ -370,4 +371,51 @@ func mustInvoicer(t *testing.T, loc *time.Location) *workers.Invoicer {
 	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: &sqlx.DB{}, Client: client, Location: loc})
 	require.NoError(t, err)
 	return iv
+}
+
+func TestInvoicingRefusesSchedulesThatFireTwiceADay(t *testing.T) {
+	t.Parallel()
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	require.NoError(t, err)
+	saoPaulo, err := time.LoadLocation("America/Sao_Paulo")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		spec string
+		loc  *time.Location
+		ok   bool
+	}{
+		{DefaultInvoicingSpec, berlin, true},
+		{"0 2 * * *", berlin, true}, // across both DST changes
+		{"30 2 * * *", berlin, true},
+		{"0 0 * * *", saoPaulo, true},
+		{"@daily", time.UTC, true},
+		{"0 23,1 * * *", time.UTC, false},
+		{"* * * * *", time.UTC, false},
+		{"@hourly", berlin, false},
+		{"0 */12 * * *", berlin, false},
+	} {
+		err := CheckInvoicingSpec(tc.spec, tc.loc)
+		if tc.ok {
+			require.NoError(t, err, "%s in %s", tc.spec, tc.loc)
+			continue
+		}
+		require.ErrorIs(t, err, ErrSubDaySchedule, "%s in %s", tc.spec, tc.loc)
+		_, err = New(Config{DB: &sqlx.DB{}, Location: tc.loc, Schedules: []Schedule{NewInvoicingSchedule(tc.spec, mustInvoicer(t, tc.loc))}})
+		require.ErrorIs(t, err, ErrSubDaySchedule, "New refuses %s", tc.spec)
+	}
+}
+
+// robfig/cron fires "0 2 * * *" twice on the night Berlin's clocks go back
+// (02:00 CEST and 02:00 CET); the scheduler fires once, as cron does.
+func TestDaylightSavingRepeatFiresOnce(t *testing.T) {
+	t.Parallel()
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	require.NoError(t, err)
+	s, err := New(Config{DB: &sqlx.DB{}, Location: berlin, Schedules: []Schedule{NewInvoicingSchedule("0 2 * * *", mustInvoicer(t, berlin))}})
+	require.NoError(t, err)
+	since := time.Date(2026, 10, 24, 12, 0, 0, 0, berlin)
+	due := s.dueBetween(s.schedules[0], since, since.AddDate(0, 0, 2))
+	require.Len(t, due, 2, "25 October (the repeat dropped) and 26 October: %v", due)
+	require.Equal(t, 25, due[0].In(berlin).Day())
+	require.Equal(t, 26, due[1].In(berlin).Day())
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bazaarhq/bazaar/internal/backoff"
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
@@ -247,7 +247,7 @@ func (h *Hub) run(ctx context.Context) {
 			return
 		}
 		h.log.Warn("hub: read stream positions", "err", err, "attempt", attempt+1)
-		if !sleepCtx(ctx, backoff(attempt)) {
+		if !sleepCtx(ctx, hubBackoff.Delay(attempt)) {
 			return
 		}
 	}
@@ -318,7 +318,7 @@ func (h *Hub) read(ctx context.Context, idx []int) {
 				return
 			}
 			h.log.Warn("hub: xread", "err", err, "streams", len(idx))
-			if !sleepCtx(ctx, backoff(failures)) {
+			if !sleepCtx(ctx, hubBackoff.Delay(failures)) {
 				return
 			}
 			failures++
@@ -764,12 +764,9 @@ func (q *subQueue) clear() {
 	q.mu.Unlock()
 }
 
-// backoff returns an exponential delay with full jitter, capped at 5s.
-func backoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt, 6)
-	d = min(d, 5*time.Second)
-	return d/2 + rand.N(d/2+1)
-}
+// hubBackoff is the wait after a failed read: its ceiling doubles from
+// 100ms to 5s, the wait drawn from zero to it (full jitter).
+var hubBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second}
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bazaarhq/bazaar/internal/backoff"
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
@@ -179,10 +180,12 @@ func (r *Relay) publishLoop(ctx context.Context) {
 	}
 }
 
-// retryDelay grows from 100ms to max, doubling per failure.
+// retryDelay is the wait after the failures-th failure in a row: its
+// ceiling doubles from 100ms up to maxDelay and the wait is drawn from zero
+// to the ceiling (full jitter), so relays and consumers that lost Redis
+// together do not come back in step.
 func retryDelay(failures int, maxDelay time.Duration) time.Duration {
-	d := 100 * time.Millisecond << min(failures-1, 16)
-	return min(d, maxDelay)
+	return backoff.Policy{Base: 100 * time.Millisecond, Max: maxDelay}.Delay(failures - 1)
 }
 
 // waitFor sleeps for d or until ctx ends, reporting whether ctx is still live.

@@ -320,7 +320,7 @@ func TestCancellingAnOrderDeletesItsReminderAndCompensates(t *testing.T) {
 	}, "reminder deleted")
 	// Both are deleted by one task, one after the other.
 	eventually(t, 10*time.Second, func() bool {
-		_, err := b.insp.GetTaskInfo(QueueLow, FollowUpTaskID(o.ID))
+		_, err := b.insp.GetTaskInfo(QueueDeferred, FollowUpTaskID(o.ID))
 		return errors.Is(err, asynq.ErrTaskNotFound)
 	}, "follow-up deleted")
 	eventually(t, 10*time.Second, func() bool {

@@ -215,6 +215,10 @@ type InvoicingConfig struct {
 	DB *sqlx.DB
 	// Client enqueues the run and account tasks (required).
 	Client *asynq.Client
+	// Inspector, where the account tasks run, deletes the archived tasks of
+	// an account's failed attempts once a retry billed it, so the archive
+	// holds only what still needs a person. Nil leaves them archived.
+	Inspector *asynq.Inspector
 	// Location is the time zone whose calendar days make up periods and
 	// issue dates (default UTC). Schedulers must use the same.
 	Location *time.Location
@@ -583,6 +587,7 @@ func (iv *Invoicer) HandleAccount(ctx context.Context, t *asynq.Task) error {
 	}
 	err = iv.bill(ctx, p)
 	if err == nil {
+		iv.dropFailedAttempts(ctx, p)
 		return iv.tryComplete(ctx, p.Meta, p.RunID)
 	}
 	log := Logger(ctx, iv.log).With("run_id", p.RunID, "account_id", p.AccountID)
@@ -667,13 +672,35 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 		return len(events), nil
 	})
 	if err != nil {
-		return fmt.Errorf("invoice account %s: %w", p.AccountID, err)
+		return err // HandleAccount names the account
 	}
 	for _, inv := range created {
 		Logger(ctx, iv.log).Info("invoice created", "invoice_id", inv.ID, "number", inv.Number,
 			"account_id", inv.AccountID, "currency", inv.Currency, "total_minor", inv.TotalMinor)
 	}
 	return nil
+}
+
+// dropFailedAttempts deletes the archived tasks of the account's earlier
+// attempts once an attempt billed it: they failed, the account no longer
+// has. Best effort: a task left behind only shows in the archive.
+func (iv *Invoicer) dropFailedAttempts(ctx context.Context, p InvoiceAccountPayload) {
+	if iv.cfg.Inspector == nil || p.Attempt < 2 {
+		return
+	}
+	run, err := store.GetInvoiceRun(ctx, iv.db, p.RunID)
+	if err != nil {
+		Logger(ctx, iv.log).Warn("invoice account: archived attempts not deleted", "run_id", p.RunID, "error", err)
+		return
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	for attempt := 1; attempt < p.Attempt; attempt++ {
+		id := InvoiceAccountTaskID(p.AccountID, periodOf(run), attempt)
+		err := iv.cfg.Inspector.DeleteTask(cmp.Or(queue, iv.cfg.Queue), id)
+		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+			Logger(ctx, iv.log).Warn("invoice account: archived attempt not deleted", "task_id", id, "error", err)
+		}
+	}
 }
 
 // fail records an account's failure, then checks whether the run is

@@ -273,6 +273,9 @@ func TestFailingAccountEndsFailedAndRetryFailedBillsOnlyIt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newInvEnv(t)
+			insp := asynq.NewInspectorFromRedisClient(e.rdb)
+			t.Cleanup(func() { _ = insp.Close() })
+			e.iv.cfg.Inspector = insp
 			ctx := context.Background()
 			fx, loc := e.fx, e.loc
 			accounts := []uuid.UUID{fx.account(t, "Ok One"), fx.account(t, "Broken"), fx.account(t, "Ok Two")}
@@ -295,6 +298,11 @@ func TestFailingAccountEndsFailedAndRetryFailedBillsOnlyIt(t *testing.T) {
 			require.Len(t, failed, 1)
 			require.Equal(t, bad, failed[0].AccountID)
 			require.Contains(t, failed[0].Error, tc.wantErr)
+			require.NotContains(t, failed[0].Error, bad.String(), "the account's error is the cause alone")
+			archived, err := insp.ListArchivedTasks(QueueLow)
+			require.NoError(t, err)
+			require.Len(t, archived, 1, "the failed account's task is archived")
+			require.Equal(t, 1, strings.Count(archived[0].LastErr, "invoice account "), "wrapped once: %s", archived[0].LastErr)
 			require.Empty(t, e.invoices(t, store.InvoiceFilter{AccountID: &bad}))
 			before := e.invoices(t, store.InvoiceFilter{})
 			require.Equal(t, 1, e.eventCount(t, EventInvoiceRunCompleted))
@@ -311,6 +319,10 @@ func TestFailingAccountEndsFailedAndRetryFailedBillsOnlyIt(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, store.RunAccountDone, ra.Status)
 			require.Equal(t, 2, ra.Attempts)
+			eventually(t, 10*time.Second, func() bool {
+				archived, err := insp.ListArchivedTasks(QueueLow)
+				return err == nil && len(archived) == 0
+			}, "the failed attempt's task left the archive once the retry billed the account")
 			after := e.invoices(t, store.InvoiceFilter{})
 			require.Len(t, after, 3)
 			require.Equal(t, bad, after[0].AccountID, "the newest invoice is the retried account's")

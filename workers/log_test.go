@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
@@ -14,6 +14,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // testLogger logs to the test's output, shown when it fails or with -v.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

@@ -48,6 +48,10 @@ type MailSink struct {
 	srv    *smtp.Server
 	ln     net.Listener
 	done   chan struct{}
+
+	// beforeReply, when set by tests, runs after a message's data arrived
+	// and before the sink answers it, so a test can hold the reply.
+	beforeReply func(SinkMail)
 }
 
 // MailSinkConfig configures a MailSink.
@@ -214,6 +218,9 @@ func (x *sinkSession) Data(r io.Reader) error {
 			m.Subject = msg.Header.Get("Subject")
 		}
 		m.Text = textOf(msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"), msg.Body)
+	}
+	if x.sink.beforeReply != nil {
+		x.sink.beforeReply(m)
 	}
 	x.sink.add(m)
 	x.sink.log.Info("mail received", "to", strings.Join(m.To, ","), "subject", m.Subject)

@@ -16,6 +16,9 @@ const (
 	outcomeRetry    = "retry"
 	outcomeArchived = "archived"
 	outcomeRevoked  = "revoked"
+	// outcomeDeferred is a retry that does not count against the task's
+	// budget: its dependency's breaker is open (DeferredError).
+	outcomeDeferred = "deferred"
 )
 
 // metrics counts and times tasks by type: asynq's own exporter reports per
@@ -29,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bazaar_task_processed_total",
-			Help: "Task attempts by task type and outcome (success, retry, archived, revoked).",
+			Help: "Task attempts by task type and outcome (success, retry, deferred, archived, revoked).",
 		}, []string{"task_type", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "bazaar_task_duration_seconds",
@@ -71,7 +74,11 @@ func outcome(ctx context.Context, err error) string {
 	n, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	if n >= maxRetry {
+		// asynq archives a task at its last attempt whatever the error.
 		return outcomeArchived
+	}
+	if _, ok := deferredOf(err); ok {
+		return outcomeDeferred
 	}
 	return outcomeRetry
 }
@@ -94,6 +101,8 @@ func (w *Workers) instrument(next asynq.Handler) asynq.Handler {
 			log.Debug("task done", slog.Duration("took", elapsed))
 		case outcomeRetry:
 			log.Warn("task failed, will retry", slog.Duration("took", elapsed), slog.Any("error", err))
+		case outcomeDeferred:
+			log.Info("task deferred; retries not spent", slog.Duration("took", elapsed), slog.Any("error", err))
 		default:
 			log.Error("task failed for good", slog.String("outcome", oc), slog.Duration("took", elapsed), slog.Any("error", err))
 		}

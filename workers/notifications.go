@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
 
+	"github.com/bazaarhq/bazaar/internal/backoff"
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
@@ -16,8 +20,16 @@ import (
 // records it. The key is derived from what the mail is about (the welcome
 // of a user, the confirmation of an order), not from the task, so neither a
 // redelivered event nor a person running an old task again sends it twice.
-// A crash between sending and recording can still send twice: mail is
-// at-least-once.
+//
+// Before the hand-off to SMTP the attempt claims the key (mail_claims); the
+// claim is deleted in the transaction that records the mail. A retry that
+// finds a fresh claim (another attempt is sending, or sent and could not
+// record it yet because PostgreSQL was unreachable) waits for a later try
+// instead of sending. The record is retried with backoff until the task's
+// deadline, at least recordGrace past the hand-off. What remains is the
+// window no mail protocol closes: an attempt that dies between the server's
+// acceptance and the record leaves a claim, and once that claim is older
+// than Config.MailClaimTTL the mail is sent again (at least once).
 func (w *Workers) sendOnce(ctx context.Context, key, kind string, m Mail) error {
 	log := Logger(ctx, w.log).With("mail_kind", kind, "dedupe_key", key)
 	sent, err := store.EmailSent(ctx, w.db, key)
@@ -28,19 +40,95 @@ func (w *Workers) sendOnce(ctx context.Context, key, kind string, m Mail) error 
 		log.Info("mail sent before; not sending again")
 		return nil
 	}
+	claim := uuid.New()
+	ok, claimedAt, err := store.ClaimEmail(ctx, w.db, key, claim, w.cfg.MailClaimTTL)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Waiting for the claim is no failure of this task.
+		return &DeferredError{Dependency: "the earlier attempt's mail record", Err: fmt.Errorf("%s mail %s: %w (claimed at %s)",
+			kind, key, errMailClaimed, claimedAt.UTC().Format(time.RFC3339))}
+	}
+	// Checked again under the claim: an attempt that recorded the mail
+	// between the first check and the claim released its claim in the
+	// same transaction.
+	if sent, err = store.EmailSent(ctx, w.db, key); err != nil || sent {
+		w.releaseClaim(ctx, log, key, claim)
+		if sent {
+			log.Info("mail sent before; not sending again")
+		}
+		return err
+	}
 	if err := w.mailer.Send(ctx, m); err != nil {
+		// The server did not confirm the mail, so another attempt may send.
+		w.releaseClaim(ctx, log, key, claim)
 		return fmt.Errorf("send %s mail: %w", kind, err)
 	}
-	// The mail is out: record it even if the task's time is up.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := store.RecordEmailSent(rctx, w.db, store.SentEmail{
+	if err := w.recordSent(ctx, log, claim, store.SentEmail{
 		DedupeKey: key, Kind: kind, Recipient: strings.Join(m.To, ","), Subject: m.Subject,
 	}); err != nil {
-		return err
+		// The claim stays: retries wait for it rather than mail twice.
+		return fmt.Errorf("%s mail %s sent but not recorded: %w", kind, key, err)
 	}
 	log.Info("mail sent", "to", strings.Join(m.To, ","))
 	return nil
+}
+
+// errMailClaimed reports a mail another attempt claimed and may have sent.
+var errMailClaimed = errors.New("another attempt is sending this mail or has sent it")
+
+// recordGrace is the least time recordSent has after the hand-off, even
+// when the task's own deadline is nearer: the mail is out and its record
+// is what keeps it from going out again.
+const recordGrace = 5 * time.Second
+
+// recordBackoff spaces the attempts to record a sent mail.
+var recordBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}
+
+// recordSent records a sent mail and deletes its claim in one transaction,
+// retrying until the task's deadline (at least recordGrace from now).
+func (w *Workers) recordSent(ctx context.Context, log *slog.Logger, claim uuid.UUID, e store.SentEmail) error {
+	deadline := time.Now().Add(recordGrace)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
+	}
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := store.WithTx(rctx, w.db, func(tx *sqlx.Tx) error {
+			if err := store.RecordEmailSent(rctx, tx, e); err != nil {
+				return err
+			}
+			return store.ReleaseEmailClaim(rctx, tx, e.DedupeKey, claim)
+		})
+		if err == nil {
+			if attempt > 0 {
+				log.Info("sent mail recorded after retrying", "attempts", attempt+1)
+			}
+			return nil
+		}
+		if attempt == 0 {
+			log.Warn("record sent mail; retrying", "error", err)
+		}
+		t := time.NewTimer(recordBackoff.Delay(attempt))
+		select {
+		case <-rctx.Done():
+			t.Stop()
+			return fmt.Errorf("record sent mail: %w", err)
+		case <-t.C:
+		}
+	}
+}
+
+// releaseClaim deletes a claim whose mail was not sent; if that fails the
+// claim expires after MailClaimTTL.
+func (w *Workers) releaseClaim(ctx context.Context, log *slog.Logger, key string, claim uuid.UUID) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordGrace)
+	defer cancel()
+	if err := store.ReleaseEmailClaim(rctx, w.db, key, claim); err != nil {
+		log.Warn("release mail claim; it expires by itself", "error", err)
+	}
 }
 
 func (w *Workers) getUser(ctx context.Context, p UserPayload) (store.User, error) {
@@ -156,18 +244,44 @@ func shipmentMail(o store.Order, u store.User, _ OrderPayload) (Mail, bool) {
 	}, true
 }
 
-func reminderMail(o store.Order, u store.User, p OrderPayload) (Mail, bool) {
-	if o.ScheduledAt == nil || o.Status == store.OrderCancelled || o.Status == store.OrderDelivered {
-		return Mail{}, false
+// reminderMail says how long the buyer has until the order's scheduled
+// time, counted when the mail goes out; a reminder that runs at or after
+// that time (a retry that came too late) is dropped.
+func reminderMail(now time.Time) func(o store.Order, u store.User, p OrderPayload) (Mail, bool) {
+	return func(o store.Order, u store.User, p OrderPayload) (Mail, bool) {
+		if o.ScheduledAt == nil || o.Status == store.OrderCancelled || o.Status == store.OrderDelivered {
+			return Mail{}, false
+		}
+		if p.ScheduledAt != nil && !p.ScheduledAt.Equal(*o.ScheduledAt) {
+			return Mail{}, false // rescheduled; the reminder of the new time will come
+		}
+		left := o.ScheduledAt.Sub(now)
+		if left <= 0 {
+			return Mail{}, false
+		}
+		return Mail{
+			Subject: "Reminder: your order " + shortID(o.ID.String()) + " is due in " + inWords(left),
+			Text: fmt.Sprintf("Hello %s,\n\nyour order %s is scheduled for %s.\n", greetingName(u.Name), shortID(o.ID.String()),
+				o.ScheduledAt.UTC().Format("Mon 2 Jan 2006 15:04 MST")),
+		}, true
 	}
-	if p.ScheduledAt != nil && !p.ScheduledAt.Equal(*o.ScheduledAt) {
-		return Mail{}, false // rescheduled; the reminder of the new time will come
+}
+
+// inWords rounds d to whole days from two days up, to whole hours from one
+// hour up, and to whole minutes below ("3 days", "24 hours", "1 minute").
+func inWords(d time.Duration) string {
+	n, unit := int64(d.Round(time.Minute)/time.Minute), "minute"
+	switch {
+	case d >= 47*time.Hour+30*time.Minute:
+		n, unit = int64(d.Round(24*time.Hour)/(24*time.Hour)), "day"
+	case d >= 59*time.Minute+30*time.Second:
+		n, unit = int64(d.Round(time.Hour)/time.Hour), "hour"
 	}
-	return Mail{
-		Subject: "Reminder: your order " + shortID(o.ID.String()) + " is due tomorrow",
-		Text: fmt.Sprintf("Hello %s,\n\nyour order %s is scheduled for %s.\n", greetingName(u.Name), shortID(o.ID.String()),
-			o.ScheduledAt.UTC().Format("Mon 2 Jan 2006 15:04 MST")),
-	}, true
+	n = max(n, 1)
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }
 
 func (w *Workers) emailReturnResolved(ctx context.Context, t *asynq.Task) error {

@@ -2,34 +2,25 @@ package workers
 
 import (
 	"cmp"
-	"math/rand/v2"
 	"time"
 
-	"github.com/hibiken/asynq"
+	"github.com/bazaarhq/bazaar/internal/backoff"
 )
 
-// RetryPolicy is the backoff between attempts of a failed task: the delay
-// doubles from Base with each retry up to Max, and is drawn at random from
-// its upper half, so tasks that failed together (a mail server outage) do
-// not all come back in the same second.
+// RetryPolicy is the backoff between attempts of a failed task: the ceiling
+// doubles from Base with each retry up to Max, and the delay is drawn from
+// zero to the ceiling (full jitter, internal/backoff), so tasks that failed
+// together (a mail server outage) do not all come back in the same second.
 type RetryPolicy struct {
+	// Base is the ceiling of the first retry's delay (default 10s).
 	Base time.Duration
-	Max  time.Duration
+	// Max caps the ceiling (default 1h).
+	Max time.Duration
+}
+
+func (p RetryPolicy) backoff() backoff.Policy {
+	return backoff.Policy{Base: cmp.Or(p.Base, 10*time.Second), Max: cmp.Or(p.Max, time.Hour)}
 }
 
 // Delay returns the wait before retry n+1 (n counts retries done so far).
-func (p RetryPolicy) Delay(n int) time.Duration {
-	base := cmp.Or(p.Base, 10*time.Second)
-	maxD := cmp.Or(p.Max, time.Hour)
-	d := base
-	for i := 0; i < n && d < maxD; i++ {
-		d *= 2
-	}
-	d = min(d, maxD)
-	half := d / 2
-	return half + rand.N(half+1)
-}
-
-func (p RetryPolicy) delayFunc() asynq.RetryDelayFunc {
-	return func(n int, _ error, _ *asynq.Task) time.Duration { return p.Delay(n) }
-}
+func (p RetryPolicy) Delay(n int) time.Duration { return p.backoff().Delay(n) }

@@ -1,6 +1,12 @@
 package workers
 
-import "github.com/hibiken/asynq"
+import (
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
 
 // routes registers every task type's handler.
 func (w *Workers) routes(mux *asynq.ServeMux) {
@@ -8,7 +14,9 @@ func (w *Workers) routes(mux *asynq.ServeMux) {
 	mux.Handle(TypeEmailOrderConfirmed, w.orderMail("order_confirmed", confirmationMail))
 	mux.Handle(TypeEmailOrderCancelled, w.orderMail("order_cancelled", cancellationMail))
 	mux.Handle(TypeEmailOrderShipped, w.orderMail("order_shipped", shipmentMail))
-	mux.Handle(TypeEmailOrderReminder, w.orderMail("order_reminder", reminderMail))
+	mux.Handle(TypeEmailOrderReminder, w.orderMail("order_reminder", func(o store.Order, u store.User, p OrderPayload) (Mail, bool) {
+		return reminderMail(time.Now())(o, u, p)
+	}))
 	mux.HandleFunc(TypeEmailReturnResolved, w.emailReturnResolved)
 	mux.HandleFunc(TypeEmailInvoice, w.emailInvoice)
 	mux.HandleFunc(TypePointsOpen, w.openPointsAccount)

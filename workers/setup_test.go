@@ -32,6 +32,9 @@ type testBundle struct {
 	insp    *asynq.Inspector
 	relay   *stream.Relay
 	waker   *relayWaker
+	// streams and prefix are the client and key prefix of the streams.
+	streams *redis.Client
+	prefix  string
 }
 
 // relayWaker passes the workers' commits on to the relay, which is built
@@ -51,7 +54,7 @@ type setupOpts struct {
 	smtpAddr string
 }
 
-func setup(t *testing.T, opts ...setupOpts) *testBundle {
+func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	t.Helper()
 	var o setupOpts
 	if len(opts) > 0 {
@@ -104,10 +107,11 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 
 // startStreams runs the outbox relay and the workers' consumer groups on
 // a key prefix of this test's own, as "bazaar work" and "bazaar relay" do.
-func (b *testBundle) startStreams(t *testing.T) {
+func (b *testBundle) startStreams(t testing.TB) {
 	ctx := context.Background()
 	rdb0 := redistest.Client(t)
 	names := stream.Names{Prefix: redistest.Prefix(t)}
+	b.streams, b.prefix = rdb0, names.Prefix
 	log := testLogger(t)
 	groups, err := stream.NewGroups(stream.GroupsConfig{
 		Redis: rdb0, DB: b.db, Names: names, Logger: log, Block: 100 * time.Millisecond,
@@ -143,13 +147,13 @@ func (b *testBundle) group(t *testing.T, name string) Group {
 	return Group{}
 }
 
-func (b *testBundle) seller(t *testing.T) store.Seller {
+func (b *testBundle) seller(t testing.TB) store.Seller {
 	s, err := store.CreateSeller(context.Background(), b.db, "Seller "+uuid.NewString()[:8], "seller@bazaar.test")
 	require.NoError(t, err)
 	return s
 }
 
-func (b *testBundle) product(t *testing.T, sellerID uuid.UUID, stock int, priceMinor int64) store.Product {
+func (b *testBundle) product(t testing.TB, sellerID uuid.UUID, stock int, priceMinor int64) store.Product {
 	p, err := store.CreateProduct(context.Background(), b.db, store.Product{
 		SellerID: sellerID, SKU: "SKU-" + uuid.NewString()[:8], Name: "Teapot", PriceMinor: priceMinor,
 		Currency: "EUR", Stock: stock, Attributes: []byte(`{}`),
@@ -159,7 +163,7 @@ func (b *testBundle) product(t *testing.T, sellerID uuid.UUID, stock int, priceM
 }
 
 // register records a user and user.registered as the API does.
-func (b *testBundle) register(t *testing.T, email string, corporate bool) store.User {
+func (b *testBundle) register(t testing.TB, email string, corporate bool) store.User {
 	var u store.User
 	err := store.WithTx(context.Background(), b.db, func(tx *sqlx.Tx) error {
 		var acct *store.CorporateAccount
@@ -185,7 +189,7 @@ func (b *testBundle) register(t *testing.T, email string, corporate bool) store.
 
 // order places an order of qty units of p for u, paid with token, as the
 // API does: the order and order.created in one transaction.
-func (b *testBundle) order(t *testing.T, u store.User, p store.Product, qty int, token string, scheduledAt *time.Time) store.Order {
+func (b *testBundle) order(t testing.TB, u store.User, p store.Product, qty int, token string, scheduledAt *time.Time) store.Order {
 	var o store.Order
 	err := store.WithTx(context.Background(), b.db, func(tx *sqlx.Tx) error {
 		total := p.PriceMinor * int64(qty)
@@ -243,17 +247,17 @@ func (b *testBundle) eventCount(t *testing.T, typ, subject string) int {
 }
 
 // eventually waits for cond, failing with msg and the state it saw.
-func eventually(t *testing.T, within time.Duration, cond func() bool, format string, args ...any) {
+func eventually(t testing.TB, within time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
 	require.Eventually(t, cond, within, 20*time.Millisecond, fmt.Sprintf(format, args...))
 }
 
 // settle waits until no task is pending, active, scheduled or retrying in
 // any queue: the workers have nothing left to do.
-func (b *testBundle) settle(t *testing.T, within time.Duration) {
+func (b *testBundle) settle(t testing.TB, within time.Duration) {
 	t.Helper()
 	eventually(t, within, func() bool {
-		for _, q := range []string{QueueCritical, QueueDefault, QueueLow} {
+		for _, q := range []string{QueueCritical, QueueDefault, QueueDeferred, QueueLow} {
 			info, err := b.insp.GetQueueInfo(q)
 			if err != nil {
 				continue // queue not created yet

@@ -40,6 +40,10 @@ const (
 	QueueCritical = "critical"
 	QueueDefault  = "default"
 	QueueLow      = "low"
+	// QueueDeferred holds tasks due at a set time (order follow-ups), so a
+	// backlog in low (an invoice run of thousands of accounts) cannot make
+	// them late: asynq picks a queue by weight before it takes a task.
+	QueueDeferred = "deferred"
 )
 
 // PayloadVersion is the version of the task payloads this build writes and
@@ -200,7 +204,7 @@ var DefaultPolicies = map[string]TaskPolicy{
 	TypePaymentRefund:       {QueueCritical, 20, 30 * time.Second},
 	TypeOrderConfirm:        {QueueCritical, 10, 10 * time.Second},
 	TypeOrderCancel:         {QueueCritical, 10, 10 * time.Second},
-	TypeOrderFollowUp:       {QueueLow, 5, 10 * time.Second},
+	TypeOrderFollowUp:       {QueueDeferred, 5, 10 * time.Second},
 }
 
 // fallbackPolicy applies to task types missing from the policies.

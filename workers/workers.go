@@ -41,10 +41,14 @@ type Config struct {
 	Mailer Mailer
 	// Gateway charges and refunds orders (default: a SandboxGateway).
 	Gateway PaymentGateway
+	// Breakers tunes the circuit breakers around Mailer and Gateway, one
+	// each for all the workers of this Workers.
+	Breakers BreakerConfig
 
 	// Concurrency is how many tasks run at once (default 10).
 	Concurrency int
-	// Queues maps queue names to weights (default critical 6, default 3, low 1).
+	// Queues maps queue names to weights (default critical 6, default 3,
+	// deferred 3, low 1).
 	Queues map[string]int
 	// ShutdownTimeout is how long Stop lets running tasks finish before
 	// handing them back to the queue (default 30s).
@@ -59,9 +63,21 @@ type Config struct {
 	Retry RetryPolicy
 	// Policies override DefaultPolicies per task type.
 	Policies map[string]TaskPolicy
-	// Retention keeps a finished task in Redis this long (default 24h), so
-	// its TaskID still refuses a duplicate made from a late redelivery.
+	// Retention keeps a finished task in Redis this long (default 10m), so
+	// its TaskID still refuses a duplicate made from a redelivered event.
+	// Events come again within the consumer groups' visibility timeout
+	// times their delivery limit (30s x 5) or a relay retry; later
+	// duplicates (a person's redrive) meet the handlers' own idempotency
+	// keys. Every finished task held costs Redis memory (see
+	// docs/operations.md), which is why this is not a day.
 	Retention time.Duration
+
+	// MailClaimTTL is how long a claim on a mail (taken before handing it
+	// to the SMTP server) keeps other attempts from sending it (default
+	// 15m). A claim outlives its attempt only when the attempt died between
+	// the hand-off and the record, or PostgreSQL stayed unreachable past
+	// the attempt's deadline; after the TTL the mail is sent again.
+	MailClaimTTL time.Duration
 
 	// FollowUpDelay is when after an order is placed the follow-up checks
 	// that the order moved on (default 5m).
@@ -75,6 +91,15 @@ type Config struct {
 	// PointsPerUnit is how many points each 100 minor units of a delivered
 	// order earn (default 1).
 	PointsPerUnit int64
+}
+
+// DefaultRetention is how long finished event tasks are kept by default.
+const DefaultRetention = 10 * time.Minute
+
+// DefaultQueues returns the default queue weights: the saga first, then
+// mail and points and the tasks due at a set time, then batch work.
+func DefaultQueues() map[string]int {
+	return map[string]int{QueueCritical: 6, QueueDefault: 3, QueueDeferred: 3, QueueLow: 1}
 }
 
 // Workers runs the task handlers on an asynq server and enqueues the tasks
@@ -116,12 +141,13 @@ func New(cfg Config) (*Workers, error) {
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 10)
 	if len(cfg.Queues) == 0 {
-		cfg.Queues = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
+		cfg.Queues = DefaultQueues()
 	}
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 30*time.Second)
 	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 100*time.Millisecond)
 	cfg.DelayedTaskCheckInterval = cmp.Or(cfg.DelayedTaskCheckInterval, time.Second)
-	cfg.Retention = cmp.Or(cfg.Retention, 24*time.Hour)
+	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
+	cfg.MailClaimTTL = cmp.Or(cfg.MailClaimTTL, 15*time.Minute)
 	cfg.FollowUpDelay = cmp.Or(cfg.FollowUpDelay, 5*time.Minute)
 	cfg.ReminderLead = cmp.Or(cfg.ReminderLead, 24*time.Hour)
 	cfg.HighValueMinor = cmp.Or(cfg.HighValueMinor, 100_000)
@@ -143,13 +169,21 @@ func New(cfg Config) (*Workers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workers: metrics: %w", err)
 	}
+	smtpBreaker, err := NewBreaker(BreakerSMTP, cfg.Breakers, mailAnswered, cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
+	}
+	gatewayBreaker, err := NewBreaker(BreakerGateway, cfg.Breakers, gatewayAnswered, cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
+	}
 	w := &Workers{
 		cfg:       cfg,
 		db:        cfg.DB,
 		log:       cfg.Logger,
 		metrics:   m,
-		mailer:    cfg.Mailer,
-		gateway:   cfg.Gateway,
+		mailer:    breakerMailer{next: cfg.Mailer, b: smtpBreaker},
+		gateway:   breakerGateway{next: cfg.Gateway, b: gatewayBreaker},
 		policies:  policies,
 		client:    asynq.NewClientFromRedisClient(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
@@ -159,7 +193,8 @@ func New(cfg Config) (*Workers, error) {
 		Queues:                   cfg.Queues,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
-		RetryDelayFunc:           cfg.Retry.delayFunc(),
+		RetryDelayFunc:           cfg.Retry.retryDelay,
+		IsFailure:                isFailure,
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.recordFailure),
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   asynqLogger{cfg.Logger.With("component", "asynq")},

@@ -79,7 +79,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
-	iv, err := newInvoicer(sc, db, client, log, relay)
+	iv, err := newInvoicer(sc, db, client, asynq.NewInspectorFromRedisClient(rdb), log, relay)
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func init() {
 			defer closeAll()
 			client := asynq.NewClientFromRedisClient(rdb)
 			defer client.Close()
-			iv, err := newInvoicer(sc, db, client, log, nil)
+			iv, err := newInvoicer(sc, db, client, nil, log, nil)
 			if err != nil {
 				return err
 			}
@@ -109,6 +109,11 @@ func loadScheduleConfig(getenv func(string) string) (scheduleConfig, error) {
 		loc = time.UTC
 	}
 	sc.Location = loc
+	if sc.InvoiceSpec != "" && r.err == nil {
+		if err := scheduler.CheckInvoicingSpec(sc.InvoiceSpec, loc); err != nil {
+			r.fail("BAZAAR_INVOICE_SCHEDULE", "%q %v", sc.InvoiceSpec, err)
+		}
+	}
 	tax, err := workers.ParseTaxTable(r.str("BAZAAR_INVOICE_TAX", workers.DefaultTaxRates))
 	if err != nil {
 		r.fail("BAZAAR_INVOICE_TAX", "%v", err)
@@ -128,8 +133,8 @@ func loadScheduleConfig(getenv func(string) string) (scheduleConfig, error) {
 	if sc.LeaseTTL <= sc.Poll {
 		r.fail("BAZAAR_SCHEDULE_LEASE_TTL", "must be longer than BAZAAR_SCHEDULE_POLL (%s)", sc.Poll)
 	}
-	if sc.CatchUp < 2*sc.Poll {
-		r.fail("BAZAAR_SCHEDULE_CATCHUP", "must be at least twice BAZAAR_SCHEDULE_POLL (%s)", sc.Poll)
+	if sc.CatchUp <= sc.LeaseTTL+sc.Poll {
+		r.fail("BAZAAR_SCHEDULE_CATCHUP", "must be longer than BAZAAR_SCHEDULE_LEASE_TTL + BAZAAR_SCHEDULE_POLL (%s), or a scheduler killed at a due time loses the firing", sc.LeaseTTL+sc.Poll)
 	}
 	if r.err != nil {
 		return scheduleConfig{}, fmt.Errorf("config: %w", r.err)
@@ -154,11 +159,13 @@ func (sc scheduleConfig) LogValue() slog.Value {
 
 // newInvoicer builds batch invoicing. The scheduler uses it to start runs,
 // the workers to run its tasks (Invoicer.Register on their mux) and the
-// API to start runs and retry failed accounts by hand.
-func newInvoicer(sc scheduleConfig, db *sqlx.DB, client *asynq.Client, log *slog.Logger, observer store.TxObserver) (*workers.Invoicer, error) {
+// API to start runs and retry failed accounts by hand. insp is set where
+// the account tasks run (work, dev), to clear their failed attempts from
+// the archive.
+func newInvoicer(sc scheduleConfig, db *sqlx.DB, client *asynq.Client, insp *asynq.Inspector, log *slog.Logger, observer store.TxObserver) (*workers.Invoicer, error) {
 	tax := sc.Tax
 	return workers.NewInvoicer(workers.InvoicingConfig{
-		DB: db, Client: client, Location: sc.Location, Tax: &tax, Queue: sc.Queue,
+		DB: db, Client: client, Inspector: insp, Location: sc.Location, Tax: &tax, Queue: sc.Queue,
 		ChunkSize: sc.ChunkSize, PaymentTermDays: sc.PaymentTermDays,
 		Logger: log.With("component", "invoicing"), Observer: observer,
 	})

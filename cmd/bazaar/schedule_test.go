@@ -41,6 +41,9 @@ func TestLoadScheduleConfig(t *testing.T) {
 		{"BAZAAR_SCHEDULE_POLL", "10ms", "BAZAAR_SCHEDULE_POLL"},
 		{"BAZAAR_SCHEDULE_LEASE_TTL", "5s", "BAZAAR_SCHEDULE_LEASE_TTL"},
 		{"BAZAAR_SCHEDULE_CATCHUP", "15s", "BAZAAR_SCHEDULE_CATCHUP"},
+		{"BAZAAR_SCHEDULE_CATCHUP", "40s", "BAZAAR_SCHEDULE_CATCHUP"},
+		{"BAZAAR_INVOICE_SCHEDULE", "* * * * *", "BAZAAR_INVOICE_SCHEDULE"},
+		{"BAZAAR_INVOICE_SCHEDULE", "0 */12 * * *", "fires more than once a day"},
 	}
 	for _, tc := range bad {
 		_, err := loadScheduleConfig(env(map[string]string{tc.key: tc.value}))

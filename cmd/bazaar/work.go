@@ -55,7 +55,7 @@ func init() {
 			// handed; the client shares rdb, so it is closed before it.
 			client := asynq.NewClientFromRedisClient(rdb)
 			defer func() { _ = client.Close() }()
-			iv, err := newInvoicer(sc, db, client, log, nil)
+			iv, err := newInvoicer(sc, db, client, asynq.NewInspectorFromRedisClient(rdb), log, nil)
 			if err != nil {
 				return err
 			}

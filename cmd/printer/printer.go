@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bazaarhq/bazaar/internal/backoff"
 )
 
 // printer follows the seller's event stream and prints orders.
@@ -90,11 +91,12 @@ func (p *printer) run(ctx context.Context) error {
 	return nil
 }
 
+// backoff is the wait before the next reconnect: its ceiling doubles from
+// 500ms to MaxBackoff, the wait is drawn from zero to it (full jitter), and
+// it is never shorter than the server's retry: hint.
 func (p *printer) backoff(failures int) time.Duration {
-	d := 500 * time.Millisecond << min(failures, 8)
-	d = min(d, p.cfg.MaxBackoff)
-	d = max(d/2+rand.N(d/2+1), p.retry)
-	return d
+	d := backoff.Policy{Base: 500 * time.Millisecond, Max: p.cfg.MaxBackoff}.Delay(failures)
+	return max(d, p.retry)
 }
 
 // session is one connection: it returns how many events it handled and
