@@ -115,6 +115,11 @@ func (s *Server) newPrinters() (*printers.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
+	if s.cfg.Registry != nil {
+		if _, err := register(s.cfg.Registry, h.Collector()); err != nil {
+			return nil, fmt.Errorf("api: printer metrics: %w", err)
+		}
+	}
 	return h, nil
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/sql/store"
@@ -567,4 +568,53 @@ func TestEpsonServerDirectPrint(t *testing.T) {
 	sseID, ssePass := b.printerToken(b.sellerA, "sse")
 	b.basicRequest(http.MethodPost, "/v1/printers/epson", sseID, ssePass, "application/x-www-form-urlencoded",
 		[]byte(url.Values{"ConnectionType": {"GetRequest"}, "ID": {sseID}}.Encode())).problem(http.StatusForbidden, "forbidden")
+}
+
+// The printer metrics count polling printers online and offline (not seen
+// for 2 x the poll interval + 5 s) and the unconfirmed jobs.
+func TestPrinterMetrics(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	clock := &testClock{now: time.Now()}
+	reg := prometheus.NewRegistry()
+	srv, err := New(Config{DB: b.db, AdminToken: testAdminToken, Registry: reg, Printers: PrintersConfig{Now: clock.Now}})
+	require.NoError(t, err)
+	b.srv = srv
+	gauge := func() map[string]float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				key := mf.GetName()
+				for _, l := range m.GetLabel() {
+					key += " " + l.GetName() + "=" + l.GetValue()
+				}
+				if m.GetGauge() != nil {
+					out[key] = m.GetGauge().GetValue()
+				}
+			}
+		}
+		return out
+	}
+	dev := b.cloudPRNT(clock, b.sellerA, "text/plain")
+	b.printerToken(b.sellerA, "epson-sdp")
+	b.orders(2)
+	g := gauge()
+	require.Equal(t, 1.0, g["bazaar_printers protocol=cloudprnt state=offline"])
+	require.Equal(t, 1.0, g["bazaar_printers protocol=epson-sdp state=offline"])
+	require.Equal(t, 0.0, g["bazaar_print_jobs_unconfirmed"])
+
+	a := dev.poll()
+	dev.fetchRaw(a.JobToken, "text/plain").status(http.StatusOK)
+	g = gauge()
+	require.Equal(t, 1.0, g["bazaar_printers protocol=cloudprnt state=online"])
+	require.Equal(t, 0.0, g["bazaar_printers protocol=cloudprnt state=offline"])
+
+	clock.Advance(61 * time.Second)
+	g = gauge()
+	require.Equal(t, 0.0, g["bazaar_printers protocol=cloudprnt state=online"])
+	require.Equal(t, 1.0, g["bazaar_printers protocol=cloudprnt state=offline"])
+	require.Equal(t, 1.0, g["bazaar_print_jobs_unconfirmed"])
 }

@@ -409,3 +409,45 @@ func ListPrinters(ctx context.Context, q sqlx.QueryerContext, sellerID uuid.UUID
 	}
 	return out, nil
 }
+
+// PrinterCount is how many unrevoked polling printers of one protocol
+// there are, and how many of them polled recently enough to be online.
+type PrinterCount struct {
+	Protocol PrinterProtocol `db:"protocol"`
+	Total    int             `db:"total"`
+	Online   int             `db:"online"`
+}
+
+const countPrintersQuery = `
+SELECT p.protocol, count(*) AS total,
+       count(*) FILTER (WHERE p.last_seen_at >= $1::timestamptz
+           - make_interval(secs => 2 * p.poll_interval_seconds + 5)) AS online
+FROM printers p JOIN api_keys k ON k.id = p.key_id
+WHERE k.revoked_at IS NULL AND p.protocol <> 'sse'
+GROUP BY p.protocol ORDER BY p.protocol`
+
+// CountPrinters counts the polling printers by protocol at now; a printer
+// not seen for 2 x its poll interval + 5 s is offline.
+func CountPrinters(ctx context.Context, q sqlx.QueryerContext, now time.Time) ([]PrinterCount, error) {
+	out := []PrinterCount{}
+	if err := sqlx.SelectContext(ctx, q, &out, countPrintersQuery, now); err != nil {
+		return nil, fmt.Errorf("count printers: %w", translate(err))
+	}
+	return out, nil
+}
+
+const countUnconfirmedQuery = `
+SELECT count(*) FROM print_jobs j
+WHERE j.confirmed_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM printer_acks a WHERE a.order_id = j.order_id)
+  AND (j.failed_at IS NOT NULL OR j.fetched_at <= $1)`
+
+// CountUnconfirmedPrintJobs counts the unconfirmed jobs of every seller at
+// now.
+func CountUnconfirmedPrintJobs(ctx context.Context, q sqlx.QueryerContext, now time.Time, confirmWithin time.Duration) (int, error) {
+	var n int
+	if err := sqlx.GetContext(ctx, q, &n, countUnconfirmedQuery, now.Add(-confirmWithin)); err != nil {
+		return 0, fmt.Errorf("count unconfirmed print jobs: %w", translate(err))
+	}
+	return n, nil
+}
