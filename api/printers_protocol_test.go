@@ -618,3 +618,56 @@ func TestPrinterMetrics(t *testing.T) {
 	require.Equal(t, 1.0, g["bazaar_printers protocol=cloudprnt state=offline"])
 	require.Equal(t, 1.0, g["bazaar_print_jobs_unconfirmed"])
 }
+
+// Two polling printers of one seller and an SSE printer share the orders:
+// each order is printed once, by whichever printer took it first.
+func TestPrintersOfOneSellerShareOrders(t *testing.T) {
+	t.Parallel()
+	b, clock := setupPrinters(t)
+	one := b.cloudPRNT(clock, b.sellerA, "text/plain")
+	two := b.cloudPRNT(clock, b.sellerA, "text/plain")
+	orders := b.orders(10)
+	// The SSE printer (printer A) prints the first order and acknowledges it.
+	var sseKeyID string
+	for _, it := range b.do(http.MethodGet, "/v1/sellers/"+b.sellerA.String()+"/keys", b.admin, nil).status(http.StatusOK).json()["items"].([]any) {
+		k := it.(map[string]any)
+		if k["role"] == "printer" && k["prefix"] == b.printerA[:len(k["prefix"].(string))] {
+			sseKeyID = k["id"].(string)
+		}
+	}
+	require.NotEmpty(t, sseKeyID)
+	b.do(http.MethodPost, "/v1/printers/"+sseKeyID+"/acks", b.printerA, map[string]any{"order_id": orders[0]}).status(http.StatusCreated)
+
+	for {
+		a, c := one.printOne(), two.printOne()
+		if !a && !c {
+			break
+		}
+	}
+	all := append(append([]uuid.UUID{}, one.printed...), two.printed...)
+	require.ElementsMatch(t, orders[1:], all, "each order once, none twice")
+	require.NotEmpty(t, one.printed)
+	require.NotEmpty(t, two.printed)
+	require.Empty(t, b.unprinted(b.sellerA))
+}
+
+// An Epson answer holds at most MaxJobs receipts (20); the rest follow.
+func TestEpsonServerDirectPrintBatches(t *testing.T) {
+	t.Parallel()
+	b, clock := setupPrinters(t)
+	id, pass := b.printerToken(b.sellerA, "epson-sdp")
+	dev := &sdpDevice{b: b, clock: clock, id: id, pass: pass}
+	orders := b.orders(25)
+	var printed []uuid.UUID
+	for jobs := dev.getRequest(); jobs != nil; jobs = dev.getRequest() {
+		require.LessOrEqual(t, len(jobs), 20)
+		var results [][2]string
+		for _, j := range jobs {
+			printed = append(printed, j.order(t))
+			results = append(results, [2]string{j.PrintJobID, ""})
+		}
+		dev.setResponse(results).status(http.StatusOK)
+	}
+	require.Equal(t, orders, printed)
+	require.Empty(t, b.unprinted(b.sellerA))
+}
