@@ -44,9 +44,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		c.h.log.Warn("printer metrics", "err", err)
 	}
-	for _, p := range counts {
-		ch <- prometheus.MustNewConstMetric(printersDesc, prometheus.GaugeValue, float64(p.Online), string(p.Protocol), "online")
-		ch <- prometheus.MustNewConstMetric(printersDesc, prometheus.GaugeValue, float64(p.Total-p.Online), string(p.Protocol), "offline")
+	if err == nil {
+		// Every protocol and state is reported, zero included, so the
+		// series exist before the first printer is registered.
+		by := map[store.PrinterProtocol]store.PrinterCount{}
+		for _, p := range counts {
+			by[p.Protocol] = p
+		}
+		for _, proto := range []store.PrinterProtocol{store.ProtocolCloudPRNT, store.ProtocolEpsonSDP} {
+			p := by[proto]
+			ch <- prometheus.MustNewConstMetric(printersDesc, prometheus.GaugeValue, float64(p.Online), string(proto), "online")
+			ch <- prometheus.MustNewConstMetric(printersDesc, prometheus.GaugeValue, float64(p.Total-p.Online), string(proto), "offline")
+		}
 	}
 	n, err := store.CountUnconfirmedPrintJobs(ctx, c.h.cfg.DB, now, c.h.cfg.ConfirmWithin)
 	if err != nil {
