@@ -19,6 +19,11 @@ var matrixExempt = map[string]bool{
 	"OPTIONS /v1/events":             true,
 	"GET /v1/sellers/:id/events":     true,
 	"OPTIONS /v1/sellers/:id/events": true,
+	// Polling printers authenticate with HTTP Basic (printers_protocol_test.go).
+	"POST /v1/printers/cloudprnt":   true,
+	"GET /v1/printers/cloudprnt":    true,
+	"DELETE /v1/printers/cloudprnt": true,
+	"POST /v1/printers/epson":       true,
 }
 
 // anyStatus marks matrix routes whose allowed callers may get any answer
@@ -151,6 +156,9 @@ func matrixRoutes() []matrixRoute {
 		{"GET", "/v1/invoices/:id/pdf", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/invoices/"+uuid.NewString()+"/pdf", nil)},
 		{"GET", "/v1/sellers/:id/unprinted-orders", []Role{RoleAdmin, RoleSeller, RolePrinter}, false, anyStatus, fixed("/v1/sellers/{A}/unprinted-orders", nil)},
 		{"POST", "/v1/printers/:id/acks", []Role{RolePrinter}, false, anyStatus, fixed("/v1/printers/"+uuid.NewString()+"/acks", map[string]any{})},
+		{"GET", "/v1/sellers/:id/printers", []Role{RoleAdmin, RoleSeller}, true, 200, fixed("/v1/sellers/{A}/printers", nil)},
+		{"GET", "/v1/sellers/:id/print-jobs", []Role{RoleAdmin, RoleSeller}, true, 200, fixed("/v1/sellers/{A}/print-jobs", nil)},
+		{"POST", "/v1/sellers/:id/print-jobs/:order_id/resend", []Role{RoleAdmin, RoleSeller}, true, anyStatus, fixed("/v1/sellers/{A}/print-jobs/"+uuid.NewString()+"/resend", map[string]any{})},
 	}
 }
 

@@ -84,6 +84,7 @@ var kinds = []struct {
 	{store.ErrInvalidTransition, problemKind{"invalid-transition", "Not allowed in the current state", http.StatusConflict}},
 	{store.ErrConflict, problemKind{"conflict", "Conflicts with an existing record", http.StatusConflict}},
 	{store.ErrReferenced, problemKind{"validation", "Request body is invalid", http.StatusUnprocessableEntity}},
+	{errPrinterPollTooFast, problemKind{"printer-poll-too-fast", "The printer polls faster than allowed", http.StatusTooManyRequests}},
 }
 
 var internalKind = problemKind{"internal", "Internal server error", http.StatusInternalServerError}
@@ -162,7 +163,8 @@ func (s *Server) fail(c *gin.Context, err error) {
 	case p.Status >= http.StatusInternalServerError:
 		s.logFor(c).Error("request failed", "err", err)
 	}
-	if p.Status == http.StatusUnauthorized {
+	// The printer routes ask for Basic credentials and say so themselves.
+	if p.Status == http.StatusUnauthorized && c.Writer.Header().Get("WWW-Authenticate") == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="bazaar"`)
 	}
 	body, mErr := json.Marshal(p)

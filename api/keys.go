@@ -18,9 +18,6 @@ type createKeyRequest struct {
 // createSellerKey: POST /v1/sellers/{id}/keys (admin, the seller itself).
 func (s *Server) createSellerKey(c *gin.Context) { s.createKey(c, store.KeySeller, prefixSeller) }
 
-// createPrinterToken: POST /v1/sellers/{id}/printer-tokens (admin, the seller itself).
-func (s *Server) createPrinterToken(c *gin.Context) { s.createKey(c, store.KeyPrinter, prefixPrinter) }
-
 // createStorefrontKey: POST /v1/storefront-keys (admin).
 func (s *Server) createStorefrontKey(c *gin.Context) {
 	s.createKey(c, store.KeyStorefront, prefixStorefront)

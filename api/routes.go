@@ -81,4 +81,14 @@ func (s *Server) routes() {
 	v1.GET("/invoices", s.requireRole(admin), s.listInvoices)
 	v1.GET("/invoices/:id", s.requireRole(admin), s.getInvoice)
 	v1.GET("/invoices/:id/pdf", s.requireRole(admin), s.getInvoicePDF)
+
+	// Polling receipt printers (api/printers): outside the group, as they
+	// authenticate with HTTP Basic and speak their vendors' protocols.
+	r.POST("/v1/printers/cloudprnt", s.printers.CloudPRNTPoll)
+	r.GET("/v1/printers/cloudprnt", s.printers.CloudPRNTJob)
+	r.DELETE("/v1/printers/cloudprnt", s.printers.CloudPRNTConfirm)
+	r.POST("/v1/printers/epson", s.printers.EpsonSDP)
+	v1.GET("/sellers/:id/printers", s.requireRole(admin, seller), s.listPrinters)
+	v1.GET("/sellers/:id/print-jobs", s.requireRole(admin, seller), s.listUnconfirmedPrintJobs)
+	v1.POST("/sellers/:id/print-jobs/:order_id/resend", s.requireRole(admin, seller), s.resendPrintJob)
 }

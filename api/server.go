@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bazaarhq/bazaar/api/printers"
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
 )
@@ -55,6 +56,9 @@ type Config struct {
 	// continues the caller's traceparent and is what the request's events
 	// record; nil turns tracing off.
 	TracerProvider trace.TracerProvider
+	// Printers tunes the polling printer protocols (printers.go): clock,
+	// confirmation window, poll rate and receipts per Epson answer.
+	Printers PrintersConfig
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -66,6 +70,8 @@ type Server struct {
 	// beforeCommit, when set (by tests), runs last in every write
 	// transaction; an error rolls the transaction back.
 	beforeCommit func(context.Context, *sqlx.Tx) error
+	// printers serves the CloudPRNT and Epson Server Direct Print routes.
+	printers *printers.Handler
 }
 
 // New validates cfg and builds the router.
@@ -84,6 +90,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, log: cfg.Logger, engine: gin.New(), tel: tel}
+	if s.printers, err = s.newPrinters(); err != nil {
+		return nil, err
+	}
 	// Unknown paths and methods get problem+json, not redirects.
 	s.engine.RedirectTrailingSlash = false
 	s.engine.RedirectFixedPath = false

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/text/currency"
+	"github.com/bazaarhq/bazaar/api/printers/receipt"
 )
 
 // order is what a receipt shows: the data of order.* events and the
@@ -42,63 +42,26 @@ func (o order) id() string {
 	return o.AltID
 }
 
-// receiptText renders an order as a 48-column plain-text receipt, the
-// width of 80 mm thermal printers in their standard font.
+// receiptText renders an order as the 48-column plain-text receipt of
+// api/printers/receipt, the one receipt model the polling printers'
+// endpoints draw too (as PNG and ePOS-Print XML).
 func receiptText(o order) string {
-	var b strings.Builder
-	line := strings.Repeat("=", 48)
-	fmt.Fprintf(&b, "%s\n%s\n%s\n", line, center("ORDER RECEIPT", 48), line)
-	fmt.Fprintf(&b, "Order: %s\n", o.id())
-	fmt.Fprintf(&b, "Placed: %s\n", o.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
-	if o.ScheduledAt != nil {
-		fmt.Fprintf(&b, "Deliver/pick up: %s\n", o.ScheduledAt.UTC().Format("2006-01-02 15:04 UTC"))
+	r := receipt.Receipt{
+		OrderID:       o.id(),
+		PlacedAt:      o.CreatedAt,
+		ScheduledAt:   o.ScheduledAt,
+		Currency:      o.Currency,
+		SubtotalMinor: o.SubtotalMinor,
+		TotalMinor:    o.TotalMinor,
 	}
-	b.WriteString(strings.Repeat("-", 48) + "\n")
 	for _, it := range o.Items {
-		fmt.Fprintf(&b, "%3d x %s\n", it.Quantity, clip(it.Name, 42))
-		fmt.Fprintf(&b, "      %-24s %17s\n", clip(it.SKU, 24), money(it.LineTotalMinor, o.Currency))
+		r.Items = append(r.Items, receipt.Item{SKU: it.SKU, Name: it.Name, Quantity: it.Quantity, LineTotalMinor: it.LineTotalMinor})
 	}
-	b.WriteString(strings.Repeat("-", 48) + "\n")
-	fmt.Fprintf(&b, "%-30s %17s\n", "Subtotal", money(o.SubtotalMinor, o.Currency))
-	fmt.Fprintf(&b, "%-30s %17s\n", "TOTAL", money(o.TotalMinor, o.Currency))
-	fmt.Fprintf(&b, "%s\n\n", line)
-	return b.String()
-}
-
-func center(s string, w int) string {
-	if len(s) >= w {
-		return s
-	}
-	return strings.Repeat(" ", (w-len(s))/2) + s
-}
-
-func clip(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
+	return receipt.Text(r)
 }
 
 // money formats minor units with the currency's decimals (EUR 12.50, JPY 1250).
-func money(minor int64, cur string) string {
-	scale := 2
-	if u, err := currency.ParseISO(cur); err == nil {
-		scale, _ = currency.Standard.Rounding(u)
-	}
-	sign := ""
-	if minor < 0 {
-		sign, minor = "-", -minor
-	}
-	if scale == 0 {
-		return fmt.Sprintf("%s %s%d", cur, sign, minor)
-	}
-	div := int64(1)
-	for range scale {
-		div *= 10
-	}
-	return fmt.Sprintf("%s %s%d.%0*d", cur, sign, minor/div, scale, minor%div)
-}
+func money(minor int64, cur string) string { return receipt.Money(minor, cur) }
 
 // output is where receipts go. print returns once the receipt is on the
 // printer or durably in the file.

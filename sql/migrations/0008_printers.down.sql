@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS print_jobs;
+DROP TABLE IF EXISTS printers;
