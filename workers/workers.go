@@ -39,7 +39,8 @@ type Config struct {
 
 	// Mailer sends mail (required; NewSMTPMailer for a real server).
 	Mailer Mailer
-	// Gateway charges and refunds orders (default: a SandboxGateway).
+	// Gateway charges and refunds orders (default: a SandboxGateway keeping
+	// its state in DB).
 	Gateway PaymentGateway
 
 	// Concurrency is how many tasks run at once (default 10).
@@ -112,7 +113,7 @@ func New(cfg Config) (*Workers, error) {
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	if cfg.Gateway == nil {
-		cfg.Gateway = NewSandboxGateway()
+		cfg.Gateway = NewSandboxGatewayDB(cfg.DB)
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 10)
 	if len(cfg.Queues) == 0 {
