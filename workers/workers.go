@@ -39,6 +39,10 @@ type Config struct {
 
 	// Mailer sends mail (required; NewSMTPMailer for a real server).
 	Mailer Mailer
+	// MarketplaceFeeBPS is the marketplace's commission on each charge, in
+	// basis points of the order total, unless the seller has its own; the
+	// rest is paid out to the seller's connected account.
+	MarketplaceFeeBPS int
 	// Gateway charges and refunds orders (default: a SandboxGateway keeping
 	// its state in DB).
 	Gateway PaymentGateway
@@ -127,6 +131,9 @@ func New(cfg Config) (*Workers, error) {
 	cfg.ReminderLead = cmp.Or(cfg.ReminderLead, 24*time.Hour)
 	cfg.HighValueMinor = cmp.Or(cfg.HighValueMinor, 100_000)
 	cfg.PointsPerUnit = cmp.Or(cfg.PointsPerUnit, 1)
+	if cfg.MarketplaceFeeBPS < 0 || cfg.MarketplaceFeeBPS > 10_000 {
+		return nil, errors.New("workers: MarketplaceFeeBPS must be from 0 to 10000")
+	}
 	if cfg.Concurrency < 0 || cfg.ShutdownTimeout < 0 || cfg.FollowUpDelay < 0 || cfg.ReminderLead < 0 {
 		return nil, errors.New("workers: durations and Concurrency must not be negative")
 	}
