@@ -55,6 +55,9 @@ type Config struct {
 	// continues the caller's traceparent and is what the request's events
 	// record; nil turns tracing off.
 	TracerProvider trace.TracerProvider
+	// StripeWebhooks applies Stripe's webhook deliveries (POST
+	// /v1/webhooks/stripe); the route answers 404 without it.
+	StripeWebhooks WebhookHandler
 }
 
 // Server is the API's HTTP handler with its dependencies.
