@@ -13,6 +13,11 @@ GOVULNCHECK_VERSION := v1.9.0
 GOVULNCHECK := bin/govulncheck-$(GOVULNCHECK_VERSION)
 GOVULNDB ?= https://vuln.go.dev
 
+# stripe-mock, Stripe's own mock server, is pinned and built into bin/ the
+# same way; the workers' Stripe tests start it on a free port.
+STRIPE_MOCK_VERSION := v0.203.0
+export STRIPE_MOCK := $(CURDIR)/bin/stripe-mock-$(STRIPE_MOCK_VERSION)
+
 # Tests reach PostgreSQL and Redis at TEST_DATABASE_URL and TEST_REDIS_URL
 # (see sql/store/storetest and stream/redistest); "make test" brings those up.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
@@ -81,6 +86,15 @@ $(GOLANGCI):
 	GOBIN=$(CURDIR)/bin/.golangci $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 	mv bin/.golangci/golangci-lint $@
 	rmdir bin/.golangci
+
+test test/race: $(STRIPE_MOCK)
+
+$(STRIPE_MOCK):
+	@echo "building stripe-mock $(STRIPE_MOCK_VERSION) into bin/ (once)"
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin/.stripe-mock $(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
+	mv bin/.stripe-mock/stripe-mock $@
+	rmdir bin/.stripe-mock
 
 verify: ## fail when a Go file is not gofmt-formatted or go.mod and go.sum are not tidy
 	@files=$$(find . -path ./.data -prune -o -path ./bin -prune -o -path ./node_modules -prune -o -name '*.go' -print | xargs gofmt -l); \

@@ -24,6 +24,7 @@ var matrixExempt = map[string]bool{
 	"GET /v1/printers/cloudprnt":    true,
 	"DELETE /v1/printers/cloudprnt": true,
 	"POST /v1/printers/epson":       true,
+	"POST /v1/webhooks/stripe":      true,
 }
 
 // anyStatus marks matrix routes whose allowed callers may get any answer
@@ -65,6 +66,7 @@ func matrixRoutes() []matrixRoute {
 		{"POST", "/v1/sellers", []Role{RoleAdmin}, false, 201, fixed("/v1/sellers", map[string]any{"name": "N", "email": "n@example.com"})},
 		{"GET", "/v1/sellers", []Role{RoleAdmin, RoleStorefront}, false, 200, fixed("/v1/sellers", nil)},
 		{"GET", "/v1/sellers/:id", all, true, 200, fixed("/v1/sellers/{A}", nil)},
+		{"PATCH", "/v1/sellers/:id", []Role{RoleAdmin}, false, 200, fixed("/v1/sellers/{A}", map[string]any{"fee_bps": 800})},
 		{"POST", "/v1/sellers/:id/keys", []Role{RoleAdmin, RoleSeller}, true, 201, fixed("/v1/sellers/{A}/keys", nil)},
 		{"GET", "/v1/sellers/:id/keys", []Role{RoleAdmin, RoleSeller}, true, 200, fixed("/v1/sellers/{A}/keys", nil)},
 		{"DELETE", "/v1/sellers/:id/keys/:key_id", []Role{RoleAdmin, RoleSeller}, true, 204, func(b *testBundle, _ Role) (string, any) {

@@ -26,15 +26,22 @@ func listOf[R, T any](rows []R, next *store.Cursor, conv func(R) T) listDTO[T] {
 }
 
 type sellerDTO struct {
-	ID        uuid.UUID `json:"id"`
-	Name      string    `json:"name"`
-	Email     string    `json:"email"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID    uuid.UUID `json:"id"`
+	Name  string    `json:"name"`
+	Email string    `json:"email"`
+	// StripeAccount is the connected account payouts go to ("" for none);
+	// FeeBPS the seller's own commission (null: the marketplace's).
+	StripeAccount string    `json:"stripe_account"`
+	FeeBPS        *int      `json:"fee_bps"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 func sellerOut(s store.Seller) sellerDTO {
-	return sellerDTO{ID: s.ID, Name: s.Name, Email: s.Email, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+	return sellerDTO{
+		ID: s.ID, Name: s.Name, Email: s.Email, StripeAccount: s.StripeAccount, FeeBPS: s.FeeBPS,
+		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
+	}
 }
 
 type apiKeyDTO struct {

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/workers"
 )
 
 // ProblemBase prefixes every problem type URI. The types are stable: clients
@@ -79,6 +80,7 @@ var kinds = []struct {
 	{errIdempotencyReused, problemKind{"idempotency-key-reused", "Idempotency key was used for another request", http.StatusUnprocessableEntity}},
 	{errIdempotencyInFlight, problemKind{"idempotency-in-flight", "A request with this idempotency key is in progress", http.StatusConflict}},
 	{errUnavailable, problemKind{"unavailable", "Temporarily unavailable", http.StatusServiceUnavailable}},
+	{workers.ErrBadSignature, problemKind{"bad-signature", "Webhook signature does not verify", http.StatusBadRequest}},
 	{store.ErrNotFound, problemKind{"not-found", "Not found", http.StatusNotFound}},
 	{store.ErrInsufficientStock, problemKind{"insufficient-stock", "Not enough stock", http.StatusConflict}},
 	{store.ErrInvalidTransition, problemKind{"invalid-transition", "Not allowed in the current state", http.StatusConflict}},

@@ -23,6 +23,10 @@ func (s *Server) routes() {
 	)
 	v1 := r.Group("/v1", s.authenticate, s.idempotency)
 
+	// Stripe's webhooks (payments.go): outside the group, as Stripe signs
+	// each delivery instead of sending a key.
+	r.POST("/v1/webhooks/stripe", s.stripeWebhook)
+
 	// Live events (sse.go): outside the group, as /v1/events is open
 	// without a key and EventSource sends tokens as ?access_token=.
 	r.GET("/v1/events", s.sseCORS, s.sseAuth(true), s.events)
@@ -33,6 +37,7 @@ func (s *Server) routes() {
 	v1.POST("/sellers", s.requireRole(admin), s.createSeller)
 	v1.GET("/sellers", s.requireRole(admin, storefront), s.listSellers)
 	v1.GET("/sellers/:id", s.requireRole(admin, storefront, seller, printer), s.getSeller)
+	v1.PATCH("/sellers/:id", s.requireRole(admin), s.updateSeller)
 	v1.POST("/sellers/:id/keys", s.requireRole(admin, seller), s.createSellerKey)
 	v1.GET("/sellers/:id/keys", s.requireRole(admin, seller), s.listSellerKeys)
 	v1.DELETE("/sellers/:id/keys/:key_id", s.requireRole(admin, seller), s.revokeSellerKey)

@@ -59,6 +59,9 @@ type Config struct {
 	// Printers tunes the polling printer protocols (printers.go): clock,
 	// confirmation window, poll rate and receipts per Epson answer.
 	Printers PrintersConfig
+	// StripeWebhooks applies Stripe's webhook deliveries (POST
+	// /v1/webhooks/stripe); the route answers 404 without it.
+	StripeWebhooks WebhookHandler
 }
 
 // Server is the API's HTTP handler with its dependencies.

@@ -17,6 +17,12 @@ const (
 	EventPaymentSucceeded           = "payment.succeeded"
 	EventPaymentFailed              = "payment.failed"
 	EventPaymentRefunded            = "payment.refunded"
+	// EventPaymentDisputed is a buyer's dispute (chargeback) of a charge,
+	// reported by the provider's webhook.
+	EventPaymentDisputed = "payment.disputed"
+	// EventOrderPaymentActionRequired is a charge waiting for the buyer
+	// (3-D Secure); the order stays pending until the provider settles it.
+	EventOrderPaymentActionRequired = "order.payment_action_required"
 	EventOrderFollowUpOverdue       = "order.followup_overdue"
 	EventUserSegmentsChanged        = "user.segments_changed"
 )
@@ -46,6 +52,38 @@ type OrderStepData struct {
 	PaymentID uuid.UUID `json:"payment_id,omitzero"`
 	ChargeID  string    `json:"charge_id,omitempty"`
 	RefundID  string    `json:"refund_id,omitempty"`
+	// ReturnID is the accepted return a payment.refunded gives money back for.
+	ReturnID uuid.UUID `json:"return_id,omitzero"`
+	// Destination is the seller's connected account the charge paid out to
+	// and ApplicationFeeMinor the marketplace's commission; PlatformOnly
+	// flags a charge kept whole by the platform (no connected account).
+	Destination         string `json:"destination,omitempty"`
+	ApplicationFeeMinor int64  `json:"application_fee_minor,omitempty"`
+	PlatformOnly        bool   `json:"platform_only,omitempty"`
+}
+
+// PaymentActionData is the data of order.payment_action_required: what
+// the storefront needs to let the buyer finish the payment.
+type PaymentActionData struct {
+	OrderID      uuid.UUID `json:"order_id"`
+	UserID       uuid.UUID `json:"user_id"`
+	PaymentID    uuid.UUID `json:"payment_id"`
+	ChargeID     string    `json:"charge_id"`
+	Status       string    `json:"status"`
+	ClientSecret string    `json:"client_secret,omitempty"`
+	NextAction   string    `json:"next_action,omitempty"`
+	RedirectURL  string    `json:"redirect_url,omitempty"`
+}
+
+// DisputeData is the data of payment.disputed.
+type DisputeData struct {
+	OrderID     uuid.UUID `json:"order_id"`
+	PaymentID   uuid.UUID `json:"payment_id"`
+	ChargeID    string    `json:"charge_id"`
+	DisputeID   string    `json:"dispute_id"`
+	Reason      string    `json:"reason,omitempty"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
 }
 
 // RestockData is the data of inventory.restocked.

@@ -91,6 +91,7 @@ func (w *Workers) Groups() []Group {
 		{GroupPayments, map[string][]reaction{
 			EventInventoryReserved: {r("", TypePaymentCharge, aboutOrder)},
 			eventOrderCancelled:    {r("", TypePaymentRefund, aboutOrder)},
+			eventReturnResolved:    {r("", TypePaymentRefundReturn, aboutReturn)},
 		}},
 		{GroupOrders, map[string][]reaction{
 			EventPaymentSucceeded: {r("", TypeOrderConfirm, aboutOrder)},

@@ -36,22 +36,47 @@ func (w *Workers) chargeOrder(ctx context.Context, t *asynq.Task) error {
 		log.Info("order no longer pending; not charged", "status", o.Status)
 		return nil
 	}
+	seller, err := store.GetSeller(ctx, w.db, o.SellerID)
+	if err != nil {
+		return fmt.Errorf("charge order %s: %w", o.ID, err)
+	}
 	key := "order:" + o.ID.String() + ":charge"
 	pay := store.Payment{
 		OrderID: o.ID, AmountMinor: o.TotalMinor, Currency: o.Currency,
 		Gateway: w.gateway.Name(), IdempotencyKey: key,
 	}
-	charge, err := w.gateway.Charge(ctx, ChargeRequest{
+	req := ChargeRequest{
 		IdempotencyKey: key, Token: o.PaymentMethod, AmountMinor: o.TotalMinor, Currency: o.Currency,
 		Description: "Bazaar order " + o.ID.String(),
-	})
-	var decline *DeclineError
+		Metadata: map[string]string{
+			"order_id": o.ID.String(), "seller_id": o.SellerID.String(), "user_id": o.UserID.String(),
+			"event_id": p.Meta.EventID,
+		},
+	}
+	if seller.StripeAccount != "" {
+		bps := w.cfg.MarketplaceFeeBPS
+		if seller.FeeBPS != nil {
+			bps = *seller.FeeBPS
+		}
+		req.Destination, req.ApplicationFeeMinor = seller.StripeAccount, o.TotalMinor*int64(bps)/10_000
+		pay.Destination, pay.ApplicationFeeMinor = req.Destination, req.ApplicationFeeMinor
+	} else {
+		req.Metadata["payout"] = "platform"
+		log.Warn("seller has no connected account; the charge stays with the platform", "seller_id", o.SellerID)
+	}
+	charge, err := w.gateway.Charge(ctx, req)
+	var (
+		decline *DeclineError
+		pending *PendingError
+	)
 	switch {
 	case err == nil:
 		pay.Status, pay.ChargeID = store.PaymentSucceeded, charge.ID
 	case errors.As(err, &decline):
 		pay.Status, pay.DeclineCode = store.PaymentFailed, decline.Code
-	case errors.Is(err, ErrIdempotencyMismatch):
+	case errors.As(err, &pending):
+		pay.Status, pay.ChargeID = store.PaymentPending, pending.ChargeID
+	case errors.Is(err, ErrIdempotencyMismatch), errors.Is(err, ErrGatewayRefused):
 		return permanent(fmt.Errorf("charge order %s: %w", o.ID, err))
 	default:
 		return fmt.Errorf("charge order %s: %w", o.ID, err)
@@ -64,6 +89,21 @@ func (w *Workers) chargeOrder(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return 0, err
 		}
+		if pay.Status == store.PaymentPending {
+			if pending.Status != "requires_action" {
+				// Processing: the provider's webhook settles it.
+				return 0, nil
+			}
+			// Not on the seller's stream: the client secret is the buyer's.
+			ev, err := newEvent(p.Meta, EventOrderPaymentActionRequired, o.ID.String(), nil, PaymentActionData{
+				OrderID: o.ID, UserID: o.UserID, PaymentID: stored.ID, ChargeID: pending.ChargeID, Status: pending.Status,
+				ClientSecret: pending.ClientSecret, NextAction: pending.NextAction, RedirectURL: pending.RedirectURL,
+			})
+			if err != nil {
+				return 0, err
+			}
+			return 1, store.InsertEvents(ctx, tx, ev)
+		}
 		typ := EventPaymentSucceeded
 		if pay.Status == store.PaymentFailed {
 			typ = EventPaymentFailed
@@ -71,6 +111,8 @@ func (w *Workers) chargeOrder(ctx context.Context, t *asynq.Task) error {
 		ev, err := newEvent(p.Meta, typ, o.ID.String(), &o.SellerID, OrderStepData{
 			OrderID: o.ID, UserID: o.UserID, AmountMinor: o.TotalMinor, Currency: o.Currency,
 			Reason: pay.DeclineCode, PaymentID: stored.ID, ChargeID: pay.ChargeID,
+			Destination: pay.Destination, ApplicationFeeMinor: pay.ApplicationFeeMinor,
+			PlatformOnly: pay.Status == store.PaymentSucceeded && pay.Destination == "",
 		})
 		if err != nil {
 			return 0, err
@@ -116,7 +158,11 @@ func (w *Workers) refundOrder(ctx context.Context, t *asynq.Task) error {
 			// Refund only what the saga cancelled; a live order keeps its money.
 			return 0, nil
 		}
-		r, err := w.gateway.Refund(ctx, RefundRequest{IdempotencyKey: "order:" + p.OrderID.String() + ":refund", ChargeID: pay.ChargeID})
+		r, err := w.gateway.Refund(ctx, RefundRequest{
+			IdempotencyKey: "order:" + p.OrderID.String() + ":refund", ChargeID: pay.ChargeID,
+			ReverseTransfer: pay.Destination != "",
+			Metadata:        map[string]string{"order_id": o.ID.String(), "reason": o.CancelReason},
+		})
 		if err != nil {
 			return 0, fmt.Errorf("refund %s: %w", pay.ChargeID, err)
 		}

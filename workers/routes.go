@@ -28,6 +28,7 @@ func (w *Workers) routes(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeInventoryRestock, w.restockReturn)
 	mux.HandleFunc(TypePaymentCharge, w.chargeOrder)
 	mux.HandleFunc(TypePaymentRefund, w.refundOrder)
+	mux.HandleFunc(TypePaymentRefundReturn, w.refundReturn)
 	mux.HandleFunc(TypeOrderConfirm, w.confirmOrder)
 	mux.HandleFunc(TypeOrderCancel, w.cancelOrder)
 	mux.HandleFunc(TypeOrderFollowUp, w.followUp)

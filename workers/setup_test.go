@@ -77,7 +77,7 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	mailer, err := NewSMTPMailer(SMTPConfig{Host: host, Port: p, TLS: TLSNone, From: "shop@bazaar.test", Timeout: 2 * time.Second})
 	require.NoError(t, err)
 
-	gw := NewSandboxGateway()
+	gw := NewSandboxGatewayDB(db)
 	waker := &relayWaker{}
 	cfg := Config{
 		DB: db, Redis: rdb, Logger: testLogger(t), Mailer: mailer, Gateway: gw, Observer: waker,

@@ -30,6 +30,7 @@ const (
 	TypeInventoryRestock    = "inventory:restock"
 	TypePaymentCharge       = "payment:charge"
 	TypePaymentRefund       = "payment:refund"
+	TypePaymentRefundReturn = "payment:refund_return"
 	TypeOrderConfirm        = "order:confirm"
 	TypeOrderCancel         = "order:cancel"
 	TypeOrderFollowUp       = "order:followup"
@@ -202,6 +203,7 @@ var DefaultPolicies = map[string]TaskPolicy{
 	TypeInventoryRestock:    {QueueDefault, 20, 10 * time.Second},
 	TypePaymentCharge:       {QueueCritical, 8, 30 * time.Second},
 	TypePaymentRefund:       {QueueCritical, 20, 30 * time.Second},
+	TypePaymentRefundReturn: {QueueCritical, 20, 30 * time.Second},
 	TypeOrderConfirm:        {QueueCritical, 10, 10 * time.Second},
 	TypeOrderCancel:         {QueueCritical, 10, 10 * time.Second},
 	TypeOrderFollowUp:       {QueueDeferred, 5, 10 * time.Second},

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream"
 )
 
@@ -55,8 +56,19 @@ func TestSegments(t *testing.T) {
 
 func TestSandboxGateway(t *testing.T) {
 	t.Parallel()
+	for name, gateway := range map[string]func(t *testing.T) *SandboxGateway{
+		"memory":     func(*testing.T) *SandboxGateway { return NewSandboxGateway() },
+		"postgresql": func(t *testing.T) *SandboxGateway { db, _ := storetest.NewDB(t); return NewSandboxGatewayDB(db) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testSandboxGateway(t, gateway(t))
+		})
+	}
+}
+
+func testSandboxGateway(t *testing.T, g *SandboxGateway) {
 	ctx := context.Background()
-	g := NewSandboxGateway()
 	req := func(key, tok string, amount int64) ChargeRequest {
 		return ChargeRequest{IdempotencyKey: key, Token: tok, AmountMinor: amount, Currency: "EUR"}
 	}

@@ -39,7 +39,12 @@ type Config struct {
 
 	// Mailer sends mail (required; NewSMTPMailer for a real server).
 	Mailer Mailer
-	// Gateway charges and refunds orders (default: a SandboxGateway).
+	// MarketplaceFeeBPS is the marketplace's commission on each charge, in
+	// basis points of the order total, unless the seller has its own; the
+	// rest is paid out to the seller's connected account.
+	MarketplaceFeeBPS int
+	// Gateway charges and refunds orders (default: a SandboxGateway keeping
+	// its state in DB).
 	Gateway PaymentGateway
 	// Breakers tunes the circuit breakers around Mailer and Gateway, one
 	// each for all the workers of this Workers.
@@ -137,7 +142,7 @@ func New(cfg Config) (*Workers, error) {
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	if cfg.Gateway == nil {
-		cfg.Gateway = NewSandboxGateway()
+		cfg.Gateway = NewSandboxGatewayDB(cfg.DB)
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 10)
 	if len(cfg.Queues) == 0 {
@@ -152,6 +157,9 @@ func New(cfg Config) (*Workers, error) {
 	cfg.ReminderLead = cmp.Or(cfg.ReminderLead, 24*time.Hour)
 	cfg.HighValueMinor = cmp.Or(cfg.HighValueMinor, 100_000)
 	cfg.PointsPerUnit = cmp.Or(cfg.PointsPerUnit, 1)
+	if cfg.MarketplaceFeeBPS < 0 || cfg.MarketplaceFeeBPS > 10_000 {
+		return nil, errors.New("workers: MarketplaceFeeBPS must be from 0 to 10000")
+	}
 	if cfg.Concurrency < 0 || cfg.ShutdownTimeout < 0 || cfg.FollowUpDelay < 0 || cfg.ReminderLead < 0 {
 		return nil, errors.New("workers: durations and Concurrency must not be negative")
 	}

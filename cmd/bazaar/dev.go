@@ -35,6 +35,10 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	if err != nil {
 		return err
 	}
+	pc, err := loadPaymentConfig(env.getenv, true)
+	if err != nil {
+		return err
+	}
 	sc, err := loadScheduleConfig(env.getenv)
 	if err != nil {
 		return err
@@ -85,7 +89,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	}
 	parts, err := newWorkerParts(workerDeps{
 		Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log, Mailer: mailer, Observer: relay,
-		Registry: obs.Registry, TracerProvider: tp, Invoicer: iv,
+		Registry: obs.Registry, TracerProvider: tp, Invoicer: iv, Payments: pc,
 	})
 	if err != nil {
 		return err
@@ -114,6 +118,9 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	}
 	if sink != nil {
 		apiCfg.DevMail = sink
+	}
+	if apiCfg.StripeWebhooks, err = stripeWebhooks(env.getenv, db, log, relay); err != nil {
+		return err
 	}
 	// api.New only builds the router; handlers use their request's context.
 	srv, err := api.New(apiCfg) //nolint:contextcheck // see above

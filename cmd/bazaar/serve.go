@@ -54,11 +54,15 @@ func init() {
 			if err != nil {
 				return err
 			}
+			hooks, err := stripeWebhooks(env.getenv, db, log, nil)
+			if err != nil {
+				return err
+			}
 			// api.New only builds the router; handlers use their request's context.
 			srv, err := api.New(api.Config{ //nolint:contextcheck // see above
 				DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
-				Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
+				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), StripeWebhooks: hooks,
 			})
 			if err != nil {
 				return err

@@ -41,7 +41,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			log.Info("worker config", "workers", wc, "invoicing", sc)
+			pc, err := loadPaymentConfig(env.getenv, false)
+			if err != nil {
+				return err
+			}
+			log.Info("worker config", "workers", wc, "invoicing", sc, "payments", pc)
 			obs, err := newObservability(ctx, env.getenv, "work", log)
 			if err != nil {
 				return err
@@ -61,7 +65,7 @@ func init() {
 			}
 			parts, err := newWorkerParts(workerDeps{
 				Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log,
-				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), Invoicer: iv,
+				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), Invoicer: iv, Payments: pc,
 			})
 			if err != nil {
 				return err
@@ -164,6 +168,8 @@ type workerDeps struct {
 	// handlers go on their mux and its consumer group (which hands runs
 	// started through the API to the workers) joins theirs.
 	Invoicer *workers.Invoicer
+	// Payments picks the gateway that charges orders.
+	Payments paymentConfig
 }
 
 // workerParts are the running pieces of the workers role.
@@ -190,10 +196,15 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 		}
 		mailer = m
 	}
+	gw, err := d.Payments.gateway(d.DB, d.Logger)
+	if err != nil {
+		return workerParts{}, err
+	}
 	w, err := workers.New(workers.Config{
 		DB: d.DB, Redis: d.Redis, Logger: d.Logger, Registry: d.Registry, TracerProvider: d.TracerProvider, Observer: d.Observer,
 		Mailer: mailer, Concurrency: d.Work.Concurrency, ShutdownTimeout: d.Config.ShutdownTimeout,
 		FollowUpDelay: d.Work.FollowUpDelay, ReminderLead: d.Work.ReminderLead,
+		Gateway: gw, MarketplaceFeeBPS: d.Payments.FeeBPS,
 	})
 	if err != nil {
 		return workerParts{}, err

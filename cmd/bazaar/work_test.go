@@ -134,6 +134,7 @@ func TestWorkRunsInvoicing(t *testing.T) {
 		"DATABASE_URL": dbURL, "REDIS_URL": redisURL.String(), "BAZAAR_HTTP_ADDR": "127.0.0.1:0",
 		"BAZAAR_SMTP_HOST": smtpHost, "BAZAAR_SMTP_PORT": smtpPort, "BAZAAR_SMTP_TLS": workers.TLSNone,
 		"BAZAAR_LOG_LEVEL": "warn", "BAZAAR_SHUTDOWN_TIMEOUT": "10s", "BAZAAR_ADMIN_TOKEN": testAdmin,
+		"BAZAAR_PAYMENT_GATEWAY": "sandbox",
 	}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)

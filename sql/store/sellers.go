@@ -11,14 +11,20 @@ import (
 
 // Seller is a merchant selling on the marketplace.
 type Seller struct {
-	ID        uuid.UUID `db:"id"`
-	Name      string    `db:"name"`
-	Email     string    `db:"email"`
+	ID    uuid.UUID `db:"id"`
+	Name  string    `db:"name"`
+	Email string    `db:"email"`
+	// StripeAccount is the seller's connected account ("acct_..."), where
+	// its charges pay out; empty when the seller has none yet.
+	StripeAccount string `db:"stripe_account"`
+	// FeeBPS overrides the marketplace's commission for this seller, in
+	// basis points (nil: the default).
+	FeeBPS    *int      `db:"fee_bps"`
 	CreatedAt time.Time `db:"created_at"`
 	UpdatedAt time.Time `db:"updated_at"`
 }
 
-const sellerColumns = `id, name, email, created_at, updated_at`
+const sellerColumns = `id, name, email, stripe_account, fee_bps, created_at, updated_at`
 
 const insertSellerQuery = `
 INSERT INTO sellers (id, name, email) VALUES ($1, $2, $3)
@@ -87,4 +93,30 @@ func NewSellerEvent(typ string, s Seller) (Event, error) {
 	return NewEvent(typ, s.ID.String(), &s.ID, 1, SellerEventData{
 		SellerID: s.ID, Name: s.Name, Email: s.Email, CreatedAt: s.CreatedAt,
 	})
+}
+
+// SellerPayout is a change to how a seller is paid: nil fields stay as
+// they are; ClearFee drops the seller's own commission.
+type SellerPayout struct {
+	StripeAccount *string
+	FeeBPS        *int
+	ClearFee      bool
+}
+
+const updateSellerPayoutQuery = `
+UPDATE sellers SET
+    stripe_account = coalesce($2, stripe_account),
+    fee_bps = CASE WHEN $4 THEN NULL ELSE coalesce($3, fee_bps) END,
+    updated_at = now()
+WHERE id = $1
+RETURNING ` + sellerColumns
+
+// UpdateSellerPayout changes a seller's connected account or commission
+// and returns the seller as stored; ErrNotFound when there is none.
+func UpdateSellerPayout(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID, p SellerPayout) (Seller, error) {
+	var s Seller
+	if err := sqlx.GetContext(ctx, q, &s, updateSellerPayoutQuery, id, p.StripeAccount, p.FeeBPS, p.ClearFee); err != nil {
+		return Seller{}, fmt.Errorf("update seller %s: %w", id, translate(err))
+	}
+	return s, nil
 }
