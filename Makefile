@@ -9,8 +9,9 @@ BIN := bin/bazaar
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI := bin/golangci-lint-$(GOLANGCI_VERSION)
 
-# Tests reach PostgreSQL and Redis at TEST_DATABASE_URL and TEST_REDIS_URL
-# (see sql/store/storetest and stream/redistest); "make test" brings those up.
+# Tests reach PostgreSQL at TEST_DATABASE_URL (see sql/store/storetest) and
+# start a redis-server of their own, or use TEST_REDIS_URL when it is set in
+# the environment (see stream/redistest); "make test" brings those up.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
