@@ -43,11 +43,11 @@ func AdminURL() string {
 // would under load in production. Worst case: go test runs -p binaries at
 // once and each runs -parallel tests at once (both GOMAXPROCS by default),
 // so p × parallel × (MaxConns+1), 2 × 2 × 5 = 20 on 2 cores (measured peaks
-// per binary there: api 4, stream 6, workers 8). On top come the pools
-// benchmarks open themselves (SSE load 8, stream 16, invoicing 20: -bench
-// only, one at a time) and the cmd/bazaar tests, which run the binary's
-// wiring with its own pool (at most 25, see openDB). On a machine with
-// more cores, pass -p and -parallel to stay within 40.
+// per binary there: api 4, stream 6, workers 8, cmd/bazaar 7, whose tests
+// run the binary's own wiring with its pool of at most 25, see openDB). On
+// top come the pools benchmarks open themselves (SSE load 8, stream 16,
+// invoicing 20: -bench only, one at a time). On a machine with more cores,
+// pass -p and -parallel to stay within 40.
 const MaxConns = 4
 
 var (
