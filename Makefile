@@ -18,8 +18,9 @@ GOVULNDB ?= https://vuln.go.dev
 STRIPE_MOCK_VERSION := v0.203.0
 export STRIPE_MOCK := $(CURDIR)/bin/stripe-mock-$(STRIPE_MOCK_VERSION)
 
-# Tests reach PostgreSQL and Redis at TEST_DATABASE_URL and TEST_REDIS_URL
-# (see sql/store/storetest and stream/redistest); "make test" brings those up.
+# Tests reach PostgreSQL at TEST_DATABASE_URL (see sql/store/storetest) and
+# start a redis-server of their own, or use TEST_REDIS_URL when it is set in
+# the environment (see stream/redistest); "make test" brings those up.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 

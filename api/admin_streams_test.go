@@ -3,10 +3,7 @@ package api
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
@@ -115,25 +112,8 @@ func TestOrdersWhileRedisDown(t *testing.T) {
 	prod := b.product(b.keyA, map[string]any{"stock": 1000})
 	user := b.user()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	require.NoError(t, ln.Close())
-	var srv *exec.Cmd
-	startRedis := func() {
-		srv = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-		require.NoError(t, srv.Start())
-	}
-	stopRedis := func() {
-		if srv != nil {
-			_ = srv.Process.Kill()
-			_ = srv.Wait()
-			srv = nil
-		}
-	}
-	startRedis()
-	t.Cleanup(stopRedis)
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	srv := redistest.StartServer(t, redistest.ServerOptions{})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	require.Eventually(t, func() bool { return rdb.Ping(ctx).Err() == nil }, 10*time.Second, 20*time.Millisecond)
 
@@ -149,7 +129,7 @@ func TestOrdersWhileRedisDown(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return backlog() == 0 }, 10*time.Second, 20*time.Millisecond)
 
-	stopRedis()
+	srv.Stop()
 	var orders []string
 	for range 5 {
 		id := b.do(http.MethodPost, "/v1/orders", b.front, map[string]any{
@@ -161,7 +141,7 @@ func TestOrdersWhileRedisDown(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	require.EqualValues(t, 10, backlog(), "the events wait while Redis is down")
 
-	startRedis()
+	require.NoError(t, srv.Start())
 	require.Eventually(t, func() bool { return backlog() == 0 }, 20*time.Second, 20*time.Millisecond)
 	msgs, err := rdb.XRange(ctx, names.Stream("order", 0), "-", "+").Result()
 	require.NoError(t, err)

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/stream/redistest"
 )
 
 // TestGroupsEndToEnd: events recorded in the outbox reach every subscribed
@@ -439,4 +444,142 @@ func TestRestartFinishesOwnPendingFirst(t *testing.T) {
 	startGroups(t, b, "pod-0", s2)
 	eventually(t, "own pending entries handled at once", func() bool { return rec.count() == 3 })
 	require.EqualValues(t, 2, rec.seen()[0].Deliveries)
+}
+
+// TestLostAcksSettleWithoutRestart: Redis goes away after a batch was
+// handled and before it was acknowledged, and comes back with its data (an
+// append-only file synced on every write). The ordered consumer keeps its
+// stream lease throughout, and still settles the batch without a restart:
+// nothing stays pending, no event is handled twice, and it goes on reading.
+func TestLostAcksSettleWithoutRestart(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	srv := redistest.StartServer(t, redistest.ServerOptions{Persist: true})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	b.rdb = rdb
+
+	ackFailed := &logSignal{msg: "acknowledge entries; will try again", ch: make(chan struct{})}
+	var rec recorder
+	var cut sync.Once
+	handler := func(ctx context.Context, m Message) error {
+		// Redis dies while the batch is being handled, once the relay has
+		// marked every event published (a reply it lost would make it
+		// publish again, a duplicate this test is not about).
+		cut.Do(func() {
+			for {
+				bl, err := store.OutboxBacklog(ctx, b.db)
+				if err == nil && bl.Count == 0 {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			srv.Stop()
+		})
+		return rec.handle(ctx, m)
+	}
+	// The lease outlives the test, so only settling, not a takeover of the
+	// stream, can clear the pending entries.
+	g, err := NewGroups(GroupsConfig{
+		Redis: rdb, Names: b.names, Logger: slog.New(ackFailed), Consumer: "c1",
+		Block: 50 * time.Millisecond, LeaseTTL: time.Minute,
+	})
+	require.NoError(t, err)
+	require.NoError(t, g.Add(Subscription{
+		Group: "ledger", Patterns: []string{"order.#"}, Handler: handler,
+		OrderedBySubject: true, Concurrency: 2, VisibilityTimeout: 2 * time.Second,
+	}))
+	require.NoError(t, g.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, g.Stop(context.Background())) })
+	startRelay(t, b, RelayConfig{PollInterval: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+
+	recordMany(t, b.db, "order.created", 10, 3)
+	select {
+	case <-ackFailed.ch:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the acknowledgement never failed")
+	}
+	require.NoError(t, srv.Start())
+
+	st := b.names.Stream("order", 0)
+	pending := func() int64 {
+		p, err := rdb.XPending(ctx, st, "ledger").Result()
+		if err != nil {
+			return -1
+		}
+		return p.Count
+	}
+	eventually(t, "the handled batch is acknowledged", func() bool { return pending() == 0 && rec.count() >= 10 })
+
+	recordMany(t, b.db, "order.confirmed", 5, 3)
+	eventually(t, "the consumer goes on reading", func() bool { return rec.count() >= 15 && pending() == 0 })
+	for id, c := range countByID(rec.seen()) {
+		require.Equal(t, 1, c, "event %s handled %d times", id, c)
+	}
+	require.Len(t, rec.seen(), 15)
+}
+
+// logSignal is a log handler that closes ch when msg is logged.
+type logSignal struct {
+	msg  string
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (h *logSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logSignal) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logSignal) WithGroup(string) slog.Handler            { return h }
+
+func (h *logSignal) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.ch) })
+	}
+	return nil
+}
+
+// TestOwnPendingOfHeldStreamRedelivered: an entry pending under the very
+// consumer that holds its stream, with nobody working on it (its
+// acknowledgement lost where the consumer could not tell, as when Redis
+// restarts from a file that missed it), is handled again after the
+// visibility timeout, without a restart or a change of lease.
+func TestOwnPendingOfHeldStreamRedelivered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var rec recorder
+	g, err := NewGroups(GroupsConfig{
+		Redis: b.rdb, Names: b.names, Logger: b.log, Consumer: "c1",
+		Block: 50 * time.Millisecond, LeaseTTL: time.Minute,
+	})
+	require.NoError(t, err)
+	require.NoError(t, g.Add(Subscription{
+		Group: "ledger", Patterns: []string{"order.#"}, Handler: rec.handle,
+		OrderedBySubject: true, VisibilityTimeout: 500 * time.Millisecond,
+	}))
+	require.NoError(t, g.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, g.Stop(context.Background())) })
+	st := b.names.Stream("order", 0)
+	eventually(t, "c1 holds the stream", func() bool {
+		v, err := b.rdb.Get(ctx, b.names.prefix()+"lease:ledger:"+st).Result()
+		return err == nil && v == "c1"
+	})
+
+	// Add an entry and deliver it to c1 in one transaction, so the running
+	// reader never sees it as new: it is c1's, pending, and unhandled.
+	e, err := store.NewEvent("order.created", "ord-1", nil, 1, map[string]int{"n": 1})
+	require.NoError(t, err)
+	values, err := EnvelopeOf(e).Values()
+	require.NoError(t, err)
+	pipe := b.rdb.TxPipeline()
+	pipe.XAdd(ctx, &redis.XAddArgs{Stream: st, Values: values})
+	pipe.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "ledger", Consumer: "c1", Streams: []string{st, ">"}, Count: 1})
+	_, err = pipe.Exec(ctx)
+	require.NoError(t, err)
+
+	eventually(t, "the entry is handled and acknowledged", func() bool {
+		p, err := b.rdb.XPending(ctx, st, "ledger").Result()
+		return err == nil && p.Count == 0 && rec.count() == 1
+	})
+	require.Equal(t, e.ID.String(), rec.seen()[0].ID)
 }

@@ -262,7 +262,15 @@ func (r *runner) settle(ctx context.Context, stream string, items []*item) {
 	if len(acks) == 0 {
 		return
 	}
-	pipe = r.rdb().Pipeline()
+	if err := r.ack(ctx, stream, acks, forget); err != nil {
+		r.log.Error("acknowledge entries; will try again", "stream", stream, "count", len(acks), "err", err)
+		r.owe(stream, acks, forget)
+	}
+}
+
+// ack acknowledges entries done with, and forgets their recorded errors.
+func (r *runner) ack(ctx context.Context, stream string, acks, forget []string) error {
+	pipe := r.rdb().Pipeline()
 	pipe.XAck(ctx, stream, r.sub.Group, acks...)
 	if stream == r.retry {
 		// Redriven entries are read by this group alone; once done they
@@ -270,9 +278,49 @@ func (r *runner) settle(ctx context.Context, stream string, items []*item) {
 		pipe.XDel(ctx, stream, acks...)
 	}
 	if len(forget) > 0 {
-		pipe.HDel(ctx, errKey, forget...)
+		pipe.HDel(ctx, errorsKey(r.g.cfg.Names, r.sub.Group), forget...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		r.log.Error("acknowledge entries; they will be delivered again", "stream", stream, "count", len(acks), "err", err)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// maxOwed bounds the acknowledgements kept for another try. Entries past
+// it stay pending and come back through the reclaim after the visibility
+// timeout; the handler sees them again and, being idempotent, only acks.
+const maxOwed = 10_000
+
+// owedAcks are acknowledgements of one stream that did not reach Redis.
+type owedAcks struct{ acks, forget []string }
+
+// owe keeps acknowledgements that failed (Redis unreachable) to be sent
+// again as soon as Redis answers, so handled entries do not stay pending
+// while this consumer keeps its streams: nothing else would look at them
+// before a restart.
+func (r *runner) owe(stream string, acks, forget []string) {
+	if r.owed == nil {
+		r.owed = make(map[string]*owedAcks)
 	}
+	o := r.owed[stream]
+	if o == nil {
+		o = &owedAcks{}
+		r.owed[stream] = o
+	}
+	if len(o.acks)+len(acks) > maxOwed {
+		return
+	}
+	o.acks = append(o.acks, acks...)
+	o.forget = append(o.forget, forget...)
+}
+
+// payOwed sends the acknowledgements owe kept. It reports whether none are
+// left; the ones that fail again stay for the next try.
+func (r *runner) payOwed(ctx context.Context) bool {
+	for stream, o := range r.owed {
+		if err := r.ack(ctx, stream, o.acks, o.forget); err != nil {
+			return false
+		}
+		r.log.Info("acknowledged entries after a failure", "stream", stream, "count", len(o.acks))
+		delete(r.owed, stream)
+	}
+	return true
 }

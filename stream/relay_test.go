@@ -3,9 +3,6 @@ package stream
 import (
 	"context"
 	"errors"
-	"net"
-	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/stream/redistest"
 )
 
 func TestRelayPublishesAndMarks(t *testing.T) {
@@ -175,54 +173,13 @@ func TestRelayCrashBetweenAddAndMark(t *testing.T) {
 	}
 }
 
-// privateRedis runs a redis-server of the test's own on a free port, so the
-// test can stop and restart it.
-type privateRedis struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func startPrivateRedis(t *testing.T) *privateRedis {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	p := &privateRedis{t: t, port: port}
-	p.start()
-	t.Cleanup(p.stop)
-	return p
-}
-
-func (p *privateRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
-
-func (p *privateRedis) start() {
-	p.t.Helper()
-	p.cmd = exec.Command("redis-server", "--port", strconv.Itoa(p.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no")
-	require.NoError(p.t, p.cmd.Start())
-	c := redis.NewClient(&redis.Options{Addr: p.addr()})
-	defer c.Close()
-	require.Eventually(p.t, func() bool { return c.Ping(context.Background()).Err() == nil }, 10*time.Second, 20*time.Millisecond)
-}
-
-func (p *privateRedis) stop() {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
-	p.cmd = nil
-}
-
 // TestRelayRedisDown: while Redis is down events are recorded and wait;
 // when it returns every event is published once, each subject in order.
 func TestRelayRedisDown(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	srv := startPrivateRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	srv := redistest.StartServer(t, redistest.ServerOptions{})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	b.rdb = rdb
 	startRelay(t, b, RelayConfig{PollInterval: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
@@ -231,14 +188,14 @@ func TestRelayRedisDown(t *testing.T) {
 	recordMany(t, b.db, "order.created", 50, subjects)
 	eventually(t, "first events published", func() bool { return unpublished(t, b.db) == 0 })
 
-	srv.stop()
+	srv.Stop()
 	for range 20 {
 		recordMany(t, b.db, "order.updated", 5, subjects) // writes go on while Redis is down
 	}
 	time.Sleep(300 * time.Millisecond)
 	require.EqualValues(t, 100, unpublished(t, b.db), "the backlog waits while Redis is down")
 
-	srv.start() // an empty Redis: the stream starts over
+	require.NoError(t, srv.Start()) // an empty Redis: the stream starts over
 	eventually(t, "backlog drained", func() bool { return unpublished(t, b.db) == 0 })
 	msgs, err := rdb.XRange(context.Background(), b.names.Stream("order", 0), "-", "+").Result()
 	require.NoError(t, err)

@@ -23,6 +23,9 @@ type runner struct {
 	// owned holds the streams an ordered subscription has claimed, with the
 	// time each claim was last renewed.
 	owned map[string]time.Time
+	// owed holds acknowledgements that failed, by stream (see owe). Only
+	// the run loop's goroutine touches it.
+	owed map[string]*owedAcks
 }
 
 func (r *runner) consumer() string           { return r.g.cfg.Consumer }
@@ -63,6 +66,11 @@ func createGroup(ctx context.Context, rdb redis.UniversalClient, stream, group, 
 // handlers get, so a batch in flight can finish after Stop.
 func (r *runner) run(loopCtx, handlerCtx context.Context) {
 	defer r.releaseAll(context.WithoutCancel(loopCtx))
+	defer func() {
+		if len(r.owed) > 0 && !r.payOwed(context.WithoutCancel(loopCtx)) {
+			r.log.Warn("stopping with acknowledgements unsent; the entries will be delivered again")
+		}
+	}()
 	if r.sub.StartFrom.mode == startAt {
 		if !r.replay(loopCtx, handlerCtx) {
 			return
@@ -79,13 +87,30 @@ func (r *runner) run(loopCtx, handlerCtx context.Context) {
 	var nextClaim, nextCleanup, nextLease time.Time
 	failures := 0
 	for loopCtx.Err() == nil {
+		// Acknowledgements lost to a Redis outage go first: until they
+		// land, the entries hold back trimming and look unhandled.
+		if len(r.owed) > 0 && !r.payOwed(loopCtx) && loopCtx.Err() == nil {
+			failures++
+			if !waitFor(loopCtx, retryDelay(failures, 5*time.Second)) {
+				return
+			}
+			continue
+		}
 		now := time.Now()
 		if r.sub.OrderedBySubject && !now.Before(nextLease) {
 			r.balance(loopCtx, handlerCtx)
 			nextLease = now.Add(r.g.cfg.LeaseTTL / 3)
 		}
 		if !now.Before(nextClaim) {
-			for _, s := range r.claimable() {
+			// What this consumer reads, it also takes back once idle past
+			// the visibility timeout: for an ordered subscription that
+			// covers the streams it holds, where entries can sit pending
+			// under this very consumer with nobody working on them when
+			// their acknowledgement was lost (Redis restarted from a file
+			// that missed it, or more failed than owe keeps). They were
+			// handled in order once, so handling them again (idempotent
+			// handlers only acknowledge) reorders no subject.
+			for _, s := range r.readStreams() {
 				r.reclaim(loopCtx, handlerCtx, s, r.sub.VisibilityTimeout)
 			}
 			nextClaim = now.Add(max(r.sub.VisibilityTimeout/4, 10*time.Millisecond))

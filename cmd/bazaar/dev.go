@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaarhq/bazaar/api"
 	"github.com/bazaarhq/bazaar/api/web"
@@ -70,10 +73,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	}
 	names := cfg.names()
 
-	relay, err := stream.NewRelay(stream.RelayConfig{
-		DB: db, Redis: rdb, Names: names, Logger: log,
-		Registry: obs.Registry, TracerProvider: tp,
-	})
+	relay, err := stream.NewRelay(devRelayConfig(db, rdb, names, log, obs))
 	if err != nil {
 		return err
 	}
@@ -151,4 +151,10 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
 		"monitor", "/monitor", "mail", "/dev/mail")
 	return runComponents(ctx, log, cfg.ShutdownTimeout, parts2...)
+}
+
+// devRelayConfig is the relay "dev" runs: the relay role's defaults, so its
+// streams are trimmed as in production.
+func devRelayConfig(db *sqlx.DB, rdb redis.UniversalClient, names stream.Names, log *slog.Logger, obs *observability) stream.RelayConfig {
+	return defaultRelayOptions().config(db, rdb, names, log, obs)
 }

@@ -3,29 +3,62 @@ package main
 import (
 	"context"
 	"flag"
+	"log/slog"
 	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaarhq/bazaar/stream"
 )
 
+// relayOptions are the relay's tunables. Every role that runs the relay
+// builds it with newRelay from these ("relay" from its flags, "dev" from
+// the defaults), so every relay trims its streams with the same limits:
+// a relay without them lets Redis grow without bound.
+type relayOptions struct {
+	batch        int
+	poll         time.Duration
+	maxLen       int64
+	maxAge       time.Duration
+	trimInterval time.Duration
+}
+
+func defaultRelayOptions() relayOptions {
+	return relayOptions{
+		batch:        500,
+		poll:         100 * time.Millisecond,
+		maxLen:       1_000_000,
+		maxAge:       7 * 24 * time.Hour,
+		trimInterval: 30 * time.Second,
+	}
+}
+
+// register binds o to the relay's flags, with the defaults as values.
+func (o *relayOptions) register(fs *flag.FlagSet) {
+	d := defaultRelayOptions()
+	fs.IntVar(&o.batch, "batch", d.batch, "events claimed per transaction")
+	fs.DurationVar(&o.poll, "poll", d.poll, "how often to look for events written by other processes")
+	fs.Int64Var(&o.maxLen, "maxlen", d.maxLen, "keep about this many entries per stream (0 = no length limit)")
+	fs.DurationVar(&o.maxAge, "maxage", d.maxAge, "drop stream entries older than this (0 = no age limit)")
+	fs.DurationVar(&o.trimInterval, "trim-interval", d.trimInterval, "how often streams are trimmed; never past what a consumer group still needs")
+}
+
+// config is the relay's configuration for these options.
+func (o relayOptions) config(db *sqlx.DB, rdb redis.UniversalClient, names stream.Names, log *slog.Logger, obs *observability) stream.RelayConfig {
+	return stream.RelayConfig{
+		DB: db, Redis: rdb, Names: names, Logger: log,
+		BatchSize: o.batch, PollInterval: o.poll, MaxLen: o.maxLen, MaxAge: o.maxAge, TrimInterval: o.trimInterval,
+		Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
+	}
+}
+
 func init() {
-	var (
-		batch        int
-		poll         time.Duration
-		maxLen       int64
-		maxAge       time.Duration
-		trimInterval time.Duration
-	)
+	var opts relayOptions
 	register(&command{
 		name:  "relay",
 		short: "publish committed outbox events to Redis Streams (safe to run several)",
-		flags: func(fs *flag.FlagSet) {
-			fs.IntVar(&batch, "batch", 500, "events claimed per transaction")
-			fs.DurationVar(&poll, "poll", 100*time.Millisecond, "how often to look for events written by other processes")
-			fs.Int64Var(&maxLen, "maxlen", 1_000_000, "keep about this many entries per stream (0 = no length limit)")
-			fs.DurationVar(&maxAge, "maxage", 7*24*time.Hour, "drop stream entries older than this (0 = no age limit)")
-			fs.DurationVar(&trimInterval, "trim-interval", 30*time.Second, "how often streams are trimmed; never past what a consumer group still needs")
-		},
+		flags: opts.register,
 		run: func(ctx context.Context, env *environment, _ []string) error {
 			cfg, log, err := setup(env, "relay")
 			if err != nil {
@@ -45,11 +78,7 @@ func init() {
 				return err
 			}
 			defer closeAll()
-			relay, err := stream.NewRelay(stream.RelayConfig{
-				DB: db, Redis: rdb, Names: cfg.names(), Logger: log,
-				BatchSize: batch, PollInterval: poll, MaxLen: maxLen, MaxAge: maxAge, TrimInterval: trimInterval,
-				Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
-			})
+			relay, err := stream.NewRelay(opts.config(db, rdb, cfg.names(), log, obs))
 			if err != nil {
 				return err
 			}

@@ -35,6 +35,21 @@ func AdminURL() string {
 	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 }
 
+// MaxConns caps the pool NewDB returns, so the suite passes with 40 free
+// PostgreSQL connections. A test holds at most MaxConns connections to its
+// database, plus one short-lived admin connection while it creates or drops
+// it; work that wants more (TestLastUnitsRaceSellsExactlyTheStock's 20
+// workers and 50 buyers wanted 57 at once) queues for a connection, as it
+// would under load in production. Worst case: go test runs -p binaries at
+// once and each runs -parallel tests at once (both GOMAXPROCS by default),
+// so p × parallel × (MaxConns+1), 2 × 2 × 5 = 20 on 2 cores (measured peaks
+// per binary there: api 4, stream 6, workers 8, cmd/bazaar 7, whose tests
+// run the binary's own wiring with its pool of at most 25, see openDB). On
+// top come the pools benchmarks open themselves (SSE load 8, stream 16,
+// invoicing 20: -bench only, one at a time). On a machine with more cores,
+// pass -p and -parallel to stay within 40.
+const MaxConns = 4
+
 var (
 	templateOnce sync.Once
 	templateName string
@@ -75,6 +90,7 @@ func NewDB(t testing.TB) (*sqlx.DB, string) {
 	if err != nil {
 		t.Fatalf("storetest: %v", err)
 	}
+	db.SetMaxOpenConns(MaxConns)
 	t.Cleanup(func() {
 		_ = db.Close()
 		admin, err := sql.Open("postgres", AdminURL())

@@ -1,0 +1,14 @@
+package redistest
+
+import "syscall"
+
+func parentDeathSignal() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// exited reaps the child pid if it has exited, without waiting.
+func exited(pid int) bool {
+	var ws syscall.WaitStatus
+	got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+	return err == nil && got == pid
+}
