@@ -16,7 +16,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 BENCHTIME ?= 1s
 
-.PHONY: help up down db/reset migrate build run test test/race test/deploy lint verify bench
+.PHONY: help up down db/reset migrate build run test test/race test/deploy lint verify bench lint/spec
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z/_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,7 @@ test: ## the CI suite: services up, vet, lint, deploy checks, go test -race
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) vet ./...
 	@$(MAKE) --no-print-directory lint verify test/deploy
+	@$(MAKE) --no-print-directory lint/spec
 	$(GO) test -race -count=1 ./...
 
 test/race: ## go test -race with services up (no vet or lint)
@@ -73,3 +74,18 @@ verify: ## fail when a Go file is not gofmt-formatted
 bench: ## run the benchmarks once each (BENCHTIME=1s by default)
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) -count=1 ./...
+
+# The spec linters are npm packages pinned in deploy/package.json and its
+# lock file; npm ci installs exactly those into deploy/node_modules, again only
+# when the lock file changes. Telemetry is off (Redocly by its variable, the
+# AsyncAPI CLI by deploy/asyncapi-analytics.json): CI reaches no other hosts.
+SPEC_TOOLS := deploy/node_modules/.installed
+
+lint/spec: $(SPEC_TOOLS) ## @redocly/cli lint over api/openapi.yaml, @asyncapi/cli validate over api/asyncapi.yaml
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true deploy/node_modules/.bin/redocly lint --config api/redocly.yaml api/openapi.yaml
+	SUPPRESS_NO_CONFIG_WARNING=1 ASYNCAPI_METRICS_CONFIG_PATH=deploy/asyncapi-analytics.json deploy/node_modules/.bin/asyncapi validate api/asyncapi.yaml --fail-severity=warn
+
+$(SPEC_TOOLS): deploy/package.json deploy/package-lock.json
+	@deploy/local/need.sh npm npm
+	cd deploy && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
