@@ -33,7 +33,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildTime=$(BUILD_TIME)
 
-.PHONY: help up down db/reset migrate build run tools test test/race test/deploy lint verify vuln bench
+.PHONY: help up down db/reset migrate build run tools test test/race test/deploy lint verify vuln bench lint/spec
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z/_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,7 @@ test: tools ## the CI suite: tools and services up, vet, lint, gofmt and go.mod 
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) vet ./...
 	@$(MAKE) --no-print-directory lint verify vuln test/deploy
+	@$(MAKE) --no-print-directory lint/spec
 	$(GO) test -race -count=1 ./...
 
 test/race: tools ## go test -race with tools and services up (no vet or lint)
@@ -125,3 +126,18 @@ $(GOVULNCHECK):
 bench: ## run the benchmarks once each (BENCHTIME=1s by default)
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) -count=1 ./...
+
+# The spec linters are npm packages pinned in deploy/package.json and its
+# lock file; npm ci installs exactly those into deploy/node_modules, again only
+# when the lock file changes. Telemetry is off (Redocly by its variable, the
+# AsyncAPI CLI by deploy/asyncapi-analytics.json): CI reaches no other hosts.
+SPEC_TOOLS := deploy/node_modules/.installed
+
+lint/spec: $(SPEC_TOOLS) ## @redocly/cli lint over api/openapi.yaml, @asyncapi/cli validate over api/asyncapi.yaml
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true deploy/node_modules/.bin/redocly lint --config api/redocly.yaml api/openapi.yaml
+	SUPPRESS_NO_CONFIG_WARNING=1 ASYNCAPI_METRICS_CONFIG_PATH=deploy/asyncapi-analytics.json deploy/node_modules/.bin/asyncapi validate api/asyncapi.yaml --fail-severity=warn
+
+$(SPEC_TOOLS): deploy/package.json deploy/package-lock.json
+	@deploy/local/need.sh npm npm
+	cd deploy && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@

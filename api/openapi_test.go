@@ -37,3 +37,11 @@ func TestOpenAPIServed(t *testing.T) {
 	r := b.do(http.MethodGet, "/openapi.yaml", "", nil).status(http.StatusOK)
 	require.Equal(t, OpenAPISpec, r.body)
 }
+
+func TestAsyncAPIServed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.do(http.MethodGet, "/asyncapi.yaml", "", nil).status(http.StatusOK)
+	require.Equal(t, AsyncAPISpec, r.body)
+	require.Equal(t, "application/yaml", r.header.Get("Content-Type"))
+}

@@ -12,6 +12,7 @@ func (s *Server) routes() {
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
 	r.GET("/openapi.yaml", s.openAPI)
+	r.GET("/asyncapi.yaml", s.asyncAPI)
 	s.mountMonitor(r) // asynqmon at /monitor, admin only (monitor.go)
 	s.mountDevMail(r) // development mail sink at /dev/mail (devmail.go)
 
