@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bazaarhq/bazaar/sql/store"
@@ -55,6 +56,21 @@ type Config struct {
 	// continues the caller's traceparent and is what the request's events
 	// record; nil turns tracing off.
 	TracerProvider trace.TracerProvider
+	// Redis, when set, holds what every API process shares: the rate
+	// limits and live stream caps of Limits (ratelimit.go) and the channel
+	// that ends a revoked credential's streams (revoke.go). Without it no
+	// limit applies.
+	Redis redis.UniversalClient
+	// RedisPrefix prefixes those keys and the channel (default "bazaar:").
+	RedisPrefix string
+	// Limits are the rate limits and stream caps; zero fields get
+	// DefaultLimits.
+	Limits Limits
+	// TrustedProxies are the addresses or CIDR ranges of the reverse
+	// proxies whose X-Forwarded-For and X-Forwarded-Proto are believed;
+	// none by default, so clients cannot pick the address they are limited
+	// by.
+	TrustedProxies []string
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -63,6 +79,7 @@ type Server struct {
 	log    *slog.Logger
 	engine *gin.Engine
 	tel    *telemetry
+	limitState
 	// beforeCommit, when set (by tests), runs last in every write
 	// transaction; an error rolls the transaction back.
 	beforeCommit func(context.Context, *sqlx.Tx) error
@@ -84,11 +101,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, log: cfg.Logger, engine: gin.New(), tel: tel}
+	if err := s.setupLimits(); err != nil {
+		return nil, err
+	}
 	// Unknown paths and methods get problem+json, not redirects.
 	s.engine.RedirectTrailingSlash = false
 	s.engine.RedirectFixedPath = false
 	s.engine.HandleMethodNotAllowed = true
-	s.engine.Use(s.requestIDs, s.observe, s.accessLog, s.recoverPanics, s.limitBody)
+	s.engine.Use(s.securityHeaders, s.requestIDs, s.observe, s.accessLog, s.recoverPanics, s.limitBody, s.limitAnonymous)
 	s.engine.NoRoute(s.noRoute)
 	s.engine.NoMethod(s.noMethod)
 	s.routes()

@@ -106,6 +106,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
 		Observer: relay, Streams: admin, Monitor: mon, InvoiceLocation: sc.Location,
 		Hub: hub, SSE: ac.SSE, Registry: obs.Registry, TracerProvider: tp,
+		Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
 	}
 	if sink != nil {
 		apiCfg.DevMail = sink

@@ -54,6 +54,7 @@ func init() {
 				DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
+				Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
 			})
 			if err != nil {
 				return err
@@ -65,7 +66,9 @@ func init() {
 
 // apiConfig is the live event routes' part of the configuration.
 type apiConfig struct {
-	SSE api.SSEConfig
+	SSE            api.SSEConfig
+	Limits         api.Limits
+	TrustedProxies []string
 }
 
 func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
@@ -78,6 +81,7 @@ func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
 			ac.SSE.CORSOrigins = append(ac.SSE.CORSOrigins, o)
 		}
 	}
+	ac.Limits, ac.TrustedProxies = loadLimits(r)
 	if r.err != nil {
 		return apiConfig{}, r.err
 	}
