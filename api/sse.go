@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
@@ -167,6 +168,11 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 		s.fail(c, withDetail(errUnavailable, "Live events are not enabled on this server."))
 		return
 	}
+	slot, ok := s.acquireStream(c, uuid.NewString())
+	if !ok {
+		return
+	}
+	defer slot.release(c.Request.Context())
 	opts.Cursor = c.GetHeader("Last-Event-ID")
 	cursorName := "Last-Event-ID"
 	if opts.Cursor == "" {
@@ -221,6 +227,7 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 	cancelNow()
 	var pushes []ssePush
 	for {
+		slot.refresh(ctx)
 		hctx, cancel := context.WithTimeout(ctx, conf.Heartbeat)
 		ev, err := sub.Next(hctx)
 		cancel()
