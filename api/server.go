@@ -80,6 +80,7 @@ type Server struct {
 	engine *gin.Engine
 	tel    *telemetry
 	limitState
+	revocations revocations
 	// beforeCommit, when set (by tests), runs last in every write
 	// transaction; an error rolls the transaction back.
 	beforeCommit func(context.Context, *sqlx.Tx) error

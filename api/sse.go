@@ -178,7 +178,9 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 	if opts.Cursor == "" {
 		opts.Cursor, cursorName = c.Query("last_event_id"), "last_event_id"
 	}
-	ctx := c.Request.Context()
+	// Revoking the stream's key cancels ctx (revoke.go).
+	ctx, untrack := s.revocations.track(c.Request.Context(), principalOf(c).KeyID)
+	defer untrack()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	sub, err := s.cfg.Hub.Subscribe(sctx, opts)
 	cancel()

@@ -43,8 +43,8 @@ func twoProcessSetup(t *testing.T, limits Limits) twoProcesses {
 	return twoProcesses{a: a, b: b}
 }
 
-// apiProcess is one API process: its own Redis client, hub and HTTP
-// server.
+// apiProcess is one API process: its own Redis client, hub, revocation
+// listener and HTTP server.
 func apiProcess(t *testing.T, db *sqlx.DB, names stream.Names, prefix string, limits Limits) *sseBundle {
 	t.Helper()
 	opt, err := redis.ParseURL(redistest.URL())
@@ -59,6 +59,8 @@ func apiProcess(t *testing.T, db *sqlx.DB, names stream.Names, prefix string, li
 		Redis: rdb, RedisPrefix: prefix, Limits: limits,
 	})
 	require.NoError(t, err)
+	require.NoError(t, srv.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, srv.Stop(context.Background())) })
 	b := &sseBundle{testBundle: &testBundle{t: t, srv: srv, db: db, admin: testAdminToken, observed: &observer{}}, rdb: rdb, names: names, hub: hub}
 	b.http = httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
@@ -104,4 +106,40 @@ func TestStreamCapsHoldAcrossProcesses(t *testing.T) {
 	require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 	require.Equal(t, 1.0, testutil.ToFloat64(p.b.srv.tel.sseRefused.WithLabelValues("credential")))
 	p.b.mustStream("/v1/sellers/"+p.a.sellerA.String()+"/events", p.a.keyA).close()
+}
+
+// TestRevokingAKeyEndsItsStreamsOnEveryProcess: a printer's stream on
+// process B ends when its token is revoked through process A, and the
+// reconnect gets 401.
+func TestRevokingAKeyEndsItsStreamsOnEveryProcess(t *testing.T) {
+	t.Parallel()
+	p := twoProcessSetup(t, Limits{})
+	path := "/v1/sellers/" + p.a.sellerA.String() + "/events?topics=order.created"
+	onB := p.b.mustStream(path, p.a.printerA.secret)
+	require.Equal(t, "ready", onB.next(t).event)
+	onA := p.a.mustStream(path, p.a.printerA.secret)
+	require.Equal(t, "ready", onA.next(t).event)
+	seller := p.b.mustStream(path, p.a.keyA)
+	require.Equal(t, "ready", seller.next(t).event)
+
+	start := time.Now()
+	p.a.do(http.MethodDelete, "/v1/sellers/"+p.a.sellerA.String()+"/keys/"+p.a.printerA.id, p.a.keyA, nil).status(http.StatusNoContent)
+	for _, c := range []*sseConn{onB, onA} {
+		select {
+		case <-c.done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the revoked token's stream is still open")
+		}
+	}
+	t.Logf("streams ended %v after the revocation was sent", time.Since(start))
+	require.Equal(t, 1.0, testutil.ToFloat64(p.b.srv.tel.sseRevoked))
+
+	_, res := p.b.open(path, p.a.printerA.secret) //nolint:bodyclose // open replaced and closed it
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode)
+	// The seller's own stream goes on.
+	select {
+	case <-seller.done:
+		t.Fatal("another key's stream ended")
+	default:
+	}
 }

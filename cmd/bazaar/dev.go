@@ -131,7 +131,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	if sink != nil {
 		parts2 = append(parts2, sink)
 	}
-	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub,
+	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub, srv,
 		newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
 		"monitor", "/monitor", "mail", "/dev/mail")

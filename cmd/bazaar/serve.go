@@ -59,7 +59,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, hub, newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
+			return runComponents(ctx, log, cfg.ShutdownTimeout, obs, hub, srv, newHTTPServer(cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 		},
 	})
 }
