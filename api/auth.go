@@ -76,31 +76,47 @@ const principalKey = "bazaar.principal"
 // Principal stored in the gin context (read it with principalOf), or
 // answers 401. Use it on any route that needs a caller.
 func (s *Server) authenticate(c *gin.Context) {
-	token, ok := bearer(c.GetHeader("Authorization"))
+	header := c.GetHeader("Authorization")
+	token, ok := bearer(header)
+	if !ok && header == "" {
+		s.fail(c, withDetail(errUnauthorized, "Send Authorization: Bearer <token>."))
+		return
+	}
+	// A client that failed too often is refused before its credential is
+	// looked at, so guessing gets no answer at all.
+	failKey := "authfail:" + c.ClientIP()
+	if !s.failuresLeft(c, failKey, policyAuthFailures, s.limits.AuthFailures) {
+		return
+	}
 	if !ok {
+		s.failed(c, failKey, s.limits.AuthFailures)
 		s.fail(c, withDetail(errUnauthorized, "Send Authorization: Bearer <token>."))
 		return
 	}
 	// Compare digests so the comparison takes the same time whatever the
 	// token's length.
 	given, admin := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(s.cfg.AdminToken))
+	var p Principal
 	if subtle.ConstantTimeCompare(given[:], admin[:]) == 1 {
-		c.Set(principalKey, Principal{Role: RoleAdmin})
-		c.Next()
-		return
+		p = Principal{Role: RoleAdmin}
+	} else {
+		key, err := store.ActiveAPIKeyByHash(c.Request.Context(), s.cfg.DB, given[:])
+		if errors.Is(err, store.ErrNotFound) {
+			s.failed(c, failKey, s.limits.AuthFailures)
+			s.fail(c, withDetail(errUnauthorized, "The token is unknown or revoked."))
+			return
+		}
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		p = Principal{Role: Role(key.Role), KeyID: key.ID}
+		if key.SellerID != nil {
+			p.SellerID = *key.SellerID
+		}
 	}
-	key, err := store.ActiveAPIKeyByHash(c.Request.Context(), s.cfg.DB, given[:])
-	if errors.Is(err, store.ErrNotFound) {
-		s.fail(c, withDetail(errUnauthorized, "The token is unknown or revoked."))
+	if s.limiter != nil && !s.allow(c, "cred:"+p.ID(), string(p.Role), s.limits.forRole(p.Role)) {
 		return
-	}
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	p := Principal{Role: Role(key.Role), KeyID: key.ID}
-	if key.SellerID != nil {
-		p.SellerID = *key.SellerID
 	}
 	c.Set(principalKey, p)
 	c.Next()

@@ -53,6 +53,7 @@ var (
 	errIdempotencyInFlight  = errors.New("idempotency key in flight")
 	errPanic                = errors.New("handler panicked")
 	errUnavailable          = errors.New("service unavailable")
+	errRateLimited          = errors.New("rate limited")
 )
 
 // problemKind is the public face of one error kind.
@@ -81,6 +82,7 @@ var kinds = []struct {
 	{errIdempotencyInFlight, problemKind{"idempotency-in-flight", "A request with this idempotency key is in progress", http.StatusConflict}},
 	{errUnavailable, problemKind{"unavailable", "Temporarily unavailable", http.StatusServiceUnavailable}},
 	{workers.ErrBadSignature, problemKind{"bad-signature", "Webhook signature does not verify", http.StatusBadRequest}},
+	{errRateLimited, problemKind{"rate-limited", "Too many requests", http.StatusTooManyRequests}},
 	{store.ErrNotFound, problemKind{"not-found", "Not found", http.StatusNotFound}},
 	{store.ErrInsufficientStock, problemKind{"insufficient-stock", "Not enough stock", http.StatusConflict}},
 	{store.ErrInvalidTransition, problemKind{"invalid-transition", "Not allowed in the current state", http.StatusConflict}},

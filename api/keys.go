@@ -118,4 +118,8 @@ func (s *Server) revokeKey(c *gin.Context, sellerID *uuid.UUID) {
 		}
 		return change{status: http.StatusNoContent}, nil
 	})
+	if !c.IsAborted() && c.Writer.Status() == http.StatusNoContent {
+		// Committed: end the key's live streams on every API process.
+		s.announceRevocation(c.Request.Context(), keyID)
+	}
 }

@@ -58,8 +58,10 @@ func (s *Server) mountMonitor(r *gin.Engine) {
 			s.monitorLogin(c)
 			return
 		}
-		if !s.monitorAuthorized(c.Request) {
-			s.monitorChallenge(c)
+		if !s.monitorAuthorized(c) {
+			if !c.IsAborted() {
+				s.monitorChallenge(c)
+			}
 			return
 		}
 		if c.Request.URL.Path == monitorRoot {
@@ -101,18 +103,38 @@ func monitorQueue(path string) (string, bool) {
 	return rest, rest != ""
 }
 
-// monitorAuthorized checks the admin credential of a monitor request.
-func (s *Server) monitorAuthorized(r *http.Request) bool {
-	if tok, ok := bearer(r.Header.Get("Authorization")); ok {
-		return s.isAdminToken(tok)
+// monitorAuthorized checks the admin credential of a monitor request. A
+// token (bearer or basic) counts as a login attempt: past the
+// MonitorLogin limit the request has been answered 429 (c is aborted).
+func (s *Server) monitorAuthorized(c *gin.Context) bool {
+	r := c.Request
+	tok, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		_, tok, ok = r.BasicAuth()
 	}
-	if _, pw, ok := r.BasicAuth(); ok {
-		return s.isAdminToken(pw)
+	if ok {
+		return s.monitorTokenAccepted(c, tok)
 	}
 	if ck, err := r.Cookie(monitorCookie); err == nil {
+		// Sessions are MACs nobody can guess; they need no limit.
 		return s.validMonitorSession(ck.Value, time.Now())
 	}
 	return false
+}
+
+// monitorTokenAccepted checks a token offered to the monitor under the
+// per-IP MonitorLogin limit: a client that failed too often is answered
+// 429 before its token is looked at, so a lockout also hides right guesses.
+func (s *Server) monitorTokenAccepted(c *gin.Context, tok string) bool {
+	key := "monitorlogin:" + c.ClientIP()
+	if !s.failuresLeft(c, key, policyMonitorLogin, s.limits.MonitorLogin) {
+		return false
+	}
+	if !s.isAdminToken(tok) {
+		s.failed(c, key, s.limits.MonitorLogin)
+		return false
+	}
+	return true
 }
 
 func (s *Server) isAdminToken(tok string) bool {
@@ -168,17 +190,21 @@ func (s *Server) monitorLogin(c *gin.Context) {
 		_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login"})
 	case http.MethodPost:
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 4096)
-		if !s.isAdminToken(c.PostForm("token")) {
+		if !s.monitorTokenAccepted(c, c.PostForm("token")) {
+			if c.IsAborted() {
+				return // locked out: answered 429
+			}
 			c.Status(http.StatusUnauthorized)
 			_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login", "Failed": true})
 			return
 		}
 		exp := time.Now().Add(monitorSessionTTL)
 		// Secure follows the request: development serves plain HTTP on
-		// localhost, where a Secure cookie would never come back.
+		// localhost, where a Secure cookie would never come back. Behind a
+		// TLS-terminating proxy, its X-Forwarded-Proto tells (when trusted).
 		http.SetCookie(c.Writer, &http.Cookie{ //nolint:gosec // Secure set whenever the request came over TLS
 			Name: monitorCookie, Value: s.monitorSession(exp), Path: monitorRoot, Expires: exp,
-			HttpOnly: true, Secure: c.Request.TLS != nil, SameSite: http.SameSiteStrictMode,
+			HttpOnly: true, Secure: s.requestIsHTTPS(c), SameSite: http.SameSiteStrictMode,
 		})
 		c.Redirect(http.StatusSeeOther, monitorRoot+"/")
 	default:

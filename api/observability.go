@@ -34,6 +34,14 @@ type telemetry struct {
 	sseClients prometheus.Gauge
 	sseSent    prometheus.Counter
 	sseSlow    prometheus.Counter
+	// rateLimited counts 429 answers by policy; limitFailOpen the checks
+	// Redis could not make (the request went through); sseRefused the
+	// streams refused by the caps; sseRevoked the streams ended because
+	// their credential was revoked.
+	rateLimited   *prometheus.CounterVec
+	limitFailOpen prometheus.Counter
+	sseRefused    *prometheus.CounterVec
+	sseRevoked    prometheus.Counter
 }
 
 func newTelemetry(reg prometheus.Registerer, tp trace.TracerProvider) (*telemetry, error) {
@@ -59,6 +67,22 @@ func newTelemetry(reg prometheus.Registerer, tp trace.TracerProvider) (*telemetr
 			Name: "bazaar_sse_slow_client_disconnects_total",
 			Help: "SSE clients disconnected for not keeping up (queue overflow or write timeout).",
 		}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bazaar_http_rate_limited_total",
+			Help: "Requests answered 429 by a rate limit or stream cap, by policy.",
+		}, []string{"policy"}),
+		limitFailOpen: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bazaar_rate_limit_fail_open_total",
+			Help: "Rate limit and stream cap checks Redis could not make; the request was let through.",
+		}),
+		sseRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bazaar_sse_streams_refused_total",
+			Help: "Live event streams refused because the credential or IP had all its streams open, by scope.",
+		}, []string{"scope"}),
+		sseRevoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bazaar_sse_streams_revoked_total",
+			Help: "Live event streams ended because their credential was revoked.",
+		}),
 	}
 	if tp != nil {
 		t.tracer = tp.Tracer(TracerName)
@@ -81,6 +105,26 @@ func newTelemetry(reg prometheus.Registerer, tp trace.TracerProvider) (*telemetr
 	}
 	if t.sseSlow, err = register(reg, t.sseSlow); err != nil {
 		return nil, err
+	}
+	if t.rateLimited, err = register(reg, t.rateLimited); err != nil {
+		return nil, err
+	}
+	if t.limitFailOpen, err = register(reg, t.limitFailOpen); err != nil {
+		return nil, err
+	}
+	if t.sseRefused, err = register(reg, t.sseRefused); err != nil {
+		return nil, err
+	}
+	if t.sseRevoked, err = register(reg, t.sseRevoked); err != nil {
+		return nil, err
+	}
+	// Every label value is exported from the start, at zero, so rates and
+	// alerts see a series before the first refusal.
+	for _, p := range []string{"admin", "storefront", "seller", "printer", policyAnonymous, policyAuthFailures, policyMonitorLogin, "streams-per-credential", "streams-per-ip"} {
+		t.rateLimited.WithLabelValues(p)
+	}
+	for _, scope := range []string{"credential", "ip"} {
+		t.sseRefused.WithLabelValues(scope)
 	}
 	return t, nil
 }

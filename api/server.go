@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bazaarhq/bazaar/api/printers"
@@ -62,6 +63,21 @@ type Config struct {
 	// StripeWebhooks applies Stripe's webhook deliveries (POST
 	// /v1/webhooks/stripe); the route answers 404 without it.
 	StripeWebhooks WebhookHandler
+	// Redis, when set, holds what every API process shares: the rate
+	// limits and live stream caps of Limits (ratelimit.go) and the channel
+	// that ends a revoked credential's streams (revoke.go). Without it no
+	// limit applies.
+	Redis redis.UniversalClient
+	// RedisPrefix prefixes those keys and the channel (default "bazaar:").
+	RedisPrefix string
+	// Limits are the rate limits and stream caps; zero fields get
+	// DefaultLimits.
+	Limits Limits
+	// TrustedProxies are the addresses or CIDR ranges of the reverse
+	// proxies whose X-Forwarded-For and X-Forwarded-Proto are believed;
+	// none by default, so clients cannot pick the address they are limited
+	// by.
+	TrustedProxies []string
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -70,6 +86,8 @@ type Server struct {
 	log    *slog.Logger
 	engine *gin.Engine
 	tel    *telemetry
+	limitState
+	revocations revocations
 	// beforeCommit, when set (by tests), runs last in every write
 	// transaction; an error rolls the transaction back.
 	beforeCommit func(context.Context, *sqlx.Tx) error
@@ -96,11 +114,14 @@ func New(cfg Config) (*Server, error) {
 	if s.printers, err = s.newPrinters(); err != nil {
 		return nil, err
 	}
+	if err = s.setupLimits(); err != nil {
+		return nil, err
+	}
 	// Unknown paths and methods get problem+json, not redirects.
 	s.engine.RedirectTrailingSlash = false
 	s.engine.RedirectFixedPath = false
 	s.engine.HandleMethodNotAllowed = true
-	s.engine.Use(s.requestIDs, s.observe, s.accessLog, s.recoverPanics, s.limitBody)
+	s.engine.Use(s.securityHeaders, s.requestIDs, s.observe, s.accessLog, s.recoverPanics, s.limitBody, s.limitAnonymous)
 	s.engine.NoRoute(s.noRoute)
 	s.engine.NoMethod(s.noMethod)
 	s.routes()

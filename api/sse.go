@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
@@ -183,12 +184,19 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 		s.fail(c, withDetail(errUnavailable, "Live events are not enabled on this server."))
 		return
 	}
+	slot, ok := s.acquireStream(c, uuid.NewString())
+	if !ok {
+		return
+	}
+	defer slot.release(c.Request.Context())
 	opts.Cursor = c.GetHeader("Last-Event-ID")
 	cursorName := "Last-Event-ID"
 	if opts.Cursor == "" {
 		opts.Cursor, cursorName = c.Query("last_event_id"), "last_event_id"
 	}
-	ctx := c.Request.Context()
+	// Revoking the stream's key cancels ctx (revoke.go).
+	ctx, untrack := s.revocations.track(c.Request.Context(), principalOf(c).KeyID)
+	defer untrack()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	sub, err := s.cfg.Hub.Subscribe(sctx, opts)
 	cancel()
@@ -237,6 +245,7 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 	cancelNow()
 	var pushes []ssePush
 	for {
+		slot.refresh(ctx)
 		hctx, cancel := context.WithTimeout(ctx, conf.Heartbeat)
 		ev, err := sub.Next(hctx)
 		cancel()

@@ -115,6 +115,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
 		Observer: relay, Streams: admin, Monitor: mon, InvoiceLocation: sc.Location,
 		Hub: hub, SSE: ac.SSE, Registry: obs.Registry, TracerProvider: tp,
+		Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
 	}
 	if sink != nil {
 		apiCfg.DevMail = sink
@@ -145,7 +146,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	if sink != nil {
 		parts2 = append(parts2, sink)
 	}
-	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub,
+	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub, srv,
 		// Only dev serves /metrics on the API port too, for the demo.
 		newHTTPServer("BAZAAR_HTTP_ADDR", cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), hc, log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),

@@ -63,6 +63,7 @@ func init() {
 				DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), StripeWebhooks: hooks,
+				Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
 			})
 			if err != nil {
 				return err
@@ -75,7 +76,7 @@ func init() {
 			} else {
 				log.Info("no /metrics: set BAZAAR_METRICS_ADDR to serve it on a port of its own")
 			}
-			parts = append(parts, hub, newHTTPServer("BAZAAR_HTTP_ADDR", cfg.HTTPAddr, srv.Handler(), hc, log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
+			parts = append(parts, hub, srv, newHTTPServer("BAZAAR_HTTP_ADDR", cfg.HTTPAddr, srv.Handler(), hc, log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 			return runComponents(ctx, log, cfg.ShutdownTimeout, parts...)
 		},
 	})
@@ -83,7 +84,9 @@ func init() {
 
 // apiConfig is the live event routes' part of the configuration.
 type apiConfig struct {
-	SSE api.SSEConfig
+	SSE            api.SSEConfig
+	Limits         api.Limits
+	TrustedProxies []string
 }
 
 func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
@@ -96,6 +99,7 @@ func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
 			ac.SSE.CORSOrigins = append(ac.SSE.CORSOrigins, o)
 		}
 	}
+	ac.Limits, ac.TrustedProxies = loadLimits(r)
 	if r.err != nil {
 		return apiConfig{}, r.err
 	}
