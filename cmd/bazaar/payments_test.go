@@ -66,7 +66,7 @@ func TestPaymentConfigLogMasksTheSecretKey(t *testing.T) {
 
 func TestWorkRefusesToStartWithoutAGatewayChoice(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"BAZAAR_SMTP_HOST": "mail.example", "BAZAAR_HTTP_ADDR": "127.0.0.1:0"}
+	env := map[string]string{"BAZAAR_SMTP_HOST": "mail.example", "BAZAAR_HTTP_ADDR": "127.0.0.1:0", "BAZAAR_ADMIN_TOKEN": testAdmin}
 	var stderr strings.Builder
 	err := run(context.Background(), []string{"bazaar", "work"}, envOf(env), io.Discard, &stderr)
 	require.ErrorContains(t, err, "BAZAAR_PAYMENT_GATEWAY: is required: sandbox or stripe")
