@@ -158,8 +158,9 @@ func TestRelayCrashBetweenAddAndMark(t *testing.T) {
 	require.EqualValues(t, 4, n, "each event is on the stream twice")
 
 	eventually(t, "duplicates handled", func() bool {
-		p, err := b.rdb.XPending(ctx, b.names.Stream("order", 0), "ledger").Result()
+		// Read count first: pending 0 afterwards means all four were handled.
 		info, ierr := b.rdb.XInfoGroups(ctx, b.names.Stream("order", 0)).Result()
+		p, err := b.rdb.XPending(ctx, b.names.Stream("order", 0), "ledger").Result()
 		return err == nil && ierr == nil && p.Count == 0 && info[0].EntriesRead == 4
 	})
 	var rows []struct {

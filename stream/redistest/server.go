@@ -73,7 +73,8 @@ func startServer(dir string) (*Server, error) {
 }
 
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("free port: %w", err)
 	}
@@ -96,7 +97,8 @@ func (s *Server) Start() error {
 	if s.cmd != nil {
 		return nil
 	}
-	cmd := exec.Command("redis-server", s.args...) //nolint:gosec // fixed program, arguments of our own
+	// Not CommandContext: the server outlives the call (Stop ends it).
+	cmd := exec.CommandContext(context.Background(), "redis-server", s.args...) //nolint:gosec // fixed program, arguments of our own
 	// The kernel kills the server when the test binary dies, even by
 	// SIGKILL or a timeout, so no server outlives its tests.
 	cmd.SysProcAttr = parentDeathSignal()
