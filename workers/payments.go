@@ -50,7 +50,7 @@ func (w *Workers) chargeOrder(ctx context.Context, t *asynq.Task) error {
 		Description: "Bazaar order " + o.ID.String(),
 		Metadata: map[string]string{
 			"order_id": o.ID.String(), "seller_id": o.SellerID.String(), "user_id": o.UserID.String(),
-			"event_id": p.Meta.EventID,
+			"event_id": p.EventID,
 		},
 	}
 	if seller.StripeAccount != "" {

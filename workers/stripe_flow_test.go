@@ -16,7 +16,7 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
-const testWebhookSecret = "whsec_bazaar_test"
+const testWebhookSecret = "whsec_bazaar_test" //nolint:gosec // a test endpoint secret, signing only this test's deliveries
 
 // stripeBundle is a test's workers charging through Stripe (stripe-mock
 // behind a recorder) and taking Stripe's webhooks.

@@ -16,7 +16,7 @@ func TestStripeChargeCreatesOneConfirmedPaymentIntentWithPayoutAndKey(t *testing
 	g := rec.gateway(t, 0)
 	ctx := context.Background()
 	req := ChargeRequest{
-		IdempotencyKey: "order:o1:charge", Token: "pm_card_visa", AmountMinor: 2500, Currency: "EUR",
+		IdempotencyKey: "order:o1:charge", Token: pmVisa, AmountMinor: 2500, Currency: "EUR",
 		Description: "Bazaar order o1", Destination: "acct_seller1", ApplicationFeeMinor: 250,
 		Metadata: map[string]string{"order_id": "o1", "seller_id": "s1", "event_id": "e1"},
 	}
@@ -125,7 +125,7 @@ func TestStripeErrorsAreDeclinesRetriesOrRefusals(t *testing.T) {
 				return true
 			})
 			g := rec.gateway(t, 1)
-			_, err := g.Charge(context.Background(), ChargeRequest{IdempotencyKey: "k1", Token: "pm_card_visa", AmountMinor: 100, Currency: "EUR"})
+			_, err := g.Charge(context.Background(), ChargeRequest{IdempotencyKey: "k1", Token: pmVisa, AmountMinor: 100, Currency: "EUR"})
 			require.Error(t, err)
 			var d *DeclineError
 			if tc.decline != "" {
@@ -165,7 +165,7 @@ func TestStripeLostAnswerIsAskedAgainUnderTheSameKey(t *testing.T) {
 		return true
 	})
 	// The library asks again at once, under the same key.
-	req := ChargeRequest{IdempotencyKey: "order:o8:charge", Token: "pm_card_visa", AmountMinor: 900, Currency: "EUR"}
+	req := ChargeRequest{IdempotencyKey: "order:o8:charge", Token: pmVisa, AmountMinor: 900, Currency: "EUR"}
 	_, err := rec.gateway(t, 1).Charge(context.Background(), req)
 	var pending *PendingError
 	require.ErrorAs(t, err, &pending)
@@ -189,7 +189,7 @@ func TestStripeLostAnswerIsAskedAgainUnderTheSameKey(t *testing.T) {
 		return true
 	})
 	g := rec.gateway(t, -1)
-	req = ChargeRequest{IdempotencyKey: "order:o9:charge", Token: "pm_card_visa", AmountMinor: 900, Currency: "EUR"}
+	req = ChargeRequest{IdempotencyKey: "order:o9:charge", Token: pmVisa, AmountMinor: 900, Currency: "EUR"}
 	_, err = g.Charge(context.Background(), req)
 	require.Error(t, err)
 	var d *DeclineError
@@ -203,3 +203,6 @@ func TestStripeLostAnswerIsAskedAgainUnderTheSameKey(t *testing.T) {
 	require.Equal(t, "order:o9:charge", calls[0].IdempotencyKey)
 	require.Equal(t, calls[0].IdempotencyKey, calls[1].IdempotencyKey)
 }
+
+// pmVisa is Stripe's public test payment method for a card that is charged.
+const pmVisa = "pm_card_visa"

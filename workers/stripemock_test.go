@@ -151,6 +151,7 @@ func newStripeRecorder(t testing.TB) *stripeRecorder {
 		n := len(rec.calls)
 		fault := rec.fault
 		rec.mu.Unlock()
+		//nolint:contextcheck // forwards the request with its own context
 		forward := func() *httptest.ResponseRecorder {
 			out := httptest.NewRecorder()
 			r2 := r.Clone(r.Context())
@@ -178,7 +179,7 @@ func newStripeRecorder(t testing.TB) *stripeRecorder {
 func (r *stripeRecorder) gateway(t testing.TB, retries int64) *StripeGateway {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	g, err := NewStripeGateway(StripeConfig{
+	g, err := NewStripeGateway(StripeConfig{ //nolint:gosec // stripe-mock takes any test key
 		SecretKey: "sk_test_bazaar", APIBase: r.srv.URL, MaxNetworkRetries: retries,
 		HTTPClient: &http.Client{Transport: tr, Timeout: 20 * time.Second},
 	})
