@@ -62,7 +62,7 @@ func (o *optionalInt) UnmarshalJSON(b []byte) error {
 
 type updateSellerRequest struct {
 	StripeAccount *string     `json:"stripe_account"`
-	FeeBPS        optionalInt `json:"fee_bps"`
+	FeeBPS        optionalInt `json:"fee_bps" nullable:"true"`
 }
 
 var stripeAccountID = regexp.MustCompile(`^acct_[A-Za-z0-9]{1,64}$`)

@@ -53,7 +53,7 @@ func TestAdminSetsASellersConnectedAccountAndCommission(t *testing.T) {
 func TestStripeWebhookVerifiesTheSignatureAndAppliesEachEventOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	const secret = "whsec_api_test"
+	const secret = "whsec_api_test" //nolint:gosec // a test signing secret, not a credential
 	payload := []byte(`{"id":"evt_api_1","object":"event","api_version":"` + stripe.APIVersion + `","type":"payment_intent.succeeded",` +
 		`"data":{"object":{"id":"pi_unknown","object":"payment_intent","metadata":{}}}}`)
 	sign := func(key string, at time.Time) string {

@@ -154,6 +154,13 @@ type printerTokenDTO struct {
 	DotWidth            int                   `json:"dot_width"`
 }
 
+// withoutSecret keeps the printer's settings in the idempotency record:
+// the embedded apiKeyDTO's method would drop them along with the secret.
+func (t printerTokenDTO) withoutSecret() any {
+	t.Key = ""
+	return t
+}
+
 // createPrinterToken: POST /v1/sellers/{id}/printer-tokens (admin, the
 // seller itself). The body may name the printer's protocol (sse,
 // cloudprnt, epson-sdp; default sse), the poll interval it is set to (5 s,
