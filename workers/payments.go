@@ -140,15 +140,9 @@ func (w *Workers) refundOrder(ctx context.Context, t *asynq.Task) error {
 	log := Logger(ctx, w.log).With("order_id", p.OrderID)
 	refunded := false
 	err = w.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
-		pay, err := store.LockPaymentByOrder(ctx, tx, p.OrderID)
-		if errors.Is(err, store.ErrNotFound) {
-			return 0, nil
-		}
-		if err != nil {
+		pay, ok, err := lockSucceededPayment(ctx, tx, p.OrderID)
+		if err != nil || !ok {
 			return 0, err
-		}
-		if pay.Status != store.PaymentSucceeded {
-			return 0, nil
 		}
 		o, err := store.GetOrder(ctx, tx, p.OrderID)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
 
@@ -28,16 +29,9 @@ func (w *Workers) refundReturn(ctx context.Context, t *asynq.Task) error {
 	}
 	refunded := false
 	err = w.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
-		pay, err := store.LockPaymentByOrder(ctx, tx, r.OrderID)
-		if errors.Is(err, store.ErrNotFound) {
-			return 0, nil
-		}
-		if err != nil {
+		pay, ok, err := lockSucceededPayment(ctx, tx, r.OrderID)
+		if err != nil || !ok {
 			return 0, err
-		}
-		if pay.Status != store.PaymentSucceeded {
-			// Never charged, or refunded whole already.
-			return 0, nil
 		}
 		if _, err := store.GetReturnRefund(ctx, tx, r.ID); err == nil {
 			return 0, nil
@@ -72,4 +66,18 @@ func (w *Workers) refundReturn(ctx context.Context, t *asynq.Task) error {
 	}
 	log.Info("return refund checked", "refunded", refunded, "amount_minor", r.RefundMinor)
 	return nil
+}
+
+// lockSucceededPayment locks the payment of an order for a refund. ok is
+// false when there is nothing to refund: the order was never charged, or
+// its charge was refunded whole already.
+func lockSucceededPayment(ctx context.Context, tx *sqlx.Tx, orderID uuid.UUID) (pay store.Payment, ok bool, err error) {
+	pay, err = store.LockPaymentByOrder(ctx, tx, orderID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Payment{}, false, nil
+	}
+	if err != nil {
+		return store.Payment{}, false, err
+	}
+	return pay, pay.Status == store.PaymentSucceeded, nil
 }
