@@ -35,6 +35,10 @@ type Limits struct {
 	// one credential; StreamsPerIP those without one, per client IP.
 	StreamsPerCredential int
 	StreamsPerIP         int
+	// CallTimeout bounds each Redis call of a check; past it the request
+	// goes through unchecked (fail open). Short, so an outage costs
+	// requests little.
+	CallTimeout time.Duration
 }
 
 // DefaultLimits are the limits of the zero Limits fields.
@@ -48,6 +52,7 @@ var DefaultLimits = Limits{
 	MonitorLogin:         ratelimit.Limit{Rate: 5, Period: time.Minute},
 	StreamsPerCredential: 100,
 	StreamsPerIP:         10,
+	CallTimeout:          250 * time.Millisecond,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -67,6 +72,7 @@ func (l Limits) withDefaults() Limits {
 	l.MonitorLogin = pick(l.MonitorLogin, d.MonitorLogin)
 	l.StreamsPerCredential = cmp.Or(l.StreamsPerCredential, d.StreamsPerCredential)
 	l.StreamsPerIP = cmp.Or(l.StreamsPerIP, d.StreamsPerIP)
+	l.CallTimeout = cmp.Or(l.CallTimeout, d.CallTimeout)
 	return l
 }
 
@@ -163,13 +169,9 @@ func (s *Server) failed(c *gin.Context, key string, lim ratelimit.Limit) {
 	})
 }
 
-// Redis calls of the limits are bounded, and after a failure skipped for a
-// while, so a Redis outage costs requests neither its timeouts nor its
-// dial retries.
-const (
-	limitCallTimeout = 250 * time.Millisecond
-	limitPause       = time.Second
-)
+// After a failed call the checks are skipped for a while, so a Redis
+// outage costs requests neither its timeouts nor its dial retries.
+const limitPause = time.Second
 
 // limitCall runs one limiter call; false means Redis did not answer (or is
 // being given a pause after failing), and the caller lets the request
@@ -179,7 +181,7 @@ func (s *Server) limitCall(c *gin.Context, call func(context.Context) error) boo
 		s.limitUnavailable(c, nil)
 		return false
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), limitCallTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.limits.CallTimeout)
 	defer cancel()
 	if err := call(ctx); err != nil {
 		if c.Request.Context().Err() == nil { // not the client leaving

@@ -25,6 +25,7 @@ type twoProcesses struct {
 
 func twoProcessSetup(t *testing.T, limits Limits) twoProcesses {
 	t.Helper()
+	limits.CallTimeout = 10 * time.Second // see limitedSetup
 	db, _ := storetest.NewDB(t)
 	shared := redistest.Client(t)
 	prefix := limitPrefix(t, shared)
