@@ -1757,6 +1757,28 @@ type ClientInterface interface {
 	// Corresponds with GET /dev/mail (the `DevMail` operationId).
 	DevMail(ctx context.Context, params *DevMailParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// DocsReference The API reference page.
+	//
+	// This document rendered by the embedded Redoc bundle (nothing loads
+	// from another host), with links to /docs/events and a table of every
+	// problem type (`https://bazaar.dev/problems/<slug>`, its title and
+	// status).
+	//
+	// Corresponds with GET /docs (the `DocsReference` operationId).
+	DocsReference(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DocsEvents The event catalogue page.
+	//
+	// The channels of /asyncapi.yaml and the messages on each, as HTML.
+	//
+	// Corresponds with GET /docs/events (the `DocsEvents` operationId).
+	DocsEvents(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DocsRedocBundle The Redoc 3.0.1 standalone bundle /docs loads (an ES module, MIT).
+	//
+	// Corresponds with GET /docs/redoc.standalone.js (the `DocsRedocBundle` operationId).
+	DocsRedocBundle(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Healthz Liveness.
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
@@ -2388,6 +2410,58 @@ func (c *Client) Asyncapi(ctx context.Context, reqEditors ...RequestEditorFn) (*
 // Corresponds with GET /dev/mail (the `DevMail` operationId).
 func (c *Client) DevMail(ctx context.Context, params *DevMailParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDevMailRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DocsReference The API reference page.
+//
+// This document rendered by the embedded Redoc bundle (nothing loads
+// from another host), with links to /docs/events and a table of every
+// problem type (`https://bazaar.dev/problems/<slug>`, its title and
+// status).
+//
+// Corresponds with GET /docs (the `DocsReference` operationId).
+func (c *Client) DocsReference(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDocsReferenceRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DocsEvents The event catalogue page.
+//
+// The channels of /asyncapi.yaml and the messages on each, as HTML.
+//
+// Corresponds with GET /docs/events (the `DocsEvents` operationId).
+func (c *Client) DocsEvents(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDocsEventsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DocsRedocBundle The Redoc 3.0.1 standalone bundle /docs loads (an ES module, MIT).
+//
+// Corresponds with GET /docs/redoc.standalone.js (the `DocsRedocBundle` operationId).
+func (c *Client) DocsRedocBundle(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDocsRedocBundleRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -3984,6 +4058,87 @@ func NewDevMailRequest(server string, params *DevMailParams) (*http.Request, err
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
 		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDocsReferenceRequest constructs an http.Request for the DocsReference method
+func NewDocsReferenceRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/docs")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDocsEventsRequest constructs an http.Request for the DocsEvents method
+func NewDocsEventsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/docs/events")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDocsRedocBundleRequest constructs an http.Request for the DocsRedocBundle method
+func NewDocsRedocBundleRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/docs/redoc.standalone.js")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -7450,6 +7605,34 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /dev/mail (the `DevMail` operationId).
 	DevMailWithResponse(ctx context.Context, params *DevMailParams, reqEditors ...RequestEditorFn) (*DevMailResponse, error)
 
+	// DocsReferenceWithResponse The API reference page.
+	//
+	// This document rendered by the embedded Redoc bundle (nothing loads
+	// from another host), with links to /docs/events and a table of every
+	// problem type (`https://bazaar.dev/problems/<slug>`, its title and
+	// status).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /docs (the `DocsReference` operationId).
+	DocsReferenceWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsReferenceResponse, error)
+
+	// DocsEventsWithResponse The event catalogue page.
+	//
+	// The channels of /asyncapi.yaml and the messages on each, as HTML.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /docs/events (the `DocsEvents` operationId).
+	DocsEventsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsEventsResponse, error)
+
+	// DocsRedocBundleWithResponse The Redoc 3.0.1 standalone bundle /docs loads (an ES module, MIT).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /docs/redoc.standalone.js (the `DocsRedocBundle` operationId).
+	DocsRedocBundleWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsRedocBundleResponse, error)
+
 	// HealthzWithResponse Liveness.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -8267,6 +8450,156 @@ func (r DevMailResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r DevMailResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DocsReferenceResponse429Headers the declared response headers of an HTTP 429 response for DocsReference
+type DocsReferenceResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+}
+
+type DocsReferenceResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DocsReferenceResponse429Headers
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DocsReferenceResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r DocsReferenceResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DocsReferenceResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DocsReferenceResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DocsReferenceResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DocsEventsResponse429Headers the declared response headers of an HTTP 429 response for DocsEvents
+type DocsEventsResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+}
+
+type DocsEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DocsEventsResponse429Headers
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DocsEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r DocsEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DocsEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DocsEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DocsEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DocsRedocBundleResponse429Headers the declared response headers of an HTTP 429 response for DocsRedocBundle
+type DocsRedocBundleResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+}
+
+type DocsRedocBundleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DocsRedocBundleResponse429Headers
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DocsRedocBundleResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r DocsRedocBundleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DocsRedocBundleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DocsRedocBundleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DocsRedocBundleResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -12320,6 +12653,52 @@ func (c *ClientWithResponses) DevMailWithResponse(ctx context.Context, params *D
 	return ParseDevMailResponse(rsp)
 }
 
+// DocsReferenceWithResponse The API reference page.
+//
+// This document rendered by the embedded Redoc bundle (nothing loads
+// from another host), with links to /docs/events and a table of every
+// problem type (`https://bazaar.dev/problems/<slug>`, its title and
+// status).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /docs (the `DocsReference` operationId).
+func (c *ClientWithResponses) DocsReferenceWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsReferenceResponse, error) {
+	rsp, err := c.DocsReference(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDocsReferenceResponse(rsp)
+}
+
+// DocsEventsWithResponse The event catalogue page.
+//
+// The channels of /asyncapi.yaml and the messages on each, as HTML.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /docs/events (the `DocsEvents` operationId).
+func (c *ClientWithResponses) DocsEventsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsEventsResponse, error) {
+	rsp, err := c.DocsEvents(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDocsEventsResponse(rsp)
+}
+
+// DocsRedocBundleWithResponse The Redoc 3.0.1 standalone bundle /docs loads (an ES module, MIT).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /docs/redoc.standalone.js (the `DocsRedocBundle` operationId).
+func (c *ClientWithResponses) DocsRedocBundleWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsRedocBundleResponse, error) {
+	rsp, err := c.DocsRedocBundle(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDocsRedocBundleResponse(rsp)
+}
+
 // HealthzWithResponse Liveness.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -13661,6 +14040,165 @@ func ParseDevMailResponse(rsp *http.Response) (*DevMailResponse, error) {
 	switch {
 	case rsp.StatusCode == 429:
 		var headers DevMailResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDocsReferenceResponse parses an HTTP response from a DocsReferenceWithResponse call
+func ParseDocsReferenceResponse(rsp *http.Response) (*DocsReferenceResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DocsReferenceResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DocsReferenceResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDocsEventsResponse parses an HTTP response from a DocsEventsWithResponse call
+func ParseDocsEventsResponse(rsp *http.Response) (*DocsEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DocsEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DocsEventsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDocsRedocBundleResponse parses an HTTP response from a DocsRedocBundleWithResponse call
+func ParseDocsRedocBundleResponse(rsp *http.Response) (*DocsRedocBundleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DocsRedocBundleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DocsRedocBundleResponse429Headers
 		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
