@@ -13,6 +13,9 @@ func (s *Server) routes() {
 	r.GET("/readyz", s.readyz)
 	r.GET("/openapi.yaml", s.openAPI)
 	r.GET("/asyncapi.yaml", s.asyncAPI)
+	r.GET("/docs", s.docsReference) // API reference pages (docs.go)
+	r.GET("/docs/events", s.docsEvents)
+	r.GET(redocPath, s.docsRedoc)
 	s.mountMonitor(r) // asynqmon at /monitor, admin only (monitor.go)
 	s.mountDevMail(r) // development mail sink at /dev/mail (devmail.go)
 

@@ -15,14 +15,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/bazaarhq/bazaar/api/client"
 	"github.com/bazaarhq/bazaar/internal/backoff"
 )
 
 // printer follows the seller's event stream and prints orders.
 type printer struct {
-	cfg   config
-	log   *slog.Logger
-	http  *http.Client
+	cfg  config
+	log  *slog.Logger
+	http *http.Client
+	// api calls the REST routes through the client generated from
+	// api/openapi.yaml; the event stream, which it does not model, goes
+	// through http.
+	api   *client.ClientWithResponses
 	state *state
 	out   output
 	// retry is the server's reconnection hint.
@@ -49,10 +56,22 @@ func newPrinter(cfg config, stdout, stderr io.Writer) (*printer, error) {
 		_ = st.close()
 		return nil, err
 	}
+	hc := &http.Client{Transport: http.DefaultTransport}
+	api, err := client.NewClientWithResponses(cfg.URL, client.WithHTTPClient(hc),
+		client.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
+			req.Header.Set("Authorization", "Bearer "+cfg.Token)
+			return nil
+		}))
+	if err != nil {
+		_ = out.close()
+		_ = st.close()
+		return nil, usageError{fmt.Sprintf("-url %q: %v", cfg.URL, err)}
+	}
 	return &printer{
 		cfg:   cfg,
 		log:   slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl})),
-		http:  &http.Client{Transport: http.DefaultTransport},
+		http:  hc,
+		api:   api,
 		state: st,
 		out:   out,
 	}, nil
@@ -282,30 +301,31 @@ func (p *printer) printWithRetry(ctx context.Context, receipt string) error {
 
 // ack tells the API the order is printed, retrying until it answers.
 func (p *printer) ack(ctx context.Context, orderID string) error {
-	body, _ := json.Marshal(map[string]string{"order_id": orderID})
+	oid, err := uuid.Parse(orderID)
+	if err != nil {
+		// No such order can exist: nothing to acknowledge.
+		p.log.Error("acknowledgement skipped: the order id is not a UUID", "order_id", orderID)
+		return nil
+	}
+	printerID, err := uuid.Parse(p.cfg.PrinterID)
+	if err != nil {
+		return fmt.Errorf("%w: printer id %q: %w", errFatal, p.cfg.PrinterID, err)
+	}
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.URL+"/v1/printers/"+p.cfg.PrinterID+"/acks", bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+p.cfg.Token)
-		res, err := p.http.Do(req)
+		res, err := p.api.AckPrintedOrderWithResponse(ctx, printerID, nil, client.PrinterAckCreate{OrderId: oid})
 		if err == nil {
-			msg, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-			res.Body.Close()
-			switch res.StatusCode {
+			switch res.StatusCode() {
 			case http.StatusOK, http.StatusCreated:
 				return nil
 			case http.StatusNotFound:
 				// The order is gone or the printer id is not ours:
 				// nothing to acknowledge; the receipt is printed.
-				p.log.Error("acknowledgement refused", "order_id", orderID, "status", res.StatusCode, "body", string(bytes.TrimSpace(msg)))
+				p.log.Error("acknowledgement refused", "order_id", orderID, "status", res.StatusCode(), "body", excerpt(res.Body))
 				return nil
 			case http.StatusUnauthorized, http.StatusForbidden:
-				return fmt.Errorf("%w: acknowledge %s: %s", errFatal, orderID, res.Status)
+				return fmt.Errorf("%w: acknowledge %s: %s", errFatal, orderID, res.Status())
 			}
-			err = fmt.Errorf("acknowledge %s: %s", orderID, res.Status)
+			err = fmt.Errorf("acknowledge %s: %s", orderID, res.Status())
 		}
 		wait := p.backoff(attempt)
 		p.log.Warn("acknowledgement failed; retrying", "err", err, "in", wait.String())
@@ -317,34 +337,35 @@ func (p *printer) ack(ctx context.Context, orderID string) error {
 	}
 }
 
+// excerpt is the start of a response body, for a log line.
+func excerpt(body []byte) string {
+	return string(bytes.TrimSpace(body[:min(len(body), 4096)]))
+}
+
 // reconcile prints every order the API lists as unprinted, oldest first:
 // after a reset the stream can no longer tell what was missed.
 func (p *printer) reconcile(ctx context.Context) error {
-	cursor := ""
+	sellerID, err := uuid.Parse(p.cfg.SellerID)
+	if err != nil {
+		return fmt.Errorf("%w: seller id %q: %w", errFatal, p.cfg.SellerID, err)
+	}
+	limit := client.Limit(200)
+	params := client.ListUnprintedOrdersParams{Limit: &limit}
 	for {
-		u := p.cfg.URL + "/v1/sellers/" + p.cfg.SellerID + "/unprinted-orders?limit=200"
-		if cursor != "" {
-			u += "&cursor=" + url.QueryEscape(cursor)
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+p.cfg.Token)
-		res, err := p.http.Do(req)
+		res, err := p.api.ListUnprintedOrdersWithResponse(ctx, sellerID, &params)
 		if err != nil {
 			return fmt.Errorf("list unprinted orders: %w", err)
 		}
+		if res.StatusCode() != http.StatusOK || res.JSON200 == nil {
+			return fmt.Errorf("list unprinted orders: %s", res.Status())
+		}
+		// The receipt reads the same JSON as the order events do, so the
+		// items are decoded into the printer's own order type; the page's
+		// shape (its cursor) is the document's.
 		var page struct {
-			Items      []order `json:"items"`
-			NextCursor *string `json:"next_cursor"`
+			Items []order `json:"items"`
 		}
-		err = json.NewDecoder(res.Body).Decode(&page)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("list unprinted orders: %s", res.Status)
-		}
-		if err != nil {
+		if err := json.Unmarshal(res.Body, &page); err != nil {
 			return fmt.Errorf("list unprinted orders: %w", err)
 		}
 		for _, o := range page.Items {
@@ -352,9 +373,10 @@ func (p *printer) reconcile(ctx context.Context) error {
 				return err
 			}
 		}
-		if page.NextCursor == nil {
+		if res.JSON200.NextCursor == nil {
 			return nil
 		}
-		cursor = *page.NextCursor
+		cursor := client.Cursor(*res.JSON200.NextCursor)
+		params.Cursor = &cursor
 	}
 }
