@@ -63,11 +63,11 @@ func matrixRoutes() []matrixRoute {
 		return r.status(http.StatusCreated).id().String()
 	}
 	webhook := func(suffix string, body any) func(*testBundle, Role) (string, any) {
-			return func(b *testBundle, _ Role) (string, any) {
-				id := b.do(http.MethodPost, "/v1/sellers/"+a(b)+"/webhooks", b.admin, map[string]any{"url": "http://127.0.0.1:9/hook", "topics": []string{"order.#"}}).status(http.StatusCreated).id()
-				return "/v1/sellers/" + a(b) + "/webhooks/" + id.String() + suffix, body
-			}
+		return func(b *testBundle, _ Role) (string, any) {
+			id := b.do(http.MethodPost, "/v1/sellers/"+a(b)+"/webhooks", b.admin, map[string]any{"url": "http://127.0.0.1:9/hook", "topics": []string{"order.#"}}).status(http.StatusCreated).id()
+			return "/v1/sellers/" + a(b) + "/webhooks/" + id.String() + suffix, body
 		}
+	}
 	return []matrixRoute{
 		{"POST", "/v1/sellers", []Role{RoleAdmin}, false, 201, fixed("/v1/sellers", map[string]any{"name": "N", "email": "n@example.com"})},
 		{"GET", "/v1/sellers", []Role{RoleAdmin, RoleStorefront}, false, 200, fixed("/v1/sellers", nil)},
