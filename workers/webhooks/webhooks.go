@@ -310,3 +310,18 @@ func excerpt(b []byte) string {
 	}
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
+
+// ClientEnqueuer enqueues with an asynq client, for processes that run no
+// workers (the API, to redeliver): a TaskID already taken counts as done.
+type ClientEnqueuer struct {
+	Client *asynq.Client
+}
+
+// Enqueue enqueues t under taskID.
+func (e ClientEnqueuer) Enqueue(ctx context.Context, t *asynq.Task, taskID string, opts ...asynq.Option) error {
+	_, err := e.Client.EnqueueContext(ctx, t, append(opts, asynq.TaskID(taskID))...)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue %s: %w", taskID, err)
+	}
+	return nil
+}
