@@ -61,10 +61,10 @@ func allowedAddr(a netip.Addr, allowPrivate bool) bool {
 func CheckURL(ctx context.Context, raw string, allowPrivate bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnsafeURL, err)
+		return fmt.Errorf("%w: %w", ErrUnsafeURL, err)
 	}
 	switch {
-	case u.Scheme != "https" && !(allowPrivate && u.Scheme == "http"):
+	case u.Scheme != "https" && (!allowPrivate || u.Scheme != "http"):
 		return fmt.Errorf("%w: the scheme must be https", ErrUnsafeURL)
 	case u.Hostname() == "":
 		return fmt.Errorf("%w: no host", ErrUnsafeURL)
@@ -73,7 +73,7 @@ func CheckURL(ctx context.Context, raw string, allowPrivate bool) error {
 	}
 	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
 	if err != nil {
-		return fmt.Errorf("%w: resolve %s: %v", ErrUnsafeURL, u.Hostname(), err)
+		return fmt.Errorf("%w: resolve %s: %w", ErrUnsafeURL, u.Hostname(), err)
 	}
 	for _, a := range addrs {
 		if !allowedAddr(a, allowPrivate) {
@@ -93,7 +93,7 @@ func newClient(timeout time.Duration, allowPrivate bool) *http.Client {
 		Control: func(_, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
 			if err != nil {
-				return fmt.Errorf("%w: %v", ErrUnsafeURL, err)
+				return fmt.Errorf("%w: %w", ErrUnsafeURL, err)
 			}
 			if !allowedAddr(ap.Addr(), allowPrivate) {
 				return fmt.Errorf("%w: %s is not a public address", ErrUnsafeURL, ap.Addr())

@@ -197,7 +197,7 @@ func (s *Service) Redeliver(ctx context.Context, endpointID, id uuid.UUID) (stor
 func (s *Service) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	var p deliverPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("webhooks: payload: %v: %w", err, asynq.SkipRetry)
+		return fmt.Errorf("webhooks: payload: %w: %w", err, asynq.SkipRetry)
 	}
 	d, err := store.GetWebhookDelivery(ctx, s.cfg.DB, p.EndpointID, p.DeliveryID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -275,7 +275,7 @@ func (s *Service) send(ctx context.Context, ep store.WebhookEndpoint, d store.We
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(d.Payload))
 	if err != nil {
-		return sendResult{err: fmt.Errorf("%w: %v", ErrUnsafeURL, err), attempt: store.WebhookAttempt{Error: err.Error()}}
+		return sendResult{err: fmt.Errorf("%w: %w", ErrUnsafeURL, err), attempt: store.WebhookAttempt{Error: err.Error()}}
 	}
 	req.Header.Set("Content-Type", "application/cloudevents+json")
 	req.Header.Set("User-Agent", "Bazaar-Webhooks/1")
