@@ -62,6 +62,12 @@ func matrixRoutes() []matrixRoute {
 		r := b.do(http.MethodPost, "/v1/orders/"+o.String()+"/returns", b.front, map[string]any{"order_item_id": item(b, o), "quantity": 1, "reason": "x"})
 		return r.status(http.StatusCreated).id().String()
 	}
+	webhook := func(suffix string, body any) func(*testBundle, Role) (string, any) {
+		return func(b *testBundle, _ Role) (string, any) {
+			id := b.do(http.MethodPost, "/v1/sellers/"+a(b)+"/webhooks", b.admin, map[string]any{"url": "http://127.0.0.1:9/hook", "topics": []string{"order.#"}}).status(http.StatusCreated).id()
+			return "/v1/sellers/" + a(b) + "/webhooks/" + id.String() + suffix, body
+		}
+	}
 	return []matrixRoute{
 		{"POST", "/v1/sellers", []Role{RoleAdmin}, false, 201, fixed("/v1/sellers", map[string]any{"name": "N", "email": "n@example.com"})},
 		{"GET", "/v1/sellers", []Role{RoleAdmin, RoleStorefront}, false, 200, fixed("/v1/sellers", nil)},
@@ -73,6 +79,14 @@ func matrixRoutes() []matrixRoute {
 			return "/v1/sellers/" + a(b) + "/keys/" + newKey(b, "/v1/sellers/"+a(b)+"/keys"), nil
 		}},
 		{"POST", "/v1/sellers/:id/printer-tokens", []Role{RoleAdmin, RoleSeller}, true, 201, fixed("/v1/sellers/{A}/printer-tokens", map[string]any{"name": "p"})},
+		{"POST", "/v1/sellers/:id/webhooks", []Role{RoleAdmin, RoleSeller}, true, 201, fixed("/v1/sellers/{A}/webhooks", map[string]any{"url": "http://127.0.0.1:9/hook", "topics": []string{"order.#"}})},
+		{"GET", "/v1/sellers/:id/webhooks", []Role{RoleAdmin, RoleSeller}, true, 200, fixed("/v1/sellers/{A}/webhooks", nil)},
+		{"GET", "/v1/sellers/:id/webhooks/:wid", []Role{RoleAdmin, RoleSeller}, true, 200, webhook("", nil)},
+		{"PATCH", "/v1/sellers/:id/webhooks/:wid", []Role{RoleAdmin, RoleSeller}, true, 200, webhook("", map[string]any{"disabled": true})},
+		{"DELETE", "/v1/sellers/:id/webhooks/:wid", []Role{RoleAdmin, RoleSeller}, true, 204, webhook("", nil)},
+		{"POST", "/v1/sellers/:id/webhooks/:wid/rotate-secret", []Role{RoleAdmin, RoleSeller}, true, 200, webhook("/rotate-secret", nil)},
+		{"GET", "/v1/sellers/:id/webhooks/:wid/deliveries", []Role{RoleAdmin, RoleSeller}, true, 200, webhook("/deliveries", nil)},
+		{"POST", "/v1/sellers/:id/webhooks/:wid/deliveries/:did/redeliver", []Role{RoleAdmin, RoleSeller}, false, anyStatus, webhook("/deliveries/"+uuid.NewString()+"/redeliver", nil)},
 		{"GET", "/v1/sellers/:id/products", all, true, 200, fixed("/v1/sellers/{A}/products", nil)},
 		{"POST", "/v1/storefront-keys", []Role{RoleAdmin}, false, 201, fixed("/v1/storefront-keys", nil)},
 		{"GET", "/v1/storefront-keys", []Role{RoleAdmin}, false, 200, fixed("/v1/storefront-keys", nil)},

@@ -94,7 +94,7 @@ func setup(t *testing.T) *testBundle {
 	t.Helper()
 	db, _ := storetest.NewDB(t)
 	obs := &observer{}
-	srv, err := New(Config{DB: db, AdminToken: testAdminToken, MaxBodyBytes: 64 << 10, Observer: obs})
+	srv, err := New(Config{DB: db, AdminToken: testAdminToken, MaxBodyBytes: 64 << 10, Observer: obs, Webhooks: WebhooksConfig{AllowPrivate: true}})
 	require.NoError(t, err)
 	b := &testBundle{t: t, srv: srv, db: db, admin: testAdminToken, observed: obs}
 	b.front = b.key(b.admin, "/v1/storefront-keys")

@@ -63,6 +63,8 @@ type Config struct {
 	// StripeWebhooks applies Stripe's webhook deliveries (POST
 	// /v1/webhooks/stripe); the route answers 404 without it.
 	StripeWebhooks WebhookHandler
+	// Webhooks configures the seller webhook routes (webhooks.go).
+	Webhooks WebhooksConfig
 	// Redis, when set, holds what every API process shares: the rate
 	// limits and live stream caps of Limits (ratelimit.go) and the channel
 	// that ends a revoked credential's streams (revoke.go). Without it no

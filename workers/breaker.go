@@ -49,6 +49,19 @@ func (e *DeferredError) Error() string {
 
 func (e *DeferredError) Unwrap() error { return e.Err }
 
+// RetryAfterError is a failed attempt whose task picks its own wait
+// before the next one (a webhook delivery's longer backoff). Unlike a
+// DeferredError the attempt counts as a failure.
+type RetryAfterError struct {
+	// After is the wait before the next attempt.
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
 // deferredOf returns the DeferredError in err's chain, if any.
 func deferredOf(err error) (*DeferredError, bool) {
 	var d *DeferredError
@@ -242,6 +255,10 @@ func mailAnswered(err error) bool { return errors.Is(err, asynq.SkipRetry) }
 func (p RetryPolicy) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if d, ok := deferredOf(err); ok && d.RetryAfter > 0 {
 		return d.RetryAfter
+	}
+	var ra *RetryAfterError
+	if errors.As(err, &ra) && ra.After > 0 {
+		return ra.After
 	}
 	return p.Delay(n)
 }

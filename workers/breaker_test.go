@@ -111,3 +111,10 @@ func TestBreakerDefersWhileOpen(t *testing.T) {
 	}
 	require.False(t, ok.Open(), "declines are answers")
 }
+
+func TestRetryAfterErrorPicksTheWait(t *testing.T) {
+	t.Parallel()
+	err := &RetryAfterError{After: 3 * time.Hour, Err: errors.New("receiver answered 500")}
+	require.Equal(t, 3*time.Hour, RetryPolicy{Base: time.Millisecond}.retryDelay(0, fmt.Errorf("deliver: %w", err), nil))
+	require.True(t, isFailure(err), "the attempt counts against the retries")
+}

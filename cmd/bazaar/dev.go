@@ -116,7 +116,9 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		Observer: relay, Streams: admin, Monitor: mon, InvoiceLocation: sc.Location,
 		Hub: hub, SSE: ac.SSE, Registry: obs.Registry, TracerProvider: tp,
 		Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
+		Webhooks: ac.Webhooks,
 	}
+	apiCfg.Webhooks.Redeliverer = parts.Webhooks
 	if sink != nil {
 		apiCfg.DevMail = sink
 	}

@@ -64,6 +64,7 @@ func init() {
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), StripeWebhooks: hooks,
 				Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
+				Webhooks: webhooksAPI(ac.Webhooks, db, rdb, log),
 			})
 			if err != nil {
 				return err
@@ -87,6 +88,8 @@ type apiConfig struct {
 	SSE            api.SSEConfig
 	Limits         api.Limits
 	TrustedProxies []string
+	// Webhooks has BAZAAR_WEBHOOK_ALLOW_PRIVATE, which registration checks too.
+	Webhooks api.WebhooksConfig
 }
 
 func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
@@ -100,6 +103,7 @@ func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
 		}
 	}
 	ac.Limits, ac.TrustedProxies = loadLimits(r)
+	ac.Webhooks.AllowPrivate = r.boolean("BAZAAR_WEBHOOK_ALLOW_PRIVATE", false)
 	if r.err != nil {
 		return apiConfig{}, r.err
 	}

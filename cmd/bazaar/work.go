@@ -17,6 +17,7 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/webhooks"
 )
 
 func init() {
@@ -95,6 +96,9 @@ type workConfig struct {
 	// DevMailAddr is where "bazaar dev" runs its mail sink when no SMTP host
 	// is configured.
 	DevMailAddr string
+	// WebhookAllowPrivate lets seller webhooks reach http:// and private
+	// and loopback addresses: for development and tests only.
+	WebhookAllowPrivate bool
 }
 
 // loadWorkConfig reads the workers' settings. Outside development an SMTP
@@ -116,6 +120,7 @@ func loadWorkConfig(getenv func(string) string, dev bool) (workConfig, error) {
 		ReminderLead:  r.duration("BAZAAR_REMINDER_LEAD", 24*time.Hour),
 		DevMailAddr:   r.addr("BAZAAR_DEV_SMTP_ADDR", "127.0.0.1:2525"),
 	}
+	wc.WebhookAllowPrivate = r.boolean("BAZAAR_WEBHOOK_ALLOW_PRIVATE", false)
 	switch wc.SMTP.TLS {
 	case workers.TLSStartTLS, workers.TLSOpportunistic, workers.TLSImplicit, workers.TLSNone:
 	default:
@@ -176,6 +181,8 @@ type workerDeps struct {
 type workerParts struct {
 	Workers *workers.Workers
 	Groups  *stream.Groups
+	// Webhooks delivers seller webhooks; "bazaar dev" redelivers with it.
+	Webhooks *webhooks.Service
 }
 
 // Components lists the parts in start order: the task server first, so
@@ -216,7 +223,14 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 	if err != nil {
 		return workerParts{}, err
 	}
-	subs := w.Subscriptions(workers.SubscriptionOptions{})
+	hooks, err := webhooks.New(webhooks.Config{
+		DB: d.DB, Enqueuer: w, Logger: d.Logger.With("component", "webhooks"), AllowPrivate: d.Work.WebhookAllowPrivate,
+	})
+	if err != nil {
+		return workerParts{}, err
+	}
+	hooks.Register(w.Mux())
+	subs := append(w.Subscriptions(workers.SubscriptionOptions{}), hooks.Subscription())
 	if d.Invoicer != nil {
 		d.Invoicer.Register(w.Mux())
 		subs = append(subs, d.Invoicer.Subscription())
@@ -230,7 +244,7 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 	if err := errors.Join(errs...); err != nil {
 		return workerParts{}, err
 	}
-	return workerParts{Workers: w, Groups: g}, nil
+	return workerParts{Workers: w, Groups: g, Webhooks: hooks}, nil
 }
 
 // devMailParts is the mail sink "bazaar dev" runs when no SMTP server is
