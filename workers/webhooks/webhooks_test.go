@@ -289,7 +289,9 @@ func TestDeliveryTimesOut(t *testing.T) {
 	require.ErrorAs(t, errs[0], &ra)
 	d := b.deliveries(t, ep)[0]
 	require.Equal(t, store.DeliveryPending, d.Status)
-	require.Contains(t, d.LastError, "deadline exceeded")
+	// The client's header timeout or the request's deadline, whichever
+	// fires first on a loaded machine: both say the receiver took too long.
+	require.Regexp(t, `timeout awaiting response headers|deadline exceeded`, d.LastError)
 }
 
 func TestGoneDisablesEndpoint(t *testing.T) {
