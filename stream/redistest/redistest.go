@@ -9,8 +9,8 @@
 // Prefix or DB); the kernel stops it when the binary exits, however it
 // exits. Tests then hold the only data on that server. With TEST_REDIS_URL
 // set, tests use that server and still touch only keys they created: DB
-// leases only an empty database and deletes the keys that appeared in it,
-// and never runs FLUSHDB there.
+// leases only an empty database and deletes the keys that appeared in it.
+// No server is ever flushed: a leased database is emptied key by key.
 package redistest
 
 import (
@@ -128,22 +128,29 @@ func DB(t testing.TB) *redis.Options {
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("redistest: no free Redis database after 2m")
 	}
-	// The binary's own server holds nothing but its tests' data, and the
-	// lease makes this database the test's alone: flushing it is safe.
+	// The lease makes this database the test's alone, and every lease
+	// deletes its keys when it ends, so the next test finds it empty.
 	c := redis.NewClient(opt)
-	if err := c.FlushDB(context.Background()).Err(); err != nil {
-		_ = c.Close()
-		ownDBs <- opt.DB
-		t.Fatalf("redistest: empty database %d: %v", opt.DB, err)
-	}
 	t.Cleanup(func() {
 		defer func() { ownDBs <- opt.DB }()
 		defer c.Close()
-		if err := c.FlushDB(context.Background()).Err(); err != nil {
+		if err := deleteKeys(context.Background(), c); err != nil {
 			t.Errorf("redistest: empty database %d: %v", opt.DB, err)
 		}
 	})
 	return opt
+}
+
+// deleteKeys deletes every key of c's database, one SCAN page at a time:
+// used only on a database leased to the test, whose keys are its own.
+func deleteKeys(ctx context.Context, c *redis.Client) error {
+	iter := c.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := c.Del(ctx, iter.Val()).Err(); err != nil {
+			return err
+		}
+	}
+	return iter.Err()
 }
 
 // externalDB leases a database of a server the test does not own: only one
@@ -180,10 +187,8 @@ func externalDB(t testing.TB, opt *redis.Options) *redis.Options {
 				continue
 			}
 			t.Cleanup(func() {
-				ctx := context.Background()
-				iter := dbc.Scan(ctx, 0, "*", 1000).Iterator()
-				for iter.Next(ctx) {
-					dbc.Del(ctx, iter.Val())
+				if err := deleteKeys(context.Background(), dbc); err != nil {
+					t.Errorf("redistest: empty database %d: %v", n, err)
 				}
 				release()
 			})
