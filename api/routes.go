@@ -57,6 +57,7 @@ func (s *Server) routes() {
 	v1.POST("/sellers/:id/webhooks/:wid/rotate-secret", s.requireRole(admin, seller), s.rotateWebhookSecret)
 	v1.GET("/sellers/:id/webhooks/:wid/deliveries", s.requireRole(admin, seller), s.listWebhookDeliveries)
 	v1.POST("/sellers/:id/webhooks/:wid/deliveries/:did/redeliver", s.requireRole(admin, seller), s.redeliverWebhook)
+	v1.POST("/sellers/:id/webhooks/:wid/redeliver", s.requireRole(admin, seller), s.redeliverWebhooksSince)
 	v1.POST("/storefront-keys", s.requireRole(admin), s.createStorefrontKey)
 	v1.GET("/storefront-keys", s.requireRole(admin), s.listStorefrontKeys)
 	v1.DELETE("/storefront-keys/:key_id", s.requireRole(admin), s.revokeStorefrontKey)

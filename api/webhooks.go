@@ -27,9 +27,13 @@ type WebhooksConfig struct {
 	Redeliverer WebhookRedeliverer
 }
 
-// WebhookRedeliverer queues a delivery again (*webhooks.Service is one).
+// WebhookRedeliverer queues deliveries again (*webhooks.Service is one):
+// one, every one since a time, or those of an endpoint that stopped being
+// ordered.
 type WebhookRedeliverer interface {
 	Redeliver(ctx context.Context, endpointID, id uuid.UUID) (store.WebhookDelivery, error)
+	RedeliverSince(ctx context.Context, endpointID uuid.UUID, since time.Time) (int, error)
+	Resume(ctx context.Context, endpointID uuid.UUID) error
 }
 
 type webhookRequest struct {
@@ -37,16 +41,20 @@ type webhookRequest struct {
 	Topics      []string `json:"topics"`
 	Description *string  `json:"description"`
 	Disabled    *bool    `json:"disabled"`
+	Ordered     *bool    `json:"ordered"`
 }
 
 type webhookDTO struct {
-	ID             uuid.UUID `json:"id"`
-	SellerID       uuid.UUID `json:"seller_id"`
-	URL            string    `json:"url"`
-	Topics         []string  `json:"topics"`
-	Description    string    `json:"description"`
-	Disabled       bool      `json:"disabled"`
-	DisabledReason string    `json:"disabled_reason"`
+	ID             uuid.UUID  `json:"id"`
+	SellerID       uuid.UUID  `json:"seller_id"`
+	URL            string     `json:"url"`
+	Topics         []string   `json:"topics"`
+	Description    string     `json:"description"`
+	Disabled       bool       `json:"disabled"`
+	DisabledReason string     `json:"disabled_reason"`
+	DisabledAt     *time.Time `json:"disabled_at"`
+	Ordered        bool       `json:"ordered"`
+	FailingSince   *time.Time `json:"failing_since"`
 	// Secret is set only in the answers that make one (creation and
 	// rotation).
 	Secret    string    `json:"secret,omitempty"`
@@ -65,6 +73,7 @@ func webhookOut(e store.WebhookEndpoint) webhookDTO {
 	return webhookDTO{
 		ID: e.ID, SellerID: e.SellerID, URL: e.URL, Topics: append([]string{}, e.Topics...),
 		Description: e.Description, Disabled: e.Disabled, DisabledReason: e.DisabledReason,
+		DisabledAt: e.DisabledAt, Ordered: e.Ordered, FailingSince: e.FailingSince,
 		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
 	}
 }
@@ -163,6 +172,7 @@ func (s *Server) createWebhook(c *gin.Context) {
 		}
 		ep, err := store.CreateWebhookEndpoint(ctx, tx, store.WebhookEndpoint{
 			ID: uuid.New(), SellerID: sellerID, URL: *req.URL, Topics: req.Topics, Description: desc, Secret: secret,
+			Ordered: req.Ordered != nil && *req.Ordered,
 		})
 		if err != nil {
 			return change{}, err
@@ -219,7 +229,9 @@ func (s *Server) getWebhook(c *gin.Context) {
 }
 
 // updateWebhook: PATCH /v1/sellers/{id}/webhooks/{wid}: url, topics,
-// description, disabled (re-enabling clears the reason).
+// description, ordered, disabled (re-enabling clears the reason and the
+// failure streak). An endpoint that stops being ordered has its waiting
+// deliveries queued at once.
 func (s *Server) updateWebhook(c *gin.Context) {
 	sellerID, wid, err := s.webhookPath(c)
 	if err != nil {
@@ -238,10 +250,15 @@ func (s *Server) updateWebhook(c *gin.Context) {
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
 		ep, err := store.UpdateWebhookEndpoint(ctx, tx, sellerID, wid, store.WebhookEndpointPatch{
 			URL: req.URL, Topics: req.Topics, Description: req.Description, Disabled: req.Disabled,
-			Reason: "disabled through the API",
+			Ordered: req.Ordered, Reason: "disabled through the API",
 		})
 		if err != nil {
 			return change{}, err
+		}
+		if req.Ordered != nil && !*req.Ordered && s.cfg.Webhooks.Redeliverer != nil {
+			if err := s.cfg.Webhooks.Redeliverer.Resume(ctx, ep.ID); err != nil {
+				return change{}, err
+			}
 		}
 		return change{status: http.StatusOK, body: webhookOut(ep)}, nil
 	})
@@ -339,5 +356,60 @@ func (s *Server) redeliverWebhook(c *gin.Context) {
 			return change{}, err
 		}
 		return change{status: http.StatusAccepted, body: webhookDeliveryOut(d)}, nil
+	})
+}
+
+// redeliverSinceRequest is the body of a redelivery of everything since a
+// time.
+type redeliverSinceRequest struct {
+	Since *string `json:"since"`
+}
+
+type redeliverSinceDTO struct {
+	Since time.Time `json:"since"`
+	Count int       `json:"count"`
+}
+
+// redeliverWebhooksSince: POST /v1/sellers/{id}/webhooks/{wid}/redeliver
+// {"since": RFC 3339}: every delivery of the endpoint recorded since then
+// goes back to pending and is queued again (202 with the count); an
+// ordered endpoint gets them in their original order.
+func (s *Server) redeliverWebhooksSince(c *gin.Context) {
+	sellerID, wid, err := s.webhookPath(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var req redeliverSinceRequest
+	if err := bind(c, &req, false); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if req.Since == nil {
+		s.fail(c, badParam("since", "is required: an RFC 3339 time such as 2026-12-01T00:00:00Z"))
+		return
+	}
+	since, err := time.Parse(time.RFC3339, *req.Since)
+	if err != nil {
+		s.fail(c, badParam("since", "must be an RFC 3339 time such as 2026-12-01T00:00:00Z"))
+		return
+	}
+	if since.After(time.Now()) {
+		s.fail(c, badParam("since", "is in the future"))
+		return
+	}
+	if s.cfg.Webhooks.Redeliverer == nil {
+		s.fail(c, withDetail(errUnavailable, "Redelivery needs the task queue, which this server has not got."))
+		return
+	}
+	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
+		if _, err := store.GetWebhookEndpoint(ctx, tx, sellerID, wid); err != nil {
+			return change{}, err
+		}
+		n, err := s.cfg.Webhooks.Redeliverer.RedeliverSince(ctx, wid, since)
+		if err != nil {
+			return change{}, err
+		}
+		return change{status: http.StatusAccepted, body: redeliverSinceDTO{Since: since.UTC(), Count: n}}, nil
 	})
 }

@@ -335,6 +335,50 @@ func (w *Workers) emailInvoice(ctx context.Context, t *asynq.Task) error {
 	})
 }
 
+// emailWebhookDisabled tells a seller that Bazaar disabled one of its
+// webhook endpoints, why, and how to turn it back on. One mail per
+// disabling: the key carries the time it was disabled. An endpoint enabled
+// again (or disabled again since) before the mail went out gets none for
+// this disabling.
+func (w *Workers) emailWebhookDisabled(ctx context.Context, t *asynq.Task) error {
+	p, err := decode[WebhookDisabledPayload](t)
+	if err != nil {
+		return err
+	}
+	ep, err := store.WebhookEndpointByID(ctx, w.db, p.EndpointID)
+	if err != nil {
+		return missingIsPermanent(err)
+	}
+	if !ep.Disabled || ep.DisabledAt == nil || !ep.DisabledAt.Equal(p.DisabledAt) {
+		Logger(ctx, w.log).Info("mail no longer applies; not sent", "mail_kind", "webhook_disabled", "endpoint_id", ep.ID)
+		return nil
+	}
+	s, err := store.GetSeller(ctx, w.db, ep.SellerID)
+	if err != nil {
+		return missingIsPermanent(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Hello %s,\n\nBazaar stopped sending events to your webhook endpoint\n\n  %s\n", greetingName(s.Name), ep.URL)
+	if ep.Description != "" {
+		fmt.Fprintf(&b, "  (%s)\n", ep.Description)
+	}
+	fmt.Fprintf(&b, "\non %s because %s.\n\n", p.DisabledAt.UTC().Format("Mon 2 Jan 2006 15:04 MST"), ep.DisabledReason)
+	// What failed during the streak is worth sending again, too.
+	since := p.DisabledAt
+	if ep.FailingSince != nil && ep.FailingSince.Before(since) {
+		since = *ep.FailingSince
+	}
+	fmt.Fprintf(&b, "Events from then on are not delivered to it. When the endpoint works again, enable it with\n"+
+		"PATCH /v1/sellers/%s/webhooks/%s {\"disabled\": false}\nand send what it missed with\n"+
+		"POST /v1/sellers/%s/webhooks/%s/redeliver {\"since\": \"%s\"}.\n",
+		s.ID, ep.ID, s.ID, ep.ID, since.UTC().Format(time.RFC3339))
+	return w.sendOnce(ctx, "webhook_disabled:"+ep.ID.String()+":"+p.DisabledAt.UTC().Format(time.RFC3339Nano), "webhook_disabled", Mail{
+		To:      []string{s.Email},
+		Subject: "Your webhook endpoint " + ep.URL + " was disabled",
+		Text:    b.String(),
+	})
+}
+
 func invoiceMailText(inv store.Invoice) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Hello %s,\n\nattached is invoice %s for your orders from %s to %s.\n\n",

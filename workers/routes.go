@@ -19,6 +19,7 @@ func (w *Workers) routes(mux *asynq.ServeMux) {
 	}))
 	mux.HandleFunc(TypeEmailReturnResolved, w.emailReturnResolved)
 	mux.HandleFunc(TypeEmailInvoice, w.emailInvoice)
+	mux.HandleFunc(TypeEmailWebhookDisabled, w.emailWebhookDisabled)
 	mux.HandleFunc(TypePointsOpen, w.openPointsAccount)
 	mux.HandleFunc(TypePointsGrant, w.grantPoints)
 	mux.HandleFunc(TypePointsRevoke, w.revokePoints)

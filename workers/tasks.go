@@ -21,19 +21,22 @@ const (
 	TypeEmailReturnResolved = "email:return_resolved"
 	TypeEmailOrderReminder  = "email:order_reminder"
 	TypeEmailInvoice        = "email:invoice"
-	TypePointsOpen          = "benefits:open_account"
-	TypePointsGrant         = "benefits:grant"
-	TypePointsRevoke        = "benefits:revoke"
-	TypeSegmentsEvaluate    = "segments:evaluate"
-	TypeInventoryReserve    = "inventory:reserve"
-	TypeInventoryRelease    = "inventory:release"
-	TypeInventoryRestock    = "inventory:restock"
-	TypePaymentCharge       = "payment:charge"
-	TypePaymentRefund       = "payment:refund"
-	TypePaymentRefundReturn = "payment:refund_return"
-	TypeOrderConfirm        = "order:confirm"
-	TypeOrderCancel         = "order:cancel"
-	TypeOrderFollowUp       = "order:followup"
+	// TypeEmailWebhookDisabled tells a seller that Bazaar disabled one of
+	// its webhook endpoints (workers/webhooks).
+	TypeEmailWebhookDisabled = "email:webhook_disabled"
+	TypePointsOpen           = "benefits:open_account"
+	TypePointsGrant          = "benefits:grant"
+	TypePointsRevoke         = "benefits:revoke"
+	TypeSegmentsEvaluate     = "segments:evaluate"
+	TypeInventoryReserve     = "inventory:reserve"
+	TypeInventoryRelease     = "inventory:release"
+	TypeInventoryRestock     = "inventory:restock"
+	TypePaymentCharge        = "payment:charge"
+	TypePaymentRefund        = "payment:refund"
+	TypePaymentRefundReturn  = "payment:refund_return"
+	TypeOrderConfirm         = "order:confirm"
+	TypeOrderCancel          = "order:cancel"
+	TypeOrderFollowUp        = "order:followup"
 )
 
 // Queue names, from most to least urgent.
@@ -98,6 +101,23 @@ type ReturnPayload struct {
 type InvoicePayload struct {
 	Meta
 	InvoiceID uuid.UUID `json:"invoice_id"`
+}
+
+// WebhookDisabledPayload is the payload of TypeEmailWebhookDisabled: the
+// endpoint and when it was disabled, which keys the mail (one per
+// disabling).
+type WebhookDisabledPayload struct {
+	Meta
+	EndpointID uuid.UUID `json:"endpoint_id"`
+	DisabledAt time.Time `json:"disabled_at"`
+}
+
+// NewWebhookDisabledTask builds the mail telling a seller that its
+// endpoint was disabled at disabledAt.
+func NewWebhookDisabledTask(endpointID uuid.UUID, disabledAt time.Time) (*asynq.Task, error) {
+	return newTask(TypeEmailWebhookDisabled, WebhookDisabledPayload{
+		Meta: Meta{Version: PayloadVersion}, EndpointID: endpointID, DisabledAt: disabledAt.UTC(),
+	})
 }
 
 // SegmentsPayload is the payload of a segment evaluation: of UserID, or of
@@ -187,26 +207,27 @@ type TaskPolicy struct {
 // many retries over hours (a mail server may be down for a while);
 // segments and follow-ups can wait.
 var DefaultPolicies = map[string]TaskPolicy{
-	TypeEmailWelcome:        {QueueDefault, 12, 30 * time.Second},
-	TypeEmailOrderConfirmed: {QueueDefault, 12, 30 * time.Second},
-	TypeEmailOrderCancelled: {QueueDefault, 12, 30 * time.Second},
-	TypeEmailOrderShipped:   {QueueDefault, 12, 30 * time.Second},
-	TypeEmailReturnResolved: {QueueDefault, 12, 30 * time.Second},
-	TypeEmailOrderReminder:  {QueueDefault, 6, 30 * time.Second},
-	TypeEmailInvoice:        {QueueDefault, 12, time.Minute},
-	TypePointsOpen:          {QueueDefault, 10, 10 * time.Second},
-	TypePointsGrant:         {QueueDefault, 10, 10 * time.Second},
-	TypePointsRevoke:        {QueueDefault, 10, 10 * time.Second},
-	TypeSegmentsEvaluate:    {QueueLow, 5, 10 * time.Second},
-	TypeInventoryReserve:    {QueueCritical, 10, 10 * time.Second},
-	TypeInventoryRelease:    {QueueCritical, 20, 10 * time.Second},
-	TypeInventoryRestock:    {QueueDefault, 20, 10 * time.Second},
-	TypePaymentCharge:       {QueueCritical, 8, 30 * time.Second},
-	TypePaymentRefund:       {QueueCritical, 20, 30 * time.Second},
-	TypePaymentRefundReturn: {QueueCritical, 20, 30 * time.Second},
-	TypeOrderConfirm:        {QueueCritical, 10, 10 * time.Second},
-	TypeOrderCancel:         {QueueCritical, 10, 10 * time.Second},
-	TypeOrderFollowUp:       {QueueDeferred, 5, 10 * time.Second},
+	TypeEmailWelcome:         {QueueDefault, 12, 30 * time.Second},
+	TypeEmailOrderConfirmed:  {QueueDefault, 12, 30 * time.Second},
+	TypeEmailOrderCancelled:  {QueueDefault, 12, 30 * time.Second},
+	TypeEmailOrderShipped:    {QueueDefault, 12, 30 * time.Second},
+	TypeEmailReturnResolved:  {QueueDefault, 12, 30 * time.Second},
+	TypeEmailOrderReminder:   {QueueDefault, 6, 30 * time.Second},
+	TypeEmailInvoice:         {QueueDefault, 12, time.Minute},
+	TypeEmailWebhookDisabled: {QueueDefault, 12, 30 * time.Second},
+	TypePointsOpen:           {QueueDefault, 10, 10 * time.Second},
+	TypePointsGrant:          {QueueDefault, 10, 10 * time.Second},
+	TypePointsRevoke:         {QueueDefault, 10, 10 * time.Second},
+	TypeSegmentsEvaluate:     {QueueLow, 5, 10 * time.Second},
+	TypeInventoryReserve:     {QueueCritical, 10, 10 * time.Second},
+	TypeInventoryRelease:     {QueueCritical, 20, 10 * time.Second},
+	TypeInventoryRestock:     {QueueDefault, 20, 10 * time.Second},
+	TypePaymentCharge:        {QueueCritical, 8, 30 * time.Second},
+	TypePaymentRefund:        {QueueCritical, 20, 30 * time.Second},
+	TypePaymentRefundReturn:  {QueueCritical, 20, 30 * time.Second},
+	TypeOrderConfirm:         {QueueCritical, 10, 10 * time.Second},
+	TypeOrderCancel:          {QueueCritical, 10, 10 * time.Second},
+	TypeOrderFollowUp:        {QueueDeferred, 5, 10 * time.Second},
 }
 
 // fallbackPolicy applies to task types missing from the policies.

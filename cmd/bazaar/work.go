@@ -99,6 +99,9 @@ type workConfig struct {
 	// WebhookAllowPrivate lets seller webhooks reach http:// and private
 	// and loopback addresses: for development and tests only.
 	WebhookAllowPrivate bool
+	// WebhookDisableAfter is how long a seller's webhook endpoint may fail
+	// without a delivery before it is disabled and the seller mailed.
+	WebhookDisableAfter time.Duration
 }
 
 // loadWorkConfig reads the workers' settings. Outside development an SMTP
@@ -121,6 +124,10 @@ func loadWorkConfig(getenv func(string) string, dev bool) (workConfig, error) {
 		DevMailAddr:   r.addr("BAZAAR_DEV_SMTP_ADDR", "127.0.0.1:2525"),
 	}
 	wc.WebhookAllowPrivate = r.boolean("BAZAAR_WEBHOOK_ALLOW_PRIVATE", false)
+	wc.WebhookDisableAfter = r.duration("BAZAAR_WEBHOOK_DISABLE_AFTER", webhooks.DefaultDisableAfter)
+	if wc.WebhookDisableAfter <= 0 {
+		r.fail("BAZAAR_WEBHOOK_DISABLE_AFTER", "must be positive (for example 120h)")
+	}
 	switch wc.SMTP.TLS {
 	case workers.TLSStartTLS, workers.TLSOpportunistic, workers.TLSImplicit, workers.TLSNone:
 	default:
@@ -150,6 +157,7 @@ func (w workConfig) LogValue() slog.Value {
 		slog.Int("concurrency", w.Concurrency),
 		slog.Duration("followup_delay", w.FollowUpDelay),
 		slog.Duration("reminder_lead", w.ReminderLead),
+		slog.Duration("webhook_disable_after", w.WebhookDisableAfter),
 	)
 }
 
@@ -225,6 +233,7 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 	}
 	hooks, err := webhooks.New(webhooks.Config{
 		DB: d.DB, Enqueuer: w, Logger: d.Logger.With("component", "webhooks"), AllowPrivate: d.Work.WebhookAllowPrivate,
+		DisableAfter: d.Work.WebhookDisableAfter,
 	})
 	if err != nil {
 		return workerParts{}, err
