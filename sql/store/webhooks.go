@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -310,15 +311,15 @@ UPDATE webhook_endpoints e SET failing_since = CASE
         ELSE e.failing_since END
 FROM d WHERE e.id = d.endpoint_id
 RETURNING e.failing_since`
-	var since []*time.Time
+	var since []sql.NullTime
 	if err := sqlx.SelectContext(ctx, q, &since, query, id, a.Status, a.ResponseStatus, a.LatencyMS,
 		a.ResponseExcerpt, a.Error, a.NextAttemptAt, a.ReceiverFailed, a.At); err != nil {
 		return nil, fmt.Errorf("record webhook attempt %s: %w", id, translate(err))
 	}
-	if len(since) == 0 {
+	if len(since) == 0 || !since[0].Valid {
 		return nil, nil
 	}
-	return since[0], nil
+	return &since[0].Time, nil
 }
 
 // DeferWebhookDelivery notes that the delivery id waits (its receiver's
