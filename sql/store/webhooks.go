@@ -14,25 +14,25 @@ import (
 // WebhookEndpoint is a URL a seller registered to receive the events whose
 // types match one of Topics.
 type WebhookEndpoint struct {
-	ID                uuid.UUID      `db:"id"`
-	SellerID          uuid.UUID      `db:"seller_id"`
-	URL               string         `db:"url"`
-	Topics            pq.StringArray `db:"topics"`
-	Description       string         `db:"description"`
-	Disabled          bool           `db:"disabled"`
-	DisabledReason    string         `db:"disabled_reason"`
+	ID             uuid.UUID      `db:"id"`
+	SellerID       uuid.UUID      `db:"seller_id"`
+	URL            string         `db:"url"`
+	Topics         pq.StringArray `db:"topics"`
+	Description    string         `db:"description"`
+	Disabled       bool           `db:"disabled"`
+	DisabledReason string         `db:"disabled_reason"`
 	// DisabledAt is when the endpoint was last disabled (nil while enabled).
 	DisabledAt *time.Time `db:"disabled_at"`
 	// Ordered endpoints receive one delivery at a time, in recording order.
 	Ordered bool `db:"ordered"`
 	// FailingSince is the first failed attempt since the endpoint last
 	// accepted a delivery; nil while it delivers.
-	FailingSince      *time.Time     `db:"failing_since"`
-	Secret            string         `db:"secret"`
-	PreviousSecret    string         `db:"previous_secret"`
-	PreviousExpiresAt *time.Time     `db:"previous_expires_at"`
-	CreatedAt         time.Time      `db:"created_at"`
-	UpdatedAt         time.Time      `db:"updated_at"`
+	FailingSince      *time.Time `db:"failing_since"`
+	Secret            string     `db:"secret"`
+	PreviousSecret    string     `db:"previous_secret"`
+	PreviousExpiresAt *time.Time `db:"previous_expires_at"`
+	CreatedAt         time.Time  `db:"created_at"`
+	UpdatedAt         time.Time  `db:"updated_at"`
 }
 
 // Secrets returns the secrets that sign a delivery at now: the current one
