@@ -1276,13 +1276,18 @@ type UserUpdate struct {
 
 // Webhook defines model for Webhook.
 type Webhook struct {
-	CreatedAt   Timestamp `json:"created_at"`
-	Description string    `json:"description"`
-	Disabled    bool      `json:"disabled"`
+	CreatedAt   Timestamp          `json:"created_at"`
+	Description string             `json:"description"`
+	Disabled    bool               `json:"disabled"`
+	DisabledAt  *NullableTimestamp `json:"disabled_at"`
 
-	// DisabledReason Why it was disabled ("the endpoint answered 410 Gone"), or "".
-	DisabledReason string             `json:"disabled_reason"`
-	Id             openapi_types.UUID `json:"id"`
+	// DisabledReason Why it was disabled ("the endpoint answered 410 Gone", "no delivery succeeded since ..."), or "".
+	DisabledReason string `json:"disabled_reason"`
+
+	// FailingSince The first failed attempt since the endpoint last accepted a delivery; null while it delivers.
+	FailingSince *NullableTimestamp `json:"failing_since"`
+	Id           openapi_types.UUID `json:"id"`
+	Ordered      bool               `json:"ordered"`
 
 	// Secret "whsec_" + base64; only in the answer that made it (creation, rotation), not in a replay.
 	Secret    *string            `json:"secret,omitempty"`
@@ -1294,8 +1299,11 @@ type Webhook struct {
 
 // WebhookCreate defines model for WebhookCreate.
 type WebhookCreate struct {
-	Description *string  `json:"description,omitempty"`
-	Topics      []string `json:"topics"`
+	Description *string `json:"description,omitempty"`
+
+	// Ordered One delivery at a time, in event order (a later event waits for the earlier one to be delivered or given up).
+	Ordered *bool    `json:"ordered,omitempty"`
+	Topics  []string `json:"topics"`
 
 	// Url An https URL whose host resolves to public addresses.
 	Url string `json:"url"`
@@ -1342,12 +1350,30 @@ type WebhookList struct {
 	NextCursor *NextCursor `json:"next_cursor"`
 }
 
+// WebhookRedeliverSince defines model for WebhookRedeliverSince.
+type WebhookRedeliverSince struct {
+	// Since RFC 3339, not in the future.
+	Since time.Time `json:"since"`
+}
+
+// WebhookRedelivered defines model for WebhookRedelivered.
+type WebhookRedelivered struct {
+	// Count Deliveries queued again.
+	Count int       `json:"count"`
+	Since Timestamp `json:"since"`
+}
+
 // WebhookUpdate defines model for WebhookUpdate.
 type WebhookUpdate struct {
-	Description *string   `json:"description,omitempty"`
-	Disabled    *bool     `json:"disabled,omitempty"`
-	Topics      *[]string `json:"topics,omitempty"`
-	Url         *string   `json:"url,omitempty"`
+	Description *string `json:"description,omitempty"`
+
+	// Disabled Enabling again clears the reason and the failure streak.
+	Disabled *bool `json:"disabled,omitempty"`
+
+	// Ordered Turning it off queues the deliveries that waited for their turn at once.
+	Ordered *bool     `json:"ordered,omitempty"`
+	Topics  *[]string `json:"topics,omitempty"`
+	Url     *string   `json:"url,omitempty"`
 }
 
 // AccessToken defines model for AccessToken.
@@ -1697,6 +1723,12 @@ type RedeliverWebhookParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// RedeliverWebhooksSinceParams defines parameters for RedeliverWebhooksSince.
+type RedeliverWebhooksSinceParams struct {
+	// IdempotencyKey Replays the first response to a repeated POST for 24 h.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // RotateWebhookSecretParams defines parameters for RotateWebhookSecret.
 type RotateWebhookSecretParams struct {
 	// IdempotencyKey Replays the first response to a repeated POST for 24 h.
@@ -1797,6 +1829,9 @@ type CreateWebhookJSONRequestBody = WebhookCreate
 
 // UpdateWebhookJSONRequestBody defines body for UpdateWebhook for application/json ContentType.
 type UpdateWebhookJSONRequestBody = WebhookUpdate
+
+// RedeliverWebhooksSinceJSONRequestBody defines body for RedeliverWebhooksSince for application/json ContentType.
+type RedeliverWebhooksSinceJSONRequestBody = WebhookRedeliverSince
 
 // CreateStorefrontKeyJSONRequestBody defines body for CreateStorefrontKey for application/json ContentType.
 type CreateStorefrontKeyJSONRequestBody = KeyCreate
@@ -2451,7 +2486,7 @@ type ClientInterface interface {
 
 	// CreateWebhookWithBody Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 	//
-	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2460,7 +2495,7 @@ type ClientInterface interface {
 
 	// CreateWebhook Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 	//
-	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2500,6 +2535,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/deliveries/{did}/redeliver (the `RedeliverWebhook` operationId).
 	RedeliverWebhook(ctx context.Context, id ID, wid WebhookID, did DeliveryID, params *RedeliverWebhookParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RedeliverWebhooksSinceWithBody Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+	//
+	// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+	RedeliverWebhooksSinceWithBody(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RedeliverWebhooksSince Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+	//
+	// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+	RedeliverWebhooksSince(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RotateWebhookSecret Give a webhook endpoint a new signing secret (shown once); the old one keeps signing beside it for 24 hours.
 	//
@@ -3996,7 +4049,7 @@ func (c *Client) ListWebhooks(ctx context.Context, id ID, params *ListWebhooksPa
 
 // CreateWebhookWithBody Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 //
-// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4015,7 +4068,7 @@ func (c *Client) CreateWebhookWithBody(ctx context.Context, id ID, params *Creat
 
 // CreateWebhook Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 //
-// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4116,6 +4169,44 @@ func (c *Client) ListWebhookDeliveries(ctx context.Context, id ID, wid WebhookID
 // Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/deliveries/{did}/redeliver (the `RedeliverWebhook` operationId).
 func (c *Client) RedeliverWebhook(ctx context.Context, id ID, wid WebhookID, did DeliveryID, params *RedeliverWebhookParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRedeliverWebhookRequest(c.Server, id, wid, did, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RedeliverWebhooksSinceWithBody Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+//
+// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+func (c *Client) RedeliverWebhooksSinceWithBody(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRedeliverWebhooksSinceRequestWithBody(c.Server, id, wid, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RedeliverWebhooksSince Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+//
+// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+func (c *Client) RedeliverWebhooksSince(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRedeliverWebhooksSinceRequest(c.Server, id, wid, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -7958,6 +8049,75 @@ func NewRedeliverWebhookRequest(server string, id ID, wid WebhookID, did Deliver
 	return req, nil
 }
 
+// NewRedeliverWebhooksSinceRequest calls the generic RedeliverWebhooksSince builder with application/json body
+func NewRedeliverWebhooksSinceRequest(server string, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRedeliverWebhooksSinceRequestWithBody(server, id, wid, params, "application/json", bodyReader)
+}
+
+// NewRedeliverWebhooksSinceRequestWithBody constructs an http.Request for the RedeliverWebhooksSince method, with any body, and a specified content type
+func NewRedeliverWebhooksSinceRequestWithBody(server string, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "wid", wid, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/sellers/%s/webhooks/%s/redeliver", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewRotateWebhookSecretRequest constructs an http.Request for the RotateWebhookSecret method
 func NewRotateWebhookSecretRequest(server string, id ID, wid WebhookID, params *RotateWebhookSecretParams) (*http.Request, error) {
 	var err error
@@ -9073,7 +9233,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWebhookWithBodyWithResponse Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 	//
-	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9082,7 +9242,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWebhookWithResponse Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 	//
-	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9130,6 +9290,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/deliveries/{did}/redeliver (the `RedeliverWebhook` operationId).
 	RedeliverWebhookWithResponse(ctx context.Context, id ID, wid WebhookID, did DeliveryID, params *RedeliverWebhookParams, reqEditors ...RequestEditorFn) (*RedeliverWebhookResponse, error)
+
+	// RedeliverWebhooksSinceWithBodyWithResponse Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+	//
+	// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+	RedeliverWebhooksSinceWithBodyWithResponse(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RedeliverWebhooksSinceResponse, error)
+
+	// RedeliverWebhooksSinceWithResponse Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+	//
+	// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+	RedeliverWebhooksSinceWithResponse(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody, reqEditors ...RequestEditorFn) (*RedeliverWebhooksSinceResponse, error)
 
 	// RotateWebhookSecretWithResponse Give a webhook endpoint a new signing secret (shown once); the old one keeps signing beside it for 24 hours.
 	//
@@ -13476,6 +13654,89 @@ func (r RedeliverWebhookResponse) ContentType() string {
 	return ""
 }
 
+// RedeliverWebhooksSinceResponse202Headers the declared response headers of an HTTP 202 response for RedeliverWebhooksSince
+type RedeliverWebhooksSinceResponse202Headers struct {
+	IdempotencyReplayed *string
+}
+
+// RedeliverWebhooksSinceResponse503Headers the declared response headers of an HTTP 503 response for RedeliverWebhooksSince
+type RedeliverWebhooksSinceResponse503Headers struct {
+	RetryAfter *int
+}
+
+type RedeliverWebhooksSinceResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *WebhookRedelivered
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *RedeliverWebhooksSinceResponse202Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RedeliverWebhooksSinceResponse503Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r RedeliverWebhooksSinceResponse) GetJSON202() *WebhookRedelivered {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RedeliverWebhooksSinceResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RedeliverWebhooksSinceResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RedeliverWebhooksSinceResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r RedeliverWebhooksSinceResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r RedeliverWebhooksSinceResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RedeliverWebhooksSinceResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RedeliverWebhooksSinceResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RedeliverWebhooksSinceResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RotateWebhookSecretResponse200Headers the declared response headers of an HTTP 200 response for RotateWebhookSecret
 type RotateWebhookSecretResponse200Headers struct {
 	IdempotencyReplayed *string
@@ -15183,7 +15444,7 @@ func (c *ClientWithResponses) ListWebhooksWithResponse(ctx context.Context, id I
 
 // CreateWebhookWithBodyWithResponse Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 //
-// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15198,7 +15459,7 @@ func (c *ClientWithResponses) CreateWebhookWithBodyWithResponse(ctx context.Cont
 
 // CreateWebhookWithResponse Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 //
-// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15287,6 +15548,36 @@ func (c *ClientWithResponses) RedeliverWebhookWithResponse(ctx context.Context, 
 		return nil, err
 	}
 	return ParseRedeliverWebhookResponse(rsp)
+}
+
+// RedeliverWebhooksSinceWithBodyWithResponse Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+//
+// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+func (c *ClientWithResponses) RedeliverWebhooksSinceWithBodyWithResponse(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RedeliverWebhooksSinceResponse, error) {
+	rsp, err := c.RedeliverWebhooksSinceWithBody(ctx, id, wid, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRedeliverWebhooksSinceResponse(rsp)
+}
+
+// RedeliverWebhooksSinceWithResponse Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+//
+// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+func (c *ClientWithResponses) RedeliverWebhooksSinceWithResponse(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody, reqEditors ...RequestEditorFn) (*RedeliverWebhooksSinceResponse, error) {
+	rsp, err := c.RedeliverWebhooksSince(ctx, id, wid, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRedeliverWebhooksSinceResponse(rsp)
 }
 
 // RotateWebhookSecretWithResponse Give a webhook endpoint a new signing secret (shown once); the old one keeps signing beside it for 24 hours.
@@ -19021,6 +19312,83 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 		response.Headers202 = &headers
 	case rsp.StatusCode == 503:
 		var headers RedeliverWebhookResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRedeliverWebhooksSinceResponse parses an HTTP response from a RedeliverWebhooksSinceWithResponse call
+func ParseRedeliverWebhooksSinceResponse(rsp *http.Response) (*RedeliverWebhooksSinceResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RedeliverWebhooksSinceResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest WebhookRedelivered
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers RedeliverWebhooksSinceResponse202Headers
+		if values := rsp.Header.Values("Idempotency-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotency-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotencyReplayed = &value
+		}
+		response.Headers202 = &headers
+	case rsp.StatusCode == 503:
+		var headers RedeliverWebhooksSinceResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
