@@ -38,7 +38,9 @@ func TestLoadWorkConfig(t *testing.T) {
 		{"bad TLS mode", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_SMTP_TLS": "maybe"}, false, "BAZAAR_SMTP_TLS"},
 		{"bad delay", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_FOLLOWUP_DELAY": "soon"}, false, "BAZAAR_FOLLOWUP_DELAY"},
 		{"zero concurrency", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_WORKER_CONCURRENCY": "0"}, false, "BAZAAR_WORKER_CONCURRENCY"},
-		{"complete", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_SMTP_PORT": "465", "BAZAAR_SMTP_TLS": "tls", "BAZAAR_FOLLOWUP_DELAY": "2m"}, false, ""},
+		{"zero webhook disable", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_WEBHOOK_DISABLE_AFTER": "0s"}, false, "BAZAAR_WEBHOOK_DISABLE_AFTER"},
+		{"bad webhook disable", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_WEBHOOK_DISABLE_AFTER": "5d"}, false, "BAZAAR_WEBHOOK_DISABLE_AFTER"},
+		{"complete", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_SMTP_PORT": "465", "BAZAAR_SMTP_TLS": "tls", "BAZAAR_FOLLOWUP_DELAY": "2m", "BAZAAR_WEBHOOK_DISABLE_AFTER": "48h"}, false, ""},
 	}
 	for _, tc := range tests {
 		wc, err := loadWorkConfig(envOf(tc.env), tc.dev)
@@ -51,7 +53,10 @@ func TestLoadWorkConfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if tc.name == "complete" && (wc.SMTP.Port != 465 || wc.FollowUpDelay != 2*time.Minute) {
+		if tc.name == "dev does not" && wc.WebhookDisableAfter != 120*time.Hour {
+			t.Fatalf("default webhook disable after: %v", wc.WebhookDisableAfter)
+		}
+		if tc.name == "complete" && (wc.SMTP.Port != 465 || wc.FollowUpDelay != 2*time.Minute || wc.WebhookDisableAfter != 48*time.Hour) {
 			t.Fatalf("complete: got %+v", wc)
 		}
 	}
