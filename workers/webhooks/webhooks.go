@@ -365,7 +365,9 @@ func (s *Service) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case res.err == nil && res.status == http.StatusGone:
 		res.attempt.Status = store.DeliveryFailed
 		log.Info("webhook endpoint answered 410 Gone: disabled")
-		err := errors.Join(s.record(ctx, d, res.attempt), s.disable(ctx, log, ep, "the endpoint answered 410 Gone"))
+		// Disabled first, so a delivery seen failed has its endpoint
+		// disabled already.
+		err := errors.Join(s.disable(ctx, log, ep, "the endpoint answered 410 Gone"), s.record(ctx, d, res.attempt))
 		return errors.Join(err, fmt.Errorf("webhooks: endpoint %s gone: %w", ep.ID, asynq.SkipRetry))
 	}
 	cause := res.err
