@@ -15,6 +15,15 @@
 // answer. Config.AllowPrivate lifts the first two for development and
 // tests.
 //
+// It also owns what keeps a receiver's trouble contained: ordered
+// endpoints (one task at a time, for the oldest pending delivery, each
+// finished delivery queuing the next), redelivery rounds (a generation per
+// delivery, so each round has TaskIDs of its own), a circuit breaker per
+// receiver host (a refused call is no attempt; the task waits as a
+// workers.DeferredError), and the failure streak after which an endpoint
+// is disabled and its seller mailed (the workers' email:webhook_disabled
+// task).
+//
 // It imports workers (for its retry and error types), stream (envelopes,
 // topic patterns), sql/store and internal/backoff; api and cmd import it,
 // never the reverse.
