@@ -79,7 +79,7 @@ func (l Limits) withDefaults() Limits {
 // forRole is the limit of a credential of role.
 func (l Limits) forRole(r Role) ratelimit.Limit {
 	switch r {
-	case RoleAdmin:
+	case RoleAdmin, RoleViewer, RoleOperator:
 		return l.Admin
 	case RoleStorefront:
 		return l.Storefront
