@@ -239,3 +239,19 @@ func monitorAction(method, path string) (action, target string) {
 	}
 	return "monitor." + object + "." + verb, target
 }
+
+// auditKey records a key change (create, revoke) in the transaction of
+// its effect; the secret is never part of it.
+func (s *Server) auditKey(ctx context.Context, tx sqlx.QueryerContext, c *gin.Context, action string, k store.APIKey) error {
+	e := s.auditEntry(c, action, "")
+	e.Target = "key:" + k.ID.String()
+	e.Params = auditParams(map[string]any{"role": k.Role, "seller_id": k.SellerID, "name": k.Name, "prefix": k.KeyPrefix})
+	return s.audit(ctx, tx, e)
+}
+
+// auditSeller records a seller change with the request's fields.
+func (s *Server) auditSeller(ctx context.Context, tx sqlx.QueryerContext, c *gin.Context, action string, id uuid.UUID, req any) error {
+	e := s.auditEntry(c, action, "")
+	e.Target, e.Params = "seller:"+id.String(), auditParams(req)
+	return s.audit(ctx, tx, e)
+}

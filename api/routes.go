@@ -19,9 +19,11 @@ func (s *Server) routes() {
 	r.GET("/docs", s.docsReference) // API reference pages (docs.go)
 	r.GET("/docs/events", s.docsEvents)
 	r.GET(redocPath, s.docsRedoc)
-	s.mountMonitor(r)     // asynqmon at /monitor, admin only (monitor.go)
-	s.mountDevMail(r)     // development mail sink at /dev/mail (devmail.go)
-	s.mountConsoleAuth(r) // POST /console/login and /console/logout (operators.go)
+	s.mountMonitor(r) // asynqmon at /monitor, operators (monitor.go)
+	s.mountDevMail(r) // development mail sink at /dev/mail (devmail.go)
+
+	// Console login and logout (operators.go); the pages are api/console.
+	s.mountConsoleAuth(r)
 
 	const (
 		admin      = RoleAdmin
