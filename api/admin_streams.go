@@ -221,14 +221,19 @@ func (s *Server) adminDLQAction(c *gin.Context, verb string) {
 		n, err = a.Purge(c.Request.Context(), group, sel)
 	}
 	// The dead letters live in Redis: the row records the outcome after
-	// the fact, failures too, so a partial effect is never unrecorded.
-	e.Count = auditCount(n)
-	if err != nil {
-		e.Result = "error: " + streamError(err, group).Error()
-	}
-	if aerr := s.audit(c.Request.Context(), s.cfg.DB, e); aerr != nil {
-		s.fail(c, aerr)
-		return
+	// the fact, failures of Redis too, so a partial effect is never
+	// unrecorded; a refused request (unknown group or entry, bad
+	// selection) changed nothing and leaves none.
+	refused := errors.Is(err, stream.ErrUnknownGroup) || errors.Is(err, stream.ErrUnknownEntry) || errors.Is(err, stream.ErrBadSelection)
+	if !refused {
+		e.Count = auditCount(n)
+		if err != nil {
+			e.Result = "error: " + err.Error()
+		}
+		if aerr := s.audit(c.Request.Context(), s.cfg.DB, e); aerr != nil {
+			s.fail(c, errors.Join(err, aerr))
+			return
+		}
 	}
 	if err != nil {
 		s.fail(c, streamError(err, group))

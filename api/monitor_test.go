@@ -137,7 +137,7 @@ func TestMonitorNeedsTheAdminCredentialAndRefusesCrossSiteRequests(t *testing.T)
 		{"no credential, api", "GET", "/monitor/api/queues", nil, 401},
 		{"wrong token", "GET", "/monitor/api/queues", map[string]string{"Authorization": "Bearer nope"}, 401},
 		{"wrong basic password", "GET", "/monitor/api/queues", map[string]string{"Authorization": "Basic " + basic("admin", "nope")}, 401},
-		{"forged cookie", "GET", "/monitor/api/queues", map[string]string{"Cookie": "bazaar_monitor=9999999999.00"}, 401},
+		{"forged cookie", "GET", "/monitor/api/queues", map[string]string{"Cookie": "bazaar_session=forged"}, 401},
 		{"bearer", "GET", "/monitor/api/queues", map[string]string{"Authorization": "Bearer " + monitorToken}, 200},
 		{"basic", "GET", "/monitor/api/queues", map[string]string{"Authorization": "Basic " + basic("admin", monitorToken)}, 200},
 		{"root redirects", "GET", "/monitor", map[string]string{"Authorization": "Bearer " + monitorToken}, 302},

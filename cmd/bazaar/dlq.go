@@ -186,14 +186,18 @@ func runDLQ(ctx context.Context, admin *stream.Admin, audit dlqAudit, out io.Wri
 			n, err = admin.Purge(ctx, pos[0], sel)
 		}
 		// The dead letters live in Redis: the row records the outcome
-		// after the fact, failures too.
-		count := int64(n)
-		e.Count = &count
-		if err != nil {
-			e.Result = "error: " + err.Error()
-		}
-		if _, aerr := store.InsertAuditEntry(ctx, audit.db, e); aerr != nil {
-			return errors.Join(err, fmt.Errorf("audit log: %w", aerr))
+		// after the fact, failures of Redis too; a refused action (unknown
+		// group or entry, bad selection) changed nothing and leaves none.
+		refused := errors.Is(err, stream.ErrUnknownGroup) || errors.Is(err, stream.ErrUnknownEntry) || errors.Is(err, stream.ErrBadSelection)
+		if !refused {
+			count := int64(n)
+			e.Count = &count
+			if err != nil {
+				e.Result = "error: " + err.Error()
+			}
+			if _, aerr := store.InsertAuditEntry(ctx, audit.db, e); aerr != nil {
+				return errors.Join(err, fmt.Errorf("audit log: %w", aerr))
+			}
 		}
 		if err != nil {
 			return err
