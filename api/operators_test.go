@@ -7,11 +7,13 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bazaarhq/bazaar/ratelimit"
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
@@ -361,7 +363,6 @@ func TestConsoleSession(t *testing.T) {
 
 	sess := b.login(tok)
 	require.Equal(t, http.StatusOK, b.browser(http.MethodGet, "/v1/admin/audit", sess, nil).Code)
-	ann := url.Values(nil)
 	post := func(cookie string, headers ...string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, "/v1/admin/announcements", strings.NewReader(`{"message":"hello"}`))
 		req.Header.Set("Content-Type", "application/json")
@@ -373,7 +374,6 @@ func TestConsoleSession(t *testing.T) {
 		b.srv.Handler().ServeHTTP(rec, req)
 		return rec
 	}
-	_ = ann
 	viewerPost := post(sess, "Sec-Fetch-Site", "same-origin")
 	require.Equal(t, http.StatusForbidden, viewerPost.Code, viewerPost.Body.String())
 	require.Equal(t, "application/problem+json", viewerPost.Header().Get("Content-Type"))
@@ -438,4 +438,34 @@ func TestRequireOperator(t *testing.T) {
 	bearer := b.browser(http.MethodGet, "/console/probe", "", nil, "Authorization", "Bearer "+b.admin)
 	require.Equal(t, http.StatusOK, bearer.Code)
 	require.Equal(t, adminTokenActor+" admin", bearer.Body.String())
+}
+
+// TestConsoleLoginLockout: failed console logins from one address share
+// the monitor's per-IP budget; past it even a right operator credential
+// gets 429 and no cookie, while another address logs in.
+func TestConsoleLoginLockout(t *testing.T) {
+	t.Parallel()
+	b := limitedSetup(t, Config{Monitor: stubMonitor{}, Limits: Limits{MonitorLogin: ratelimit.Limit{Rate: 3, Period: time.Hour}}})
+	_, tok := b.operator("lou", RoleOperator)
+	post := func(addr, path, field, cred string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(url.Values{field: {cred}}.Encode()))
+		req.RemoteAddr = addr
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		b.srv.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	const guesser = "198.51.100.30:999"
+	require.Equal(t, http.StatusUnauthorized, post(guesser, "/console/login", "credential", "bzr_op_guess1").Code)
+	require.Equal(t, http.StatusUnauthorized, post(guesser, "/console/login", "credential", "bzr_op_guess2").Code)
+	require.Equal(t, http.StatusUnauthorized, post(guesser, "/console/login", "credential", "bzr_op_guess3").Code)
+	locked := post(guesser, "/console/login", "credential", tok)
+	require.Equal(t, http.StatusTooManyRequests, locked.Code)
+	require.Equal(t, "application/problem+json", locked.Header().Get("Content-Type"))
+	require.Empty(t, locked.Result().Cookies())
+	require.Equal(t, http.StatusTooManyRequests, post(guesser, "/monitor/login", "token", tok).Code, "one budget for both forms")
+
+	ok := post("198.51.100.31:999", "/console/login", "credential", tok)
+	require.Equal(t, http.StatusSeeOther, ok.Code)
+	require.Len(t, ok.Result().Cookies(), 1)
 }

@@ -103,8 +103,8 @@ var unlimitedRoutes = map[string]bool{"/healthz": true, "/readyz": true}
 
 // limitAnonymous holds requests without a credential to the per-IP
 // Anonymous limit. Requests to /v1 with a credential are limited by
-// authenticate (per credential, or as failures); /monitor limits its own
-// logins.
+// authenticate (per credential, or as failures), and so are /v1/admin
+// requests with the console session; /monitor limits its own logins.
 func (s *Server) limitAnonymous(c *gin.Context) {
 	route := c.FullPath()
 	if s.limiter == nil || unlimitedRoutes[route] || strings.HasPrefix(route, monitorRoot) {
@@ -114,6 +114,14 @@ func (s *Server) limitAnonymous(c *gin.Context) {
 	if strings.HasPrefix(route, "/v1/") && (c.GetHeader("Authorization") != "" || c.Query("access_token") != "") {
 		c.Next()
 		return
+	}
+	// A console session on /v1/admin is limited per operator by
+	// authenticateSession, like a credential.
+	if strings.HasPrefix(route, "/v1/admin/") {
+		if ck, err := c.Request.Cookie(sessionCookie); err == nil && ck.Value != "" {
+			c.Next()
+			return
+		}
 	}
 	if s.allow(c, "anon:"+c.ClientIP(), policyAnonymous, s.limits.Anonymous) {
 		c.Next()
