@@ -28,7 +28,6 @@ import (
 const (
 	ActionDLQRedrive       = "dlq.redrive"
 	ActionDLQPurge         = "dlq.purge"
-	ActionReplay           = "group.replay"
 	ActionAnnouncement     = "announcement.create"
 	ActionInvoiceRunStart  = "invoicing.run.start"
 	ActionInvoiceRunRetry  = "invoicing.run.retry_failed"

@@ -165,11 +165,13 @@ type OperatorSession struct {
 }
 
 const insertSessionQuery = `
+WITH expired AS (DELETE FROM operator_sessions WHERE expires_at <= now())
 INSERT INTO operator_sessions (id_hash, operator_id, admin_token_hash, expires_at)
 VALUES ($1, $2, $3, $4)`
 
 // CreateOperatorSession stores a session whose cookie value is secret
-// (hashed). Set exactly one of operatorID and adminTokenHash.
+// (hashed), and deletes the expired ones on the way. Set exactly one of
+// operatorID and adminTokenHash.
 func CreateOperatorSession(ctx context.Context, q sqlx.ExecerContext, secret string, operatorID *uuid.UUID, adminTokenHash []byte, expires time.Time) error {
 	if _, err := q.ExecContext(ctx, insertSessionQuery, HashKey(secret), operatorID, adminTokenHash, expires); err != nil {
 		return fmt.Errorf("create operator session: %w", translate(err))
