@@ -316,7 +316,7 @@ func (b *testBundle) browser(method, path, cookie string, form url.Values, heade
 		req = httptest.NewRequest(method, path, nil)
 	}
 	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+		req.Header.Set("Cookie", sessionCookie+"="+cookie)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
@@ -366,7 +366,7 @@ func TestConsoleSession(t *testing.T) {
 	post := func(cookie string, headers ...string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, "/v1/admin/announcements", strings.NewReader(`{"message":"hello"}`))
 		req.Header.Set("Content-Type", "application/json")
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+		req.Header.Set("Cookie", sessionCookie+"="+cookie)
 		for i := 0; i+1 < len(headers); i += 2 {
 			req.Header.Set(headers[i], headers[i+1])
 		}
