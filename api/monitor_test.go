@@ -283,10 +283,6 @@ func TestMonitorRolesAndAudit(t *testing.T) {
 	viewer := b.addOperator(t, "vic", "viewer")
 	oper := b.addOperator(t, "ola", "operator")
 	self := map[string]string{"Sec-Fetch-Site": "same-origin"}
-	code := func(resp *http.Response) int {
-		_ = resp.Body.Close()
-		return resp.StatusCode
-	}
 	as := func(tok string, extra map[string]string) map[string]string {
 		h := map[string]string{"Authorization": "Bearer " + tok}
 		for k, v := range extra {
@@ -295,20 +291,34 @@ func TestMonitorRolesAndAudit(t *testing.T) {
 		return h
 	}
 
-	require.Equal(t, 200, code(b.send(t, "GET", "/monitor/api/queues", as(viewer, nil))))
-	require.Equal(t, 403, code(b.send(t, "POST", "/monitor/api/queues/default:pause", as(viewer, self))))
-	require.Equal(t, 403, code(b.send(t, "POST", "/monitor/api/queues/default:pause", as(oper, map[string]string{"Sec-Fetch-Site": "cross-site"}))))
+	for _, tc := range []struct {
+		method, path string
+		hdr          map[string]string
+		want         int
+	}{
+		{"GET", "/monitor/api/queues", as(viewer, nil), 200},
+		{"POST", "/monitor/api/queues/default:pause", as(viewer, self), 403},
+		{"POST", "/monitor/api/queues/default:pause", as(oper, map[string]string{"Sec-Fetch-Site": "cross-site"}), 403},
+	} {
+		resp := b.send(t, tc.method, tc.path, tc.hdr)
+		_ = resp.Body.Close()
+		require.Equal(t, tc.want, resp.StatusCode, tc.path)
+	}
 	rows, _, err := store.ListAuditEntries(ctx, b.db, store.AuditFilter{}, store.Page{Limit: 10})
 	require.NoError(t, err)
 	for _, r := range rows {
 		require.Equal(t, "operator.create", r.Action, "refused calls leave no row")
 	}
 
-	require.Less(t, code(b.send(t, "POST", "/monitor/api/queues/default:pause", as(oper, self))), 300)
+	resp := b.send(t, "POST", "/monitor/api/queues/default:pause", as(oper, self))
+	_ = resp.Body.Close()
+	require.Less(t, resp.StatusCode, 300)
 	paused, err := b.insp.GetQueueInfo(workers.QueueDefault)
 	require.NoError(t, err)
 	require.True(t, paused.Paused)
-	require.Less(t, code(b.send(t, "POST", "/monitor/api/queues/default:resume", as(oper, self))), 300)
+	resp = b.send(t, "POST", "/monitor/api/queues/default:resume", as(oper, self))
+	_ = resp.Body.Close()
+	require.Less(t, resp.StatusCode, 300)
 
 	rows, _, err = store.ListAuditEntries(ctx, b.db, store.AuditFilter{Actor: "ola"}, store.Page{Limit: 10})
 	require.NoError(t, err)
