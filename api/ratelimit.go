@@ -20,7 +20,8 @@ import (
 // defaults of DefaultLimits.
 type Limits struct {
 	// Admin, Storefront, Seller and Printer limit each credential of that
-	// role.
+	// role; each operator (viewer, operator, admin) gets the Admin limit
+	// of its own.
 	Admin, Storefront, Seller, Printer ratelimit.Limit
 	// Anonymous limits each client IP's requests that carry no credential.
 	Anonymous ratelimit.Limit
