@@ -469,3 +469,18 @@ func TestConsoleLoginLockout(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, ok.Code)
 	require.Len(t, ok.Result().Cookies(), 1)
 }
+
+// A session of the static admin token ends when the token changes.
+func TestAdminTokenSessionEndsWithTheToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.login(b.admin)
+	require.Equal(t, http.StatusOK, b.browser(http.MethodGet, "/v1/admin/audit", sess, nil).Code)
+	rotated, err := New(Config{DB: b.db, AdminToken: "rotated-admin-token-0123456789"})
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodGet, "/v1/admin/audit", nil)
+	req.Header.Set("Cookie", sessionCookie+"="+sess)
+	rec := httptest.NewRecorder()
+	rotated.Handler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+}
