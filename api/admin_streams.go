@@ -71,11 +71,13 @@ type DeadLetterList struct {
 }
 
 // DLQSelection picks dead letters for redrive or purge: exactly one of ids,
-// count (redrive only: the oldest n) or all.
+// count (redrive only: the oldest n) or all; reason, required, goes to
+// the audit log.
 type DLQSelection struct {
-	IDs   []string `json:"ids"`
-	Count int      `json:"count"`
-	All   bool     `json:"all"`
+	IDs    []string `json:"ids"`
+	Count  int      `json:"count"`
+	All    bool     `json:"all"`
+	Reason string   `json:"reason"`
 }
 
 func seconds(d time.Duration) float64 { return d.Seconds() }
@@ -199,14 +201,39 @@ func (s *Server) adminDLQAction(c *gin.Context, verb string) {
 		s.fail(c, invalid(FieldError{Field: "count", Message: "purge takes ids or all, not a count"}))
 		return
 	}
+	if !s.requireReason(c, req.Reason) {
+		return
+	}
 	group := c.Param("group")
 	sel := stream.Selection{IDs: req.IDs, Count: req.Count, All: req.All}
+	action := ActionDLQPurge
+	if verb == "redriven" {
+		action = ActionDLQRedrive
+	}
+	e := s.auditEntry(c, action, req.Reason)
+	e.Target = "group:" + group
+	e.Params = auditParams(map[string]any{"ids": req.IDs, "count": req.Count, "all": req.All})
 	var n int
 	var err error
 	if verb == "redriven" {
 		n, err = a.Redrive(c.Request.Context(), group, sel)
 	} else {
 		n, err = a.Purge(c.Request.Context(), group, sel)
+	}
+	// The dead letters live in Redis: the row records the outcome after
+	// the fact, failures of Redis too, so a partial effect is never
+	// unrecorded; a refused request (unknown group or entry, bad
+	// selection) changed nothing and leaves none.
+	refused := errors.Is(err, stream.ErrUnknownGroup) || errors.Is(err, stream.ErrUnknownEntry) || errors.Is(err, stream.ErrBadSelection)
+	if !refused {
+		e.Count = auditCount(n)
+		if err != nil {
+			e.Result = "error: " + err.Error()
+		}
+		if aerr := s.audit(c.Request.Context(), s.cfg.DB, e); aerr != nil {
+			s.fail(c, errors.Join(err, aerr))
+			return
+		}
 	}
 	if err != nil {
 		s.fail(c, streamError(err, group))

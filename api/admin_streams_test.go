@@ -80,26 +80,52 @@ func TestAdminStreamsAndDLQ(t *testing.T) {
 
 	// Bad input changes nothing.
 	b.do(http.MethodGet, "/v1/admin/dlq/nobody", b.admin, nil).problem(http.StatusNotFound, "not-found")
-	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"ids": []string{"1-1"}}).problem(http.StatusNotFound, "not-found")
-	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{}).problem(http.StatusUnprocessableEntity, "validation")
-	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"count": 1, "all": true}).problem(http.StatusUnprocessableEntity, "validation")
-	b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"count": 1}).problem(http.StatusUnprocessableEntity, "validation")
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"ids": []string{"1-1"}, "reason": "r"}).problem(http.StatusNotFound, "not-found")
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"reason": "r"}).problem(http.StatusUnprocessableEntity, "validation")
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"count": 1, "all": true, "reason": "r"}).problem(http.StatusUnprocessableEntity, "validation")
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"count": 1, "reason": "r"}).problem(http.StatusUnprocessableEntity, "validation")
 	b.do(http.MethodGet, "/v1/admin/dlq/payments?limit=0", b.admin, nil).problem(http.StatusBadRequest, "invalid-parameter")
 	n, err := rdb.XLen(ctx, names.DLQ("payments")).Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 3, n)
 
-	purged := b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"ids": []string{first["id"].(string)}}).status(http.StatusOK).json()
+	// Redrive and purge must say why.
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"all": true}).problem(http.StatusBadRequest, "invalid-parameter")
+	b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"all": true, "reason": "  "}).problem(http.StatusBadRequest, "invalid-parameter")
+	n, err = rdb.XLen(ctx, names.DLQ("payments")).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n)
+
+	purged := b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"ids": []string{first["id"].(string)}, "reason": "duplicate"}).status(http.StatusOK).json()
 	require.EqualValues(t, 1, purged["purged"])
-	redriven := b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"count": 1}).status(http.StatusOK).json()
+	redriven := b.do(http.MethodPost, "/v1/admin/dlq/payments/redrive", b.admin, map[string]any{"count": 1, "reason": "gateway fixed"}).status(http.StatusOK).json()
 	require.EqualValues(t, 1, redriven["redriven"])
 	// The redriven event fails again (MaxDeliveries 1) and comes back.
 	require.Eventually(t, func() bool {
 		l := b.do(http.MethodGet, "/v1/admin/dlq/payments?limit=10", b.admin, nil).status(http.StatusOK).json()
 		return l["total"] == float64(2)
 	}, 10*time.Second, 20*time.Millisecond)
-	all := b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"all": true}).status(http.StatusOK).json()
+	all := b.do(http.MethodPost, "/v1/admin/dlq/payments/purge", b.admin, map[string]any{"all": true, "reason": "test data"}).status(http.StatusOK).json()
 	require.EqualValues(t, 2, all["purged"])
+
+	// Each action left one row with its reason and count; refused ones
+	// (no reason, bad selection, unknown entry) changed nothing and left
+	// none.
+	rows, _, err := store.ListAuditEntries(ctx, b.db, store.AuditFilter{Target: "group:payments"}, store.Page{Limit: 10})
+	require.NoError(t, err)
+	type row struct {
+		Action, Actor, Reason, Result string
+		Count                         int64
+	}
+	var got []row
+	for _, r := range rows {
+		got = append(got, row{r.Action, r.Actor, r.Reason, r.Result, *r.Count})
+	}
+	require.Equal(t, []row{
+		{"dlq.purge", "admin-token", "test data", "ok", 2},
+		{"dlq.redrive", "admin-token", "gateway fixed", "ok", 1},
+		{"dlq.purge", "admin-token", "duplicate", "ok", 1},
+	}, got)
 }
 
 // TestOrdersWhileRedisDown: with Redis stopped the API keeps answering 201,

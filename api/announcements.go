@@ -22,6 +22,7 @@ type announcementRequest struct {
 	Level     string     `json:"level"`
 	StartsAt  *time.Time `json:"starts_at"`
 	ExpiresAt *time.Time `json:"expires_at"`
+	Reason    string     `json:"reason"`
 }
 
 type announcementDTO struct {
@@ -32,7 +33,7 @@ type announcementDTO struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// createAnnouncement: POST /v1/admin/announcements (admin). It records a
+// createAnnouncement: POST /v1/admin/announcements (operator). It records a
 // system.maintenance event in the outbox; frontends connected to
 // /v1/events see it live, and those connecting later get the latest one
 // until it expires. A newer announcement replaces an older one.
@@ -67,10 +68,12 @@ func (s *Server) createAnnouncement(c *gin.Context) {
 	case a.ExpiresAt.Sub(now) > maxAnnouncementTTL:
 		k.add("expires_at", "must be within 30 days")
 	}
+	k.text("reason", req.Reason, false, maxAuditReasonLen)
 	if err := k.err(); err != nil {
 		s.fail(c, err)
 		return
 	}
+	e := s.auditEntry(c, ActionAnnouncement, req.Reason)
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
 		// One subject keeps announcements in order on the stream.
 		ev, err := store.NewEvent(maintenanceType, "announcements", nil, 1, a)
@@ -78,6 +81,10 @@ func (s *Server) createAnnouncement(c *gin.Context) {
 			return change{}, err
 		}
 		out := announcementDTO{ID: ev.ID.String(), Message: a.Message, Level: a.Level, StartsAt: a.StartsAt, ExpiresAt: a.ExpiresAt}
+		e.Target, e.Params = "announcement:"+out.ID, auditParams(out)
+		if err := s.audit(ctx, tx, e); err != nil {
+			return change{}, err
+		}
 		return change{status: http.StatusCreated, body: out, events: []store.Event{ev}}, nil
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -18,11 +19,18 @@ import (
 // Role is what a credential may do.
 type Role string
 
-// The roles. Admin is the static token from the configuration; the others
-// are API keys.
+// The roles. Admin is the static token from the configuration or an
+// operator of role admin; viewer and operator are named operators
+// (operators.go); storefront, seller and printer are API keys.
 const (
 	// RoleAdmin may do everything.
 	RoleAdmin Role = "admin"
+	// RoleViewer is an operator who reads everything an admin reads and
+	// changes nothing.
+	RoleViewer = Role(store.OperatorViewer)
+	// RoleOperator is an operator who also repairs: redrive, retry, run,
+	// pause and resume, announcements, retry-failed.
+	RoleOperator = Role(store.OperatorOperator)
 	// RoleStorefront acts for buyers across all sellers.
 	RoleStorefront = Role(store.KeyStorefront)
 	// RoleSeller acts on one seller's data only.
@@ -43,13 +51,21 @@ type Principal struct {
 	Role Role
 	// SellerID is the seller of a seller or printer key; zero otherwise.
 	SellerID uuid.UUID
-	// KeyID is the API key used; zero for the admin token.
+	// KeyID is the API key used; zero for the admin token and operators.
 	KeyID uuid.UUID
+	// OperatorID and OperatorName name the operator of an operator
+	// credential or console session; zero for the static admin token and
+	// API keys.
+	OperatorID   uuid.UUID
+	OperatorName string
 }
 
 // ID names the principal in idempotency records: each key has its own
 // key space.
 func (p Principal) ID() string {
+	if p.OperatorID != uuid.Nil {
+		return "operator:" + p.OperatorID.String()
+	}
 	if p.Role == RoleAdmin {
 		return "admin"
 	}
@@ -62,7 +78,7 @@ func (p Principal) ID() string {
 // learn whether another seller's record exists.
 func (p Principal) Sees(sellerID uuid.UUID) bool {
 	switch p.Role {
-	case RoleAdmin, RoleStorefront:
+	case RoleAdmin, RoleStorefront, RoleViewer, RoleOperator:
 		return true
 	case RoleSeller, RolePrinter:
 		return p.SellerID == sellerID
@@ -74,41 +90,74 @@ const principalKey = "bazaar.principal"
 
 // authenticate resolves the Authorization: Bearer credential to a
 // Principal stored in the gin context (read it with principalOf), or
-// answers 401. Use it on any route that needs a caller.
+// answers 401. Use it on any route that needs a caller. A /v1/admin
+// request without Authorization may instead carry the console session
+// cookie (operators.go).
 func (s *Server) authenticate(c *gin.Context) {
+	if c.GetHeader("Authorization") == "" && strings.HasPrefix(c.Request.URL.Path, "/v1/admin/") {
+		if ck, err := c.Request.Cookie(sessionCookie); err == nil && ck.Value != "" {
+			s.authenticateSession(c)
+			return
+		}
+	}
+	p, ok := s.bearerPrincipal(c)
+	if !ok {
+		return
+	}
+	c.Set(principalKey, p)
+	c.Next()
+}
+
+// bearerPrincipal resolves the Authorization: Bearer credential under the
+// failure and per-credential limits; false when it has answered (401,
+// 429, 5xx).
+func (s *Server) bearerPrincipal(c *gin.Context) (Principal, bool) {
 	header := c.GetHeader("Authorization")
 	token, ok := bearer(header)
 	if !ok && header == "" {
 		s.fail(c, withDetail(errUnauthorized, "Send Authorization: Bearer <token>."))
-		return
+		return Principal{}, false
 	}
 	// A client that failed too often is refused before its credential is
 	// looked at, so guessing gets no answer at all.
 	failKey := "authfail:" + c.ClientIP()
 	if !s.failuresLeft(c, failKey, policyAuthFailures, s.limits.AuthFailures) {
-		return
+		return Principal{}, false
 	}
 	if !ok {
 		s.failed(c, failKey, s.limits.AuthFailures)
 		s.fail(c, withDetail(errUnauthorized, "Send Authorization: Bearer <token>."))
-		return
+		return Principal{}, false
 	}
 	// Compare digests so the comparison takes the same time whatever the
 	// token's length.
 	given, admin := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(s.cfg.AdminToken))
 	var p Principal
-	if subtle.ConstantTimeCompare(given[:], admin[:]) == 1 {
+	switch {
+	case subtle.ConstantTimeCompare(given[:], admin[:]) == 1:
 		p = Principal{Role: RoleAdmin}
-	} else {
+	case strings.HasPrefix(token, store.OperatorTokenPrefix):
+		op, err := store.ActiveOperatorByHash(c.Request.Context(), s.cfg.DB, given[:])
+		if errors.Is(err, store.ErrNotFound) {
+			s.failed(c, failKey, s.limits.AuthFailures)
+			s.fail(c, withDetail(errUnauthorized, "The token is unknown or revoked."))
+			return Principal{}, false
+		}
+		if err != nil {
+			s.fail(c, err)
+			return Principal{}, false
+		}
+		p = operatorPrincipal(op)
+	default:
 		key, err := store.ActiveAPIKeyByHash(c.Request.Context(), s.cfg.DB, given[:])
 		if errors.Is(err, store.ErrNotFound) {
 			s.failed(c, failKey, s.limits.AuthFailures)
 			s.fail(c, withDetail(errUnauthorized, "The token is unknown or revoked."))
-			return
+			return Principal{}, false
 		}
 		if err != nil {
 			s.fail(c, err)
-			return
+			return Principal{}, false
 		}
 		p = Principal{Role: Role(key.Role), KeyID: key.ID}
 		if key.SellerID != nil {
@@ -116,10 +165,18 @@ func (s *Server) authenticate(c *gin.Context) {
 		}
 	}
 	if s.limiter != nil && !s.allow(c, "cred:"+p.ID(), string(p.Role), s.limits.forRole(p.Role)) {
-		return
+		return Principal{}, false
 	}
-	c.Set(principalKey, p)
-	c.Next()
+	return p, true
+}
+
+// credentialID is what revoking ends the live streams of: the API key or
+// the operator; zero for the static admin token.
+func (p Principal) credentialID() uuid.UUID {
+	if p.OperatorID != uuid.Nil {
+		return p.OperatorID
+	}
+	return p.KeyID
 }
 
 func bearer(header string) (string, bool) {
@@ -139,15 +196,53 @@ func principalOf(c *gin.Context) Principal {
 }
 
 // requireRole answers 403 unless the caller has one of roles. Put it after
-// authenticate.
+// authenticate. Operator roles rank viewer < operator < admin, and:
+//   - a route open to admin is open to viewers and operators for reads
+//     (GET, HEAD): a viewer reads everything an admin reads;
+//   - a route open to operator is open to admin too.
+//
+// So mutating routes list operator when operators may use them, admin
+// when only admins may.
 func (s *Server) requireRole(roles ...Role) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if !slices.Contains(roles, principalOf(c).Role) {
-			s.fail(c, withDetail(errForbidden, "This route is not open to "+string(principalOf(c).Role)+" credentials."))
+		p := principalOf(c)
+		if !mayUse(p.Role, c.Request.Method, roles) {
+			s.fail(c, withDetail(errForbidden, "This route is not open to "+string(p.Role)+" credentials."))
 			return
 		}
 		c.Next()
 	}
+}
+
+// mayUse reports whether role may call a route open to roles with method.
+func mayUse(role Role, method string, roles []Role) bool {
+	if slices.Contains(roles, role) {
+		return true
+	}
+	rank := staffRank(role)
+	if rank == 0 {
+		return false
+	}
+	for _, r := range roles {
+		if min := staffRank(r); min > 0 && rank >= min {
+			return true
+		}
+	}
+	read := method == http.MethodGet || method == http.MethodHead
+	return read && slices.Contains(roles, RoleAdmin)
+}
+
+// staffRank orders the operator roles; 0 for API key roles.
+func staffRank(r Role) int {
+	switch r {
+	case RoleViewer:
+		return 1
+	case RoleOperator:
+		return 2
+	case RoleAdmin:
+		return 3
+	}
+	return 0
 }
 
 // newSecret makes a key secret: a kind prefix and 256 random bits.

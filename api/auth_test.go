@@ -53,6 +53,10 @@ func matrixRoutes() []matrixRoute {
 		r := b.do(http.MethodPost, path, b.admin, nil).status(http.StatusCreated)
 		return r.json()["id"].(string)
 	}
+	newOperator := func(b *testBundle) string {
+		r := b.do(http.MethodPost, "/v1/admin/operators", b.admin, map[string]any{"name": "op-" + uuid.NewString()[:8], "role": "viewer"})
+		return r.status(http.StatusCreated).id().String()
+	}
 	item := func(b *testBundle, order uuid.UUID) string {
 		o := b.do(http.MethodGet, "/v1/orders/"+order.String(), b.admin, nil).status(http.StatusOK).json()
 		return o["items"].([]any)[0].(map[string]any)["id"].(string)
@@ -175,6 +179,21 @@ func matrixRoutes() []matrixRoute {
 		{"GET", "/v1/sellers/:id/printers", []Role{RoleAdmin, RoleSeller}, true, 200, fixed("/v1/sellers/{A}/printers", nil)},
 		{"GET", "/v1/sellers/:id/print-jobs", []Role{RoleAdmin, RoleSeller}, true, 200, fixed("/v1/sellers/{A}/print-jobs", nil)},
 		{"POST", "/v1/sellers/:id/print-jobs/:order_id/resend", []Role{RoleAdmin, RoleSeller}, true, anyStatus, fixed("/v1/sellers/{A}/print-jobs/"+uuid.NewString()+"/resend", map[string]any{})},
+		// Operators and the audit log (operators_test.go has the operator roles' matrix).
+		{"POST", "/v1/admin/operators", []Role{RoleAdmin}, false, 201, func(*testBundle, Role) (string, any) {
+			return "/v1/admin/operators", map[string]any{"name": "op-" + uuid.NewString()[:8], "role": "viewer"}
+		}},
+		{"GET", "/v1/admin/operators", []Role{RoleAdmin}, false, 200, fixed("/v1/admin/operators", nil)},
+		{"GET", "/v1/admin/operators/:id", []Role{RoleAdmin}, false, 200, func(b *testBundle, _ Role) (string, any) {
+			return "/v1/admin/operators/" + newOperator(b), nil
+		}},
+		{"PATCH", "/v1/admin/operators/:id", []Role{RoleAdmin}, false, 200, func(b *testBundle, _ Role) (string, any) {
+			return "/v1/admin/operators/" + newOperator(b), map[string]any{"role": "operator"}
+		}},
+		{"DELETE", "/v1/admin/operators/:id", []Role{RoleAdmin}, false, 204, func(b *testBundle, _ Role) (string, any) {
+			return "/v1/admin/operators/" + newOperator(b), nil
+		}},
+		{"GET", "/v1/admin/audit", []Role{RoleAdmin}, false, 200, fixed("/v1/admin/audit", nil)},
 	}
 }
 

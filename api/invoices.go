@@ -95,6 +95,7 @@ func runWithProgress(ctx context.Context, q sqlx.QueryerContext, r store.Invoice
 type runCreate struct {
 	PeriodStart string `json:"period_start"`
 	PeriodEnd   string `json:"period_end"`
+	Reason      string `json:"reason"`
 }
 
 // startInvoiceRun: POST /v1/admin/invoicing/runs. 201 with a new run, 200
@@ -125,6 +126,7 @@ func (s *Server) startInvoiceRun(c *gin.Context) {
 		return
 	}
 	loc := s.invoiceLocation()
+	e := s.auditEntry(c, ActionInvoiceRunStart, in.Reason)
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
 		run, created, events, err := workers.CreateRun(ctx, tx, workers.RunRequest{
 			Period: period, Trigger: workers.TriggerManual, RequestID: requestID(c),
@@ -140,6 +142,11 @@ func (s *Server) startInvoiceRun(c *gin.Context) {
 		status := http.StatusOK
 		if created {
 			status = http.StatusCreated
+		}
+		e.Target = "invoice_run:" + run.ID.String()
+		e.Params = auditParams(map[string]any{"period_start": in.PeriodStart, "period_end": in.PeriodEnd, "created": created})
+		if err := s.audit(ctx, tx, e); err != nil {
+			return change{}, err
 		}
 		out, err := runWithProgress(ctx, tx, run)
 		return change{status, out, events}, err
@@ -215,13 +222,21 @@ func (s *Server) retryFailedAccounts(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if err := bind(c, &struct{}{}, true); err != nil {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := bind(c, &req, true); err != nil {
 		s.fail(c, err)
 		return
 	}
+	e := s.auditEntry(c, ActionInvoiceRunRetry, req.Reason)
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
 		n, run, events, err := workers.ResetFailedAccounts(ctx, tx, id)
 		if err != nil {
+			return change{}, err
+		}
+		e.Target, e.Count = "invoice_run:"+id.String(), auditCount(n)
+		if err := s.audit(ctx, tx, e); err != nil {
 			return change{}, err
 		}
 		out, err := runWithProgress(ctx, tx, run)

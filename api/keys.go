@@ -60,6 +60,9 @@ func (s *Server) createKey(c *gin.Context, role store.KeyRole, prefix string) {
 		if err != nil {
 			return change{}, err
 		}
+		if err := s.auditKey(ctx, tx, c, ActionKeyCreate, key); err != nil {
+			return change{}, err
+		}
 		out := apiKeyOut(key)
 		out.Key = secret
 		return change{status: http.StatusCreated, body: out}, nil
@@ -113,7 +116,11 @@ func (s *Server) revokeKey(c *gin.Context, sellerID *uuid.UUID) {
 		return
 	}
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		if _, err := store.RevokeAPIKey(ctx, tx, keyID, sellerID); err != nil {
+		key, err := store.RevokeAPIKey(ctx, tx, keyID, sellerID)
+		if err != nil {
+			return change{}, err
+		}
+		if err := s.auditKey(ctx, tx, c, ActionKeyRevoke, key); err != nil {
 			return change{}, err
 		}
 		return change{status: http.StatusNoContent}, nil

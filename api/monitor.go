@@ -1,15 +1,12 @@
 package api
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -26,31 +23,30 @@ type MonitorHandler interface {
 	HasQueue(name string) (bool, error)
 }
 
-const (
-	monitorRoot       = "/monitor"
-	monitorCookie     = "bazaar_monitor"
-	monitorSessionTTL = 12 * time.Hour
-)
+const monitorRoot = "/monitor"
 
 // mountMonitor serves asynqmon at /monitor. asynqmon has no
 // authentication of its own and no CSRF protection, so every request
-// passes two gates first:
-//   - admin credentials: Authorization: Bearer <admin token>, HTTP Basic
-//     with the admin token as password, or the session cookie set by the
-//     login form at /monitor/login (what a browser uses);
-//   - cross-origin protection: a state-changing request (POST, DELETE)
-//     must come from this origin (Sec-Fetch-Site / Origin), and the cookie
-//     is SameSite=Strict besides.
+// passes three gates first:
+//   - cross-origin protection: a state-changing request (POST, DELETE,
+//     PATCH) must come from this origin (Sec-Fetch-Site / Origin), and the
+//     session cookie is SameSite=Strict besides;
+//   - credentials: Authorization: Bearer <admin token or operator token>,
+//     HTTP Basic with one of them as password, or the operator session
+//     cookie set by the login forms at /monitor/login and /console/login
+//     (what a browser uses);
+//   - the role: a viewer only reads (GET); changing anything (pause,
+//     resume, run, delete, archive) needs operator or admin.
 //
-// Without Config.Monitor the routes answer 404.
+// Every state-changing call that passes is recorded in the audit log with
+// its outcome (auditMonitor). Without Config.Monitor the routes answer 404.
 func (s *Server) mountMonitor(r *gin.Engine) {
-	cop := http.NewCrossOriginProtection()
 	h := func(c *gin.Context) {
 		if s.cfg.Monitor == nil {
 			s.fail(c, errRouteNotFound)
 			return
 		}
-		if err := cop.Check(c.Request); err != nil {
+		if err := crossOrigin.Check(c.Request); err != nil {
 			s.fail(c, withDetail(errForbidden, "Cross-origin requests to the monitor are refused."))
 			return
 		}
@@ -58,12 +54,19 @@ func (s *Server) mountMonitor(r *gin.Engine) {
 			s.monitorLogin(c)
 			return
 		}
-		if !s.monitorAuthorized(c) {
+		p, ok := s.monitorPrincipal(c)
+		if !ok {
 			if !c.IsAborted() {
 				s.monitorChallenge(c)
 			}
 			return
 		}
+		mutating := c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead
+		if mutating && staffRank(p.Role) < staffRank(RoleOperator) {
+			s.fail(c, withDetail(errForbidden, "A viewer reads the monitor and changes nothing; this needs the operator role."))
+			return
+		}
+		c.Set(principalKey, p)
 		if c.Request.URL.Path == monitorRoot {
 			// asynqmon's router wants the trailing slash for its index.
 			c.Redirect(http.StatusFound, monitorRoot+"/")
@@ -81,10 +84,15 @@ func (s *Server) mountMonitor(r *gin.Engine) {
 			}
 		}
 		c.Header("Cache-Control", "no-store")
-		s.cfg.Monitor.ServeHTTP(c.Writer, c.Request)
+		serve := func() { s.cfg.Monitor.ServeHTTP(c.Writer, c.Request) }
+		if mutating && strings.HasPrefix(c.Request.URL.Path, monitorRoot+"/api/") {
+			s.auditMonitor(c, p, readMonitorBody(c), serve)
+			return
+		}
+		serve()
 	}
 	r.GET(monitorRoot, h)
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodPatch} {
 		r.Handle(m, monitorRoot+"/*any", h)
 	}
 }
@@ -103,68 +111,29 @@ func monitorQueue(path string) (string, bool) {
 	return rest, rest != ""
 }
 
-// monitorAuthorized checks the admin credential of a monitor request. A
-// token (bearer or basic) counts as a login attempt: past the
-// MonitorLogin limit the request has been answered 429 (c is aborted).
-func (s *Server) monitorAuthorized(c *gin.Context) bool {
+// monitorPrincipal finds the operator of a monitor request. A token
+// (bearer or basic) counts as a login attempt: past the MonitorLogin
+// limit the request has been answered 429 (c is aborted).
+func (s *Server) monitorPrincipal(c *gin.Context) (Principal, bool) {
 	r := c.Request
 	tok, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		_, tok, ok = r.BasicAuth()
 	}
 	if ok {
-		return s.monitorTokenAccepted(c, tok)
+		return s.loginCredential(c, tok)
 	}
-	if ck, err := r.Cookie(monitorCookie); err == nil {
-		// Sessions are MACs nobody can guess; they need no limit.
-		return s.validMonitorSession(ck.Value, time.Now())
+	p, ok, err := s.sessionPrincipal(c)
+	if err != nil {
+		s.fail(c, err)
+		return Principal{}, false
 	}
-	return false
-}
-
-// monitorTokenAccepted checks a token offered to the monitor under the
-// per-IP MonitorLogin limit: a client that failed too often is answered
-// 429 before its token is looked at, so a lockout also hides right guesses.
-func (s *Server) monitorTokenAccepted(c *gin.Context, tok string) bool {
-	key := "monitorlogin:" + c.ClientIP()
-	if !s.failuresLeft(c, key, policyMonitorLogin, s.limits.MonitorLogin) {
-		return false
-	}
-	if !s.isAdminToken(tok) {
-		s.failed(c, key, s.limits.MonitorLogin)
-		return false
-	}
-	return true
+	return p, ok
 }
 
 func (s *Server) isAdminToken(tok string) bool {
 	given, admin := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(s.cfg.AdminToken))
 	return subtle.ConstantTimeCompare(given[:], admin[:]) == 1
-}
-
-// monitorSession is "<unix expiry>.<hex HMAC of it keyed by the admin
-// token>": changing the admin token ends every session.
-func (s *Server) monitorSession(expires time.Time) string {
-	exp := strconv.FormatInt(expires.Unix(), 10)
-	return exp + "." + s.monitorMAC(exp)
-}
-
-func (s *Server) monitorMAC(exp string) string {
-	mac := hmac.New(sha256.New, []byte(s.cfg.AdminToken))
-	mac.Write([]byte("bazaar-monitor-session:" + exp))
-	return hex.EncodeToString(mac.Sum(nil))
-}
-
-func (s *Server) validMonitorSession(v string, now time.Time) bool {
-	exp, sig, ok := strings.Cut(v, ".")
-	if !ok {
-		return false
-	}
-	unix, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || now.Unix() > unix {
-		return false
-	}
-	return hmac.Equal([]byte(sig), []byte(s.monitorMAC(exp)))
 }
 
 // monitorChallenge answers 401: the login form for a browser, a problem
@@ -174,53 +143,43 @@ func (s *Server) monitorChallenge(c *gin.Context) {
 		c.Header("WWW-Authenticate", `Bearer realm="bazaar monitor"`)
 		c.Header("Cache-Control", "no-store")
 		c.Status(http.StatusUnauthorized)
-		_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login"})
+		_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login", "Next": monitorRoot + "/"})
 		return
 	}
-	s.fail(c, withDetail(errUnauthorized, "The monitor needs the admin token: Authorization: Bearer <token>, or log in at "+monitorRoot+"/login."))
+	s.fail(c, withDetail(errUnauthorized, "The monitor needs an operator token or the admin token: Authorization: Bearer <token>, or log in at "+monitorRoot+"/login."))
 }
 
-// monitorLogin shows the login form (GET) or checks the token and sets the
-// session cookie (POST).
+// monitorLogin shows the login form (GET) or checks the credential and
+// sets the operator session cookie (POST); the form posts credential
+// (token is accepted too, as before).
 func (s *Server) monitorLogin(c *gin.Context) {
 	switch c.Request.Method {
 	case http.MethodGet:
 		c.Header("Cache-Control", "no-store")
 		c.Status(http.StatusOK)
-		_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login"})
+		_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login", "Next": monitorRoot + "/"})
 	case http.MethodPost:
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 4096)
-		if !s.monitorTokenAccepted(c, c.PostForm("token")) {
-			if c.IsAborted() {
-				return // locked out: answered 429
-			}
-			c.Status(http.StatusUnauthorized)
-			_ = monitorLoginPage.Execute(c.Writer, map[string]any{"Action": monitorRoot + "/login", "Failed": true})
-			return
+		tok := c.PostForm("credential")
+		if tok == "" {
+			tok = c.PostForm("token")
 		}
-		exp := time.Now().Add(monitorSessionTTL)
-		// Secure follows the request: development serves plain HTTP on
-		// localhost, where a Secure cookie would never come back. Behind a
-		// TLS-terminating proxy, its X-Forwarded-Proto tells (when trusted).
-		http.SetCookie(c.Writer, &http.Cookie{ //nolint:gosec // Secure set whenever the request came over TLS
-			Name: monitorCookie, Value: s.monitorSession(exp), Path: monitorRoot, Expires: exp,
-			HttpOnly: true, Secure: s.requestIsHTTPS(c), SameSite: http.SameSiteStrictMode,
-		})
-		c.Redirect(http.StatusSeeOther, monitorRoot+"/")
+		s.loginAndRedirect(c, tok, monitorRoot+"/", monitorRoot+"/login")
 	default:
 		s.fail(c, errMethodNotAllowed)
 	}
 }
 
 var monitorLoginPage = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Bazaar monitor: log in</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Bazaar: log in</title>
 <style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
 input,button{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box;margin:.3rem 0}.err{color:#b00}</style></head>
-<body><h1>Bazaar task monitor</h1>
-{{if .Failed}}<p class="err" id="failed">That is not the admin token.</p>{{end}}
+<body><h1>Bazaar: log in</h1>
+{{if .Failed}}<p class="err" id="failed">That is not an operator credential or the admin token.</p>{{end}}
 <form method="post" action="{{.Action}}">
-<label for="token">Admin token</label>
-<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<input type="hidden" name="next" value="{{.Next}}">
+<label for="token">Operator credential or admin token</label>
+<input id="token" name="credential" type="password" autocomplete="current-password" required autofocus>
 <button id="login" type="submit">Log in</button>
 </form></body></html>
 `))

@@ -105,6 +105,11 @@ func (s *Server) updateSeller(c *gin.Context) {
 		if err != nil {
 			return change{}, err
 		}
+		if err := s.auditSeller(ctx, tx, c, ActionSellerUpdate, sl.ID, map[string]any{
+			"stripe_account": req.StripeAccount, "fee_bps": req.FeeBPS.value, "fee_bps_set": req.FeeBPS.set,
+		}); err != nil {
+			return change{}, err
+		}
 		return change{http.StatusOK, sellerOut(sl), []store.Event{ev}}, nil
 	})
 }

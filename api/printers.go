@@ -215,6 +215,9 @@ func (s *Server) createPrinterToken(c *gin.Context) {
 		if err != nil {
 			return change{}, err
 		}
+		if err := s.auditKey(ctx, tx, c, ActionKeyCreate, key); err != nil {
+			return change{}, err
+		}
 		p, err := store.CreatePrinter(ctx, tx, store.Printer{KeyID: key.ID, SellerID: sellerID, Protocol: protocol, PollIntervalSeconds: poll, DotWidth: dots})
 		if err != nil {
 			return change{}, err

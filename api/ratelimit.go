@@ -20,7 +20,8 @@ import (
 // defaults of DefaultLimits.
 type Limits struct {
 	// Admin, Storefront, Seller and Printer limit each credential of that
-	// role.
+	// role; each operator (viewer, operator, admin) gets the Admin limit
+	// of its own.
 	Admin, Storefront, Seller, Printer ratelimit.Limit
 	// Anonymous limits each client IP's requests that carry no credential.
 	Anonymous ratelimit.Limit
@@ -79,7 +80,7 @@ func (l Limits) withDefaults() Limits {
 // forRole is the limit of a credential of role.
 func (l Limits) forRole(r Role) ratelimit.Limit {
 	switch r {
-	case RoleAdmin:
+	case RoleAdmin, RoleViewer, RoleOperator:
 		return l.Admin
 	case RoleStorefront:
 		return l.Storefront
@@ -103,8 +104,8 @@ var unlimitedRoutes = map[string]bool{"/healthz": true, "/readyz": true}
 
 // limitAnonymous holds requests without a credential to the per-IP
 // Anonymous limit. Requests to /v1 with a credential are limited by
-// authenticate (per credential, or as failures); /monitor limits its own
-// logins.
+// authenticate (per credential, or as failures), and so are /v1/admin
+// requests with the console session; /monitor limits its own logins.
 func (s *Server) limitAnonymous(c *gin.Context) {
 	route := c.FullPath()
 	if s.limiter == nil || unlimitedRoutes[route] || strings.HasPrefix(route, monitorRoot) {
@@ -114,6 +115,14 @@ func (s *Server) limitAnonymous(c *gin.Context) {
 	if strings.HasPrefix(route, "/v1/") && (c.GetHeader("Authorization") != "" || c.Query("access_token") != "") {
 		c.Next()
 		return
+	}
+	// A console session on /v1/admin is limited per operator by
+	// authenticateSession, like a credential.
+	if strings.HasPrefix(route, "/v1/admin/") {
+		if ck, err := c.Request.Cookie(sessionCookie); err == nil && ck.Value != "" {
+			c.Next()
+			return
+		}
 	}
 	if s.allow(c, "anon:"+c.ClientIP(), policyAnonymous, s.limits.Anonymous) {
 		c.Next()

@@ -6,7 +6,10 @@ package api
 //
 // Routes under /v1 sit behind s.authenticate (a Principal in the context)
 // and s.idempotency (Idempotency-Key on POST); s.requireRole picks the
-// roles, and handlers answer 404 for another seller's data.
+// roles, and handlers answer 404 for another seller's data. Operator roles
+// follow requireRole's ranks: a viewer reads every route open to admin, a
+// route open to operator is open to admin too, so mutating admin routes
+// say operator when operators may use them.
 func (s *Server) routes() {
 	r := s.engine
 	r.GET("/healthz", s.healthz)
@@ -16,14 +19,18 @@ func (s *Server) routes() {
 	r.GET("/docs", s.docsReference) // API reference pages (docs.go)
 	r.GET("/docs/events", s.docsEvents)
 	r.GET(redocPath, s.docsRedoc)
-	s.mountMonitor(r) // asynqmon at /monitor, admin only (monitor.go)
+	s.mountMonitor(r) // asynqmon at /monitor, operators (monitor.go)
 	s.mountDevMail(r) // development mail sink at /dev/mail (devmail.go)
+
+	// Console login and logout (operators.go); the pages are api/console.
+	s.mountConsoleAuth(r)
 
 	const (
 		admin      = RoleAdmin
 		storefront = RoleStorefront
 		seller     = RoleSeller
 		printer    = RolePrinter
+		operator   = RoleOperator
 	)
 	v1 := r.Group("/v1", s.authenticate, s.idempotency)
 
@@ -86,16 +93,16 @@ func (s *Server) routes() {
 	v1.POST("/returns/:id/resolution", s.requireRole(admin, seller), s.resolveReturn)
 
 	v1.GET("/admin/streams", s.requireRole(admin), s.adminStreams)
-	v1.POST("/admin/announcements", s.requireRole(admin), s.createAnnouncement)
+	v1.POST("/admin/announcements", s.requireRole(operator), s.createAnnouncement)
 	v1.GET("/admin/dlq/:group", s.requireRole(admin), s.adminListDLQ)
-	v1.POST("/admin/dlq/:group/redrive", s.requireRole(admin), s.adminRedriveDLQ)
+	v1.POST("/admin/dlq/:group/redrive", s.requireRole(operator), s.adminRedriveDLQ)
 	v1.POST("/admin/dlq/:group/purge", s.requireRole(admin), s.adminPurgeDLQ)
 
 	v1.GET("/admin/schedules", s.requireRole(admin), s.listSchedules)
-	v1.POST("/admin/invoicing/runs", s.requireRole(admin), s.startInvoiceRun)
+	v1.POST("/admin/invoicing/runs", s.requireRole(operator), s.startInvoiceRun)
 	v1.GET("/admin/invoicing/runs", s.requireRole(admin), s.listInvoiceRuns)
 	v1.GET("/admin/invoicing/runs/:id", s.requireRole(admin), s.getInvoiceRun)
-	v1.POST("/admin/invoicing/runs/:id/retry-failed", s.requireRole(admin), s.retryFailedAccounts)
+	v1.POST("/admin/invoicing/runs/:id/retry-failed", s.requireRole(operator), s.retryFailedAccounts)
 	v1.GET("/invoices", s.requireRole(admin), s.listInvoices)
 	v1.GET("/invoices/:id", s.requireRole(admin), s.getInvoice)
 	v1.GET("/invoices/:id/pdf", s.requireRole(admin), s.getInvoicePDF)
@@ -109,4 +116,12 @@ func (s *Server) routes() {
 	v1.GET("/sellers/:id/printers", s.requireRole(admin, seller), s.listPrinters)
 	v1.GET("/sellers/:id/print-jobs", s.requireRole(admin, seller), s.listUnconfirmedPrintJobs)
 	v1.POST("/sellers/:id/print-jobs/:order_id/resend", s.requireRole(admin, seller), s.resendPrintJob)
+
+	// Named operators and the audit log (operators.go, audit.go).
+	v1.POST("/admin/operators", s.requireRole(admin), s.createOperator)
+	v1.GET("/admin/operators", s.requireRole(admin), s.listOperators)
+	v1.GET("/admin/operators/:id", s.requireRole(admin), s.getOperator)
+	v1.PATCH("/admin/operators/:id", s.requireRole(admin), s.updateOperator)
+	v1.DELETE("/admin/operators/:id", s.requireRole(admin), s.revokeOperator)
+	v1.GET("/admin/audit", s.requireRole(admin), s.listAudit)
 }

@@ -39,6 +39,9 @@ func (s *Server) createSeller(c *gin.Context) {
 		if err != nil {
 			return change{}, err
 		}
+		if err := s.auditSeller(ctx, tx, c, ActionSellerCreate, sl.ID, req); err != nil {
+			return change{}, err
+		}
 		return change{http.StatusCreated, sellerOut(sl), []store.Event{ev}}, nil
 	})
 }

@@ -36,7 +36,8 @@ type Config struct {
 	// answer 500 without it.
 	Streams *stream.Admin
 	// Monitor is asynqmon (workers.NewMonitor), served at /monitor behind
-	// the admin token; /monitor answers 404 without it.
+	// operator credentials (viewers read only); /monitor answers 404
+	// without it.
 	Monitor MonitorHandler
 	// DevMail lists the development mail sink's mails at /dev/mail; set it
 	// only in development ("bazaar dev"). /dev/mail answers 404 without it.

@@ -105,7 +105,7 @@ func (s *Server) events(c *gin.Context) {
 	if authed {
 		role = p.(Principal).Role
 	}
-	full := role == RoleAdmin || role == RoleStorefront
+	full := role == RoleAdmin || role == RoleStorefront || staffRank(role) > 0
 	if len(patterns) == 0 {
 		patterns = []string{publicScope}
 		if full {
@@ -195,7 +195,7 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 		opts.Cursor, cursorName = c.Query("last_event_id"), "last_event_id"
 	}
 	// Revoking the stream's key cancels ctx (revoke.go).
-	ctx, untrack := s.revocations.track(c.Request.Context(), principalOf(c).KeyID)
+	ctx, untrack := s.revocations.track(c.Request.Context(), principalOf(c).credentialID())
 	defer untrack()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	sub, err := s.cfg.Hub.Subscribe(sctx, opts)

@@ -11,6 +11,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
+	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
 )
 
@@ -18,9 +21,11 @@ const dlqUsage = `usage:
   bazaar dlq list                         consumer groups with their dead-letter depth
   bazaar dlq list <group> [-limit N]      a group's dead letters, oldest first
   bazaar dlq show <group> <id>            one dead letter with its event
-  bazaar dlq redrive <group> <id>...|-count N|-all
+  bazaar dlq redrive <group> <id>...|-count N|-all -reason TEXT
                                           send dead letters back to that group alone
-  bazaar dlq purge <group> <id>...|-all   delete dead letters`
+  bazaar dlq purge <group> <id>...|-all -reason TEXT
+                                          delete dead letters
+Redrive and purge need a reason; each is written to the audit log as cli:$USER.`
 
 func init() {
 	register(&command{
@@ -51,7 +56,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			err = runDLQ(ctx, admin, env.stdout, args[0], args[1:])
+			err = runDLQ(ctx, admin, dlqAudit{db: db, actor: cliActor(env.getenv)}, env.stdout, args[0], args[1:])
 			return explainDLQError(ctx, admin, err)
 		},
 	})
@@ -59,9 +64,10 @@ func init() {
 
 // dlqOptions are the flags of the dlq actions.
 type dlqOptions struct {
-	limit int
-	count int
-	all   bool
+	limit  int
+	count  int
+	all    bool
+	reason string
 }
 
 // dlqActions maps each action to its usage line and the flags it takes.
@@ -73,12 +79,14 @@ var dlqActions = map[string]struct {
 		fs.IntVar(&o.limit, "limit", 50, "with a group: how many dead letters to show, oldest first")
 	}},
 	"show": {"show <group> <id>", func(*flag.FlagSet, *dlqOptions) {}},
-	"redrive": {"redrive <group> <id>...|-count N|-all", func(fs *flag.FlagSet, o *dlqOptions) {
+	"redrive": {"redrive <group> <id>...|-count N|-all -reason TEXT", func(fs *flag.FlagSet, o *dlqOptions) {
 		fs.BoolVar(&o.all, "all", false, "redrive every dead letter of the group")
 		fs.IntVar(&o.count, "count", 0, "redrive the N oldest dead letters of the group")
+		fs.StringVar(&o.reason, "reason", "", "why (required), for the audit log")
 	}},
-	"purge": {"purge <group> <id>...|-all", func(fs *flag.FlagSet, o *dlqOptions) {
+	"purge": {"purge <group> <id>...|-all -reason TEXT", func(fs *flag.FlagSet, o *dlqOptions) {
 		fs.BoolVar(&o.all, "all", false, "purge every dead letter of the group")
+		fs.StringVar(&o.reason, "reason", "", "why (required), for the audit log")
 	}},
 }
 
@@ -117,7 +125,13 @@ func dlqArgs(action string, args []string, o *dlqOptions) ([]string, error) {
 	return positional, nil
 }
 
-func runDLQ(ctx context.Context, admin *stream.Admin, out io.Writer, action string, args []string) error {
+// dlqAudit writes the audit rows of the CLI's dead-letter actions.
+type dlqAudit struct {
+	db    *sqlx.DB
+	actor string
+}
+
+func runDLQ(ctx context.Context, admin *stream.Admin, audit dlqAudit, out io.Writer, action string, args []string) error {
 	var o dlqOptions
 	switch action {
 	case "list":
@@ -156,12 +170,34 @@ func runDLQ(ctx context.Context, admin *stream.Admin, out io.Writer, action stri
 		if len(pos) < 1 {
 			return usageError{"usage: bazaar dlq " + dlqActions[action].usage}
 		}
+		if strings.TrimSpace(o.reason) == "" {
+			return usageError{"dlq " + action + ": -reason is required (it goes to the audit log)"}
+		}
 		sel := stream.Selection{IDs: pos[1:], Count: o.count, All: o.all}
+		e, err := cliAudit(audit.actor, "dlq."+action, "group:"+pos[0], strings.TrimSpace(o.reason),
+			map[string]any{"ids": sel.IDs, "count": sel.Count, "all": sel.All})
+		if err != nil {
+			return err
+		}
 		var n int
 		if action == "redrive" {
 			n, err = admin.Redrive(ctx, pos[0], sel)
 		} else {
 			n, err = admin.Purge(ctx, pos[0], sel)
+		}
+		// The dead letters live in Redis: the row records the outcome
+		// after the fact, failures of Redis too; a refused action (unknown
+		// group or entry, bad selection) changed nothing and leaves none.
+		refused := errors.Is(err, stream.ErrUnknownGroup) || errors.Is(err, stream.ErrUnknownEntry) || errors.Is(err, stream.ErrBadSelection)
+		if !refused {
+			count := int64(n)
+			e.Count = &count
+			if err != nil {
+				e.Result = "error: " + err.Error()
+			}
+			if _, aerr := store.InsertAuditEntry(ctx, audit.db, e); aerr != nil {
+				return errors.Join(err, fmt.Errorf("audit log: %w", aerr))
+			}
 		}
 		if err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream"
 	"github.com/bazaarhq/bazaar/stream/redistest"
@@ -17,7 +18,7 @@ import (
 func TestDLQCommand(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, dbURL := storetest.NewDB(t)
+	db, dbURL := storetest.NewDB(t)
 	prefix := redistest.Prefix(t)
 	rdb := redistest.Client(t)
 	names := stream.Names{Prefix: prefix}
@@ -35,7 +36,7 @@ func TestDLQCommand(t *testing.T) {
 		ids = append(ids, id)
 	}
 	getenv := func(k string) string {
-		return map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.URL(), "BAZAAR_REDIS_PREFIX": prefix}[k]
+		return map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.URL(), "BAZAAR_REDIS_PREFIX": prefix, "USER": "dora"}[k]
 	}
 	cli := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
@@ -59,18 +60,31 @@ func TestDLQCommand(t *testing.T) {
 	_, err = cli("show", "payments", "1-1")
 	require.ErrorIs(t, err, stream.ErrUnknownEntry)
 	require.NotContains(t, err.Error(), "\n")
-	_, err = cli("redrive", "payments")
+	_, err = cli("redrive", "payments", "-reason", "r")
 	require.ErrorContains(t, err, "exactly one")
+	_, err = cli("redrive", "payments", ids[0])
+	require.EqualError(t, err, "dlq redrive: -reason is required (it goes to the audit log)")
+	_, err = cli("purge", "payments", "-all", "-reason", " ")
+	require.ErrorContains(t, err, "-reason is required")
 	_, err = cli("frobnicate")
 	require.ErrorContains(t, err, `unknown dlq action "frobnicate"`)
 
-	out, err = cli("redrive", "payments", ids[0])
+	out, err = cli("redrive", "payments", ids[0], "-reason", "gateway fixed")
 	require.NoError(t, err)
 	require.Equal(t, "1 dead letter(s) redriven to the retry stream of payments\n", out)
 	n, err := rdb.XLen(ctx, names.Retry("payments")).Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
-	out, err = cli("purge", "payments", "-all")
+	out, err = cli("purge", "payments", "-all", "-reason", "test data")
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(out, "1 dead letter(s) purged"), out)
+
+	// Each action wrote one audit row naming the person; refused ones none.
+	rows, _, err := store.ListAuditEntries(ctx, db, store.AuditFilter{Actor: "cli:dora"}, store.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, rows, 2)
+	require.Equal(t, []string{"dlq.purge", "test data", "group:payments", "cli"}, []string{rows[0].Action, rows[0].Reason, rows[0].Target, rows[0].Role})
+	require.Equal(t, []string{"dlq.redrive", "gateway fixed"}, []string{rows[1].Action, rows[1].Reason})
+	require.EqualValues(t, 1, *rows[0].Count)
+	require.EqualValues(t, 1, *rows[1].Count)
 }
