@@ -75,7 +75,11 @@ func TestGroupStartFromTimeReplaysHistory(t *testing.T) {
 	ctx := context.Background()
 	relay := newRelay(t, b, RelayConfig{})
 	old := record(t, b.db, "order.created", "ord-old")
-	_, err := b.db.ExecContext(ctx, `UPDATE events SET time = now() - interval '2 hours' WHERE id = $1`, old[0].ID)
+	// The event and its outbox row move to the older time together, as if
+	// recorded then.
+	_, err := b.db.ExecContext(ctx, `
+WITH o AS (UPDATE outbox SET time = time - interval '2 hours' WHERE seq = (SELECT seq FROM events WHERE id = $1))
+UPDATE events SET time = time - interval '2 hours' WHERE id = $1`, old[0].ID)
 	require.NoError(t, err)
 	since := time.Now().Add(-time.Hour)
 	history := record(t, b.db, "order.created", "ord-1", "ord-2")

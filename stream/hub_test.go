@@ -91,7 +91,10 @@ func (b *hubBundle) publish(t testing.TB, typ, seller string) hubPublished {
 	xid, err := b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: values}).Result()
 	require.NoError(t, err)
 	if b.db != nil {
-		_, err = b.db.ExecContext(ctx, `UPDATE events SET published_at = now(), stream = $1, stream_id = $2 WHERE id = $3`, key, xid, ev.ID)
+		_, err = b.db.ExecContext(ctx, `
+WITH d AS (DELETE FROM outbox WHERE seq = (SELECT seq FROM events WHERE id = $3))
+INSERT INTO event_positions (seq, time, stream, ms, n)
+SELECT seq, time, $1, split_part($2, '-', 1)::bigint, split_part($2, '-', 2)::bigint FROM events WHERE id = $3`, key, xid, ev.ID)
 		require.NoError(t, err)
 	}
 	p := hubPublished{id: env.ID, typ: typ, seller: seller, domain: stream.DomainOf(typ)}
@@ -484,7 +487,7 @@ func TestHubResetWhenCursorIsGone(t *testing.T) {
 			}
 			require.NoError(t, b.rdb.XTrimMaxLen(ctx, b.names.Stream("order", 0), 3).Err())
 			if tt.prune {
-				_, err := b.db.ExecContext(ctx, `DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT 10)`)
+				_, err := b.db.ExecContext(ctx, `DELETE FROM event_positions WHERE seq IN (SELECT seq FROM event_positions ORDER BY seq LIMIT 10)`)
 				require.NoError(t, err)
 			}
 			resumed, err := h.Subscribe(ctx, stream.SubscribeOptions{Patterns: []string{"order.#"}, Cursor: cursor})
