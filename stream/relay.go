@@ -24,7 +24,7 @@ type RelayConfig struct {
 	Redis  redis.UniversalClient
 	Names  Names
 	Logger *slog.Logger
-	// BatchSize is how many events one transaction claims (default 2000).
+	// BatchSize is how many events one transaction claims (default 5000).
 	BatchSize int
 	// PollInterval is how often the relay looks for events when nothing
 	// wakes it (default 100ms). Commits in this process wake it at once
@@ -85,7 +85,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return nil, errors.New("relay: BatchSize, MaxLen, MaxAge and PollInterval must not be negative")
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
-	cfg.BatchSize = cmp.Or(cfg.BatchSize, 2000)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 100*time.Millisecond)
 	cfg.TrimInterval = cmp.Or(cfg.TrimInterval, 30*time.Second)
 	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, 5*time.Second)

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,34 +76,46 @@ func HasUnpublished(ctx context.Context, q sqlx.QueryerContext) (bool, error) {
 	return ok, nil
 }
 
-// claimUnpublishedQuery locks the oldest outbox rows and reads their events;
-// the join on (seq, time) finds each event in its partition's primary key.
+// claimUnpublishedQuery locks the oldest outbox rows and reads their events
+// in one index scan of the partitions their times span (seq = ANY, the time
+// bounds prune the rest at executor start). A nested-loop join costs a
+// partition-pruned probe per event; a merge join would walk the log's whole
+// history. The rows come in seq order within a partition; ClaimUnpublished
+// sorts them.
 const claimUnpublishedQuery = `
+WITH c AS (SELECT seq, time FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
 SELECT ` + eventColumns + `
-FROM outbox o JOIN events e ON e.seq = o.seq AND e.time = o.time
-ORDER BY o.seq LIMIT $1
-FOR UPDATE OF o SKIP LOCKED`
+FROM events e
+WHERE e.seq = ANY(ARRAY(SELECT seq FROM c))
+  AND e.time >= (SELECT min(time) FROM c) AND e.time <= (SELECT max(time) FROM c)`
 
 // ClaimUnpublished locks up to limit outbox rows, oldest first, skipping
-// rows another relay holds, and returns their events. The locks last until
-// tx ends.
+// rows another relay holds, and returns their events in seq order. The
+// locks last until tx ends.
 func ClaimUnpublished(ctx context.Context, tx *sqlx.Tx, limit int) ([]Event, error) {
 	out := make([]Event, 0, limit)
 	if err := tx.SelectContext(ctx, &out, claimUnpublishedQuery, limit); err != nil {
 		return nil, fmt.Errorf("claim unpublished events: %w", translate(err))
 	}
+	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 
+// olderWaitingQuery counts the outbox rows at or below the highest claimed
+// seq: when they are only the claimed ones, no claimed event has an older
+// one waiting, whatever its subject.
+const olderWaitingQuery = `SELECT count(*) FROM outbox WHERE seq <= $1`
+
+// firstWaitingQuery finds, per claimed subject, its lowest outbox seq below
+// the subject's highest claimed one that is not claimed; the claimed seqs
+// are hashed once (an anti-join), not compared one by one per row.
 const firstWaitingQuery = `
-SELECT c.subject, w.seq
+SELECT o.subject, min(o.seq) AS seq
 FROM unnest($1::text[], $2::bigint[]) AS c(subject, max_seq)
-CROSS JOIN LATERAL (
-    SELECT o.seq FROM outbox o
-    WHERE o.subject = c.subject AND o.seq < c.max_seq
-      AND o.seq <> ALL($3::bigint[])
-    ORDER BY o.seq LIMIT 1
-) w`
+JOIN outbox o ON o.subject = c.subject AND o.seq < c.max_seq
+LEFT JOIN unnest($3::bigint[]) AS k(seq) ON k.seq = o.seq
+WHERE k.seq IS NULL
+GROUP BY o.subject`
 
 // Claim is the part of a relay's claim FirstWaiting checks: one subject
 // and the highest seq claimed for it.
@@ -116,7 +130,26 @@ type Claim struct {
 // absent. A relay publishes a claimed event only when its seq is below
 // this, so a subject's events reach Redis in seq order even when another
 // relay holds an older one.
+//
+// It first counts the outbox up to the highest claimed seq, in one index
+// range, and returns at once when only the claimed rows are there (the
+// common case: one relay, or relays that did not interleave); each check is
+// a statement of its own, so it sees every commit made before it.
 func FirstWaiting(ctx context.Context, tx *sqlx.Tx, claims []Claim, claimed []int64) (map[string]int64, error) {
+	if len(claimed) == 0 {
+		return map[string]int64{}, nil
+	}
+	var top int64
+	for _, c := range claims {
+		top = max(top, c.MaxSeq)
+	}
+	var n int
+	if err := tx.GetContext(ctx, &n, olderWaitingQuery, top); err != nil {
+		return nil, fmt.Errorf("first waiting events: %w", translate(err))
+	}
+	if n <= len(claimed) {
+		return map[string]int64{}, nil
+	}
 	subjects := make([]string, len(claims))
 	maxSeqs := make([]int64, len(claims))
 	for i, c := range claims {
