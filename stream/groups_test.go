@@ -590,3 +590,24 @@ func TestOwnPendingOfHeldStreamRedelivered(t *testing.T) {
 	})
 	require.Equal(t, e.ID.String(), rec.seen()[0].ID)
 }
+
+// A group asked to start before the event log's retention horizon (its
+// older partitions were dropped) is refused with a clear error instead of
+// silently replaying a history with a hole; a start after it is fine.
+func TestGroupStartBeforeRetentionIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	horizon := time.Now().Add(-24 * time.Hour).UTC().Truncate(time.Second)
+	_, err := b.db.ExecContext(ctx, `INSERT INTO event_log_horizon (expired_before) VALUES ($1)`, horizon)
+	require.NoError(t, err)
+
+	var rec recorder
+	g := newGroups(t, b, "c1", Subscription{Group: "too-late", Patterns: []string{"order.#"}, Handler: rec.handle, StartFrom: StartAt(horizon.Add(-time.Hour))})
+	err = g.Start(ctx)
+	require.ErrorIs(t, err, store.ErrEventLogExpired)
+	require.ErrorContains(t, err, "the event log starts at "+horizon.Format(time.RFC3339))
+	require.NoError(t, g.Stop(ctx))
+
+	startGroups(t, b, "c2", Subscription{Group: "in-time", Patterns: []string{"order.#"}, Handler: rec.handle, StartFrom: StartAt(horizon)})
+}
