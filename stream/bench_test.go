@@ -111,8 +111,10 @@ func xaddRate(b *testing.B, tb testBundle, pipeline int) float64 {
 	if pipeline == 1 {
 		n = 50_000
 	}
-	args := []string{"-h", host, "-p", port, "--dbnum", strconv.Itoa(opt.DB), "-c", "50", "-n", strconv.Itoa(n),
-		"-P", strconv.Itoa(pipeline), "-q", "XADD", key, "*", "envelope", strings.Repeat("x", 300)}
+	args := []string{
+		"-h", host, "-p", port, "--dbnum", strconv.Itoa(opt.DB), "-c", "50", "-n", strconv.Itoa(n),
+		"-P", strconv.Itoa(pipeline), "-q", "XADD", key, "*", "envelope", strings.Repeat("x", 300),
+	}
 	if opt.Password != "" {
 		args = append([]string{"-a", opt.Password}, args...)
 	}
