@@ -464,12 +464,14 @@ func TestHubResumeFromEventLog(t *testing.T) {
 func TestHubResetWhenCursorIsGone(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name  string
-		db    bool
-		prune bool // delete the event log's rows as a retention job would
+		name   string
+		db     bool
+		prune  bool // delete some of the event log's positions
+		expire bool // the retention drops the log's partitions
 	}{
 		{name: "no event log", db: false},
 		{name: "event log pruned", db: true, prune: true},
+		{name: "event log expired", db: true, expire: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -489,6 +491,14 @@ func TestHubResetWhenCursorIsGone(t *testing.T) {
 			if tt.prune {
 				_, err := b.db.ExecContext(ctx, `DELETE FROM event_positions WHERE seq IN (SELECT seq FROM event_positions ORDER BY seq LIMIT 10)`)
 				require.NoError(t, err)
+			}
+			if tt.expire {
+				// A retention that ends in the future expires this month's
+				// partitions with everything the cursor needs; later events
+				// land in the default partition.
+				expired, err := store.ExpireEventPartitions(ctx, b.db, time.Now().AddDate(0, 2, 0), false, time.Second)
+				require.NoError(t, err)
+				require.NotEmpty(t, expired)
 			}
 			resumed, err := h.Subscribe(ctx, stream.SubscribeOptions{Patterns: []string{"order.#"}, Cursor: cursor})
 			require.NoError(t, err)
