@@ -263,7 +263,12 @@ func TestSeveralRelaysKeepSubjectOrder(t *testing.T) {
 				if n == 0 {
 					select {
 					case <-done:
-						if unpublished(t, b.db) == 0 {
+						waiting, err := store.HasUnpublished(ctx, b.db)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if !waiting {
 							return
 						}
 					default:
