@@ -33,7 +33,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildTime=$(BUILD_TIME)
 
-.PHONY: help up down db/reset migrate build run tools test test/race test/deploy lint verify vuln bench lint/spec generate verify/generate
+.PHONY: help up down db/reset migrate build run tools test test/race test/deploy lint verify vuln bench bench/relay lint/spec generate verify/generate
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z/_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,10 +57,11 @@ db/reset: up build ## revert every migration of DATABASE_URL's database and appl
 run: up build ## start every role in one process (API, relay, workers, scheduler, asynqmon) on :8080
 	$(BIN) dev
 
-tools: ## install what the tests use when it is missing: promtool, Chromium, pdftoppm (Debian packages)
+tools: ## install what the tests use when it is missing: promtool, Chromium, pdftoppm, redis-benchmark (Debian packages)
 	@deploy/local/need.sh promtool prometheus
 	@deploy/local/need.sh chromium chromium
 	@deploy/local/need.sh pdftoppm poppler-utils
+	@deploy/local/need.sh redis-benchmark redis-tools
 
 test: tools ## the CI suite: tools and services up, vet, lint, gofmt and go.mod checks, govulncheck, deploy checks, go test -race
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
@@ -140,8 +141,14 @@ $(GOVULNCHECK):
 	rmdir bin/.govulncheck
 
 bench: ## run the benchmarks once each (BENCHTIME=1s by default)
+	@deploy/local/need.sh redis-benchmark redis-tools
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) -count=1 ./...
+
+bench/relay: ## the relay draining 100k events, beside redis-benchmark XADD (pipelined 32 and not) on the same server
+	@deploy/local/need.sh redis-benchmark redis-tools
+	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
+	$(GO) test -run '^$$' -bench '^BenchmarkRelayDrain$$' -benchtime 1x -count=1 ./stream/
 
 # The spec linters are npm packages pinned in deploy/package.json and its
 # lock file; npm ci installs exactly those into deploy/node_modules, again only

@@ -35,6 +35,7 @@ type Collector struct {
 	cfg                                  CollectorConfig
 	log                                  *slog.Logger
 	lastSuccess, runs, runFailedAccounts *prometheus.Desc
+	eventDefaultRows                     *prometheus.Desc
 }
 
 // NewCollector builds a Collector; register it with a prometheus.Registerer.
@@ -54,6 +55,9 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 			[]string{"status"}, nil),
 		runFailedAccounts: prometheus.NewDesc("bazaar_invoice_run_failed_accounts",
 			"Accounts left failed by the latest completed invoice run.", nil, nil),
+		eventDefaultRows: prometheus.NewDesc("bazaar_event_log_default_rows",
+			"Rows in the default partitions of the event log: events whose month had no partition when written (0 while the event-partitions schedule keeps ahead).",
+			nil, nil),
 	}, nil
 }
 
@@ -62,6 +66,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lastSuccess
 	ch <- c.runs
 	ch <- c.runFailedAccounts
+	ch <- c.eventDefaultRows
 }
 
 // Collect reads the state and sends its series; a query that fails leaves
@@ -91,5 +96,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		c.log.Warn("metrics: read the latest invoice run", "err", err)
 	} else {
 		ch <- prometheus.MustNewConstMetric(c.runFailedAccounts, prometheus.GaugeValue, float64(failed))
+	}
+	stray, err := store.EventDefaultRows(ctx, c.cfg.DB)
+	if err != nil {
+		c.log.Warn("metrics: read the event log's default partitions", "err", err)
+	} else {
+		ch <- prometheus.MustNewConstMetric(c.eventDefaultRows, prometheus.GaugeValue, float64(stray))
 	}
 }

@@ -3,6 +3,11 @@ package stream
 import (
 	"context"
 	"fmt"
+	"net"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +51,83 @@ func BenchmarkRelay(b *testing.B) {
 			require.Zero(b, unpublished(b, tb.db))
 		})
 	}
+}
+
+// BenchmarkRelayDrain measures one relay draining a backlog of 100,000
+// events over 1,000 subjects with its default batch, and in the same run
+// redis-benchmark's XADD rate on the same redis-server, pipelined 32 deep
+// and not: the relay's rate is reported beside both and as a ratio of each.
+// Run it with -benchtime 1x (each iteration drains a fresh backlog).
+func BenchmarkRelayDrain(b *testing.B) {
+	const backlog = 100_000
+	tb := benchBundle(b)
+	r := newRelay(b, tb, RelayConfig{})
+	var elapsed time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		benchEvents(b, tb.db, backlog)
+		_, err := tb.db.Exec(`VACUUM ANALYZE outbox`)
+		require.NoError(b, err)
+		b.StartTimer()
+		start := time.Now()
+		drain(b, r)
+		elapsed += time.Since(start)
+	}
+	b.StopTimer()
+	require.Zero(b, unpublished(b, tb.db))
+	var positions int
+	require.NoError(b, tb.db.Get(&positions, `SELECT count(*) FROM event_positions`))
+	require.Equal(b, backlog*b.N, positions, "every event published once")
+	rate := float64(backlog*b.N) / elapsed.Seconds()
+	pipelined := xaddRate(b, tb, 32)
+	plain := xaddRate(b, tb, 1)
+	b.ReportMetric(rate, "events/s")
+	b.ReportMetric(pipelined, "xadd-p32/s")
+	b.ReportMetric(plain, "xadd/s")
+	b.ReportMetric(rate/pipelined, "ratio-p32")
+	b.ReportMetric(rate/plain, "ratio-xadd")
+}
+
+// xaddRate runs redis-benchmark's XADD with the given pipeline depth on a
+// stream of the benchmark's own, against the server the relay used, and
+// returns its requests per second. The stream is deleted afterwards.
+func xaddRate(b *testing.B, tb testBundle, pipeline int) float64 {
+	b.Helper()
+	bin, err := exec.LookPath("redis-benchmark")
+	if err != nil {
+		b.Fatalf("redis-benchmark is needed for the baseline (Debian redis-tools): %v", err)
+	}
+	c, ok := tb.rdb.(*redis.Client)
+	if !ok {
+		b.Fatalf("the XADD baseline needs a single-node client, got %T", tb.rdb)
+	}
+	opt := c.Options()
+	host, port, err := net.SplitHostPort(opt.Addr)
+	require.NoError(b, err)
+	key := tb.names.prefix() + "bench:xadd"
+	b.Cleanup(func() { _ = tb.rdb.Del(context.Background(), key).Err() })
+	n := 200_000
+	if pipeline == 1 {
+		n = 50_000
+	}
+	args := []string{
+		"-h", host, "-p", port, "--dbnum", strconv.Itoa(opt.DB), "-c", "50", "-n", strconv.Itoa(n),
+		"-P", strconv.Itoa(pipeline), "-q", "XADD", key, "*", "envelope", strings.Repeat("x", 300),
+	}
+	if opt.Password != "" {
+		args = append([]string{"-a", opt.Password}, args...)
+	}
+	out, err := exec.CommandContext(context.Background(), bin, args...).CombinedOutput()
+	require.NoError(b, err, "%s", out)
+	// "XADD ...: 615384.62 requests per second, p50=..."
+	m := regexp.MustCompile(`([0-9.]+) requests per second`).FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("redis-benchmark: no rate in %q", out)
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	require.NoError(b, err)
+	return v
 }
 
 // BenchmarkConsumer measures a consumer group reading entries in batches,

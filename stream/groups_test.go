@@ -75,7 +75,11 @@ func TestGroupStartFromTimeReplaysHistory(t *testing.T) {
 	ctx := context.Background()
 	relay := newRelay(t, b, RelayConfig{})
 	old := record(t, b.db, "order.created", "ord-old")
-	_, err := b.db.ExecContext(ctx, `UPDATE events SET time = now() - interval '2 hours' WHERE id = $1`, old[0].ID)
+	// The event and its outbox row move to the older time together, as if
+	// recorded then.
+	_, err := b.db.ExecContext(ctx, `
+WITH o AS (UPDATE outbox SET time = time - interval '2 hours' WHERE seq = (SELECT seq FROM events WHERE id = $1))
+UPDATE events SET time = time - interval '2 hours' WHERE id = $1`, old[0].ID)
 	require.NoError(t, err)
 	since := time.Now().Add(-time.Hour)
 	history := record(t, b.db, "order.created", "ord-1", "ord-2")
@@ -585,4 +589,25 @@ func TestOwnPendingOfHeldStreamRedelivered(t *testing.T) {
 		return err == nil && p.Count == 0 && rec.count() == 1
 	})
 	require.Equal(t, e.ID.String(), rec.seen()[0].ID)
+}
+
+// A group asked to start before the event log's retention horizon (its
+// older partitions were dropped) is refused with a clear error instead of
+// silently replaying a history with a hole; a start after it is fine.
+func TestGroupStartBeforeRetentionIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	horizon := time.Now().Add(-24 * time.Hour).UTC().Truncate(time.Second)
+	_, err := b.db.ExecContext(ctx, `INSERT INTO event_log_horizon (expired_before) VALUES ($1)`, horizon)
+	require.NoError(t, err)
+
+	var rec recorder
+	g := newGroups(t, b, "c1", Subscription{Group: "too-late", Patterns: []string{"order.#"}, Handler: rec.handle, StartFrom: StartAt(horizon.Add(-time.Hour))})
+	err = g.Start(ctx)
+	require.ErrorIs(t, err, store.ErrEventLogExpired)
+	require.ErrorContains(t, err, "the event log starts at "+horizon.Format(time.RFC3339))
+	require.NoError(t, g.Stop(ctx))
+
+	startGroups(t, b, "c2", Subscription{Group: "in-time", Patterns: []string{"order.#"}, Handler: rec.handle, StartFrom: StartAt(horizon)})
 }

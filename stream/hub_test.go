@@ -91,7 +91,10 @@ func (b *hubBundle) publish(t testing.TB, typ, seller string) hubPublished {
 	xid, err := b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: values}).Result()
 	require.NoError(t, err)
 	if b.db != nil {
-		_, err = b.db.ExecContext(ctx, `UPDATE events SET published_at = now(), stream = $1, stream_id = $2 WHERE id = $3`, key, xid, ev.ID)
+		_, err = b.db.ExecContext(ctx, `
+WITH d AS (DELETE FROM outbox WHERE seq = (SELECT seq FROM events WHERE id = $3))
+INSERT INTO event_positions (seq, time, stream, ms, n)
+SELECT seq, time, $1, split_part($2, '-', 1)::bigint, split_part($2, '-', 2)::bigint FROM events WHERE id = $3`, key, xid, ev.ID)
 		require.NoError(t, err)
 	}
 	p := hubPublished{id: env.ID, typ: typ, seller: seller, domain: stream.DomainOf(typ)}
@@ -461,12 +464,14 @@ func TestHubResumeFromEventLog(t *testing.T) {
 func TestHubResetWhenCursorIsGone(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name  string
-		db    bool
-		prune bool // delete the event log's rows as a retention job would
+		name   string
+		db     bool
+		prune  bool // delete some of the event log's positions
+		expire bool // the retention drops the log's partitions
 	}{
 		{name: "no event log", db: false},
 		{name: "event log pruned", db: true, prune: true},
+		{name: "event log expired", db: true, expire: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -484,8 +489,16 @@ func TestHubResetWhenCursorIsGone(t *testing.T) {
 			}
 			require.NoError(t, b.rdb.XTrimMaxLen(ctx, b.names.Stream("order", 0), 3).Err())
 			if tt.prune {
-				_, err := b.db.ExecContext(ctx, `DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT 10)`)
+				_, err := b.db.ExecContext(ctx, `DELETE FROM event_positions WHERE seq IN (SELECT seq FROM event_positions ORDER BY seq LIMIT 10)`)
 				require.NoError(t, err)
+			}
+			if tt.expire {
+				// A retention that ends in the future expires this month's
+				// partitions with everything the cursor needs; later events
+				// land in the default partition.
+				expired, err := store.ExpireEventPartitions(ctx, b.db, time.Now().AddDate(0, 2, 0), false, time.Second)
+				require.NoError(t, err)
+				require.NotEmpty(t, expired)
 			}
 			resumed, err := h.Subscribe(ctx, stream.SubscribeOptions{Patterns: []string{"order.#"}, Cursor: cursor})
 			require.NoError(t, err)

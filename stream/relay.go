@@ -24,7 +24,7 @@ type RelayConfig struct {
 	Redis  redis.UniversalClient
 	Names  Names
 	Logger *slog.Logger
-	// BatchSize is how many events one transaction claims (default 500).
+	// BatchSize is how many events one transaction claims (default 5000).
 	BatchSize int
 	// PollInterval is how often the relay looks for events when nothing
 	// wakes it (default 100ms). Commits in this process wake it at once
@@ -49,8 +49,8 @@ type RelayConfig struct {
 	TracerProvider trace.TracerProvider
 }
 
-// Relay publishes committed outbox events to Redis Streams and marks them
-// published with the stream and entry id they got. Several relays may run
+// Relay publishes committed outbox events to Redis Streams, deletes them
+// from the outbox and records the stream and entry id they got. Several relays may run
 // against one database: rows are claimed with FOR UPDATE SKIP LOCKED, and an
 // event is published only when no older event of its subject is still
 // waiting, so each subject's events reach Redis in the order they were
@@ -85,7 +85,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return nil, errors.New("relay: BatchSize, MaxLen, MaxAge and PollInterval must not be negative")
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
-	cfg.BatchSize = cmp.Or(cfg.BatchSize, 500)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 100*time.Millisecond)
 	cfg.TrimInterval = cmp.Or(cfg.TrimInterval, 30*time.Second)
 	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, 5*time.Second)
@@ -200,8 +200,9 @@ func waitFor(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// PublishBatch claims one batch of unpublished events, adds them to their
-// streams in one pipeline and marks them published, all in one transaction.
+// PublishBatch claims one batch of outbox rows, adds their events to their
+// streams in one pipeline, then deletes the rows and records the events'
+// positions, all in one transaction.
 // It returns how many events it claimed (published or held back); Start
 // calls it in a loop, and tests and benchmarks call it directly.
 func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
@@ -234,11 +235,16 @@ func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
 		if err != nil {
 			return err
 		}
+		// Anything that must hold before the batch counts as published
+		// (replicas acknowledging the XADDs) goes here, between the
+		// pipeline and the marks: an error leaves the batch in the outbox.
 		if r.afterAdd != nil {
 			if err := r.afterAdd(); err != nil {
 				return err
 			}
 		}
+		// One statement takes the batch out of the outbox and records its
+		// stream positions; the event log's rows are not written.
 		return store.MarkPublished(ctx, tx, pubs)
 	})
 	if err != nil {
@@ -321,7 +327,7 @@ func (r *Relay) add(ctx context.Context, events []store.Event) ([]store.Publicat
 			undo = append(undo, cmds[i])
 			undoStreams = append(undoStreams, streams[i])
 		default:
-			pubs = append(pubs, store.Publication{Seq: e.Seq, Stream: streams[i], StreamID: id})
+			pubs = append(pubs, store.Publication{Seq: e.Seq, Time: e.Time, Stream: streams[i], StreamID: id})
 		}
 	}
 	for i, c := range undo {

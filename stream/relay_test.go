@@ -3,6 +3,8 @@ package stream
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,6 +204,88 @@ func TestRelayRedisDown(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, msgs, 100, "every waiting event published once")
 	assertSubjectOrder(t, b.db, msgs)
+}
+
+// TestSeveralRelaysKeepSubjectOrder: four relays with small batches drain
+// an outbox that three writers keep filling, over five subjects, so claims
+// interleave and the per-subject check (its quick count and its full
+// query) decides what each relay may publish. Every event lands exactly
+// once, each subject's events in seq order, with one position each.
+func TestSeveralRelaysKeepSubjectOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	relays := make([]*Relay, 4)
+	for i := range relays {
+		relays[i] = newRelay(t, b, RelayConfig{BatchSize: 7})
+	}
+	const writers, perWriter = 3, 40
+	var writing sync.WaitGroup
+	for w := range writers {
+		writing.Add(1)
+		go func() {
+			defer writing.Done()
+			for i := range perWriter {
+				ev, err := store.NewEvent("order.created", fmt.Sprintf("ord-%d", (w+i)%5), nil, 1, map[string]int{"i": i})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// Writers lock the aggregate before recording its event, as
+				// the API does with the order's row: seq order is then
+				// commit order per subject, the order the relays keep.
+				err = store.WithTx(ctx, b.db, func(tx *sqlx.Tx) error {
+					if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, ev.Subject); err != nil {
+						return err
+					}
+					return store.InsertEvents(ctx, tx, ev)
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { writing.Wait(); close(done) }()
+	var publishing sync.WaitGroup
+	for _, r := range relays {
+		publishing.Add(1)
+		go func() {
+			defer publishing.Done()
+			for {
+				n, err := r.PublishBatch(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n == 0 {
+					select {
+					case <-done:
+						waiting, err := store.HasUnpublished(ctx, b.db)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if !waiting {
+							return
+						}
+					default:
+					}
+				}
+			}
+		}()
+	}
+	publishing.Wait()
+	require.Zero(t, unpublished(t, b.db))
+	msgs, err := b.rdb.XRange(ctx, b.names.Stream("order", 0), "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, msgs, writers*perWriter, "every event published once")
+	assertSubjectOrder(t, b.db, msgs)
+	var positions int
+	require.NoError(t, b.db.GetContext(ctx, &positions, `SELECT count(DISTINCT seq) FROM event_positions`))
+	require.Equal(t, writers*perWriter, positions)
 }
 
 // assertSubjectOrder checks that entries of each subject appear in seq order.

@@ -48,6 +48,11 @@ func (r *runner) setupReplay(ctx context.Context) error {
 		return r.setupLive(ctx) // created before: its position stands
 	}
 	if pending == 0 {
+		// A replay from before the retention would silently miss the
+		// dropped months: refuse it.
+		if err := store.CheckEventLogCovers(ctx, r.g.cfg.DB, r.sub.StartFrom.at); err != nil {
+			return fmt.Errorf("group %s: start at: %w", r.sub.Group, err)
+		}
 		err := r.rdb().HSet(ctx, r.replayKey(),
 			"since", r.sub.StartFrom.at.UTC().Format(time.RFC3339Nano), "cursor", "0").Err()
 		if err != nil {

@@ -222,7 +222,7 @@ func (s *stack) settled(mfs map[string]*dto.MetricFamily) bool {
 		}
 	}
 	var published float64
-	if err := s.db.GetContext(context.Background(), &published, `SELECT count(*) FROM events WHERE published_at IS NOT NULL`); err != nil {
+	if err := s.db.GetContext(context.Background(), &published, `SELECT count(*) FROM event_positions`); err != nil {
 		return false
 	}
 	got, _ := value(mfs, "bazaar_relay_published_total", nil)
@@ -381,8 +381,8 @@ func TestMetricsScrape(t *testing.T) {
 	is(0, "bazaar_consumer_pending", map[string]string{"group": "inventory"})
 
 	var published, onOrderStream float64
-	require.NoError(t, s.db.GetContext(ctx, &published, `SELECT count(*) FROM events WHERE published_at IS NOT NULL`))
-	require.NoError(t, s.db.GetContext(ctx, &onOrderStream, `SELECT count(*) FROM events WHERE stream = $1`, s.names.Stream("order", 0)))
+	require.NoError(t, s.db.GetContext(ctx, &published, `SELECT count(*) FROM event_positions`))
+	require.NoError(t, s.db.GetContext(ctx, &onOrderStream, `SELECT count(*) FROM event_positions WHERE stream = $1`, s.names.Stream("order", 0)))
 	is(published, "bazaar_relay_published_total", nil)
 	is(published, "bazaar_relay_publish_latency_seconds", nil)
 	is(onOrderStream, "bazaar_stream_length", map[string]string{"stream": s.names.Stream("order", 0)})

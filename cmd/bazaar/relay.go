@@ -26,7 +26,7 @@ type relayOptions struct {
 
 func defaultRelayOptions() relayOptions {
 	return relayOptions{
-		batch:        500,
+		batch:        5000,
 		poll:         100 * time.Millisecond,
 		maxLen:       1_000_000,
 		maxAge:       7 * 24 * time.Hour,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 	// Time zones must load in containers without /usr/share/zoneinfo.
@@ -80,6 +81,11 @@ type scheduleConfig struct {
 	Queue           string
 	ChunkSize       int
 	PaymentTermDays int
+
+	// The event log's partition upkeep (the event-partitions schedule).
+	EventRetention       time.Duration // BAZAAR_EVENT_RETENTION
+	EventArchiveDetach   bool          // BAZAAR_EVENT_ARCHIVE=detach
+	EventPartitionsAhead int           // BAZAAR_EVENT_PARTITIONS_AHEAD
 }
 
 // loadScheduleConfig reads BAZAAR_INVOICE_* and BAZAAR_SCHEDULE_*.
@@ -136,10 +142,49 @@ func loadScheduleConfig(getenv func(string) string) (scheduleConfig, error) {
 	if sc.CatchUp <= sc.LeaseTTL+sc.Poll {
 		r.fail("BAZAAR_SCHEDULE_CATCHUP", "must be longer than BAZAAR_SCHEDULE_LEASE_TTL + BAZAAR_SCHEDULE_POLL (%s), or a scheduler killed at a due time loses the firing", sc.LeaseTTL+sc.Poll)
 	}
+	loadEventLogConfig(r, &sc)
 	if r.err != nil {
 		return scheduleConfig{}, fmt.Errorf("config: %w", r.err)
 	}
 	return sc, nil
+}
+
+// loadEventLogConfig reads BAZAAR_EVENT_RETENTION (a duration, or days as
+// "400d"), BAZAAR_EVENT_ARCHIVE (drop or detach) and
+// BAZAAR_EVENT_PARTITIONS_AHEAD.
+func loadEventLogConfig(r *envReader, sc *scheduleConfig) {
+	sc.EventRetention = scheduler.DefaultEventRetention
+	if v := r.str("BAZAAR_EVENT_RETENTION", ""); v != "" {
+		d, err := parseDays(v)
+		if err != nil || d < 31*24*time.Hour {
+			r.fail("BAZAAR_EVENT_RETENTION", "%q is not a duration of at least 31 days such as 400d or 9600h", v)
+		} else {
+			sc.EventRetention = d
+		}
+	}
+	switch v := r.str("BAZAAR_EVENT_ARCHIVE", "drop"); v {
+	case "drop":
+	case "detach":
+		sc.EventArchiveDetach = true
+	default:
+		r.fail("BAZAAR_EVENT_ARCHIVE", "%q is not drop or detach", v)
+	}
+	sc.EventPartitionsAhead = int(r.integer("BAZAAR_EVENT_PARTITIONS_AHEAD", scheduler.DefaultEventPartitionsAhead))
+	if sc.EventPartitionsAhead < 1 || sc.EventPartitionsAhead > 24 {
+		r.fail("BAZAAR_EVENT_PARTITIONS_AHEAD", "must be from 1 to 24 months")
+	}
+}
+
+// parseDays parses a Go duration or a whole number of days ("400d").
+func parseDays(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // LogValue lists the settings for the start-up log line.
@@ -154,6 +199,9 @@ func (sc scheduleConfig) LogValue() slog.Value {
 		slog.Duration("catch_up", sc.CatchUp),
 		slog.Duration("poll", sc.Poll),
 		slog.Duration("lease_ttl", sc.LeaseTTL),
+		slog.Duration("event_retention", sc.EventRetention),
+		slog.Bool("event_archive_detach", sc.EventArchiveDetach),
+		slog.Int("event_partitions_ahead", sc.EventPartitionsAhead),
 	)
 }
 
@@ -182,6 +230,13 @@ func newScheduler(sc scheduleConfig, db *sqlx.DB, iv *workers.Invoicer, log *slo
 	// gives their space back.
 	schedules = append(schedules, scheduler.NewIdempotencySweepSchedule(
 		scheduler.DefaultIdempotencySweepSpec, db, log.With("component", "scheduler")))
+	// The event log's partitions are made here, ahead, never on the write
+	// path; expired months are dropped or detached whole.
+	schedules = append(schedules, scheduler.NewEventPartitionsSchedule(scheduler.DefaultEventPartitionsSpec,
+		scheduler.EventPartitionsJob{
+			DB: db, Logger: log.With("component", "scheduler"), Ahead: sc.EventPartitionsAhead,
+			Retention: sc.EventRetention, Detach: sc.EventArchiveDetach,
+		}))
 	return scheduler.New(scheduler.Config{
 		DB: db, Schedules: schedules, Location: sc.Location,
 		CatchUp: sc.CatchUp, PollInterval: sc.Poll, LeaseTTL: sc.LeaseTTL,

@@ -21,6 +21,20 @@ func TestLoadScheduleConfig(t *testing.T) {
 	require.Equal(t, 7*24*time.Hour, sc.CatchUp)
 	require.Equal(t, "EUR=1900,GBP=2000,USD=0", sc.Tax.String())
 	require.Equal(t, "low", sc.Queue)
+	require.Equal(t, 400*24*time.Hour, sc.EventRetention)
+	require.False(t, sc.EventArchiveDetach)
+	require.Equal(t, 3, sc.EventPartitionsAhead)
+
+	sc, err = loadScheduleConfig(env(map[string]string{
+		"BAZAAR_EVENT_RETENTION": "730d", "BAZAAR_EVENT_ARCHIVE": "detach", "BAZAAR_EVENT_PARTITIONS_AHEAD": "6",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, 730*24*time.Hour, sc.EventRetention)
+	require.True(t, sc.EventArchiveDetach)
+	require.Equal(t, 6, sc.EventPartitionsAhead)
+	sc, err = loadScheduleConfig(env(map[string]string{"BAZAAR_EVENT_RETENTION": "2400h"}))
+	require.NoError(t, err)
+	require.Equal(t, 100*24*time.Hour, sc.EventRetention)
 
 	sc, err = loadScheduleConfig(env(map[string]string{
 		"BAZAAR_INVOICE_SCHEDULE": "off", "BAZAAR_INVOICE_TZ": "Europe/Berlin", "BAZAAR_INVOICE_TAX": "EUR=700,*=0",
@@ -44,6 +58,10 @@ func TestLoadScheduleConfig(t *testing.T) {
 		{"BAZAAR_SCHEDULE_CATCHUP", "40s", "BAZAAR_SCHEDULE_CATCHUP"},
 		{"BAZAAR_INVOICE_SCHEDULE", "* * * * *", "BAZAAR_INVOICE_SCHEDULE"},
 		{"BAZAAR_INVOICE_SCHEDULE", "0 */12 * * *", "fires more than once a day"},
+		{"BAZAAR_EVENT_RETENTION", "forever", "BAZAAR_EVENT_RETENTION"},
+		{"BAZAAR_EVENT_RETENTION", "7d", "at least 31 days"},
+		{"BAZAAR_EVENT_ARCHIVE", "s3", "BAZAAR_EVENT_ARCHIVE"},
+		{"BAZAAR_EVENT_PARTITIONS_AHEAD", "0", "BAZAAR_EVENT_PARTITIONS_AHEAD"},
 	}
 	for _, tc := range bad {
 		_, err := loadScheduleConfig(env(map[string]string{tc.key: tc.value}))

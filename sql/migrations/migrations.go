@@ -75,6 +75,17 @@ func Up(ctx context.Context, db *sql.DB) error {
 	})
 }
 
+// To migrates up or down to exactly version, which tests use to build a
+// database as an older release left it.
+func To(ctx context.Context, db *sql.DB, version uint) error {
+	return withMigrate(ctx, db, func(m *migrate.Migrate) error {
+		if err := m.Migrate(version); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+			return fmt.Errorf("migrate to %d: %w", version, err)
+		}
+		return nil
+	})
+}
+
 // Down reverts the given number of migrations (all of them when steps <= 0).
 func Down(ctx context.Context, db *sql.DB, steps int) error {
 	return withMigrate(ctx, db, func(m *migrate.Migrate) error {

@@ -27,6 +27,10 @@ var (
 	// shutting down or starting up, refuses connections or has none left.
 	// The same request may succeed later; Unavailable recognises it.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrEventLogExpired means the events asked for are older than the
+	// event log keeps (BAZAAR_EVENT_RETENTION): their partitions were
+	// dropped or detached.
+	ErrEventLogExpired = errors.New("older than the event log's retention")
 )
 
 // unavailableCodes are the SQLSTATEs of a server that cannot serve now,

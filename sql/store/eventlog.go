@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"math"
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
@@ -25,16 +25,16 @@ type EventLogQuery struct {
 	Limit int
 }
 
-// The position expressions match the events_stream_pos_idx index.
+// eventLogRangeQuery walks event_positions' (stream, ms, n) index and
+// reads each event by (seq, time), one partition per row.
 const eventLogRangeQuery = `
-SELECT seq, id, type, source, specversion, subject, seller_id, dataschema, time, data,
-       request_id, traceparent, created_at, published_at, stream, stream_id
-FROM events
-WHERE stream = $1 AND stream_id IS NOT NULL
-  AND (split_part(stream_id, '-', 1)::numeric, split_part(stream_id, '-', 2)::numeric) > ($2::numeric, $3::numeric)
-  AND (split_part(stream_id, '-', 1)::numeric, split_part(stream_id, '-', 2)::numeric) <= ($4::numeric, $5::numeric)
-  AND ($6::uuid IS NULL OR seller_id = $6 OR seller_id IS NULL)
-ORDER BY split_part(stream_id, '-', 1)::numeric, split_part(stream_id, '-', 2)::numeric
+SELECT ` + eventColumns + `, ` + positionColumns + `
+FROM event_positions p JOIN events e ON e.seq = p.seq AND e.time = p.time
+WHERE p.stream = $1
+  AND (p.ms, p.n) > ($2::bigint, $3::bigint)
+  AND (p.ms, p.n) <= ($4::bigint, $5::bigint)
+  AND ($6::uuid IS NULL OR e.seller_id = $6 OR e.seller_id IS NULL)
+ORDER BY p.ms, p.n
 LIMIT $7`
 
 // EventLogRange returns the published events of q.Stream whose entry ids
@@ -47,7 +47,7 @@ func EventLogRange(ctx context.Context, db sqlx.QueryerContext, q EventLogQuery)
 	}
 	var out []Event
 	err := sqlx.SelectContext(ctx, db, &out, eventLogRangeQuery, q.Stream,
-		u64(q.AfterMs), u64(q.AfterSeq), u64(q.UntilMs), u64(q.UntilSeq), q.Seller, limit)
+		clamp(q.AfterMs), clamp(q.AfterSeq), clamp(q.UntilMs), clamp(q.UntilSeq), q.Seller, limit)
 	if err != nil {
 		return nil, fmt.Errorf("event log range: %w", translate(err))
 	}
@@ -56,29 +56,32 @@ func EventLogRange(ctx context.Context, db sqlx.QueryerContext, q EventLogQuery)
 
 const eventLogReachesQuery = `
 SELECT EXISTS (
-  SELECT 1 FROM events
-  WHERE stream = $1 AND stream_id IS NOT NULL
-    AND (split_part(stream_id, '-', 1)::numeric, split_part(stream_id, '-', 2)::numeric) <= ($2::numeric, $3::numeric))`
+  SELECT 1 FROM event_positions
+  WHERE stream = $1 AND (ms, n) <= ($2::bigint, $3::bigint))`
 
 // EventLogReaches reports whether the event log still holds an event of
 // stream at or before the given entry id, that is whether it covers every
 // event after that position.
 func EventLogReaches(ctx context.Context, db sqlx.QueryerContext, stream string, ms, seq uint64) (bool, error) {
 	var ok bool
-	if err := sqlx.GetContext(ctx, db, &ok, eventLogReachesQuery, stream, u64(ms), u64(seq)); err != nil {
+	if err := sqlx.GetContext(ctx, db, &ok, eventLogReachesQuery, stream, clamp(ms), clamp(seq)); err != nil {
 		return false, fmt.Errorf("event log reaches: %w", translate(err))
 	}
 	return ok, nil
 }
 
-// u64 passes an unsigned 64-bit number as text: database/sql refuses
-// uint64 values above the int64 range, and sequence numbers may be there.
-func u64(v uint64) string { return strconv.FormatUint(v, 10) }
+// clamp maps an entry id part to the bigint range positions are stored in.
+// The relay's ids ("*") are far below it, so a bound above it (a cursor a
+// client made up) selects the same positions as the highest bigint.
+func clamp(v uint64) int64 {
+	if v > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
+}
 
-const latestEventOfTypeQuery = `
-SELECT seq, id, type, source, specversion, subject, seller_id, dataschema, time, data,
-       request_id, traceparent, created_at, published_at, stream, stream_id
-FROM events WHERE type = $1 ORDER BY time DESC, seq DESC LIMIT 1`
+const latestEventOfTypeQuery = eventSelect + `
+WHERE e.type = $1 ORDER BY e.time DESC, e.seq DESC LIMIT 1`
 
 // LatestEventOfType returns the most recent recorded event of a type
 // (published or not); ErrNotFound when there is none.

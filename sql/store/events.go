@@ -8,12 +8,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // EventSource is the CloudEvents source of events Bazaar records.
 const EventSource = "/bazaar"
 
-// Event is one row of the outbox and event log. Data is the JSON payload;
+// Event is one row of the event log, with where it was published. Data is the JSON payload;
 // the rest are CloudEvents attributes and delivery bookkeeping.
 type Event struct {
 	Seq         int64           `db:"seq"`
@@ -53,7 +54,7 @@ func NewEvent(typ, subject string, sellerID *uuid.UUID, schemaVersion int, data 
 		Subject:     subject,
 		SellerID:    sellerID,
 		DataSchema:  fmt.Sprintf("urn:bazaar:%s:%d", typ, schemaVersion),
-		Time:        time.Now().UTC(),
+		Time:        time.Now().UTC().Truncate(time.Microsecond),
 		Data:        raw,
 	}, nil
 }
@@ -64,13 +65,31 @@ type TxObserver interface {
 	EventsCommitted()
 }
 
-const insertEventQuery = `
-INSERT INTO events (id, type, source, specversion, subject, seller_id, dataschema, time, data, request_id, traceparent)
-VALUES (:id, :type, :source, :specversion, :subject, :seller_id, :dataschema, :time, :data, :request_id, :traceparent)`
+// insertEventsQuery records events and queues them for the relay in one
+// statement: every insert into events must put its rows in the outbox too,
+// or the relay never sees them.
+const insertEventsQuery = `
+WITH e AS (
+    INSERT INTO events (id, type, source, specversion, subject, seller_id, dataschema, time, data, request_id, traceparent)
+    SELECT id, type, source, specversion, subject, NULLIF(seller_id, '')::uuid, dataschema, time, data, request_id, traceparent
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::timestamptz[], $9::jsonb[], $10::text[], $11::text[])
+         AS x(id, type, source, specversion, subject, seller_id, dataschema, time, data, request_id, traceparent)
+    RETURNING seq, time, subject
+)
+INSERT INTO outbox (seq, time, subject) SELECT seq, time, subject FROM e`
 
-// InsertEvents records events in the outbox. Call it with the transaction
-// that writes the records the events describe.
+// InsertEvents records events in the event log and the outbox, all in one
+// statement. Call it with the transaction that writes the records the
+// events describe.
 func InsertEvents(ctx context.Context, q sqlx.ExtContext, events ...Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	n := len(events)
+	ids, types, sources, specs, subjects, sellers, schemas, times, data, rids, tps :=
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	for i := range events {
 		e := &events[i]
 		if e.Source == "" {
@@ -82,17 +101,28 @@ func InsertEvents(ctx context.Context, q sqlx.ExtContext, events ...Event) error
 		if e.Time.IsZero() {
 			e.Time = time.Now().UTC()
 		}
-		if _, err := sqlx.NamedExecContext(ctx, q, insertEventQuery, e); err != nil {
-			return fmt.Errorf("insert event %s: %w", e.Type, translate(err))
+		// PostgreSQL keeps microseconds; the event keeps exactly what is
+		// stored, since its time names the partitions of its rows.
+		e.Time = e.Time.Truncate(time.Microsecond)
+		ids[i], types[i], sources[i], specs[i], subjects[i] = e.ID.String(), e.Type, e.Source, e.SpecVersion, e.Subject
+		if e.SellerID != nil {
+			sellers[i] = e.SellerID.String()
 		}
+		schemas[i], times[i], data[i], rids[i], tps[i] = e.DataSchema, e.Time.UTC().Format(time.RFC3339Nano), string(e.Data), e.RequestID, e.TraceParent
+	}
+	_, err := q.ExecContext(ctx, insertEventsQuery, pq.Array(ids), pq.Array(types), pq.Array(sources), pq.Array(specs),
+		pq.Array(subjects), pq.Array(sellers), pq.Array(schemas), pq.Array(times), pq.Array(data), pq.Array(rids), pq.Array(tps))
+	if err != nil {
+		if n == 1 {
+			return fmt.Errorf("insert event %s: %w", events[0].Type, translate(err))
+		}
+		return fmt.Errorf("insert %d events: %w", n, translate(err))
 	}
 	return nil
 }
 
-const eventsBySubjectQuery = `
-SELECT seq, id, type, source, specversion, subject, seller_id, dataschema, time, data,
-       request_id, traceparent, created_at, published_at, stream, stream_id
-FROM events WHERE subject = $1 ORDER BY seq`
+const eventsBySubjectQuery = eventSelect + `
+WHERE e.subject = $1 ORDER BY e.seq`
 
 // EventsBySubject returns every recorded event of one aggregate, oldest first.
 func EventsBySubject(ctx context.Context, q sqlx.QueryerContext, subject string) ([]Event, error) {

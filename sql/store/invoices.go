@@ -577,7 +577,8 @@ func CreditableReturns(ctx context.Context, q sqlx.QueryerContext, accountID uui
 
 // Numbers are formatted here, in the statement that allocates them:
 // "INV-2026-000042", more digits past 999999. The same statement records
-// each invoice's event with the number merged into its data, so the lock
+// each invoice's event with the number merged into its data (and queues
+// it in the outbox, as InsertEvents does), so the lock
 // on the year's counter is held for this one statement and the commit.
 const numberInvoicesQuery = `
 WITH alloc AS (
@@ -593,14 +594,18 @@ WITH alloc AS (
     FROM numbered
     WHERE i.id = numbered.id AND i.number IS NULL
     RETURNING i.id, i.number
-)
+), recorded AS (
 INSERT INTO events (id, type, source, specversion, subject, dataschema, time, data, request_id, traceparent)
 SELECT e.id, e.type, e.source, '1.0', e.subject, e.dataschema, e.time,
        e.data || jsonb_build_object('number', updated.number), e.request_id, e.traceparent
 FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::jsonb[], $11::text[], $12::text[])
      AS e(invoice_id, id, type, source, subject, dataschema, time, data, request_id, traceparent)
 JOIN updated ON updated.id = e.invoice_id
-RETURNING subject, data->>'number'`
+RETURNING seq, time, subject, data->>'number' AS number
+), queued AS (
+    INSERT INTO outbox (seq, time, subject) SELECT seq, time, subject FROM recorded
+)
+SELECT subject, number FROM recorded`
 
 // NumberInvoices gives the invoices ids, written in this transaction
 // without a number, the next consecutive numbers of a year in the order

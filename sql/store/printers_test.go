@@ -68,8 +68,7 @@ func TestEventLogRangeOrdersByStreamPosition(t *testing.T) {
 		ev, err := store.NewEvent("order.created", uuid.NewString(), &f.seller.ID, 1, map[string]int{"n": 1})
 		require.NoError(t, err)
 		require.NoError(t, store.InsertEvents(ctx, f.db, ev))
-		_, err = f.db.ExecContext(ctx, `UPDATE events SET published_at = now(), stream = 's', stream_id = $1 WHERE id = $2`, pos, ev.ID)
-		require.NoError(t, err)
+		require.NoError(t, markPublished(ctx, f.db, ev.ID, "s", pos))
 	}
 	rows, err := store.EventLogRange(ctx, f.db, store.EventLogQuery{Stream: "s", AfterMs: 9, AfterSeq: 0, UntilMs: 10, UntilSeq: 10})
 	require.NoError(t, err)

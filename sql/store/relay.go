@@ -1,10 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -18,8 +22,20 @@ import (
 // marked here) at that moment.
 const publishLockKey = 0x6261_7a61_0001
 
-const eventColumns = `seq, id, type, source, specversion, subject, seller_id, dataschema, time, data,
-       request_id, traceparent, created_at, published_at, stream, stream_id`
+// eventColumns are the columns of an events row (alias e); Event's
+// publication fields come from event_positions (alias p, see eventSelect).
+const eventColumns = `e.seq, e.id, e.type, e.source, e.specversion, e.subject, e.seller_id, e.dataschema, e.time, e.data,
+       e.request_id, e.traceparent, e.created_at`
+
+// positionColumns fill Event's publication fields from event_positions p
+// (NULL when the event is not published yet).
+const positionColumns = `p.published_at, p.stream,
+       CASE WHEN p.seq IS NOT NULL THEN p.ms::text || '-' || p.n::text END AS stream_id`
+
+// eventSelect reads events with where they were published. The join on
+// (seq, time) prunes to the one partition holding each event's position.
+const eventSelect = `SELECT ` + eventColumns + `, ` + positionColumns + `
+FROM events e LEFT JOIN event_positions p ON p.seq = e.seq AND p.time = e.time`
 
 // LockPublishShared takes the publish lock in shared mode for the rest of tx.
 // Relays call it before claiming, so they never wait on each other.
@@ -51,40 +67,55 @@ func RelaxCommit(ctx context.Context, tx *sqlx.Tx) error {
 }
 
 // HasUnpublished reports whether any event waits for the relay: one cheap
-// index probe, so an idle relay's poll costs a single round trip.
+// probe of the outbox, so an idle relay's poll costs a single round trip.
 func HasUnpublished(ctx context.Context, q sqlx.QueryerContext) (bool, error) {
 	var ok bool
-	if err := sqlx.GetContext(ctx, q, &ok, `SELECT EXISTS (SELECT 1 FROM events WHERE published_at IS NULL)`); err != nil {
+	if err := sqlx.GetContext(ctx, q, &ok, `SELECT EXISTS (SELECT 1 FROM outbox)`); err != nil {
 		return false, fmt.Errorf("outbox probe: %w", translate(err))
 	}
 	return ok, nil
 }
 
+// claimUnpublishedQuery locks the oldest outbox rows and reads their events
+// in one index scan of the partitions their times span (seq = ANY, the time
+// bounds prune the rest at executor start). A nested-loop join costs a
+// partition-pruned probe per event; a merge join would walk the log's whole
+// history. The rows come in seq order within a partition; ClaimUnpublished
+// sorts them.
 const claimUnpublishedQuery = `
+WITH c AS (SELECT seq, time FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
 SELECT ` + eventColumns + `
-FROM events WHERE published_at IS NULL
-ORDER BY seq LIMIT $1
-FOR UPDATE SKIP LOCKED`
+FROM events e
+WHERE e.seq = ANY(ARRAY(SELECT seq FROM c))
+  AND e.time >= (SELECT min(time) FROM c) AND e.time <= (SELECT max(time) FROM c)`
 
-// ClaimUnpublished locks up to limit unpublished events, oldest first,
-// skipping rows another relay holds. The locks last until tx ends.
+// ClaimUnpublished locks up to limit outbox rows, oldest first, skipping
+// rows another relay holds, and returns their events in seq order. The
+// locks last until tx ends.
 func ClaimUnpublished(ctx context.Context, tx *sqlx.Tx, limit int) ([]Event, error) {
-	var out []Event
+	out := make([]Event, 0, limit)
 	if err := tx.SelectContext(ctx, &out, claimUnpublishedQuery, limit); err != nil {
 		return nil, fmt.Errorf("claim unpublished events: %w", translate(err))
 	}
+	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 
+// olderWaitingQuery counts the outbox rows at or below the highest claimed
+// seq: when they are only the claimed ones, no claimed event has an older
+// one waiting, whatever its subject.
+const olderWaitingQuery = `SELECT count(*) FROM outbox WHERE seq <= $1`
+
+// firstWaitingQuery finds, per claimed subject, its lowest outbox seq below
+// the subject's highest claimed one that is not claimed; the claimed seqs
+// are hashed once (an anti-join), not compared one by one per row.
 const firstWaitingQuery = `
-SELECT c.subject, w.seq
+SELECT o.subject, min(o.seq) AS seq
 FROM unnest($1::text[], $2::bigint[]) AS c(subject, max_seq)
-CROSS JOIN LATERAL (
-    SELECT e.seq FROM events e
-    WHERE e.subject = c.subject AND e.published_at IS NULL AND e.seq < c.max_seq
-      AND e.seq <> ALL($3::bigint[])
-    ORDER BY e.seq LIMIT 1
-) w`
+JOIN outbox o ON o.subject = c.subject AND o.seq < c.max_seq
+LEFT JOIN unnest($3::bigint[]) AS k(seq) ON k.seq = o.seq
+WHERE k.seq IS NULL
+GROUP BY o.subject`
 
 // Claim is the part of a relay's claim FirstWaiting checks: one subject
 // and the highest seq claimed for it.
@@ -94,12 +125,31 @@ type Claim struct {
 }
 
 // FirstWaiting returns, for the subjects of claims, the lowest seq of an
-// event that is still unpublished, older than the subject's highest claimed
-// seq and not itself among claimed. Subjects with no such event are absent.
-// A relay publishes a claimed event only when its seq is below this, so a
-// subject's events reach Redis in seq order even when another relay holds
-// an older one.
+// event that is still in the outbox, older than the subject's highest
+// claimed seq and not itself among claimed. Subjects with no such event are
+// absent. A relay publishes a claimed event only when its seq is below
+// this, so a subject's events reach Redis in seq order even when another
+// relay holds an older one.
+//
+// It first counts the outbox up to the highest claimed seq, in one index
+// range, and returns at once when only the claimed rows are there (the
+// common case: one relay, or relays that did not interleave); each check is
+// a statement of its own, so it sees every commit made before it.
 func FirstWaiting(ctx context.Context, tx *sqlx.Tx, claims []Claim, claimed []int64) (map[string]int64, error) {
+	if len(claimed) == 0 {
+		return map[string]int64{}, nil
+	}
+	var top int64
+	for _, c := range claims {
+		top = max(top, c.MaxSeq)
+	}
+	var n int
+	if err := tx.GetContext(ctx, &n, olderWaitingQuery, top); err != nil {
+		return nil, fmt.Errorf("first waiting events: %w", translate(err))
+	}
+	if n <= len(claimed) {
+		return map[string]int64{}, nil
+	}
 	subjects := make([]string, len(claims))
 	maxSeqs := make([]int64, len(claims))
 	for i, c := range claims {
@@ -127,33 +177,62 @@ func FirstWaiting(ctx context.Context, tx *sqlx.Tx, claims []Claim, claimed []in
 
 // Publication records where one event landed.
 type Publication struct {
-	Seq      int64
+	Seq int64
+	// Time is the event's time, which names the partitions of its rows.
+	Time     time.Time
 	Stream   string
 	StreamID string
 }
 
-// markPublishedQuery repeats the seqs as "= ANY" so the planner looks
-// them up in the seq index instead of hashing the whole event log.
+// markPublishedQuery takes the events out of the outbox and appends their
+// positions, in one statement; the data-modifying CTE always runs.
 const markPublishedQuery = `
-UPDATE events e SET published_at = now(), stream = p.stream, stream_id = p.stream_id
-FROM unnest($1::bigint[], $2::text[], $3::text[]) AS p(seq, stream, stream_id)
-WHERE e.seq = p.seq AND e.seq = ANY($1::bigint[])`
+WITH done AS (DELETE FROM outbox WHERE seq = ANY($1::bigint[]))
+INSERT INTO event_positions (seq, time, stream, ms, n)
+SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bigint[])`
 
-// MarkPublished records that events were added to their streams.
+// MarkPublished records that events were added to their streams: it deletes
+// their outbox rows and records their positions. The event log's rows are
+// not written.
 func MarkPublished(ctx context.Context, tx *sqlx.Tx, pubs []Publication) error {
 	if len(pubs) == 0 {
 		return nil
 	}
 	seqs := make([]int64, len(pubs))
+	times := make([]string, len(pubs))
 	streams := make([]string, len(pubs))
-	ids := make([]string, len(pubs))
+	ms := make([]int64, len(pubs))
+	ns := make([]int64, len(pubs))
 	for i, p := range pubs {
-		seqs[i], streams[i], ids[i] = p.Seq, p.Stream, p.StreamID
+		if p.Time.IsZero() {
+			return fmt.Errorf("mark event %d published: no event time", p.Seq)
+		}
+		m, n, err := splitEntryID(p.StreamID)
+		if err != nil {
+			return fmt.Errorf("mark events published: %w", err)
+		}
+		seqs[i], times[i], streams[i], ms[i], ns[i] = p.Seq, p.Time.UTC().Format(time.RFC3339Nano), p.Stream, m, n
 	}
-	if _, err := tx.ExecContext(ctx, markPublishedQuery, pq.Array(seqs), pq.Array(streams), pq.Array(ids)); err != nil {
+	_, err := tx.ExecContext(ctx, markPublishedQuery, pq.Array(seqs), pq.Array(times), pq.Array(streams), pq.Array(ms), pq.Array(ns))
+	if err != nil {
 		return fmt.Errorf("mark events published: %w", translate(err))
 	}
 	return nil
+}
+
+// splitEntryID parses a stream entry id "ms-n".
+func splitEntryID(id string) (ms, n int64, err error) {
+	a, b, ok := strings.Cut(id, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("entry id %q: want ms-n", id)
+	}
+	if ms, err = strconv.ParseInt(a, 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("entry id %q: %w", id, err)
+	}
+	if n, err = strconv.ParseInt(b, 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("entry id %q: %w", id, err)
+	}
+	return ms, n, nil
 }
 
 // Backlog describes the events still waiting for the relay.
@@ -163,9 +242,13 @@ type Backlog struct {
 	Oldest *time.Time `db:"oldest"`
 }
 
-const backlogQuery = `SELECT count(*) AS count, min(created_at) AS oldest FROM events WHERE published_at IS NULL`
+const backlogQuery = `
+SELECT (SELECT count(*) FROM outbox) AS count,
+       (SELECT e.created_at FROM outbox o JOIN events e ON e.seq = o.seq AND e.time = o.time
+        ORDER BY o.seq LIMIT 1) AS oldest`
 
-// OutboxBacklog counts unpublished events and finds the oldest one.
+// OutboxBacklog counts the events in the outbox and finds when the oldest
+// was recorded.
 func OutboxBacklog(ctx context.Context, q sqlx.QueryerContext) (Backlog, error) {
 	var b Backlog
 	if err := sqlx.GetContext(ctx, q, &b, backlogQuery); err != nil {
@@ -174,11 +257,13 @@ func OutboxBacklog(ctx context.Context, q sqlx.QueryerContext) (Backlog, error) 
 	return b, nil
 }
 
+// publishedSinceQuery walks positions in seq order (their primary key,
+// merged over the partitions from since on) and reads each event beside it.
 const publishedSinceQuery = `
-SELECT ` + eventColumns + `
-FROM events
-WHERE published_at IS NOT NULL AND time >= $1 AND stream = ANY($2) AND seq > $3
-ORDER BY seq LIMIT $4`
+SELECT ` + eventColumns + `, ` + positionColumns + `
+FROM event_positions p JOIN events e ON e.seq = p.seq AND e.time = p.time
+WHERE p.time >= $1 AND p.stream = ANY($2) AND p.seq > $3
+ORDER BY p.seq LIMIT $4`
 
 // PublishedSince returns up to limit published events on streams whose time
 // is at or after since and whose seq is above afterSeq, in seq order. It
@@ -192,14 +277,14 @@ func PublishedSince(ctx context.Context, q sqlx.QueryerContext, since time.Time,
 }
 
 const lastStreamIDQuery = `
-SELECT stream_id FROM events
-WHERE stream = $1 AND stream_id IS NOT NULL
-ORDER BY split_part(stream_id, '-', 1)::bigint DESC, split_part(stream_id, '-', 2)::bigint DESC
+SELECT ms::text || '-' || n::text FROM event_positions
+WHERE stream = $1
+ORDER BY ms DESC, n DESC
 LIMIT 1`
 
 // LastStreamID returns the highest entry id recorded for stream, or "" when
-// no event was published to it. It scans the stream's history, so it is
-// for rare operations (creating a group that replays the log).
+// no event was published to it: one backward step of event_positions'
+// (stream, ms, n) index per partition.
 func LastStreamID(ctx context.Context, q sqlx.QueryerContext, stream string) (string, error) {
 	var id string
 	err := sqlx.GetContext(ctx, q, &id, lastStreamIDQuery, stream)

@@ -54,7 +54,7 @@ func TestRelayQueries(t *testing.T) {
 		first, err := store.FirstWaiting(ctx, tx, []store.Claim{{Subject: "a", MaxSeq: got[0].Seq}, {Subject: "b", MaxSeq: got[1].Seq}}, []int64{got[0].Seq, got[1].Seq})
 		require.NoError(t, err)
 		require.Equal(t, map[string]int64{"a": held[0].Seq}, first, "a's older event still waits outside this claim")
-		return store.MarkPublished(ctx, tx, []store.Publication{{Seq: got[1].Seq, Stream: "s:order", StreamID: "5-0"}})
+		return store.MarkPublished(ctx, tx, []store.Publication{{Seq: got[1].Seq, Time: got[1].Time, Stream: "s:order", StreamID: "5-0"}})
 	})
 	require.NoError(t, err)
 	require.NoError(t, holder.Rollback())

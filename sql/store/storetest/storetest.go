@@ -106,6 +106,45 @@ func NewDB(t testing.TB) (*sqlx.DB, string) {
 	return db, dsn
 }
 
+// NewDBAt creates a fresh database for t migrated only up to version, as
+// an older release left it, for tests of the migrations after it. It takes
+// no template (each call runs the migrations) and is dropped in t.Cleanup.
+func NewDBAt(t testing.TB, version uint) (*sqlx.DB, string) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := sql.Open("postgres", AdminURL())
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	defer admin.Close()
+	name := fmt.Sprintf("bazaar_t_%d_%d_%d_v%d", os.Getpid(), time.Now().UnixNano()%1e6, counter.Add(1), version)
+	if _, err := admin.ExecContext(ctx, fmt.Sprintf(`CREATE DATABASE %s`, name)); err != nil {
+		t.Fatalf("storetest: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		admin, err := sql.Open("postgres", AdminURL())
+		if err != nil {
+			t.Errorf("storetest: %v", err)
+			return
+		}
+		defer admin.Close()
+		if _, err := admin.ExecContext(context.Background(), fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name)); err != nil {
+			t.Errorf("storetest: drop database: %v", err)
+		}
+	})
+	dsn := withDatabase(AdminURL(), name)
+	db, err := sqlx.Open("postgres", dsn)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	db.SetMaxOpenConns(MaxConns)
+	t.Cleanup(func() { _ = db.Close() })
+	if err := migrations.To(ctx, db.DB, version); err != nil {
+		t.Fatalf("storetest: migrate to %d: %v", version, err)
+	}
+	return db, dsn
+}
+
 // ensureTemplate creates and migrates a template database named after a hash
 // of the migrations, once per schema across all test processes.
 func ensureTemplate(ctx context.Context) (string, error) {
