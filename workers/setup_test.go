@@ -25,7 +25,7 @@ import (
 // database, mail sink and payment sandbox.
 type testBundle struct {
 	db      *sqlx.DB
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	w       *Workers
 	sink    *MailSink
 	gateway *SandboxGateway
@@ -33,8 +33,9 @@ type testBundle struct {
 	relay   *stream.Relay
 	waker   *relayWaker
 	// streams and prefix are the client and key prefix of the streams.
-	streams *redis.Client
+	streams redis.UniversalClient
 	prefix  string
+	cluster *redistest.Cluster
 }
 
 // relayWaker passes the workers' commits on to the relay, which is built
@@ -52,6 +53,9 @@ type setupOpts struct {
 	noStart bool
 	// smtpAddr, when set, is where the mailer sends instead of the sink.
 	smtpAddr string
+	// cluster, when set, runs the tasks, relay and groups on this Redis
+	// Cluster (the test's own: asynq takes no key prefix).
+	cluster *redistest.Cluster
 }
 
 func setup(t testing.TB, opts ...setupOpts) *testBundle {
@@ -62,8 +66,14 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	}
 	ctx := context.Background()
 	db, _ := storetest.NewDB(t)
-	rdb := redis.NewClient(redistest.DB(t))
-	t.Cleanup(func() { _ = rdb.Close() })
+	var rdb redis.UniversalClient
+	if o.cluster != nil {
+		rdb = o.cluster.Client(t)
+	} else {
+		c := redis.NewClient(redistest.DB(t))
+		t.Cleanup(func() { _ = c.Close() })
+		rdb = c
+	}
 
 	sink := NewMailSink(MailSinkConfig{})
 	require.NoError(t, sink.Start(ctx))
@@ -90,7 +100,7 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	}
 	w, err := New(cfg)
 	require.NoError(t, err)
-	b := &testBundle{waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
+	b := &testBundle{cluster: o.cluster, waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
 	t.Cleanup(func() { _ = b.insp.Close() })
 	// Cleanups run last-in first-out: the groups stop before the workers.
 	t.Cleanup(func() {
@@ -109,8 +119,13 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 // a key prefix of this test's own, as "bazaar work" and "bazaar relay" do.
 func (b *testBundle) startStreams(t testing.TB) {
 	ctx := context.Background()
-	rdb0 := redistest.Client(t)
-	names := stream.Names{Prefix: redistest.Prefix(t)}
+	var rdb0 redis.UniversalClient
+	var names stream.Names
+	if b.cluster != nil {
+		rdb0, names = b.cluster.Client(t), stream.Names{Prefix: "bazaar:", Partitions: 4}
+	} else {
+		rdb0, names = redistest.Client(t), stream.Names{Prefix: redistest.Prefix(t)}
+	}
 	b.streams, b.prefix = rdb0, names.Prefix
 	log := testLogger(t)
 	groups, err := stream.NewGroups(stream.GroupsConfig{
