@@ -32,6 +32,7 @@ func (r *Relay) awaitReplicas(ctx context.Context, pubs []store.Publication) err
 		node *redis.Client
 		key  string
 	}
+	// On a cluster each target is named by its address in errors.
 	var targets []target
 	switch c := r.cfg.Redis.(type) {
 	case *redis.ClusterClient:

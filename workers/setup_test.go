@@ -35,7 +35,7 @@ type testBundle struct {
 	// streams and prefix are the client and key prefix of the streams.
 	streams redis.UniversalClient
 	prefix  string
-	cluster *redistest.Cluster
+	opts    setupOpts
 }
 
 // relayWaker passes the workers' commits on to the relay, which is built
@@ -56,6 +56,11 @@ type setupOpts struct {
 	// cluster, when set, runs the tasks, relay and groups on this Redis
 	// Cluster (the test's own: asynq takes no key prefix).
 	cluster *redistest.Cluster
+	// sentinel, when set, runs them on the primary these sentinels name,
+	// with the relay waiting for one replica.
+	sentinel *redistest.Sentinel
+	// extra subscriptions join the workers' consumer groups.
+	extra []stream.Subscription
 }
 
 func setup(t testing.TB, opts ...setupOpts) *testBundle {
@@ -67,9 +72,12 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	ctx := context.Background()
 	db, _ := storetest.NewDB(t)
 	var rdb redis.UniversalClient
-	if o.cluster != nil {
+	switch {
+	case o.cluster != nil:
 		rdb = o.cluster.Client(t)
-	} else {
+	case o.sentinel != nil:
+		rdb = o.sentinel.Client(t)
+	default:
 		c := redis.NewClient(redistest.DB(t))
 		t.Cleanup(func() { _ = c.Close() })
 		rdb = c
@@ -100,7 +108,7 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	}
 	w, err := New(cfg)
 	require.NoError(t, err)
-	b := &testBundle{cluster: o.cluster, waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
+	b := &testBundle{opts: o, waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
 	t.Cleanup(func() { _ = b.insp.Close() })
 	// Cleanups run last-in first-out: the groups stop before the workers.
 	t.Cleanup(func() {
@@ -120,10 +128,14 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 func (b *testBundle) startStreams(t testing.TB) {
 	ctx := context.Background()
 	var rdb0 redis.UniversalClient
-	var names stream.Names
-	if b.cluster != nil {
-		rdb0, names = b.cluster.Client(t), stream.Names{Prefix: "bazaar:", Partitions: 4}
-	} else {
+	names := stream.Names{Prefix: "bazaar:"}
+	minReplicas := 0
+	switch {
+	case b.opts.cluster != nil:
+		rdb0, names.Partitions = b.opts.cluster.Client(t), 4
+	case b.opts.sentinel != nil:
+		rdb0, minReplicas = b.opts.sentinel.Client(t), 1
+	default:
 		rdb0, names = redistest.Client(t), stream.Names{Prefix: redistest.Prefix(t)}
 	}
 	b.streams, b.prefix = rdb0, names.Prefix
@@ -135,8 +147,12 @@ func (b *testBundle) startStreams(t testing.TB) {
 	for _, sub := range b.w.Subscriptions(SubscriptionOptions{StartFrom: stream.StartBeginning}) {
 		require.NoError(t, groups.Add(sub))
 	}
+	for _, sub := range b.opts.extra {
+		require.NoError(t, groups.Add(sub))
+	}
 	relay, err := stream.NewRelay(stream.RelayConfig{
 		DB: b.db, Redis: rdb0, Names: names, Logger: log, PollInterval: 20 * time.Millisecond,
+		MinReplicas: minReplicas, ReplicaTimeout: 500 * time.Millisecond,
 	})
 	require.NoError(t, err)
 	require.NoError(t, groups.Start(ctx))
