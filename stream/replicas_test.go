@@ -98,3 +98,33 @@ func testRelayWaitsOnEveryPrimary(t *testing.T, b testBundle) {
 	sort.Strings(named)
 	require.Equal(t, holding, named, "every primary with entries of the batch was asked, once")
 }
+
+// BenchmarkRelayWait measures what BAZAAR_REDIS_MIN_REPLICAS=1 costs the
+// relay on a primary with one replica (both on loopback): the same number
+// of events drained without the wait, then with it, in the same run;
+// "wait/none" is the ratio of their throughputs.
+func BenchmarkRelayWait(b *testing.B) {
+	primary := redistest.StartServer(b, redistest.ServerOptions{})
+	redistest.StartReplica(b, primary)
+	rdb := redis.NewClient(&redis.Options{Addr: primary.Addr()})
+	b.Cleanup(func() { _ = rdb.Close() })
+	db, _ := storetest.NewDB(b)
+	tb := testBundle{db: db, rdb: rdb, names: Names{Prefix: "bazaar:"}, log: testLogger(b)}
+	rate := func(cfg RelayConfig) float64 {
+		b.StopTimer()
+		benchEvents(b, db, b.N)
+		r := newRelay(b, tb, cfg)
+		b.StartTimer()
+		start := time.Now()
+		drain(b, r)
+		elapsed := time.Since(start)
+		require.Zero(b, unpublished(b, db))
+		return float64(b.N) / elapsed.Seconds()
+	}
+	b.ResetTimer()
+	none := rate(RelayConfig{BatchSize: 500})
+	wait := rate(RelayConfig{BatchSize: 500, MinReplicas: 1, ReplicaTimeout: time.Second})
+	b.ReportMetric(none, "events/s-none")
+	b.ReportMetric(wait, "events/s-wait")
+	b.ReportMetric(wait/none, "wait/none")
+}
