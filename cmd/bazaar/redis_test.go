@@ -169,6 +169,18 @@ func TestDevOnRedisCluster(t *testing.T) {
 			t.Fatalf("live events seen: %v; want order.created and order.confirmed", seen)
 		}
 	}
+	// The streams page reads every partition across the nodes.
+	areq, err := http.NewRequest(http.MethodGet, base+"/v1/admin/streams", nil)
+	require.NoError(t, err)
+	areq.Header.Set("Authorization", "Bearer "+testAdmin)
+	began := time.Now()
+	ares, err := client.Do(areq)
+	require.NoError(t, err)
+	t.Logf("GET /v1/admin/streams took %s", time.Since(began))
+	abody, _ := io.ReadAll(ares.Body)
+	ares.Body.Close()
+	require.Equal(t, http.StatusOK, ares.StatusCode, "%s", abody)
+	require.Contains(t, string(abody), "bazaar:events:{order:")
 	// The asynq workers ran the saga's tasks on the cluster: asynqmon at
 	// /monitor reads the same queues.
 	mreq, err := http.NewRequest(http.MethodGet, base+"/monitor/api/queues", nil)
