@@ -27,7 +27,8 @@ func TestLoadRedisConfig(t *testing.T) {
 	require.Equal(t, topologySingle, c.Redis.Topology)
 	require.Zero(t, c.Redis.MinReplicas, "no replica wait by default")
 
-	c, err = loadConfig(envOf(map[string]string{
+	// A made-up password, to see that it reaches the client and not the log.
+	c, err = loadConfig(envOf(map[string]string{ //nolint:gosec // not a credential
 		"REDIS_URL":                  "redis://app:s3cret@ignored:6379/0",
 		"BAZAAR_REDIS_CLUSTER_ADDRS": "10.0.0.1:6379, 10.0.0.2:6379,10.0.0.3:6379",
 		"BAZAAR_REDIS_MIN_REPLICAS":  "1",
