@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -28,7 +29,9 @@ func TestRelayWaitsForReplicas(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: primary.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	db, _ := storetest.NewDB(t)
-	b := testBundle{db: db, rdb: rdb, names: Names{Prefix: "bazaar:"}, log: testLogger(t)}
+	// A prefix of its own: a test that stops its server frees the port, and
+	// its clients would write to whichever server takes it next.
+	b := testBundle{db: db, rdb: rdb, names: Names{Prefix: fmt.Sprintf("bazaar:wait%d:", time.Now().UnixNano())}, log: testLogger(t)}
 	r := newRelay(t, b, RelayConfig{MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond})
 	key := b.names.Stream("order", 0)
 
@@ -109,7 +112,7 @@ func BenchmarkRelayWait(b *testing.B) {
 	rdb := redis.NewClient(&redis.Options{Addr: primary.Addr()})
 	b.Cleanup(func() { _ = rdb.Close() })
 	db, _ := storetest.NewDB(b)
-	tb := testBundle{db: db, rdb: rdb, names: Names{Prefix: "bazaar:"}, log: testLogger(b)}
+	tb := testBundle{db: db, rdb: rdb, names: Names{Prefix: fmt.Sprintf("bazaar:wait%d:", time.Now().UnixNano())}, log: testLogger(b)}
 	rate := func(cfg RelayConfig) float64 {
 		b.StopTimer()
 		benchEvents(b, db, b.N)
