@@ -31,8 +31,8 @@ func (r *Relay) awaitReplicas(ctx context.Context, pubs []store.Publication) err
 	type target struct {
 		node *redis.Client
 		key  string
+		name string // in errors: the node's address on a cluster
 	}
-	// On a cluster each target is named by its address in errors.
 	var targets []target
 	switch c := r.cfg.Redis.(type) {
 	case *redis.ClusterClient:
@@ -44,18 +44,18 @@ func (r *Relay) awaitReplicas(ctx context.Context, pubs []store.Publication) err
 			}
 			if addr := node.Options().Addr; !seen[addr] {
 				seen[addr] = true
-				targets = append(targets, target{node, r.waitKey(p.Stream)})
+				targets = append(targets, target{node, r.waitKey(p.Stream), addr})
 			}
 		}
 	case *redis.Client:
-		targets = append(targets, target{c, r.waitKey(pubs[0].Stream)})
+		targets = append(targets, target{c, r.waitKey(pubs[0].Stream), "the primary"})
 	default:
 		return fmt.Errorf("wait for replicas: unsupported Redis client %T", r.cfg.Redis)
 	}
 	errs := make([]error, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { errs[i] = r.waitOn(ctx, t.node, t.key) })
+		wg.Go(func() { errs[i] = r.waitOn(ctx, t.node, t.key, t.name) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -63,18 +63,18 @@ func (r *Relay) awaitReplicas(ctx context.Context, pubs []store.Publication) err
 
 // waitOn writes key on one connection of node and waits for MinReplicas
 // replicas to acknowledge it.
-func (r *Relay) waitOn(ctx context.Context, node *redis.Client, key string) error {
+func (r *Relay) waitOn(ctx context.Context, node *redis.Client, key, name string) error {
 	conn := node.Conn()
 	defer conn.Close()
 	if err := conn.Set(ctx, key, time.Now().UnixMilli(), time.Minute).Err(); err != nil {
-		return fmt.Errorf("wait for replicas of %s: %w", node.Options().Addr, err)
+		return fmt.Errorf("wait for replicas of %s: %w", name, err)
 	}
 	n, err := conn.Wait(ctx, r.cfg.MinReplicas, r.cfg.ReplicaTimeout).Result()
 	if err != nil {
-		return fmt.Errorf("wait for replicas of %s: %w", node.Options().Addr, err)
+		return fmt.Errorf("wait for replicas of %s: %w", name, err)
 	}
 	if n < int64(r.cfg.MinReplicas) {
-		return fmt.Errorf("%w: %d of %d replicas of %s within %s", ErrReplicas, n, r.cfg.MinReplicas, node.Options().Addr, r.cfg.ReplicaTimeout)
+		return fmt.Errorf("%w: %d of %d replicas of %s within %s", ErrReplicas, n, r.cfg.MinReplicas, name, r.cfg.ReplicaTimeout)
 	}
 	return nil
 }
