@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -93,16 +94,36 @@ func TestLoadRedisConfig(t *testing.T) {
 func TestDevOnRedisCluster(t *testing.T) {
 	t.Parallel()
 	c := redistest.StartCluster(t)
-	_, dsn := storetest.NewDB(t)
-	env := map[string]string{
-		"DATABASE_URL":               dsn,
+	testDevOn(t, map[string]string{
 		"BAZAAR_REDIS_CLUSTER_ADDRS": strings.Join(c.Addrs(), ","),
 		"BAZAAR_STREAM_PARTITIONS":   "4",
-		"BAZAAR_HTTP_ADDR":           freeAddr(t),
-		"BAZAAR_DEV_SMTP_ADDR":       freeAddr(t),
-		"BAZAAR_ADMIN_TOKEN":         testAdmin,
-		"BAZAAR_LOG_FORMAT":          "json",
+	}, "bazaar:events:{order:")
+}
+
+// TestDevOnRedisSentinel: the same through the sentinels, with the relay
+// waiting for the replica.
+func TestDevOnRedisSentinel(t *testing.T) {
+	t.Parallel()
+	sn := redistest.StartSentinel(t)
+	testDevOn(t, map[string]string{
+		"BAZAAR_REDIS_SENTINEL_ADDRS":  strings.Join(sn.Addrs(), ","),
+		"BAZAAR_REDIS_SENTINEL_MASTER": redistest.MasterName,
+		"BAZAAR_REDIS_MIN_REPLICAS":    "1",
+	}, "bazaar:events:order")
+}
+
+// testDevOn runs "bazaar dev" with the Redis variables of redisEnv; an
+// order stream's name contains orderStream.
+func testDevOn(t *testing.T, redisEnv map[string]string, orderStream string) {
+	_, dsn := storetest.NewDB(t)
+	env := map[string]string{
+		"DATABASE_URL":         dsn,
+		"BAZAAR_HTTP_ADDR":     freeAddr(t),
+		"BAZAAR_DEV_SMTP_ADDR": freeAddr(t),
+		"BAZAAR_ADMIN_TOKEN":   testAdmin,
+		"BAZAAR_LOG_FORMAT":    "json",
 	}
+	maps.Copy(env, redisEnv)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &syncBuffer{}
@@ -181,7 +202,7 @@ func TestDevOnRedisCluster(t *testing.T) {
 	abody, _ := io.ReadAll(ares.Body)
 	ares.Body.Close()
 	require.Equal(t, http.StatusOK, ares.StatusCode, "%s", abody)
-	require.Contains(t, string(abody), "bazaar:events:{order:")
+	require.Contains(t, string(abody), orderStream)
 	// The asynq workers ran the saga's tasks on the cluster: asynqmon at
 	// /monitor reads the same queues.
 	mreq, err := http.NewRequest(http.MethodGet, base+"/monitor/api/queues", nil)
