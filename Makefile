@@ -57,10 +57,14 @@ db/reset: up build ## revert every migration of DATABASE_URL's database and appl
 run: up build ## start every role in one process (API, relay, workers, scheduler, asynqmon) on :8080
 	$(BIN) dev
 
-tools: ## install what the tests use when it is missing: promtool, Chromium, pdftoppm, redis-benchmark (Debian packages)
+tools: ## install what the tests use when it is missing: promtool, Chromium, pdftoppm, redis-server/-cli/-sentinel/-benchmark (Debian packages)
 	@deploy/local/need.sh promtool prometheus
 	@deploy/local/need.sh chromium chromium
 	@deploy/local/need.sh pdftoppm poppler-utils
+	@# Redis Cluster and Sentinel tests (stream/redistest): redis-server, redis-cli, redis-sentinel
+	@deploy/local/need.sh redis-server redis-server
+	@deploy/local/need.sh redis-cli redis-tools
+	@deploy/local/need.sh redis-sentinel redis-sentinel
 	@deploy/local/need.sh redis-benchmark redis-tools
 
 test: tools ## the CI suite: tools and services up, vet, lint, gofmt and go.mod checks, govulncheck, deploy checks, go test -race

@@ -51,8 +51,11 @@ func TestParseLimit(t *testing.T) {
 // TestAllowAndCheck: Allow spends the quota, Check only looks.
 func TestAllowAndCheck(t *testing.T) {
 	t.Parallel()
+	testAllowAndCheck(t, newLimiter(t))
+}
+
+func testAllowAndCheck(t *testing.T, l *ratelimit.Limiter) {
 	ctx := context.Background()
-	l := newLimiter(t)
 	lim := ratelimit.Limit{Rate: 3, Period: time.Hour}
 	for i := range 5 {
 		c, err := l.Check(ctx, "k", lim)
@@ -82,8 +85,11 @@ func TestAllowAndCheck(t *testing.T) {
 // holder stopped refreshing (a crashed process) expires by itself.
 func TestLeases(t *testing.T) {
 	t.Parallel()
+	testLeases(t, newLimiter(t))
+}
+
+func testLeases(t *testing.T, l *ratelimit.Limiter) {
 	ctx := context.Background()
-	l := newLimiter(t)
 	a, ok, err := l.Acquire(ctx, "s", "a", 2, time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -108,4 +114,22 @@ func TestLeases(t *testing.T) {
 	_, ok, err = l.Acquire(ctx, "s", "d", 2, time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
+}
+
+// TestOnCluster runs the limits and the leases on a Redis Cluster of their
+// own: each check and each lease script touches one key.
+func TestOnCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	for name, test := range map[string]func(*testing.T, *ratelimit.Limiter){
+		"AllowAndCheck": testAllowAndCheck,
+		"Leases":        testLeases,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			l, err := ratelimit.New(c.Client(t), "bazaar:"+name+":")
+			require.NoError(t, err)
+			test(t, l)
+		})
+	}
 }

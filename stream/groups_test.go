@@ -21,7 +21,10 @@ import (
 // group exactly once, and only the groups whose patterns match them.
 func TestGroupsEndToEnd(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	testGroupsEndToEnd(t, setup(t))
+}
+
+func testGroupsEndToEnd(t *testing.T, b testBundle) {
 	var all, orders, users, created recorder
 	startGroups(t, b, "c1",
 		Subscription{Group: "audit", Patterns: []string{"#"}, Handler: all.handle, Concurrency: 4},
@@ -71,7 +74,10 @@ func TestGroupsEndToEnd(t *testing.T) {
 
 func TestGroupStartFromTimeReplaysHistory(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	testGroupStartFromTimeReplaysHistory(t, setup(t))
+}
+
+func testGroupStartFromTimeReplaysHistory(t *testing.T, b testBundle) {
 	ctx := context.Background()
 	relay := newRelay(t, b, RelayConfig{})
 	old := record(t, b.db, "order.created", "ord-old")
@@ -194,7 +200,10 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 // alone.
 func TestPoisonEventDeadLetteredAndRedriven(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	testPoisonEventDeadLetteredAndRedriven(t, setup(t))
+}
+
+func testPoisonEventDeadLetteredAndRedriven(t *testing.T, b testBundle) {
 	ctx := context.Background()
 	var fixed atomic.Bool
 	var attempts atomic.Int64
@@ -268,7 +277,10 @@ func TestPoisonEventDeadLetteredAndRedriven(t *testing.T) {
 // of one ordered group lose nothing and keep each subject in order.
 func TestTwoRelaysThreeConsumers(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	testTwoRelaysThreeConsumers(t, setup(t))
+}
+
+func testTwoRelaysThreeConsumers(t *testing.T, b testBundle) {
 	b.names.Partitions = 3
 	const subjects, perSubject = 30, 20
 	var mu sync.Mutex

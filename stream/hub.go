@@ -34,8 +34,9 @@ var (
 // HubConfig configures a Hub. Zero fields get defaults.
 type HubConfig struct {
 	// Redis is read with XREAD and XRANGE. On a single server all streams
-	// share one blocking XREAD (one connection); on a cluster client each
-	// stream gets its own reader, since one XREAD cannot span slots.
+	// share one blocking XREAD (one connection); on a cluster client, where
+	// one XREAD cannot span slots, every stream is read without blocking in
+	// one pipeline, every 50ms (at most Block) while nothing arrives.
 	Redis redis.UniversalClient
 	// DB is the event log that serves resumes older than a stream still
 	// keeps. Without it such a resume gets a reset event.
@@ -251,23 +252,69 @@ func (h *Hub) run(ctx context.Context) {
 			return
 		}
 	}
-	var groups [][]int
 	if _, ok := h.cfg.Redis.(*redis.ClusterClient); ok {
-		for _, i := range all {
-			groups = append(groups, []int{i})
+		h.readSplit(ctx, all)
+		return
+	}
+	h.read(ctx, all)
+}
+
+// hubClusterPoll is how long readSplit pauses when no stream had anything
+// (at most HubConfig.Block).
+const hubClusterPoll = 50 * time.Millisecond
+
+// readSplit is read on Redis Cluster, where one XREAD cannot span slots:
+// one XREAD per stream, without BLOCK, in one pipeline (go-redis sends
+// each node its share at once), then a short pause when none had
+// anything. A blocking reader per stream would hold a pooled connection
+// per stream and starve every other command of the process once the
+// streams outnumber the pool.
+func (h *Hub) readSplit(ctx context.Context, idx []int) {
+	failures := 0
+	cmds := make([]*redis.XStreamSliceCmd, len(idx))
+	for ctx.Err() == nil {
+		pipe := h.cfg.Redis.Pipeline()
+		h.mu.Lock()
+		for j, i := range idx {
+			cmds[j] = pipe.XRead(ctx, &redis.XReadArgs{Streams: []string{h.streams[i].key, h.pos[i].String()}, Count: h.cfg.ReadCount, Block: -1})
 		}
-	} else {
-		groups = [][]int{all}
+		h.mu.Unlock()
+		_, _ = pipe.Exec(ctx) // each command's error is read below
+		var res []redis.XStream
+		var firstErr error
+		for _, c := range cmds {
+			r, err := c.Result()
+			switch {
+			case errors.Is(err, redis.Nil):
+			case err != nil:
+				if firstErr == nil {
+					firstErr = err
+				}
+			default:
+				res = append(res, r...)
+			}
+		}
+		h.fanOut(res)
+		if firstErr != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			h.log.Warn("hub: xread", "err", firstErr, "streams", len(idx))
+			if !sleepCtx(ctx, hubBackoff.Delay(failures)) {
+				return
+			}
+			failures++
+			continue
+		}
+		failures = 0
+		got := false
+		for _, xs := range res {
+			got = got || len(xs.Messages) > 0
+		}
+		if !got && !sleepCtx(ctx, min(h.cfg.Block, hubClusterPoll)) {
+			return
+		}
 	}
-	var wg sync.WaitGroup
-	for _, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h.read(ctx, g)
-		}()
-	}
-	wg.Wait()
 }
 
 // lastIDs returns the last generated id of each stream (0-0 when it does

@@ -24,9 +24,12 @@ import (
 // hubBundle is one test's Redis prefix, Postgres database and the events
 // it published, in publication order.
 type hubBundle struct {
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	names stream.Names
-	db    *sqlx.DB
+	// client opens another client on the same Redis, as another process
+	// would have.
+	client func() redis.UniversalClient
+	db     *sqlx.DB
 
 	mu        sync.Mutex
 	published []hubPublished
@@ -39,6 +42,11 @@ type hubPublished struct {
 func hubSetup(t *testing.T, withDB bool) *hubBundle {
 	t.Helper()
 	b := &hubBundle{rdb: redistest.Client(t), names: stream.Names{Prefix: redistest.Prefix(t)}}
+	b.client = func() redis.UniversalClient {
+		opt, err := redis.ParseURL(redistest.URL())
+		require.NoError(t, err)
+		return redis.NewClient(opt)
+	}
 	if withDB {
 		b.db, _ = storetest.NewDB(t)
 	}
@@ -49,9 +57,7 @@ func hubSetup(t *testing.T, withDB bool) *hubBundle {
 // would have, and stops it when the test ends.
 func (b *hubBundle) newHub(t *testing.T, mod func(*stream.HubConfig)) *stream.Hub {
 	t.Helper()
-	opt, err := redis.ParseURL(redistest.URL())
-	require.NoError(t, err)
-	rdb := redis.NewClient(opt)
+	rdb := b.client()
 	t.Cleanup(func() { _ = rdb.Close() })
 	cfg := stream.HubConfig{Redis: rdb, DB: b.db, Names: b.names, Block: 100 * time.Millisecond}
 	if mod != nil {
@@ -238,7 +244,10 @@ func TestHubSubscribeRejectsBadInput(t *testing.T) {
 // sessions together must be the full sequence: nothing lost, nothing twice.
 func TestHubResumeUnderLoad(t *testing.T) {
 	t.Parallel()
-	b := hubSetup(t, false)
+	testHubResumeUnderLoad(t, hubSetup(t, false))
+}
+
+func testHubResumeUnderLoad(t *testing.T, b *hubBundle) {
 	small := func(c *stream.HubConfig) { c.QueueSize = 4; c.CatchUpBatch = 7 }
 	hubs := []*stream.Hub{b.newHub(t, small), b.newHub(t, small)}
 	sellerA := uuid.NewString()
@@ -413,7 +422,10 @@ func TestHubDisconnectsSlowSubscriber(t *testing.T) {
 // the stream, then live, in order and once each.
 func TestHubResumeFromEventLog(t *testing.T) {
 	t.Parallel()
-	b := hubSetup(t, true)
+	testHubResumeFromEventLog(t, hubSetup(t, true))
+}
+
+func testHubResumeFromEventLog(t *testing.T, b *hubBundle) {
 	h := b.newHub(t, func(c *stream.HubConfig) { c.CatchUpBatch = 8 })
 	ctx := context.Background()
 	sellerA, sellerB := uuid.NewString(), uuid.NewString()
@@ -627,4 +639,22 @@ func TestHubResumeAcrossDeletedEntry(t *testing.T) {
 		require.Equal(t, p.id, hubNext(t, resumed).EventID)
 	}
 	requireNoEvent(t, resumed, 200*time.Millisecond)
+}
+
+// TestHubOnCluster runs the resume tests on a Redis Cluster of their own,
+// where each stream has its own reader: subscribers move between two hubs
+// under load, and resume from the event log.
+func TestHubOnCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	bundle := func(t *testing.T, name string, withDB bool) *hubBundle {
+		b := &hubBundle{rdb: c.Client(t), names: stream.Names{Prefix: "bazaar:" + name + ":"}}
+		b.client = func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()}) }
+		if withDB {
+			b.db, _ = storetest.NewDB(t)
+		}
+		return b
+	}
+	t.Run("ResumeUnderLoad", func(t *testing.T) { t.Parallel(); testHubResumeUnderLoad(t, bundle(t, "load", false)) })
+	t.Run("ResumeFromEventLog", func(t *testing.T) { t.Parallel(); testHubResumeFromEventLog(t, bundle(t, "log", true)) })
 }

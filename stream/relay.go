@@ -43,6 +43,12 @@ type RelayConfig struct {
 	// Registry receives the relay's metrics (published events, publish
 	// latency); nil leaves them unexported.
 	Registry prometheus.Registerer
+	// MinReplicas is how many replicas of each primary that got entries
+	// of a batch must acknowledge them (WAIT) before the batch is marked
+	// published; when fewer do within ReplicaTimeout (default 1s) the
+	// batch stays unpublished and is retried. 0 skips the wait.
+	MinReplicas    int
+	ReplicaTimeout time.Duration
 	// TracerProvider, when set, traces each publication as a producer span
 	// in the trace of the request that recorded the event; the stream entry
 	// then carries that span as its traceparent. Nil turns tracing off.
@@ -81,9 +87,10 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("relay: Redis is required")
 	}
-	if cfg.BatchSize < 0 || cfg.MaxLen < 0 || cfg.MaxAge < 0 || cfg.PollInterval < 0 {
-		return nil, errors.New("relay: BatchSize, MaxLen, MaxAge and PollInterval must not be negative")
+	if cfg.BatchSize < 0 || cfg.MaxLen < 0 || cfg.MaxAge < 0 || cfg.PollInterval < 0 || cfg.MinReplicas < 0 || cfg.ReplicaTimeout < 0 {
+		return nil, errors.New("relay: BatchSize, MaxLen, MaxAge, PollInterval, MinReplicas and ReplicaTimeout must not be negative")
 	}
+	cfg.ReplicaTimeout = cmp.Or(cfg.ReplicaTimeout, time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 100*time.Millisecond)
@@ -238,6 +245,9 @@ func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
 		// Anything that must hold before the batch counts as published
 		// (replicas acknowledging the XADDs) goes here, between the
 		// pipeline and the marks: an error leaves the batch in the outbox.
+		if err := r.awaitReplicas(ctx, pubs); err != nil {
+			return err
+		}
 		if r.afterAdd != nil {
 			if err := r.afterAdd(); err != nil {
 				return err

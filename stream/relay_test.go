@@ -71,7 +71,10 @@ func TestRelayWakesOnCommit(t *testing.T) {
 
 func TestRelayPartitionsKeepSubjectTogether(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	testRelayPartitionsKeepSubjectTogether(t, setup(t))
+}
+
+func testRelayPartitionsKeepSubjectTogether(t *testing.T, b testBundle) {
 	b.names.Partitions = 4
 	recordMany(t, b.db, "order.created", 200, 20)
 	drain(t, newRelay(t, b, RelayConfig{}))
@@ -134,7 +137,10 @@ func TestRelayHoldsBackBehindOlderEvent(t *testing.T) {
 // Once helper absorbs the duplicate.
 func TestRelayCrashBetweenAddAndMark(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	testRelayCrashBetweenAddAndMark(t, setup(t))
+}
+
+func testRelayCrashBetweenAddAndMark(t *testing.T, b testBundle) {
 	ctx := context.Background()
 	record(t, b.db, "order.created", "ord-1", "ord-2")
 
@@ -312,7 +318,10 @@ func assertSubjectOrder(t *testing.T, db *sqlx.DB, msgs []redis.XMessage) {
 
 func TestTrimKeepsWhatGroupsNeed(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	testTrimKeepsWhatGroupsNeed(t, setup(t))
+}
+
+func testTrimKeepsWhatGroupsNeed(t *testing.T, b testBundle) {
 	ctx := context.Background()
 	s := b.names.Stream("order", 0)
 	for i := range 1000 {

@@ -166,6 +166,9 @@ func (r *runner) readStreams() []string {
 
 func (r *runner) readNew(loopCtx, handlerCtx context.Context) error {
 	streams := r.readStreams()
+	if _, ok := r.rdb().(*redis.ClusterClient); ok && len(streams) > 1 {
+		return r.readNewSplit(loopCtx, handlerCtx, streams)
+	}
 	args := make([]string, 0, 2*len(streams))
 	args = append(args, streams...)
 	for range streams {
@@ -197,6 +200,64 @@ func (r *runner) readNew(loopCtx, handlerCtx context.Context) error {
 			deliveries[m.ID] = 1
 		}
 		r.handleBatch(handlerCtx, xs.Stream, xs.Messages, deliveries)
+	}
+	return nil
+}
+
+// clusterPoll is how long readNewSplit pauses when no stream had anything
+// (at most GroupsConfig.Block).
+const clusterPoll = 50 * time.Millisecond
+
+// readNewSplit is readNew on Redis Cluster, where one XREADGROUP cannot
+// span slots: one XREADGROUP per stream, without BLOCK, in one pipeline
+// (go-redis sends each node its share at once), then a short pause when
+// none had anything. A blocking read per stream would hold a connection
+// per stream and, waited for together, delay every stream by the slowest.
+func (r *runner) readNewSplit(loopCtx, handlerCtx context.Context, streams []string) error {
+	pipe := r.rdb().Pipeline()
+	cmds := make([]*redis.XStreamSliceCmd, len(streams))
+	for i, s := range streams {
+		cmds[i] = pipe.XReadGroup(loopCtx, &redis.XReadGroupArgs{
+			Group: r.sub.Group, Consumer: r.consumer(), Streams: []string{s, ">"},
+			Count: int64(r.g.cfg.BatchSize), Block: -1,
+		})
+	}
+	_, _ = pipe.Exec(loopCtx) // each command's error is read below
+	got := false
+	var firstErr error
+	for _, c := range cmds {
+		res, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		for _, xs := range res {
+			if len(xs.Messages) == 0 {
+				continue
+			}
+			got = true
+			deliveries := make(map[string]int64, len(xs.Messages))
+			for _, m := range xs.Messages {
+				deliveries[m.ID] = 1
+			}
+			r.handleBatch(handlerCtx, xs.Stream, xs.Messages, deliveries)
+		}
+	}
+	if firstErr != nil {
+		if redis.HasErrorPrefix(firstErr, "NOGROUP") {
+			if serr := r.setupLive(loopCtx); serr != nil {
+				return serr
+			}
+		}
+		return firstErr
+	}
+	if !got {
+		waitFor(loopCtx, min(r.g.cfg.Block, clusterPoll))
 	}
 	return nil
 }

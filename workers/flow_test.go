@@ -50,7 +50,11 @@ func TestRegistrationSendsWelcomeOpensPointsAndAssignsSegments(t *testing.T) {
 
 func TestOrderIsReservedChargedConfirmedAndMailed(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	testOrderIsReservedChargedConfirmedAndMailed(t, setupOpts{})
+}
+
+func testOrderIsReservedChargedConfirmedAndMailed(t *testing.T, opts setupOpts) {
+	b := setup(t, opts)
 	ctx := context.Background()
 	s := b.seller(t)
 	p := b.product(t, s.ID, 5, 1250)
@@ -246,11 +250,16 @@ func TestLastUnitsRaceSellsExactlyTheStock(t *testing.T) {
 
 func TestFollowUpFiresAfterItsDelay(t *testing.T) {
 	t.Parallel()
-	b := setup(t, setupOpts{mutate: func(c *Config) {
+	testFollowUpFiresAfterItsDelay(t, setupOpts{})
+}
+
+func testFollowUpFiresAfterItsDelay(t *testing.T, opts setupOpts) {
+	opts.mutate = func(c *Config) {
 		c.FollowUpDelay = time.Second
 		// Keep the stuck charge from filling the log while we wait.
 		c.Policies = map[string]TaskPolicy{TypePaymentCharge: {MaxRetry: 2, Timeout: time.Second}}
-	}})
+	}
+	b := setup(t, opts)
 	ctx := context.Background()
 	s := b.seller(t)
 	p := b.product(t, s.ID, 5, 100)

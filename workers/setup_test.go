@@ -25,7 +25,7 @@ import (
 // database, mail sink and payment sandbox.
 type testBundle struct {
 	db      *sqlx.DB
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	w       *Workers
 	sink    *MailSink
 	gateway *SandboxGateway
@@ -33,8 +33,9 @@ type testBundle struct {
 	relay   *stream.Relay
 	waker   *relayWaker
 	// streams and prefix are the client and key prefix of the streams.
-	streams *redis.Client
+	streams redis.UniversalClient
 	prefix  string
+	opts    setupOpts
 }
 
 // relayWaker passes the workers' commits on to the relay, which is built
@@ -52,6 +53,14 @@ type setupOpts struct {
 	noStart bool
 	// smtpAddr, when set, is where the mailer sends instead of the sink.
 	smtpAddr string
+	// cluster, when set, runs the tasks, relay and groups on this Redis
+	// Cluster (the test's own: asynq takes no key prefix).
+	cluster *redistest.Cluster
+	// sentinel, when set, runs them on the primary these sentinels name,
+	// with the relay waiting for one replica.
+	sentinel *redistest.Sentinel
+	// extra subscriptions join the workers' consumer groups.
+	extra []stream.Subscription
 }
 
 func setup(t testing.TB, opts ...setupOpts) *testBundle {
@@ -62,8 +71,17 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	}
 	ctx := context.Background()
 	db, _ := storetest.NewDB(t)
-	rdb := redis.NewClient(redistest.DB(t))
-	t.Cleanup(func() { _ = rdb.Close() })
+	var rdb redis.UniversalClient
+	switch {
+	case o.cluster != nil:
+		rdb = o.cluster.Client(t)
+	case o.sentinel != nil:
+		rdb = o.sentinel.Client(t)
+	default:
+		c := redis.NewClient(redistest.DB(t))
+		t.Cleanup(func() { _ = c.Close() })
+		rdb = c
+	}
 
 	sink := NewMailSink(MailSinkConfig{})
 	require.NoError(t, sink.Start(ctx))
@@ -90,7 +108,7 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	}
 	w, err := New(cfg)
 	require.NoError(t, err)
-	b := &testBundle{waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
+	b := &testBundle{opts: o, waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
 	t.Cleanup(func() { _ = b.insp.Close() })
 	// Cleanups run last-in first-out: the groups stop before the workers.
 	t.Cleanup(func() {
@@ -109,8 +127,17 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 // a key prefix of this test's own, as "bazaar work" and "bazaar relay" do.
 func (b *testBundle) startStreams(t testing.TB) {
 	ctx := context.Background()
-	rdb0 := redistest.Client(t)
-	names := stream.Names{Prefix: redistest.Prefix(t)}
+	var rdb0 redis.UniversalClient
+	names := stream.Names{Prefix: "bazaar:"}
+	minReplicas := 0
+	switch {
+	case b.opts.cluster != nil:
+		rdb0, names.Partitions = b.opts.cluster.Client(t), 4
+	case b.opts.sentinel != nil:
+		rdb0, minReplicas = b.opts.sentinel.Client(t), 1
+	default:
+		rdb0, names = redistest.Client(t), stream.Names{Prefix: redistest.Prefix(t)}
+	}
 	b.streams, b.prefix = rdb0, names.Prefix
 	log := testLogger(t)
 	groups, err := stream.NewGroups(stream.GroupsConfig{
@@ -120,8 +147,12 @@ func (b *testBundle) startStreams(t testing.TB) {
 	for _, sub := range b.w.Subscriptions(SubscriptionOptions{StartFrom: stream.StartBeginning}) {
 		require.NoError(t, groups.Add(sub))
 	}
+	for _, sub := range b.opts.extra {
+		require.NoError(t, groups.Add(sub))
+	}
 	relay, err := stream.NewRelay(stream.RelayConfig{
 		DB: b.db, Redis: rdb0, Names: names, Logger: log, PollInterval: 20 * time.Millisecond,
+		MinReplicas: minReplicas, ReplicaTimeout: 500 * time.Millisecond,
 	})
 	require.NoError(t, err)
 	require.NoError(t, groups.Start(ctx))

@@ -18,6 +18,9 @@ type Config struct {
 	DatabaseURL string
 	RedisURL    string
 	RedisPrefix string
+	// Redis is the topology (single node, Cluster or Sentinel) every role
+	// connects to; see redis.go.
+	Redis redisConfig
 	// StreamPartitions splits each domain stream by subject hash; every
 	// process of one deployment must use the same value.
 	StreamPartitions int
@@ -129,6 +132,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		ShutdownTimeout:  r.duration("BAZAAR_SHUTDOWN_TIMEOUT", 30*time.Second),
 		MaxBodyBytes:     r.integer("BAZAAR_MAX_BODY_BYTES", 1<<20),
 	}
+	c.Redis = loadRedisConfig(r, c.RedisURL)
 	lvl := r.str("BAZAAR_LOG_LEVEL", "info")
 	if err := c.LogLevel.UnmarshalText([]byte(lvl)); err != nil {
 		r.fail("BAZAAR_LOG_LEVEL", "%q is not one of debug, info, warn, error", lvl)
@@ -162,6 +166,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("redis_url", redactURL(c.RedisURL)),
 		slog.String("redis_prefix", c.RedisPrefix),
+		slog.Any("redis", c.Redis),
 		slog.Int("stream_partitions", c.StreamPartitions),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("admin_token", mask(c.AdminToken)),

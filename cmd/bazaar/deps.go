@@ -77,24 +77,9 @@ func openDB(ctx context.Context, c Config) (*sqlx.DB, error) {
 	return db, nil
 }
 
-func openRedis(ctx context.Context, c Config) (*redis.Client, error) {
-	opt, err := redis.ParseURL(c.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	rdb := redis.NewClient(opt)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		_ = rdb.Close()
-		return nil, fmt.Errorf("redis at %s is not reachable (start it with \"make up\"): %w", redactURL(c.RedisURL), err)
-	}
-	return rdb, nil
-}
-
 // connect opens the PostgreSQL pool and the Redis client every
 // long-running role needs; closeAll closes both, Redis first.
-func connect(ctx context.Context, c Config) (db *sqlx.DB, rdb *redis.Client, closeAll func(), err error) {
+func connect(ctx context.Context, c Config) (db *sqlx.DB, rdb redis.UniversalClient, closeAll func(), err error) {
 	db, err = openDB(ctx, c)
 	if err != nil {
 		return nil, nil, nil, err

@@ -73,7 +73,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	}
 	names := cfg.names()
 
-	relay, err := stream.NewRelay(devRelayConfig(db, rdb, names, log, obs))
+	relay, err := stream.NewRelay(cfg.Redis.replicated(devRelayConfig(db, rdb, names, log, obs)))
 	if err != nil {
 		return err
 	}

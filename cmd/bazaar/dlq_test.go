@@ -17,10 +17,20 @@ import (
 
 func TestDLQCommand(t *testing.T) {
 	t.Parallel()
+	prefix := redistest.Prefix(t)
+	testDLQCommand(t, redistest.Client(t), prefix, map[string]string{"REDIS_URL": redistest.URL(), "BAZAAR_REDIS_PREFIX": prefix})
+}
+
+// TestDLQCommandOnCluster: "bazaar dlq" with BAZAAR_REDIS_CLUSTER_ADDRS.
+func TestDLQCommandOnCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	testDLQCommand(t, c.Client(t), "bazaar:", map[string]string{"BAZAAR_REDIS_CLUSTER_ADDRS": strings.Join(c.Addrs(), ",")})
+}
+
+func testDLQCommand(t *testing.T, rdb redis.UniversalClient, prefix string, redisEnv map[string]string) {
 	ctx := context.Background()
 	db, dbURL := storetest.NewDB(t)
-	prefix := redistest.Prefix(t)
-	rdb := redistest.Client(t)
 	names := stream.Names{Prefix: prefix}
 	// A group with two dead letters.
 	require.NoError(t, rdb.XGroupCreateMkStream(ctx, names.Stream("order", 0), "payments", "$").Err())
@@ -36,7 +46,13 @@ func TestDLQCommand(t *testing.T) {
 		ids = append(ids, id)
 	}
 	getenv := func(k string) string {
-		return map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.URL(), "BAZAAR_REDIS_PREFIX": prefix, "USER": "dora"}[k]
+		switch k {
+		case "DATABASE_URL":
+			return dbURL
+		case "USER":
+			return "dora"
+		}
+		return redisEnv[k]
 	}
 	cli := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer

@@ -78,7 +78,7 @@ func init() {
 				return err
 			}
 			defer closeAll()
-			relay, err := stream.NewRelay(opts.config(db, rdb, cfg.names(), log, obs))
+			relay, err := stream.NewRelay(cfg.Redis.replicated(opts.config(db, rdb, cfg.names(), log, obs)))
 			if err != nil {
 				return err
 			}

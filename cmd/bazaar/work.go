@@ -166,7 +166,7 @@ type workerDeps struct {
 	Config Config
 	Work   workConfig
 	DB     *sqlx.DB
-	Redis  *redis.Client
+	Redis  redis.UniversalClient
 	Logger *slog.Logger
 	// Mailer overrides the SMTP mailer (bazaar dev's sink).
 	Mailer workers.Mailer
@@ -275,12 +275,12 @@ func devMailParts(wc workConfig, log *slog.Logger) (*workers.MailSink, workers.M
 	return sink, m, nil
 }
 
-// newMonitor builds asynqmon on the Redis at REDIS_URL, for the API to
-// serve at /monitor (api.Config.Monitor). Close it after the HTTP server stopped.
+// newMonitor builds asynqmon on the configured Redis topology, for the API
+// to serve at /monitor (api.Config.Monitor). Close it after the HTTP server stopped.
 func newMonitor(cfg Config) (*workers.Monitor, error) {
-	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	opt, err := asynqConnOpt(cfg.Redis)
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, err
 	}
 	return workers.NewMonitor(opt), nil
 }

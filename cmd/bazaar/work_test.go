@@ -82,7 +82,11 @@ func TestDevMailPartsAndMonitor(t *testing.T) {
 	if sink, _, _ := devMailParts(wc, nil); sink != nil {
 		t.Fatal("a configured SMTP host needs no sink")
 	}
-	mon, err := newMonitor(Config{RedisURL: "redis://127.0.0.1:6379/3"})
+	cfg, err := loadConfig(envOf(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/3"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon, err := newMonitor(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
