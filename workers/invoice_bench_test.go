@@ -38,7 +38,7 @@ func benchAccounts(b *testing.B) int {
 // accounts with 10 orders each (in two currencies, so 20,000 invoices):
 // from StartRun to the run's completion, with the tasks on an asynq server
 // of concurrency 10 in this process, as "bazaar work" runs them. It
-// reports the run's duration, invoices per second and the peak Go heap
+// reports the run's duration, accounts and invoices per second and the peak Go heap
 // in use while it ran. Seeding is not timed.
 func BenchmarkInvoiceRun(b *testing.B) {
 	ctx := context.Background()
@@ -144,6 +144,7 @@ func BenchmarkInvoiceRun(b *testing.B) {
 			b.Fatalf("run ended with %+v", pr)
 		}
 		b.ReportMetric(took.Seconds(), "run-s")
+		b.ReportMetric(float64(pr.Accounts)/took.Seconds(), "accounts/s")
 		b.ReportMetric(float64(pr.Invoices)/took.Seconds(), "invoices/s")
 		b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
 		srv.Shutdown()
