@@ -660,12 +660,22 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 // BillingError is returned after the others commit. On failure it returns
 // the other accounts it had claimed, which the rollback left pending.
 func (iv *Invoicer) billBatch(ctx context.Context, p InvoiceAccountPayload, size int) ([]uuid.UUID, error) {
+	// Most tasks find their account billed by another task's batch; a
+	// plain read tells them so without a row lock, which would cost a
+	// write and a commit.
+	ra, err := store.GetRunAccount(ctx, iv.db, p.RunID, p.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	if ra.Status != store.RunAccountPending {
+		return nil, nil
+	}
 	var (
 		created []store.Invoice
 		others  []uuid.UUID
 		ownErr  error
 	)
-	err := iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+	err = iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
 		created, others, ownErr = nil, nil, nil
 		bc, err := store.LockBillingContext(ctx, tx, p.RunID, p.AccountID)
 		if err != nil {
