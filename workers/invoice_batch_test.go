@@ -168,3 +168,23 @@ func TestInvoiceBatchTheDatabaseRefusesIsBilledAccountByAccount(t *testing.T) {
 	require.Equal(t, store.RunAccountFailed, e.runAccount(t, run, clash).Status)
 	require.Equal(t, store.RunProgress{Accounts: 3, Done: 2, Failed: 1, Invoices: 2}, e.progress(t, run.ID))
 }
+
+func TestConcurrentInvoiceBatchesBillEveryAccountOnceWithGaplessNumbers(t *testing.T) {
+	t.Parallel()
+	e := newInvEnv(t, func(c *InvoicingConfig) { c.BatchSize = 4 })
+	fx, loc := e.fx, e.loc
+	const accounts = 30
+	for i := range accounts {
+		u := fx.user(t, fx.account(t, fmt.Sprintf("Corp %d", i)))
+		fx.order(t, u, "EUR", "confirmed", at(loc, 2026, 10, 20, 9, 0), 1000)
+		fx.order(t, u, "EUR", "confirmed", at(loc, 2026, 10, 22, 9, 0), 500)
+	}
+	run := e.run(t, mustPeriod(t, "2026-10-15", "2026-10-31"))
+	require.Equal(t, store.RunProgress{Accounts: accounts, Done: accounts, Invoices: accounts}, e.progress(t, run.ID))
+	require.Equal(t, invoiceNumbers(1, accounts), e.numbers(t), "every invoice numbered once, no hole")
+	var lines int
+	require.NoError(t, e.db.GetContext(context.Background(), &lines, `SELECT count(*) FROM invoice_lines`))
+	require.Equal(t, 2*accounts, lines, "every order billed once")
+	require.Equal(t, accounts, e.eventCount(t, EventInvoiceCreated))
+	require.Equal(t, 1, e.eventCount(t, EventInvoiceRunCompleted))
+}
