@@ -230,6 +230,9 @@ type InvoicingConfig struct {
 	// ChunkSize is how many accounts a run discovers and enqueues per
 	// transaction (default 1000).
 	ChunkSize int
+	// BatchSize is how many pending accounts of a run one account task bills
+	// in its transaction (default 100; 1 bills each account alone).
+	BatchSize int
 	// PaymentTermDays is how many days after issue an invoice is due (default 14).
 	PaymentTermDays int
 	// Now is the clock (default time.Now); tests control it.
@@ -271,9 +274,10 @@ func NewInvoicer(cfg InvoicingConfig) (*Invoicer, error) {
 	}
 	cfg.Queue = cmp.Or(cfg.Queue, QueueLow)
 	cfg.ChunkSize = cmp.Or(cfg.ChunkSize, 1000)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, 100)
 	cfg.PaymentTermDays = cmp.Or(cfg.PaymentTermDays, 14)
-	if cfg.ChunkSize < 1 || cfg.PaymentTermDays < 0 {
-		return nil, errors.New("invoicing: ChunkSize must be positive and PaymentTermDays not negative")
+	if cfg.ChunkSize < 1 || cfg.BatchSize < 1 || cfg.PaymentTermDays < 0 {
+		return nil, errors.New("invoicing: ChunkSize and BatchSize must be positive and PaymentTermDays not negative")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -609,15 +613,70 @@ func (iv *Invoicer) HandleAccount(ctx context.Context, t *asynq.Task) error {
 	return fmt.Errorf("invoice account %s: %w", p.AccountID, errors.Join(err, asynq.SkipRetry))
 }
 
-// bill writes the account's invoices for the run, one per currency, with
+// bill writes the invoices of the task's account, one per currency, with
 // their invoice.created events and the account's outcome, in one
-// transaction. The account row is locked first, so a second copy of the
-// task waits and then finds the account no longer pending. Numbering comes
-// last, as it takes the lock every account's transaction shares.
+// transaction, together with up to BatchSize-1 other pending accounts of
+// the run (see billBatch). When that batch fails for any reason but the
+// account's own data, the account is billed alone, and so is each of the
+// other accounts of the failed batch, so one account the database refuses
+// fails alone instead of taking its batch with it.
 func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
-	var created []store.Invoice
-	err := iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
-		created = nil
+	if iv.cfg.BatchSize <= 1 {
+		_, err := iv.billBatch(ctx, p, 1)
+		return err
+	}
+	others, err := iv.billBatch(ctx, p, iv.cfg.BatchSize)
+	if err == nil || isBillingError(err) || errors.Is(err, store.ErrNotFound) || ctx.Err() != nil {
+		return err
+	}
+	log := Logger(ctx, iv.log).With("run_id", p.RunID)
+	log.Warn("invoice batch failed, billing its accounts alone", "account_id", p.AccountID, "accounts", len(others)+1, "error", err.Error())
+	for _, id := range others {
+		q := p
+		q.AccountID = id
+		if _, oerr := iv.billBatch(ctx, q, 1); oerr != nil {
+			// The account stays pending for its own task, which bills it
+			// alone (the noted error keeps it out of other batches) and
+			// records the outcome.
+			if nerr := store.NoteRunAccountError(ctx, iv.db, p.RunID, id, oerr.Error()); nerr != nil {
+				log.Warn("note invoice error", "account_id", id, "error", nerr)
+			}
+		}
+	}
+	_, err = iv.billBatch(ctx, p, 1)
+	return err
+}
+
+// billBatch bills the task's account and up to size-1 other pending
+// accounts of its run in one transaction, a statement per step for all of
+// them: the account's row lock (waiting for another copy of the task),
+// the others' row locks (store.ClaimRunAccounts, never waiting), their
+// orders, their returns, the invoices with their lines, the accounts'
+// outcome and, last, the numbers with the events, since numbering takes
+// the lock every invoicing transaction shares. A task whose account is no
+// longer pending changes nothing. Another account whose data cannot be
+// billed (BillingError) is left out and left pending with its error noted,
+// so its own task bills it alone and fails it; the task's own account's
+// BillingError is returned after the others commit. On failure it returns
+// the other accounts it had claimed, which the rollback left pending.
+func (iv *Invoicer) billBatch(ctx context.Context, p InvoiceAccountPayload, size int) ([]uuid.UUID, error) {
+	// Most tasks find their account billed by another task's batch; a
+	// plain read tells them so without a row lock, which would cost a
+	// write and a commit.
+	ra, err := store.GetRunAccount(ctx, iv.db, p.RunID, p.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	if ra.Status != store.RunAccountPending {
+		return nil, nil
+	}
+	var (
+		created []store.Invoice
+		others  []uuid.UUID
+		ownErr  error
+	)
+	err = iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+		created, others, ownErr = nil, nil, nil
 		bc, err := store.LockBillingContext(ctx, tx, p.RunID, p.AccountID)
 		if err != nil {
 			return 0, err
@@ -625,40 +684,86 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 		if bc.Status != store.RunAccountPending {
 			return 0, nil
 		}
-		run, acct := bc.Run, bc.Account
-		window := store.TimeRange{From: run.StartsAt, To: run.EndsAt}
-		orders, err := store.BillableOrders(ctx, tx, acct.ID, window, bc.Late)
-		if err != nil {
-			return 0, err
-		}
-		returns, err := store.CreditableReturns(ctx, tx, acct.ID, window, bc.Late)
-		if err != nil {
-			return 0, err
-		}
-		issuedAt := iv.cfg.Now().UTC()
-		drafts, err := billAccount(run, acct, orders, returns, iv.tax, issuedAt, iv.cfg.Location, iv.cfg.PaymentTermDays)
-		if err != nil {
-			return 0, err
-		}
-		ids := make([]uuid.UUID, 0, len(drafts))
-		for _, d := range drafts {
-			inv, err := store.InsertInvoice(ctx, tx, d.inv, d.lines)
+		run := bc.Run
+		bcs := []store.BillingContext{bc}
+		if size > 1 {
+			more, err := store.ClaimRunAccounts(ctx, tx, run, []uuid.UUID{p.AccountID}, size-1)
 			if err != nil {
 				return 0, err
 			}
-			created = append(created, inv)
-			ids = append(ids, inv.ID)
+			for _, m := range more {
+				others = append(others, m.Account.ID)
+			}
+			bcs = append(bcs, more...)
 		}
-		if _, err := store.FinishRunAccount(ctx, tx, p.RunID, p.AccountID, store.RunAccountDone, "", len(drafts)); err != nil {
+		window := store.TimeRange{From: run.StartsAt, To: run.EndsAt}
+		orders, err := store.BatchBillableOrders(ctx, tx, bcs, window)
+		if err != nil {
 			return 0, err
 		}
-		if len(drafts) == 0 {
+		returns, err := store.BatchCreditableReturns(ctx, tx, bcs, window)
+		if err != nil {
+			return 0, err
+		}
+		ordersOf := make(map[uuid.UUID][]store.BillableOrder, len(bcs))
+		for _, o := range orders {
+			ordersOf[o.AccountID] = append(ordersOf[o.AccountID], o.BillableOrder)
+		}
+		returnsOf := make(map[uuid.UUID][]store.CreditableReturn)
+		for _, r := range returns {
+			returnsOf[r.AccountID] = append(returnsOf[r.AccountID], r.CreditableReturn)
+		}
+		issuedAt := iv.cfg.Now().UTC()
+		var (
+			invs   []store.Invoice
+			lines  []store.InvoiceLine
+			billed []uuid.UUID
+			counts []int
+		)
+		for _, b := range bcs {
+			id := b.Account.ID
+			drafts, err := billAccount(run, b.Account, ordersOf[id], returnsOf[id], iv.tax, issuedAt, iv.cfg.Location, iv.cfg.PaymentTermDays)
+			switch {
+			case err == nil:
+			case !isBillingError(err):
+				return 0, err
+			case id == p.AccountID:
+				ownErr = err
+				continue
+			default:
+				if err := store.NoteRunAccountError(ctx, tx, p.RunID, id, err.Error()); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			for _, d := range drafts {
+				invs = append(invs, d.inv)
+				lines = append(lines, d.lines...)
+			}
+			billed = append(billed, id)
+			counts = append(counts, len(drafts))
+		}
+		if err := store.InsertInvoices(ctx, tx, invs, lines); err != nil {
+			return 0, err
+		}
+		if len(billed) > 0 {
+			n, err := store.FinishRunAccountsDone(ctx, tx, p.RunID, billed, counts)
+			if err != nil {
+				return 0, err
+			}
+			if n != len(billed) {
+				return 0, fmt.Errorf("finish run accounts: %d of %d were pending: %w", n, len(billed), store.ErrConflict)
+			}
+		}
+		if len(invs) == 0 {
 			return 0, nil
 		}
 		// The events get their invoice's number from the numbering statement.
-		events := make([]store.Event, len(created))
-		for i := range created {
-			if events[i], err = newEvent(p.Meta, EventInvoiceCreated, created[i].ID.String(), nil, invoiceData(created[i])); err != nil {
+		ids := make([]uuid.UUID, len(invs))
+		events := make([]store.Event, len(invs))
+		for i := range invs {
+			ids[i] = invs[i].ID
+			if events[i], err = newEvent(p.Meta, EventInvoiceCreated, invs[i].ID.String(), nil, invoiceData(invs[i])); err != nil {
 				return 0, err
 			}
 		}
@@ -666,19 +771,20 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 		if err != nil {
 			return 0, err
 		}
-		for i := range created {
-			created[i].Number = numbers[created[i].ID]
+		for i := range invs {
+			invs[i].Number = numbers[invs[i].ID]
 		}
+		created = invs
 		return len(events), nil
 	})
 	if err != nil {
-		return err // HandleAccount names the account
+		return others, err // HandleAccount names the account
 	}
 	for _, inv := range created {
 		Logger(ctx, iv.log).Info("invoice created", "invoice_id", inv.ID, "number", inv.Number,
 			"account_id", inv.AccountID, "currency", inv.Currency, "total_minor", inv.TotalMinor)
 	}
-	return nil
+	return nil, ownErr
 }
 
 // dropFailedAttempts deletes the archived tasks of the account's earlier

@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+)
+
+// Batch billing: the queries below bill many accounts of a run in one
+// transaction, a statement per step whatever the number of accounts.
+
+// The accounts are taken from the end of the run's pending accounts (by id,
+// descending) while the tasks run from the start, so concurrent batches
+// rarely want the same rows; SKIP LOCKED makes sure they never wait on each
+// other. Accounts that noted an error are left to their own task, which
+// bills them alone.
+const claimRunAccountsQuery = `
+WITH picked AS (
+    SELECT account_id FROM invoice_run_accounts
+    WHERE run_id = $1 AND status = 'pending' AND error = '' AND account_id <> ALL($2::uuid[])
+    ORDER BY account_id DESC
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+SELECT ra.account_id, a.name AS account_name, a.billing_email AS account_email, a.vat_id AS account_vat_id,
+       p.starts_at AS late_from, p.ends_at AS late_to
+FROM picked ra
+JOIN invoice_runs r ON r.id = $1
+JOIN corporate_accounts a ON a.id = ra.account_id
+LEFT JOIN invoice_runs p ON p.period_end = r.period_start AND p.discovered_at IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM invoice_run_accounts pa
+                     WHERE pa.run_id = p.id AND pa.account_id = ra.account_id AND pa.status <> 'done')
+ORDER BY ra.account_id`
+
+// ClaimRunAccounts locks up to limit pending accounts of a run, other than
+// those in except, without waiting for rows another transaction holds, and
+// returns their billing contexts (Status pending, Run as given). It skips
+// pending accounts that noted an error (NoteRunAccountError): their own
+// task bills them alone.
+func ClaimRunAccounts(ctx context.Context, q sqlx.QueryerContext, run InvoiceRun, except []uuid.UUID, limit int) ([]BillingContext, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	var rows []struct {
+		AccountID    uuid.UUID  `db:"account_id"`
+		AccountName  string     `db:"account_name"`
+		AccountEmail string     `db:"account_email"`
+		AccountVATID string     `db:"account_vat_id"`
+		LateFrom     *time.Time `db:"late_from"`
+		LateTo       *time.Time `db:"late_to"`
+	}
+	if err := sqlx.SelectContext(ctx, q, &rows, claimRunAccountsQuery, run.ID, pq.Array(uuidStrings(except)), limit); err != nil {
+		return nil, fmt.Errorf("claim accounts of run %s: %w", run.ID, translate(err))
+	}
+	out := make([]BillingContext, len(rows))
+	for i, r := range rows {
+		out[i] = BillingContext{
+			Status:  RunAccountPending,
+			Run:     run,
+			Account: BillingAccount{ID: r.AccountID, Name: r.AccountName, BillingEmail: r.AccountEmail, VATID: r.AccountVATID},
+		}
+		if r.LateFrom != nil && r.LateTo != nil {
+			out[i].Late = TimeRange{From: *r.LateFrom, To: *r.LateTo}
+		}
+	}
+	return out, nil
+}
+
+// batchArgs spreads billing contexts over the arrays the batch queries
+// unnest: account ids and each account's late window (NULL when none).
+func batchArgs(bcs []BillingContext) (ids, lateFrom, lateTo any) {
+	n := len(bcs)
+	id := make([]string, n)
+	from := make([]any, n)
+	to := make([]any, n)
+	for i, bc := range bcs {
+		id[i] = bc.Account.ID.String()
+		if f, _ := bc.Late.args(); f != nil {
+			from[i] = bc.Late.From.UTC().Format(time.RFC3339Nano)
+			to[i] = bc.Late.To.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	return pq.Array(id), pq.GenericArray{A: from}, pq.GenericArray{A: to}
+}
+
+// AccountOrder is a BillableOrder with the account it is billed to.
+type AccountOrder struct {
+	AccountID uuid.UUID `db:"account_id"`
+	BillableOrder
+}
+
+// The same filter as billableOrdersQuery, for every account of a batch
+// at once, each with its own late window.
+const batchBillableOrdersQuery = `
+SELECT x.account_id, o.id, u.email AS buyer_email, o.currency, o.subtotal_minor, o.total_minor, o.confirmed_at,
+       coalesce(i.items_minor, 0)::bigint AS items_minor, coalesce(i.item_count, 0)::integer AS item_count,
+       o.confirmed_at < $4 AS late
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS x(account_id, late_from, late_to)
+JOIN users u ON u.corporate_account_id = x.account_id
+JOIN orders o ON o.user_id = u.id
+LEFT JOIN LATERAL (
+    SELECT sum(line_total_minor) AS items_minor, count(*) AS item_count
+    FROM order_items WHERE order_id = o.id
+) i ON true
+WHERE o.status IN ('confirmed', 'shipped', 'delivered')
+  AND ((o.confirmed_at >= $4 AND o.confirmed_at < $5) OR (o.confirmed_at >= x.late_from AND o.confirmed_at < x.late_to))
+  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.order_id = o.id AND l.kind = 'order')
+ORDER BY x.account_id, o.currency, o.confirmed_at, o.id`
+
+// BatchBillableOrders is BillableOrders for many accounts in one
+// statement: each account's orders in period or in its own late window, by
+// account, currency and confirmation time.
+func BatchBillableOrders(ctx context.Context, q sqlx.QueryerContext, bcs []BillingContext, period TimeRange) ([]AccountOrder, error) {
+	ids, lf, lt := batchArgs(bcs)
+	var out []AccountOrder
+	if err := sqlx.SelectContext(ctx, q, &out, batchBillableOrdersQuery, ids, lf, lt, period.From, period.To); err != nil {
+		return nil, fmt.Errorf("billable orders of %d accounts: %w", len(bcs), translate(err))
+	}
+	return out, nil
+}
+
+// AccountReturn is a CreditableReturn with the account it is credited to.
+type AccountReturn struct {
+	AccountID uuid.UUID `db:"account_id"`
+	CreditableReturn
+}
+
+const batchCreditableReturnsQuery = `
+SELECT x.account_id, r.id, r.order_id, r.currency, r.refund_minor, r.quantity, r.resolved_at, r.resolved_at < $4 AS late
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS x(account_id, late_from, late_to)
+JOIN users u ON u.corporate_account_id = x.account_id
+JOIN returns r ON r.user_id = u.id
+WHERE r.status = 'accepted'
+  AND ((r.resolved_at >= $4 AND r.resolved_at < $5) OR (r.resolved_at >= x.late_from AND r.resolved_at < x.late_to))
+  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.return_id = r.id AND l.kind = 'return')
+ORDER BY x.account_id, r.currency, r.resolved_at, r.id`
+
+// BatchCreditableReturns is CreditableReturns for many accounts in one
+// statement.
+func BatchCreditableReturns(ctx context.Context, q sqlx.QueryerContext, bcs []BillingContext, period TimeRange) ([]AccountReturn, error) {
+	ids, lf, lt := batchArgs(bcs)
+	var out []AccountReturn
+	if err := sqlx.SelectContext(ctx, q, &out, batchCreditableReturnsQuery, ids, lf, lt, period.From, period.To); err != nil {
+		return nil, fmt.Errorf("creditable returns of %d accounts: %w", len(bcs), translate(err))
+	}
+	return out, nil
+}
+
+// One statement writes every invoice of a batch and all their lines; the
+// lines' foreign key is checked at the statement's end, when the invoice
+// rows exist.
+const insertInvoicesQuery = `
+WITH lines AS (
+    INSERT INTO invoice_lines (invoice_id, position, kind, order_id, return_id, description, occurred_at, amount_minor, late)
+    SELECT l.invoice_id, l.position, l.kind, l.order_id, l.return_id, l.description, l.occurred_at, l.amount_minor, l.late
+    FROM unnest($19::uuid[], $20::integer[], $21::text[], $22::uuid[], $23::uuid[], $24::text[], $25::timestamptz[], $26::bigint[], $27::boolean[])
+         AS l(invoice_id, position, kind, order_id, return_id, description, occurred_at, amount_minor, late)
+)
+INSERT INTO invoices (id, run_id, account_id, account_name, billing_email, vat_id, period_start, period_end,
+                      timezone, currency, orders_minor, credits_minor, subtotal_minor, tax_rate_bps, tax_minor, total_minor,
+                      issued_at, due_on)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::date[], $8::date[],
+                     $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::integer[], $15::bigint[], $16::bigint[],
+                     $17::timestamptz[], $18::date[])`
+
+// InsertInvoices writes unnumbered invoices and their lines (each line
+// naming its invoice) in one round trip; NumberInvoices numbers them later
+// in the same transaction. A second invoice for the same (account, period,
+// currency), or a line for an order or return already on an invoice, is
+// ErrConflict.
+func InsertInvoices(ctx context.Context, q sqlx.ExecerContext, invs []Invoice, lines []InvoiceLine) error {
+	if len(invs) == 0 {
+		return nil
+	}
+	n := len(invs)
+	var (
+		ids, runs, accts                             = make([]string, n), make([]string, n), make([]string, n)
+		names, emails, vats, starts, ends, zones, cu = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ordersM, credits, subs, taxes, totals        = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		rates                                        = make([]int64, n)
+		issued, due                                  = make([]string, n), make([]string, n)
+	)
+	for i, inv := range invs {
+		ids[i], runs[i], accts[i] = inv.ID.String(), inv.RunID.String(), inv.AccountID.String()
+		names[i], emails[i], vats[i] = inv.AccountName, inv.BillingEmail, inv.VATID
+		starts[i], ends[i], zones[i], cu[i] = inv.PeriodStart.Format(DateLayout), inv.PeriodEnd.Format(DateLayout), inv.Timezone, inv.Currency
+		ordersM[i], credits[i], subs[i], taxes[i], totals[i] = inv.OrdersMinor, inv.CreditsMinor, inv.SubtotalMinor, inv.TaxMinor, inv.TotalMinor
+		rates[i] = int64(inv.TaxRateBps)
+		issued[i], due[i] = inv.IssuedAt.UTC().Format(time.RFC3339Nano), inv.DueOn.Format(DateLayout)
+	}
+	m := len(lines)
+	var (
+		lInv, kinds, orders, descs, times = make([]string, m), make([]string, m), make([]string, m), make([]string, m), make([]string, m)
+		returns                           = make([]*string, m)
+		pos, amounts                      = make([]int64, m), make([]int64, m)
+		late                              = make([]bool, m)
+	)
+	for i, l := range lines {
+		lInv[i], pos[i], kinds[i], orders[i] = l.InvoiceID.String(), int64(l.Position), l.Kind, l.OrderID.String()
+		if l.ReturnID != nil {
+			s := l.ReturnID.String()
+			returns[i] = &s
+		}
+		descs[i], times[i], amounts[i], late[i] = l.Description, l.OccurredAt.UTC().Format(time.RFC3339Nano), l.AmountMinor, l.Late
+	}
+	_, err := q.ExecContext(ctx, insertInvoicesQuery,
+		pq.Array(ids), pq.Array(runs), pq.Array(accts), pq.Array(names), pq.Array(emails), pq.Array(vats),
+		pq.Array(starts), pq.Array(ends), pq.Array(zones), pq.Array(cu),
+		pq.Array(ordersM), pq.Array(credits), pq.Array(subs), pq.Array(rates), pq.Array(taxes), pq.Array(totals),
+		pq.Array(issued), pq.Array(due),
+		pq.Array(lInv), pq.Array(pos), pq.Array(kinds), pq.Array(orders), nullableStrings(returns), pq.Array(descs),
+		pq.Array(times), pq.Array(amounts), pq.Array(late))
+	if err != nil {
+		return fmt.Errorf("insert %d invoices: %w", n, translate(err))
+	}
+	return nil
+}
+
+const finishRunAccountsQuery = `
+UPDATE invoice_run_accounts ra SET status = 'done', error = '', invoices = x.invoices, updated_at = now()
+FROM unnest($2::uuid[], $3::integer[]) AS x(account_id, invoices)
+WHERE ra.run_id = $1 AND ra.account_id = x.account_id AND ra.status = 'pending'`
+
+// FinishRunAccountsDone marks pending accounts of a run done, each with its
+// number of invoices, and returns how many it moved. Call it with their
+// rows locked, so none can have been finished meanwhile.
+func FinishRunAccountsDone(ctx context.Context, q sqlx.ExecerContext, runID uuid.UUID, accounts []uuid.UUID, invoices []int) (int, error) {
+	if len(accounts) != len(invoices) {
+		return 0, fmt.Errorf("finish run accounts: %d counts for %d accounts", len(invoices), len(accounts))
+	}
+	counts := make([]int64, len(invoices))
+	for i, n := range invoices {
+		counts[i] = int64(n)
+	}
+	res, err := q.ExecContext(ctx, finishRunAccountsQuery, runID, pq.Array(uuidStrings(accounts)), pq.Array(counts))
+	if err != nil {
+		return 0, fmt.Errorf("finish %d run accounts: %w", len(accounts), translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("finish %d run accounts: %w", len(accounts), err)
+	}
+	return int(n), nil
+}
