@@ -148,7 +148,13 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	if sink != nil {
 		parts2 = append(parts2, sink)
 	}
-	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub, srv,
+	audits, err := periodicAudit(env.getenv, db, rdb, names, log, obs)
+	if err != nil {
+		return err
+	}
+	parts2 = append(parts2, relay)
+	parts2 = append(parts2, audits...)
+	parts2 = append(parts2, parts.Workers, parts.Groups, sched, hub, srv,
 		// Only dev serves /metrics on the API port too, for the demo.
 		newHTTPServer("BAZAAR_HTTP_ADDR", cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), hc, log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
