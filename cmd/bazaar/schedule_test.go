@@ -21,11 +21,14 @@ func TestLoadScheduleConfig(t *testing.T) {
 	require.Equal(t, 7*24*time.Hour, sc.CatchUp)
 	require.Equal(t, "EUR=1900,GBP=2000,USD=0", sc.Tax.String())
 	require.Equal(t, "low", sc.Queue)
+	require.Equal(t, scheduler.DefaultBookkeepingRetention, sc.Retention)
 
 	sc, err = loadScheduleConfig(env(map[string]string{
 		"BAZAAR_INVOICE_SCHEDULE": "off", "BAZAAR_INVOICE_TZ": "Europe/Berlin", "BAZAAR_INVOICE_TAX": "EUR=700,*=0",
+		"BAZAAR_PROCESSED_EVENTS_RETENTION": "240h",
 	}))
 	require.NoError(t, err)
+	require.Equal(t, 240*time.Hour, sc.Retention.ProcessedEvents)
 	require.Empty(t, sc.InvoiceSpec)
 	require.Equal(t, "Europe/Berlin", sc.Location.String())
 	rate, ok := sc.Tax.Rate("JPY")
@@ -44,6 +47,8 @@ func TestLoadScheduleConfig(t *testing.T) {
 		{"BAZAAR_SCHEDULE_CATCHUP", "40s", "BAZAAR_SCHEDULE_CATCHUP"},
 		{"BAZAAR_INVOICE_SCHEDULE", "* * * * *", "BAZAAR_INVOICE_SCHEDULE"},
 		{"BAZAAR_INVOICE_SCHEDULE", "0 */12 * * *", "fires more than once a day"},
+		{"BAZAAR_PROCESSED_EVENTS_RETENTION", "1h", "BAZAAR_PROCESSED_EVENTS_RETENTION: must be at least 24h"},
+		{"BAZAAR_SENT_EMAILS_RETENTION", "30d", "BAZAAR_SENT_EMAILS_RETENTION"},
 	}
 	for _, tc := range bad {
 		_, err := loadScheduleConfig(env(map[string]string{tc.key: tc.value}))
