@@ -106,54 +106,55 @@ func eventIDs(events []store.Event) []string {
 
 func TestAuditRepairsEntriesDeletedBehindTheRelay(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	groups := newAuditGroups(b)
-	groups.create(t)
+	eachPool(t, func(t *testing.T, b testBundle) {
+		ctx := context.Background()
+		groups := newAuditGroups(b)
+		groups.create(t)
 
-	events := record(t, b.db, "order.created", "o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8", "o9")
-	drain(t, newRelay(t, b, RelayConfig{}))
-	stream := b.names.ForEvent("order.created", "o0")
-	entries, err := b.rdb.XRange(ctx, stream, "-", "+").Result()
-	require.NoError(t, err)
-	require.Len(t, entries, 10)
-	var lost []string
-	for _, i := range []int{2, 5, 9} {
-		require.NoError(t, b.rdb.XDel(ctx, stream, entries[i].ID).Err())
-		lost = append(lost, events[i].ID.String())
-	}
+		events := record(t, b.db, "order.created", "o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8", "o9")
+		drain(t, newRelay(t, b, RelayConfig{}))
+		stream := b.names.ForEvent("order.created", "o0")
+		entries, err := b.rdb.XRange(ctx, stream, "-", "+").Result()
+		require.NoError(t, err)
+		require.Len(t, entries, 10)
+		var lost []string
+		for _, i := range []int{2, 5, 9} {
+			require.NoError(t, b.rdb.XDel(ctx, stream, entries[i].ID).Err())
+			lost = append(lost, events[i].ID.String())
+		}
 
-	reg := prometheus.NewRegistry()
-	a := newAuditor(t, b, AuditConfig{Registry: reg})
-	rep := audit(t, a, false)
-	require.Equal(t, 10, rep.Checked)
-	require.Equal(t, 3, rep.Missing)
-	require.Equal(t, lost, missingIDs(rep))
-	require.Zero(t, rep.Repaired)
-	require.False(t, rep.Consistent())
-	require.Equal(t, 3.0, testutil.ToFloat64(a.tel.missing))
-	require.InDelta(t, float64(time.Now().Unix()), testutil.ToFloat64(a.tel.lastRun), 60)
-	n, err := b.rdb.XLen(ctx, stream).Result()
-	require.NoError(t, err)
-	require.Equal(t, int64(7), n, "an audit without repair changes nothing")
+		reg := prometheus.NewRegistry()
+		a := newAuditor(t, b, AuditConfig{Registry: reg})
+		rep := audit(t, a, false)
+		require.Equal(t, 10, rep.Checked)
+		require.Equal(t, 3, rep.Missing)
+		require.Equal(t, lost, missingIDs(rep))
+		require.Zero(t, rep.Repaired)
+		require.False(t, rep.Consistent())
+		require.Equal(t, 3.0, testutil.ToFloat64(a.tel.missing))
+		require.InDelta(t, float64(time.Now().Unix()), testutil.ToFloat64(a.tel.lastRun), 60)
+		n, err := b.rdb.XLen(ctx, stream).Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(7), n, "an audit without repair changes nothing")
 
-	rep = audit(t, a, true)
-	require.Equal(t, 3, rep.Missing)
-	require.Equal(t, 3, rep.Repaired)
-	require.True(t, rep.Consistent())
+		rep = audit(t, a, true)
+		require.Equal(t, 3, rep.Missing)
+		require.Equal(t, 3, rep.Repaired)
+		require.True(t, rep.Consistent())
 
-	// The log now points at the new entries: the next audit finds nothing
-	// and publishes nothing again.
-	rep = audit(t, a, true)
-	require.Zero(t, rep.Missing)
-	require.Zero(t, rep.Repaired)
-	require.Equal(t, 0.0, testutil.ToFloat64(a.tel.missing))
-	n, err = b.rdb.XLen(ctx, stream).Result()
-	require.NoError(t, err)
-	require.Equal(t, int64(10), n)
+		// The log now points at the new entries: the next audit finds nothing
+		// and publishes nothing again.
+		rep = audit(t, a, true)
+		require.Zero(t, rep.Missing)
+		require.Zero(t, rep.Repaired)
+		require.Equal(t, 0.0, testutil.ToFloat64(a.tel.missing))
+		n, err = b.rdb.XLen(ctx, stream).Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(10), n)
 
-	groups.consumeAll(t, stream, 10)
-	groups.requireEachOnce(t, eventIDs(events))
+		groups.consumeAll(t, stream, 10)
+		groups.requireEachOnce(t, eventIDs(events))
+	})
 }
 
 func TestAuditLooksOnlyWithinTheTrimHorizon(t *testing.T) {

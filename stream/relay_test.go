@@ -95,36 +95,37 @@ func TestRelayPartitionsKeepSubjectTogether(t *testing.T) {
 // event of a subject, a newer one waits, so the subject stays in order.
 func TestRelayHoldsBackBehindOlderEvent(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	evs := record(t, b.db, "order.created", "ord-1")
-	evs = append(evs, record(t, b.db, "order.confirmed", "ord-1")...)
-	record(t, b.db, "order.created", "ord-2")
+	eachPool(t, func(t *testing.T, b testBundle) {
+		ctx := context.Background()
+		evs := record(t, b.db, "order.created", "ord-1")
+		evs = append(evs, record(t, b.db, "order.confirmed", "ord-1")...)
+		record(t, b.db, "order.created", "ord-2")
 
-	// Another relay has claimed the oldest event and not yet committed.
-	tx, err := b.db.BeginTxx(ctx, nil)
-	require.NoError(t, err)
-	defer tx.Rollback() //nolint:errcheck
-	held, err := store.ClaimUnpublished(ctx, tx, 1)
-	require.NoError(t, err)
-	require.Equal(t, evs[0].ID, held[0].ID)
+		// Another relay has claimed the oldest event and not yet committed.
+		tx, err := b.db.BeginTxx(ctx, nil)
+		require.NoError(t, err)
+		defer tx.Rollback() //nolint:errcheck
+		held, err := store.ClaimUnpublished(ctx, tx, 1)
+		require.NoError(t, err)
+		require.Equal(t, evs[0].ID, held[0].ID)
 
-	r := newRelay(t, b, RelayConfig{})
-	n, err := r.PublishBatch(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 2, n) // claimed ord-1's second event and ord-2's
-	msgs, err := b.rdb.XRange(ctx, b.names.Stream("order", 0), "-", "+").Result()
-	require.NoError(t, err)
-	require.Len(t, msgs, 1, "only ord-2 may be published while ord-1's first event is held")
-	require.Equal(t, "ord-2", msgs[0].Values[FieldSubject])
+		r := newRelay(t, b, RelayConfig{})
+		n, err := r.PublishBatch(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 2, n) // claimed ord-1's second event and ord-2's
+		msgs, err := b.rdb.XRange(ctx, b.names.Stream("order", 0), "-", "+").Result()
+		require.NoError(t, err)
+		require.Len(t, msgs, 1, "only ord-2 may be published while ord-1's first event is held")
+		require.Equal(t, "ord-2", msgs[0].Values[FieldSubject])
 
-	require.NoError(t, tx.Rollback())
-	drain(t, r)
-	msgs, err = b.rdb.XRange(ctx, b.names.Stream("order", 0), "-", "+").Result()
-	require.NoError(t, err)
-	require.Len(t, msgs, 3)
-	require.Equal(t, evs[0].ID.String(), msgs[1].Values[FieldID])
-	require.Equal(t, evs[1].ID.String(), msgs[2].Values[FieldID])
+		require.NoError(t, tx.Rollback())
+		drain(t, r)
+		msgs, err = b.rdb.XRange(ctx, b.names.Stream("order", 0), "-", "+").Result()
+		require.NoError(t, err)
+		require.Len(t, msgs, 3)
+		require.Equal(t, evs[0].ID.String(), msgs[1].Values[FieldID])
+		require.Equal(t, evs[1].ID.String(), msgs[2].Values[FieldID])
+	})
 }
 
 // TestRelayCrashBetweenAddAndMark: a relay that dies after XADD and before
@@ -132,46 +133,47 @@ func TestRelayHoldsBackBehindOlderEvent(t *testing.T) {
 // Once helper absorbs the duplicate.
 func TestRelayCrashBetweenAddAndMark(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	record(t, b.db, "order.created", "ord-1", "ord-2")
+	eachPool(t, func(t *testing.T, b testBundle) {
+		ctx := context.Background()
+		record(t, b.db, "order.created", "ord-1", "ord-2")
 
-	_, err := b.db.ExecContext(ctx, `CREATE TABLE effects (event_id uuid NOT NULL, subject text NOT NULL)`)
-	require.NoError(t, err)
-	startGroups(t, b, "c1", Subscription{
-		Group: "ledger", Patterns: []string{"order.created"},
-		Handler: Once(b.db, "ledger", func(ctx context.Context, tx *sqlx.Tx, m Message) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO effects VALUES ($1, $2)`, m.ID, m.Subject)
-			return err
-		}),
+		_, err := b.db.ExecContext(ctx, `CREATE TABLE effects (event_id uuid NOT NULL, subject text NOT NULL)`)
+		require.NoError(t, err)
+		startGroups(t, b, "c1", Subscription{
+			Group: "ledger", Patterns: []string{"order.created"},
+			Handler: Once(b.db, "ledger", func(ctx context.Context, tx *sqlx.Tx, m Message) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO effects VALUES ($1, $2)`, m.ID, m.Subject)
+				return err
+			}),
+		})
+
+		crashing := newRelay(t, b, RelayConfig{})
+		crashing.afterAdd = func() error { return errors.New("killed") }
+		_, err = crashing.PublishBatch(ctx)
+		require.Error(t, err)
+		require.EqualValues(t, 2, unpublished(t, b.db), "a crash before commit leaves the events waiting")
+
+		drain(t, newRelay(t, b, RelayConfig{}))
+		n, err := b.rdb.XLen(ctx, b.names.Stream("order", 0)).Result()
+		require.NoError(t, err)
+		require.EqualValues(t, 4, n, "each event is on the stream twice")
+
+		eventually(t, "duplicates handled", func() bool {
+			// Read count first: pending 0 afterwards means all four were handled.
+			info, ierr := b.rdb.XInfoGroups(ctx, b.names.Stream("order", 0)).Result()
+			p, err := b.rdb.XPending(ctx, b.names.Stream("order", 0), "ledger").Result()
+			return err == nil && ierr == nil && p.Count == 0 && info[0].EntriesRead == 4
+		})
+		var rows []struct {
+			EventID string `db:"event_id"`
+			N       int    `db:"n"`
+		}
+		require.NoError(t, b.db.SelectContext(ctx, &rows, `SELECT event_id, count(*) AS n FROM effects GROUP BY event_id ORDER BY event_id`))
+		require.Len(t, rows, 2)
+		for _, r := range rows {
+			require.Equal(t, 1, r.N, "event %s applied twice", r.EventID)
+		}
 	})
-
-	crashing := newRelay(t, b, RelayConfig{})
-	crashing.afterAdd = func() error { return errors.New("killed") }
-	_, err = crashing.PublishBatch(ctx)
-	require.Error(t, err)
-	require.EqualValues(t, 2, unpublished(t, b.db), "a crash before commit leaves the events waiting")
-
-	drain(t, newRelay(t, b, RelayConfig{}))
-	n, err := b.rdb.XLen(ctx, b.names.Stream("order", 0)).Result()
-	require.NoError(t, err)
-	require.EqualValues(t, 4, n, "each event is on the stream twice")
-
-	eventually(t, "duplicates handled", func() bool {
-		// Read count first: pending 0 afterwards means all four were handled.
-		info, ierr := b.rdb.XInfoGroups(ctx, b.names.Stream("order", 0)).Result()
-		p, err := b.rdb.XPending(ctx, b.names.Stream("order", 0), "ledger").Result()
-		return err == nil && ierr == nil && p.Count == 0 && info[0].EntriesRead == 4
-	})
-	var rows []struct {
-		EventID string `db:"event_id"`
-		N       int    `db:"n"`
-	}
-	require.NoError(t, b.db.SelectContext(ctx, &rows, `SELECT event_id, count(*) AS n FROM effects GROUP BY event_id ORDER BY event_id`))
-	require.Len(t, rows, 2)
-	for _, r := range rows {
-		require.Equal(t, 1, r.N, "event %s applied twice", r.EventID)
-	}
 }
 
 // TestRelayRedisDown: while Redis is down events are recorded and wait;

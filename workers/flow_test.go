@@ -50,67 +50,68 @@ func TestRegistrationSendsWelcomeOpensPointsAndAssignsSegments(t *testing.T) {
 
 func TestOrderIsReservedChargedConfirmedAndMailed(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	s := b.seller(t)
-	p := b.product(t, s.ID, 5, 1250)
-	u := b.register(t, "buyer@example.test", false)
+	eachPool(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		s := b.seller(t)
+		p := b.product(t, s.ID, 5, 1250)
+		u := b.register(t, "buyer@example.test", false)
 
-	o := b.order(t, u, p, 2, "tok_visa", nil)
+		o := b.order(t, u, p, 2, "tok_visa", nil)
 
-	eventually(t, 10*time.Second, func() bool { return b.status(t, o.ID) == store.OrderConfirmed }, "order confirmed")
-	eventually(t, 10*time.Second, func() bool { return b.sink.Count(u.Email, "is confirmed") == 1 }, "confirmation mail")
-	require.Equal(t, 3, b.stock(t, p.ID), "two of five units reserved")
-	r, err := store.GetReservation(ctx, b.db, o.ID)
-	require.NoError(t, err)
-	require.Equal(t, store.ReservationReserved, r.Status)
-	pay, err := store.PaymentByOrder(ctx, b.db, o.ID)
-	require.NoError(t, err)
-	require.Equal(t, store.PaymentSucceeded, pay.Status)
-	require.Equal(t, int64(2500), pay.AmountMinor)
-	require.Equal(t, 1, b.gateway.Charges())
+		eventually(t, 10*time.Second, func() bool { return b.status(t, o.ID) == store.OrderConfirmed }, "order confirmed")
+		eventually(t, 10*time.Second, func() bool { return b.sink.Count(u.Email, "is confirmed") == 1 }, "confirmation mail")
+		require.Equal(t, 3, b.stock(t, p.ID), "two of five units reserved")
+		r, err := store.GetReservation(ctx, b.db, o.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.ReservationReserved, r.Status)
+		pay, err := store.PaymentByOrder(ctx, b.db, o.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.PaymentSucceeded, pay.Status)
+		require.Equal(t, int64(2500), pay.AmountMinor)
+		require.Equal(t, 1, b.gateway.Charges())
 
-	mails := b.sink.Mails()
-	var confirmation SinkMail
-	for _, m := range mails {
-		if m.Subject == "Your order "+shortID(o.ID.String())+" is confirmed" {
-			confirmation = m
+		mails := b.sink.Mails()
+		var confirmation SinkMail
+		for _, m := range mails {
+			if m.Subject == "Your order "+shortID(o.ID.String())+" is confirmed" {
+				confirmation = m
+			}
 		}
-	}
-	require.Contains(t, confirmation.Text, "2 x Teapot")
-	require.Contains(t, confirmation.Text, "Total: 25.00 EUR")
+		require.Contains(t, confirmation.Text, "2 x Teapot")
+		require.Contains(t, confirmation.Text, "Total: 25.00 EUR")
 
-	// The saga's events carry the request context of the chain.
-	for _, typ := range []string{EventInventoryReserved, EventPaymentSucceeded, eventOrderConfirmed} {
-		require.Equal(t, 1, b.eventCount(t, typ, o.ID.String()), typ)
-	}
+		// The saga's events carry the request context of the chain.
+		for _, typ := range []string{EventInventoryReserved, EventPaymentSucceeded, eventOrderConfirmed} {
+			require.Equal(t, 1, b.eventCount(t, typ, o.ID.String()), typ)
+		}
 
-	// Delivered: points granted once; a repeated delivery event grants nothing more.
-	b.transition(t, o.ID, store.OrderShipped, "")
-	b.transition(t, o.ID, store.OrderDelivered, "")
-	eventually(t, 10*time.Second, func() bool {
+		// Delivered: points granted once; a repeated delivery event grants nothing more.
+		b.transition(t, o.ID, store.OrderShipped, "")
+		b.transition(t, o.ID, store.OrderDelivered, "")
+		eventually(t, 10*time.Second, func() bool {
+			a, err := store.GetPointsAccount(ctx, b.db, u.ID)
+			return err == nil && a.Balance == 25
+		}, "25 points for 25.00 EUR")
+		eventually(t, 10*time.Second, func() bool { return b.sink.Count(u.Email, "on its way") == 1 }, "shipment mail")
+		b.settle(t, 5*time.Second)
+		evs, err := store.EventsBySubject(ctx, b.db, o.ID.String())
+		require.NoError(t, err)
+		for _, e := range evs {
+			if e.Type == eventOrderDelivered {
+				require.NoError(t, b.group(t, GroupBenefits).Handle(ctx, stream.EnvelopeOf(e)))
+			}
+		}
+		grant, err := NewOrderTask(TypePointsGrant, Meta{Version: 1}, o.ID, "")
+		require.NoError(t, err)
+		require.NoError(t, b.w.Enqueue(ctx, grant, "test:regrant"))
+		b.settle(t, 5*time.Second)
 		a, err := store.GetPointsAccount(ctx, b.db, u.ID)
-		return err == nil && a.Balance == 25
-	}, "25 points for 25.00 EUR")
-	eventually(t, 10*time.Second, func() bool { return b.sink.Count(u.Email, "on its way") == 1 }, "shipment mail")
-	b.settle(t, 5*time.Second)
-	evs, err := store.EventsBySubject(ctx, b.db, o.ID.String())
-	require.NoError(t, err)
-	for _, e := range evs {
-		if e.Type == eventOrderDelivered {
-			require.NoError(t, b.group(t, GroupBenefits).Handle(ctx, stream.EnvelopeOf(e)))
-		}
-	}
-	grant, err := NewOrderTask(TypePointsGrant, Meta{Version: 1}, o.ID, "")
-	require.NoError(t, err)
-	require.NoError(t, b.w.Enqueue(ctx, grant, "test:regrant"))
-	b.settle(t, 5*time.Second)
-	a, err := store.GetPointsAccount(ctx, b.db, u.ID)
-	require.NoError(t, err)
-	require.Equal(t, int64(25), a.Balance, "points granted once")
-	segs, err := store.UserSegments(ctx, b.db, u.ID)
-	require.NoError(t, err)
-	require.Empty(t, segs, "one order: no longer new, not yet repeat")
+		require.NoError(t, err)
+		require.Equal(t, int64(25), a.Balance, "points granted once")
+		segs, err := store.UserSegments(ctx, b.db, u.ID)
+		require.NoError(t, err)
+		require.Empty(t, segs, "one order: no longer new, not yet repeat")
+	})
 }
 
 func TestDeclinedCardCancelsOrderAndReleasesStock(t *testing.T) {
@@ -150,40 +151,41 @@ func TestDeclinedCardCancelsOrderAndReleasesStock(t *testing.T) {
 
 func TestRedeliveredEventSendsNoSecondMail(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	u := b.register(t, "twice@example.test", false)
-	eventually(t, 10*time.Second, func() bool { return b.sink.Count(u.Email, "Welcome") == 1 }, "welcome mail")
-	b.settle(t, 5*time.Second)
+	eachPool(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		u := b.register(t, "twice@example.test", false)
+		eventually(t, 10*time.Second, func() bool { return b.sink.Count(u.Email, "Welcome") == 1 }, "welcome mail")
+		b.settle(t, 5*time.Second)
 
-	evs, err := store.EventsBySubject(ctx, b.db, u.ID.String())
-	require.NoError(t, err)
-	require.NotEmpty(t, evs)
-	require.Equal(t, eventUserRegistered, evs[0].Type)
-	env := stream.EnvelopeOf(evs[0])
+		evs, err := store.EventsBySubject(ctx, b.db, u.ID.String())
+		require.NoError(t, err)
+		require.NotEmpty(t, evs)
+		require.Equal(t, eventUserRegistered, evs[0].Type)
+		env := stream.EnvelopeOf(evs[0])
 
-	// The event comes again: the group enqueues under the same TaskID,
-	// which asynq refuses; the handler reports success.
-	notify := b.group(t, GroupNotifications)
-	require.NoError(t, notify.Handle(ctx, env))
-	require.NoError(t, notify.Handle(ctx, env))
-	info, err := b.insp.GetTaskInfo(QueueDefault, TaskID(GroupNotifications, env.ID, ""))
-	require.NoError(t, err)
-	require.Equal(t, asynq.TaskStateCompleted, info.State, "the first task is kept, the duplicate refused")
+		// The event comes again: the group enqueues under the same TaskID,
+		// which asynq refuses; the handler reports success.
+		notify := b.group(t, GroupNotifications)
+		require.NoError(t, notify.Handle(ctx, env))
+		require.NoError(t, notify.Handle(ctx, env))
+		info, err := b.insp.GetTaskInfo(QueueDefault, TaskID(GroupNotifications, env.ID, ""))
+		require.NoError(t, err)
+		require.Equal(t, asynq.TaskStateCompleted, info.State, "the first task is kept, the duplicate refused")
 
-	// Even a task under another id (the retained task expired, a person
-	// enqueued it by hand) does not mail twice.
-	again, err := NewUserTask(TypeEmailWelcome, MetaOf(env), u.ID)
-	require.NoError(t, err)
-	require.NoError(t, b.w.Enqueue(ctx, again, "test:by-hand"))
-	eventually(t, 5*time.Second, func() bool {
-		info, err := b.insp.GetTaskInfo(QueueDefault, "test:by-hand")
-		return err == nil && info.State == asynq.TaskStateCompleted
-	}, "hand-made task ran")
-	require.Equal(t, 1, b.sink.Count(u.Email, "Welcome"), "still one welcome mail")
-	n, err := store.CountSentEmails(ctx, b.db, "welcome")
-	require.NoError(t, err)
-	require.Equal(t, 1, n)
+		// Even a task under another id (the retained task expired, a person
+		// enqueued it by hand) does not mail twice.
+		again, err := NewUserTask(TypeEmailWelcome, MetaOf(env), u.ID)
+		require.NoError(t, err)
+		require.NoError(t, b.w.Enqueue(ctx, again, "test:by-hand"))
+		eventually(t, 5*time.Second, func() bool {
+			info, err := b.insp.GetTaskInfo(QueueDefault, "test:by-hand")
+			return err == nil && info.State == asynq.TaskStateCompleted
+		}, "hand-made task ran")
+		require.Equal(t, 1, b.sink.Count(u.Email, "Welcome"), "still one welcome mail")
+		n, err := store.CountSentEmails(ctx, b.db, "welcome")
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+	})
 }
 
 func TestLastUnitsRaceSellsExactlyTheStock(t *testing.T) {

@@ -64,9 +64,12 @@ type TxObserver interface {
 	EventsCommitted()
 }
 
+// jsonb parameters are passed as text (CAST ... AS text): with lib/pq's
+// binary_parameters, which PgBouncer's transaction pooling needs, a []byte
+// goes in binary format, and binary jsonb wants a version byte first.
 const insertEventQuery = `
 INSERT INTO events (id, type, source, specversion, subject, seller_id, dataschema, time, data, request_id, traceparent)
-VALUES (:id, :type, :source, :specversion, :subject, :seller_id, :dataschema, :time, :data, :request_id, :traceparent)`
+VALUES (:id, :type, :source, :specversion, :subject, :seller_id, :dataschema, :time, CAST(CAST(:data AS text) AS jsonb), :request_id, :traceparent)`
 
 // InsertEvents records events in the outbox. Call it with the transaction
 // that writes the records the events describe.
