@@ -61,6 +61,7 @@ tools: ## install what the tests use when it is missing: promtool, Chromium, pdf
 	@deploy/local/need.sh promtool prometheus
 	@deploy/local/need.sh chromium chromium
 	@deploy/local/need.sh pdftoppm poppler-utils
+	@deploy/local/need.sh pgbouncer pgbouncer
 
 test: tools ## the CI suite: tools and services up, vet, lint, gofmt and go.mod checks, govulncheck, deploy checks, go test -race
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
