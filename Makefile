@@ -57,7 +57,7 @@ db/reset: up build ## revert every migration of DATABASE_URL's database and appl
 run: up build ## start every role in one process (API, relay, workers, scheduler, asynqmon) on :8080
 	$(BIN) dev
 
-tools: ## install what the tests use when it is missing: promtool, Chromium, pdftoppm (Debian packages)
+tools: ## install what the tests use when it is missing: promtool, Chromium, pdftoppm, pgbouncer (Debian packages)
 	@deploy/local/need.sh promtool prometheus
 	@deploy/local/need.sh chromium chromium
 	@deploy/local/need.sh pdftoppm poppler-utils
