@@ -71,7 +71,8 @@ type AuditConfig struct {
 	// Holder names this process in the audit lease (default hostname-pid).
 	Holder string
 	// LeaseTTL bounds how long a crashed audit holds others off
-	// (default 10m); a running audit renews it after every step.
+	// (default 10m); a running audit renews it after every page of
+	// BatchSize events and every stream.
 	LeaseTTL time.Duration
 }
 
@@ -292,6 +293,10 @@ func (a *Auditor) auditStream(ctx context.Context, stream string, opts AuditOpti
 			if err != nil {
 				return err
 			}
+		}
+		// Renewed after every page, so a long audit keeps the lease.
+		if err := a.lease(ctx); err != nil {
+			return err
 		}
 	}
 	return a.orphans(ctx, stream, opts.Since, rep)
