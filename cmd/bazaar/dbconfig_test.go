@@ -19,12 +19,12 @@ func TestDatabaseConfig(t *testing.T) {
 
 	c, err = loadConfig(envOf(map[string]string{
 		"DATABASE_URL":               "postgres://app@pgbouncer:6432/bazaar?sslmode=disable&binary_parameters=yes",
-		"BAZAAR_DATABASE_DIRECT_URL": "postgres://app:secret@db:5432/bazaar?sslmode=disable", //nolint:gosec // not a credential
+		"BAZAAR_DATABASE_DIRECT_URL": "postgres://app@db:5432/bazaar?sslmode=disable",
 		"BAZAAR_DB_MAX_CONNS":        "8",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, 8, c.DBMaxConns)
-	require.Equal(t, "postgres://app:secret@db:5432/bazaar?sslmode=disable", c.DatabaseDirectURL)
+	require.Equal(t, "postgres://app@db:5432/bazaar?sslmode=disable", c.DatabaseDirectURL)
 
 	for _, tc := range []struct{ key, value string }{
 		{"BAZAAR_DB_MAX_CONNS", "0"},
