@@ -75,7 +75,11 @@ func startServer(dir, fsync string) (*Server, error) {
 			// incremental file, whose tail TruncateAOF can cut.
 			args = append(args, "--dir", dir, "--appendonly", "yes", "--appendfsync", fsync, "--auto-aof-rewrite-percentage", "0")
 		} else {
-			args = append(args, "--dir", os.TempDir(), "--appendonly", "no")
+			// A file name of this server's own: redis-server loads the
+			// dump.rdb it finds in its directory at start, and the shared
+			// temporary directory may hold another server's.
+			args = append(args, "--dir", os.TempDir(), "--appendonly", "no",
+				"--dbfilename", fmt.Sprintf("redistest-%d-%d.rdb", os.Getpid(), port))
 		}
 		s := &Server{port: port, args: args, dir: dir}
 		if last = s.Start(); last == nil {
