@@ -57,7 +57,7 @@ db/reset: up build ## revert every migration of DATABASE_URL's database and appl
 run: up build ## start every role in one process (API, relay, workers, scheduler, asynqmon) on :8080
 	$(BIN) dev
 
-tools: ## install what the tests use when it is missing: promtool, Chromium, pdftoppm, redis-server/-cli/-sentinel/-benchmark (Debian packages)
+tools: ## install what the tests use when it is missing: promtool, Chromium, pdftoppm, redis-server/-cli/-sentinel/-benchmark, pgbouncer (Debian packages)
 	@deploy/local/need.sh promtool prometheus
 	@deploy/local/need.sh chromium chromium
 	@deploy/local/need.sh pdftoppm poppler-utils
@@ -66,6 +66,7 @@ tools: ## install what the tests use when it is missing: promtool, Chromium, pdf
 	@deploy/local/need.sh redis-cli redis-tools
 	@deploy/local/need.sh redis-sentinel redis-sentinel
 	@deploy/local/need.sh redis-benchmark redis-tools
+	@deploy/local/need.sh pgbouncer pgbouncer
 
 test: tools ## the CI suite: tools and services up, vet, lint, gofmt and go.mod checks, govulncheck, deploy checks, go test -race
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh

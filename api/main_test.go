@@ -90,9 +90,24 @@ func (o *observer) count() int {
 	return o.n
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t *testing.T) *testBundle { t.Helper(); return setupVia(t, storetest.Direct) }
+
+// eachPool runs test once per way of reaching PostgreSQL: directly and
+// through PgBouncer in transaction pooling mode.
+func eachPool(t *testing.T, test func(t *testing.T, b *testBundle)) {
 	t.Helper()
-	db, _ := storetest.NewDB(t)
+	for _, p := range storetest.Pools {
+		t.Run(p.String(), func(t *testing.T) {
+			t.Parallel()
+			test(t, setupVia(t, p))
+		})
+	}
+}
+
+// setupVia is setup with the database reached the way p says.
+func setupVia(t *testing.T, p storetest.Pool) *testBundle {
+	t.Helper()
+	db, _, _ := storetest.NewDBVia(t, p)
 	obs := &observer{}
 	srv, err := New(Config{DB: db, AdminToken: testAdminToken, MaxBodyBytes: 64 << 10, Observer: obs, Webhooks: WebhooksConfig{AllowPrivate: true}})
 	require.NoError(t, err)

@@ -227,3 +227,27 @@ func BenchmarkIdlePoll(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAudit measures a consistency audit over published events, and
+// publishing the same events as its baseline: it reports the audit's rate
+// and its cost as a fraction of the relay's (audit/relay, in time).
+func BenchmarkAudit(b *testing.B) {
+	tb := benchBundle(b)
+	benchEvents(b, tb.db, b.N)
+	r := newRelay(b, tb, RelayConfig{BatchSize: 500})
+	start := time.Now()
+	drain(b, r)
+	relayTime := time.Since(start)
+	a, err := NewAuditor(AuditConfig{DB: tb.db, Redis: tb.rdb, Names: tb.names})
+	require.NoError(b, err)
+	b.ResetTimer()
+	start = time.Now()
+	rep, err := a.Run(context.Background(), AuditOptions{Since: time.Now().Add(-time.Hour)})
+	b.StopTimer()
+	auditTime := time.Since(start)
+	require.NoError(b, err)
+	require.Equal(b, b.N, rep.Checked)
+	require.Zero(b, rep.Missing)
+	b.ReportMetric(float64(b.N)/auditTime.Seconds(), "events/s")
+	b.ReportMetric(auditTime.Seconds()/relayTime.Seconds(), "audit/relay")
+}

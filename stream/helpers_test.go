@@ -27,10 +27,25 @@ type testBundle struct {
 	log   *slog.Logger
 }
 
-func setup(t *testing.T) testBundle {
+func setup(t *testing.T) testBundle { t.Helper(); return setupVia(t, storetest.Direct) }
+
+// setupVia is setup with the database reached the way p says.
+func setupVia(t *testing.T, p storetest.Pool) testBundle {
 	t.Helper()
-	db, _ := storetest.NewDB(t)
+	db, _, _ := storetest.NewDBVia(t, p)
 	return testBundle{db: db, rdb: redistest.Client(t), names: Names{Prefix: redistest.Prefix(t)}, log: testLogger(t)}
+}
+
+// eachPool runs test once per way of reaching PostgreSQL: directly and
+// through PgBouncer in transaction pooling mode.
+func eachPool(t *testing.T, test func(t *testing.T, b testBundle)) {
+	t.Helper()
+	for _, p := range storetest.Pools {
+		t.Run(p.String(), func(t *testing.T) {
+			t.Parallel()
+			test(t, setupVia(t, p))
+		})
+	}
 }
 
 func testLogger(t testing.TB) *slog.Logger {

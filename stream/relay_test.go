@@ -100,36 +100,37 @@ func testRelayPartitionsKeepSubjectTogether(t *testing.T, b testBundle) {
 // event of a subject, a newer one waits, so the subject stays in order.
 func TestRelayHoldsBackBehindOlderEvent(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	evs := record(t, b.db, "order.created", "ord-1")
-	evs = append(evs, record(t, b.db, "order.confirmed", "ord-1")...)
-	record(t, b.db, "order.created", "ord-2")
+	eachPool(t, func(t *testing.T, b testBundle) {
+		ctx := context.Background()
+		evs := record(t, b.db, "order.created", "ord-1")
+		evs = append(evs, record(t, b.db, "order.confirmed", "ord-1")...)
+		record(t, b.db, "order.created", "ord-2")
 
-	// Another relay has claimed the oldest event and not yet committed.
-	tx, err := b.db.BeginTxx(ctx, nil)
-	require.NoError(t, err)
-	defer tx.Rollback() //nolint:errcheck
-	held, err := store.ClaimUnpublished(ctx, tx, 1)
-	require.NoError(t, err)
-	require.Equal(t, evs[0].ID, held[0].ID)
+		// Another relay has claimed the oldest event and not yet committed.
+		tx, err := b.db.BeginTxx(ctx, nil)
+		require.NoError(t, err)
+		defer tx.Rollback() //nolint:errcheck
+		held, err := store.ClaimUnpublished(ctx, tx, 1)
+		require.NoError(t, err)
+		require.Equal(t, evs[0].ID, held[0].ID)
 
-	r := newRelay(t, b, RelayConfig{})
-	n, err := r.PublishBatch(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 2, n) // claimed ord-1's second event and ord-2's
-	msgs, err := b.rdb.XRange(ctx, b.names.Stream("order", 0), "-", "+").Result()
-	require.NoError(t, err)
-	require.Len(t, msgs, 1, "only ord-2 may be published while ord-1's first event is held")
-	require.Equal(t, "ord-2", msgs[0].Values[FieldSubject])
+		r := newRelay(t, b, RelayConfig{})
+		n, err := r.PublishBatch(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 2, n) // claimed ord-1's second event and ord-2's
+		msgs, err := b.rdb.XRange(ctx, b.names.Stream("order", 0), "-", "+").Result()
+		require.NoError(t, err)
+		require.Len(t, msgs, 1, "only ord-2 may be published while ord-1's first event is held")
+		require.Equal(t, "ord-2", msgs[0].Values[FieldSubject])
 
-	require.NoError(t, tx.Rollback())
-	drain(t, r)
-	msgs, err = b.rdb.XRange(ctx, b.names.Stream("order", 0), "-", "+").Result()
-	require.NoError(t, err)
-	require.Len(t, msgs, 3)
-	require.Equal(t, evs[0].ID.String(), msgs[1].Values[FieldID])
-	require.Equal(t, evs[1].ID.String(), msgs[2].Values[FieldID])
+		require.NoError(t, tx.Rollback())
+		drain(t, r)
+		msgs, err = b.rdb.XRange(ctx, b.names.Stream("order", 0), "-", "+").Result()
+		require.NoError(t, err)
+		require.Len(t, msgs, 3)
+		require.Equal(t, evs[0].ID.String(), msgs[1].Values[FieldID])
+		require.Equal(t, evs[1].ID.String(), msgs[2].Values[FieldID])
+	})
 }
 
 // TestRelayCrashBetweenAddAndMark: a relay that dies after XADD and before
@@ -137,7 +138,7 @@ func TestRelayHoldsBackBehindOlderEvent(t *testing.T) {
 // Once helper absorbs the duplicate.
 func TestRelayCrashBetweenAddAndMark(t *testing.T) {
 	t.Parallel()
-	testRelayCrashBetweenAddAndMark(t, setup(t))
+	eachPool(t, testRelayCrashBetweenAddAndMark)
 }
 
 func testRelayCrashBetweenAddAndMark(t *testing.T, b testBundle) {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream"
 )
 
@@ -50,7 +51,12 @@ func TestRegistrationSendsWelcomeOpensPointsAndAssignsSegments(t *testing.T) {
 
 func TestOrderIsReservedChargedConfirmedAndMailed(t *testing.T) {
 	t.Parallel()
-	testOrderIsReservedChargedConfirmedAndMailed(t, setupOpts{})
+	for _, p := range storetest.Pools {
+		t.Run(p.String(), func(t *testing.T) {
+			t.Parallel()
+			testOrderIsReservedChargedConfirmedAndMailed(t, setupOpts{pool: p})
+		})
+	}
 }
 
 func testOrderIsReservedChargedConfirmedAndMailed(t *testing.T, opts setupOpts) {
@@ -154,40 +160,41 @@ func TestDeclinedCardCancelsOrderAndReleasesStock(t *testing.T) {
 
 func TestRedeliveredEventSendsNoSecondMail(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	u := b.register(t, "twice@example.test", false)
-	eventually(t, 10*time.Second, func() bool { return b.sink.Count(u.Email, "Welcome") == 1 }, "welcome mail")
-	b.settle(t, 5*time.Second)
+	eachPool(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		u := b.register(t, "twice@example.test", false)
+		eventually(t, 10*time.Second, func() bool { return b.sink.Count(u.Email, "Welcome") == 1 }, "welcome mail")
+		b.settle(t, 5*time.Second)
 
-	evs, err := store.EventsBySubject(ctx, b.db, u.ID.String())
-	require.NoError(t, err)
-	require.NotEmpty(t, evs)
-	require.Equal(t, eventUserRegistered, evs[0].Type)
-	env := stream.EnvelopeOf(evs[0])
+		evs, err := store.EventsBySubject(ctx, b.db, u.ID.String())
+		require.NoError(t, err)
+		require.NotEmpty(t, evs)
+		require.Equal(t, eventUserRegistered, evs[0].Type)
+		env := stream.EnvelopeOf(evs[0])
 
-	// The event comes again: the group enqueues under the same TaskID,
-	// which asynq refuses; the handler reports success.
-	notify := b.group(t, GroupNotifications)
-	require.NoError(t, notify.Handle(ctx, env))
-	require.NoError(t, notify.Handle(ctx, env))
-	info, err := b.insp.GetTaskInfo(QueueDefault, TaskID(GroupNotifications, env.ID, ""))
-	require.NoError(t, err)
-	require.Equal(t, asynq.TaskStateCompleted, info.State, "the first task is kept, the duplicate refused")
+		// The event comes again: the group enqueues under the same TaskID,
+		// which asynq refuses; the handler reports success.
+		notify := b.group(t, GroupNotifications)
+		require.NoError(t, notify.Handle(ctx, env))
+		require.NoError(t, notify.Handle(ctx, env))
+		info, err := b.insp.GetTaskInfo(QueueDefault, TaskID(GroupNotifications, env.ID, ""))
+		require.NoError(t, err)
+		require.Equal(t, asynq.TaskStateCompleted, info.State, "the first task is kept, the duplicate refused")
 
-	// Even a task under another id (the retained task expired, a person
-	// enqueued it by hand) does not mail twice.
-	again, err := NewUserTask(TypeEmailWelcome, MetaOf(env), u.ID)
-	require.NoError(t, err)
-	require.NoError(t, b.w.Enqueue(ctx, again, "test:by-hand"))
-	eventually(t, 5*time.Second, func() bool {
-		info, err := b.insp.GetTaskInfo(QueueDefault, "test:by-hand")
-		return err == nil && info.State == asynq.TaskStateCompleted
-	}, "hand-made task ran")
-	require.Equal(t, 1, b.sink.Count(u.Email, "Welcome"), "still one welcome mail")
-	n, err := store.CountSentEmails(ctx, b.db, "welcome")
-	require.NoError(t, err)
-	require.Equal(t, 1, n)
+		// Even a task under another id (the retained task expired, a person
+		// enqueued it by hand) does not mail twice.
+		again, err := NewUserTask(TypeEmailWelcome, MetaOf(env), u.ID)
+		require.NoError(t, err)
+		require.NoError(t, b.w.Enqueue(ctx, again, "test:by-hand"))
+		eventually(t, 5*time.Second, func() bool {
+			info, err := b.insp.GetTaskInfo(QueueDefault, "test:by-hand")
+			return err == nil && info.State == asynq.TaskStateCompleted
+		}, "hand-made task ran")
+		require.Equal(t, 1, b.sink.Count(u.Email, "Welcome"), "still one welcome mail")
+		n, err := store.CountSentEmails(ctx, b.db, "welcome")
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+	})
 }
 
 func TestLastUnitsRaceSellsExactlyTheStock(t *testing.T) {

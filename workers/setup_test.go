@@ -61,6 +61,20 @@ type setupOpts struct {
 	sentinel *redistest.Sentinel
 	// extra subscriptions join the workers' consumer groups.
 	extra []stream.Subscription
+	// pool is how the workers reach PostgreSQL (default directly).
+	pool storetest.Pool
+}
+
+// eachPool runs test once per way of reaching PostgreSQL: directly and
+// through PgBouncer in transaction pooling mode.
+func eachPool(t *testing.T, test func(t *testing.T, b *testBundle)) {
+	t.Helper()
+	for _, p := range storetest.Pools {
+		t.Run(p.String(), func(t *testing.T) {
+			t.Parallel()
+			test(t, setup(t, setupOpts{pool: p}))
+		})
+	}
 }
 
 func setup(t testing.TB, opts ...setupOpts) *testBundle {
@@ -70,7 +84,7 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 		o = opts[0]
 	}
 	ctx := context.Background()
-	db, _ := storetest.NewDB(t)
+	db, _, _ := storetest.NewDBVia(t, o.pool)
 	var rdb redis.UniversalClient
 	switch {
 	case o.cluster != nil:

@@ -30,6 +30,14 @@ type Config struct {
 	LogFormat        string
 	ShutdownTimeout  time.Duration
 	MaxBodyBytes     int64
+
+	// DBMaxConns caps the PostgreSQL pool of each process
+	// (BAZAAR_DB_MAX_CONNS; docs/operations.md has the budget per role).
+	DBMaxConns int
+	// DatabaseDirectURL reaches PostgreSQL without a transaction pooler,
+	// for what needs a session of its own: migrations, which hold a session
+	// advisory lock (BAZAAR_DATABASE_DIRECT_URL; default DATABASE_URL).
+	DatabaseDirectURL string
 }
 
 // defaultAdminToken lets a developer follow the README at once with "bazaar
@@ -133,6 +141,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		MaxBodyBytes:     r.integer("BAZAAR_MAX_BODY_BYTES", 1<<20),
 	}
 	c.Redis = loadRedisConfig(r, c.RedisURL)
+	c.DBMaxConns = int(r.integer("BAZAAR_DB_MAX_CONNS", 25))
+	c.DatabaseDirectURL = r.url("BAZAAR_DATABASE_DIRECT_URL", c.DatabaseURL, "postgres", "postgresql")
+	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
+		r.fail("BAZAAR_DB_MAX_CONNS", "must be from 1 to 10000")
+	}
 	lvl := r.str("BAZAAR_LOG_LEVEL", "info")
 	if err := c.LogLevel.UnmarshalText([]byte(lvl)); err != nil {
 		r.fail("BAZAAR_LOG_LEVEL", "%q is not one of debug, info, warn, error", lvl)
@@ -174,6 +187,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_format", c.LogFormat),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.Int("db_max_conns", c.DBMaxConns),
+		slog.String("database_direct_url", redactURL(c.DatabaseDirectURL)),
 	)
 }
 

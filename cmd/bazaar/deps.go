@@ -56,23 +56,41 @@ func setup(env *environment, role string) (Config, *slog.Logger, error) {
 }
 
 func openDB(ctx context.Context, c Config) (*sqlx.DB, error) {
+	return openPostgres(ctx, "DATABASE_URL", c.DatabaseURL, c.DBMaxConns)
+}
+
+// openDirectDB opens a small pool on BAZAAR_DATABASE_DIRECT_URL (by default
+// DATABASE_URL) for work that needs a session of its own, which a
+// transaction pooler such as PgBouncer does not give: migrations hold a
+// session advisory lock from start to end.
+func openDirectDB(ctx context.Context, c Config) (*sqlx.DB, error) {
+	key := "BAZAAR_DATABASE_DIRECT_URL"
+	if c.DatabaseDirectURL == c.DatabaseURL {
+		key = "DATABASE_URL"
+	}
+	return openPostgres(ctx, key, c.DatabaseDirectURL, 2)
+}
+
+// openPostgres opens a pool of at most maxConns connections on dsn, which
+// came from the variable key, and checks that it answers.
+func openPostgres(ctx context.Context, key, dsn string, maxConns int) (*sqlx.DB, error) {
 	// lib/pq reads its parameters (sslmode, connect_timeout, ...) only when
 	// it connects, where a bad one would read as "not reachable".
-	if _, err := pq.NewConfig(c.DatabaseURL); err != nil {
-		return nil, fmt.Errorf("config: DATABASE_URL: %s", strings.TrimPrefix(err.Error(), "pq: "))
+	if _, err := pq.NewConfig(dsn); err != nil {
+		return nil, fmt.Errorf("config: %s: %s", key, strings.TrimPrefix(err.Error(), "pq: "))
 	}
-	db, err := sqlx.Open("postgres", c.DatabaseURL)
+	db, err := sqlx.Open("postgres", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	db.SetMaxOpenConns(25)
-	db.SetMaxIdleConns(25)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("postgres at %s is not reachable (start it with \"make up\"): %w", redactURL(c.DatabaseURL), err)
+		return nil, fmt.Errorf("postgres at %s is not reachable (start it with \"make up\"): %w", redactURL(dsn), err)
 	}
 	return db, nil
 }
@@ -260,9 +278,10 @@ func runComponents(ctx context.Context, log *slog.Logger, timeout time.Duration,
 // answers but the database does not exist yet, so "bazaar dev" works on a
 // fresh server. Other roles expect "bazaar migrate" to have run.
 func ensureDatabase(ctx context.Context, c Config, log *slog.Logger) error {
-	u, err := url.Parse(c.DatabaseURL)
+	// CREATE DATABASE needs the server itself, not a pooler in front of it.
+	u, err := url.Parse(c.DatabaseDirectURL)
 	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
+		return fmt.Errorf("BAZAAR_DATABASE_DIRECT_URL: %w", err)
 	}
 	name := strings.TrimPrefix(u.Path, "/")
 	if name == "" || name == "postgres" {

@@ -68,7 +68,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		return err
 	}
 	defer closeAll()
-	if err := migrations.Up(ctx, db.DB); err != nil {
+	if err := migrateDirect(ctx, cfg); err != nil {
 		return err
 	}
 	names := cfg.names()
@@ -148,7 +148,13 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 	if sink != nil {
 		parts2 = append(parts2, sink)
 	}
-	parts2 = append(parts2, relay, parts.Workers, parts.Groups, sched, hub, srv,
+	audits, err := periodicAudit(env.getenv, db, rdb, names, log, obs)
+	if err != nil {
+		return err
+	}
+	parts2 = append(parts2, relay)
+	parts2 = append(parts2, audits...)
+	parts2 = append(parts2, parts.Workers, parts.Groups, sched, hub, srv,
 		// Only dev serves /metrics on the API port too, for the demo.
 		newHTTPServer("BAZAAR_HTTP_ADDR", cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), hc, log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
@@ -160,4 +166,15 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 // streams are trimmed as in production.
 func devRelayConfig(db *sqlx.DB, rdb redis.UniversalClient, names stream.Names, log *slog.Logger, obs *observability) stream.RelayConfig {
 	return defaultRelayOptions().config(db, rdb, names, log, obs)
+}
+
+// migrateDirect applies the migrations over BAZAAR_DATABASE_DIRECT_URL,
+// which keeps the session their advisory lock needs.
+func migrateDirect(ctx context.Context, cfg Config) error {
+	direct, err := openDirectDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer direct.Close()
+	return migrations.Up(ctx, direct.DB)
 }

@@ -34,7 +34,9 @@ func init() {
 			if err != nil {
 				return err
 			}
-			db, err := openDB(ctx, cfg)
+			// Migrations hold a session advisory lock: they need a session
+			// of their own, not a transaction pooler.
+			db, err := openDirectDB(ctx, cfg)
 			if err != nil {
 				return err
 			}

@@ -116,7 +116,12 @@ func startStack(t *testing.T, env map[string]string) *stack {
 	require.NoError(t, err)
 	httpSrv := httptest.NewServer(obs.WithMetrics(srv.Handler()))
 
-	parts := []component{obs, relay, w, groups, hub}
+	// The relay role's periodic audit, as wired there.
+	audits, err := periodicAudit(envOf(env), db, rdb, names, log, obs)
+	require.NoError(t, err)
+	require.Len(t, audits, 1)
+	parts := append([]component{obs, relay}, audits...)
+	parts = append(parts, w, groups, hub)
 	for _, c := range parts {
 		require.NoError(t, c.Start(ctx))
 	}
@@ -362,6 +367,10 @@ func TestMetricsScrape(t *testing.T) {
 		require.Equal(t, want, got, "%s%v", name, labels)
 	}
 	is(0, "bazaar_outbox_backlog", nil)
+	// The audit at the relay's start completed and found nothing missing.
+	lastAudit, _ := value(mfs, "bazaar_audit_last_run_timestamp_seconds", nil)
+	require.Positive(t, lastAudit, "the periodic audit ran")
+	is(0, "bazaar_audit_missing_events", nil)
 	is(0, "bazaar_outbox_oldest_unpublished_age_seconds", nil)
 	is(1, "bazaar_dlq_depth", map[string]string{"group": "inventory"})
 	is(1, "bazaar_dlq_depth", map[string]string{"group": "followups"})

@@ -88,8 +88,14 @@ func init() {
 			if err := obs.CollectBackbone(db, rdb, names, stream.CollectOutbox|stream.CollectStreams); err != nil {
 				return err
 			}
+			// The periodic consistency audit (BAZAAR_AUDIT_INTERVAL; 0 off).
+			audits, err := periodicAudit(env.getenv, db, rdb, names, log, obs)
+			if err != nil {
+				return err
+			}
+			parts := append([]component{obs, relay}, audits...)
 			ops := obs.OpsServers(cfg.HTTPAddr, hc, log, postgresReady(db), redisReady(rdb))
-			return runComponents(ctx, log, cfg.ShutdownTimeout, append([]component{obs, relay}, ops...)...)
+			return runComponents(ctx, log, cfg.ShutdownTimeout, append(parts, ops...)...)
 		},
 	})
 }

@@ -86,6 +86,9 @@ type scheduleConfig struct {
 	EventRetention       time.Duration // BAZAAR_EVENT_RETENTION
 	EventArchiveDetach   bool          // BAZAAR_EVENT_ARCHIVE=detach
 	EventPartitionsAhead int           // BAZAAR_EVENT_PARTITIONS_AHEAD
+	// Retention is how long the bookkeeping prune keeps each table
+	// (BAZAAR_*_RETENTION).
+	Retention scheduler.BookkeepingRetention
 }
 
 // loadScheduleConfig reads BAZAAR_INVOICE_* and BAZAAR_SCHEDULE_*.
@@ -99,6 +102,25 @@ func loadScheduleConfig(getenv func(string) string) (scheduleConfig, error) {
 		Queue:           r.str("BAZAAR_INVOICE_QUEUE", workers.QueueLow),
 		ChunkSize:       int(r.integer("BAZAAR_INVOICE_CHUNK", 1000)),
 		PaymentTermDays: int(r.integer("BAZAAR_INVOICE_PAYMENT_DAYS", 14)),
+	}
+	d := scheduler.DefaultBookkeepingRetention
+	sc.Retention = scheduler.BookkeepingRetention{
+		ProcessedEvents: r.duration("BAZAAR_PROCESSED_EVENTS_RETENTION", d.ProcessedEvents),
+		SentEmails:      r.duration("BAZAAR_SENT_EMAILS_RETENTION", d.SentEmails),
+		TaskFailures:    r.duration("BAZAAR_TASK_FAILURES_RETENTION", d.TaskFailures),
+		ProviderEvents:  r.duration("BAZAAR_PROVIDER_EVENTS_RETENTION", d.ProviderEvents),
+	}
+	// A retention shorter than a day would undercut the redelivery windows
+	// (docs/operations.md, Bookkeeping retention) at any setting.
+	for key, v := range map[string]time.Duration{
+		"BAZAAR_PROCESSED_EVENTS_RETENTION": sc.Retention.ProcessedEvents,
+		"BAZAAR_SENT_EMAILS_RETENTION":      sc.Retention.SentEmails,
+		"BAZAAR_TASK_FAILURES_RETENTION":    sc.Retention.TaskFailures,
+		"BAZAAR_PROVIDER_EVENTS_RETENTION":  sc.Retention.ProviderEvents,
+	} {
+		if v < 24*time.Hour {
+			r.fail(key, "must be at least 24h (durations are in hours: 720h is 30 days)")
+		}
 	}
 	if strings.EqualFold(sc.InvoiceSpec, "off") {
 		sc.InvoiceSpec = ""
@@ -202,6 +224,10 @@ func (sc scheduleConfig) LogValue() slog.Value {
 		slog.Duration("event_retention", sc.EventRetention),
 		slog.Bool("event_archive_detach", sc.EventArchiveDetach),
 		slog.Int("event_partitions_ahead", sc.EventPartitionsAhead),
+		slog.Duration("processed_events_retention", sc.Retention.ProcessedEvents),
+		slog.Duration("sent_emails_retention", sc.Retention.SentEmails),
+		slog.Duration("task_failures_retention", sc.Retention.TaskFailures),
+		slog.Duration("provider_events_retention", sc.Retention.ProviderEvents),
 	)
 }
 
@@ -237,6 +263,9 @@ func newScheduler(sc scheduleConfig, db *sqlx.DB, iv *workers.Invoicer, log *slo
 			DB: db, Logger: log.With("component", "scheduler"), Ahead: sc.EventPartitionsAhead,
 			Retention: sc.EventRetention, Detach: sc.EventArchiveDetach,
 		}))
+	// Per-event bookkeeping older than its retention.
+	schedules = append(schedules, scheduler.NewBookkeepingPruneSchedule(
+		scheduler.DefaultBookkeepingPruneSpec, db, sc.Retention, log.With("component", "scheduler")))
 	return scheduler.New(scheduler.Config{
 		DB: db, Schedules: schedules, Location: sc.Location,
 		CatchUp: sc.CatchUp, PollInterval: sc.Poll, LeaseTTL: sc.LeaseTTL,

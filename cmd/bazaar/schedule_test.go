@@ -35,11 +35,14 @@ func TestLoadScheduleConfig(t *testing.T) {
 	sc, err = loadScheduleConfig(env(map[string]string{"BAZAAR_EVENT_RETENTION": "2400h"}))
 	require.NoError(t, err)
 	require.Equal(t, 100*24*time.Hour, sc.EventRetention)
+	require.Equal(t, scheduler.DefaultBookkeepingRetention, sc.Retention)
 
 	sc, err = loadScheduleConfig(env(map[string]string{
 		"BAZAAR_INVOICE_SCHEDULE": "off", "BAZAAR_INVOICE_TZ": "Europe/Berlin", "BAZAAR_INVOICE_TAX": "EUR=700,*=0",
+		"BAZAAR_PROCESSED_EVENTS_RETENTION": "240h",
 	}))
 	require.NoError(t, err)
+	require.Equal(t, 240*time.Hour, sc.Retention.ProcessedEvents)
 	require.Empty(t, sc.InvoiceSpec)
 	require.Equal(t, "Europe/Berlin", sc.Location.String())
 	rate, ok := sc.Tax.Rate("JPY")
@@ -62,6 +65,8 @@ func TestLoadScheduleConfig(t *testing.T) {
 		{"BAZAAR_EVENT_RETENTION", "7d", "at least 31 days"},
 		{"BAZAAR_EVENT_ARCHIVE", "s3", "BAZAAR_EVENT_ARCHIVE"},
 		{"BAZAAR_EVENT_PARTITIONS_AHEAD", "0", "BAZAAR_EVENT_PARTITIONS_AHEAD"},
+		{"BAZAAR_PROCESSED_EVENTS_RETENTION", "1h", "BAZAAR_PROCESSED_EVENTS_RETENTION: must be at least 24h"},
+		{"BAZAAR_SENT_EMAILS_RETENTION", "30d", "BAZAAR_SENT_EMAILS_RETENTION"},
 	}
 	for _, tc := range bad {
 		_, err := loadScheduleConfig(env(map[string]string{tc.key: tc.value}))

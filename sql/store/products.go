@@ -34,7 +34,7 @@ const productColumns = `id, seller_id, parent_id, sku, name, description, catego
 
 const insertProductQuery = `
 INSERT INTO products (id, seller_id, parent_id, sku, name, description, category, attributes, price_minor, currency, stock)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9, $10, $11)
 RETURNING ` + productColumns
 
 // CreateProduct inserts p with a fresh id. When p.ParentID is set, the
@@ -153,7 +153,7 @@ UPDATE products SET
     description = coalesce($4, description),
     category = coalesce($5, category),
     currency = coalesce($6, currency),
-    attributes = coalesce($7::jsonb, attributes),
+    attributes = coalesce($7::text::jsonb, attributes),
     price_minor = coalesce($8, price_minor),
     updated_at = now()
 WHERE id = $1

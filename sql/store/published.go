@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // PublishedEntry is one published event as the consistency audit compares
@@ -37,6 +39,28 @@ func PublishedBetween(ctx context.Context, q sqlx.QueryerContext, stream string,
 	out := make([]PublishedEntry, 0, min(limit, 1024))
 	if err := sqlx.SelectContext(ctx, q, &out, publishedBetweenQuery, stream, from, to, afterSeq, limit); err != nil {
 		return nil, fmt.Errorf("published events of %s: %w", stream, translate(err))
+	}
+	return out, nil
+}
+
+const eventsByIDQuery = `
+SELECT ` + eventColumns + `
+FROM events e WHERE e.id = ANY($1::uuid[]) ORDER BY e.seq`
+
+// EventsByID returns the recorded events among ids, in seq order; ids with
+// no event are absent. The auditor uses it to find stream entries with no
+// event row and to load the events it publishes again.
+func EventsByID(ctx context.Context, q sqlx.QueryerContext, ids []uuid.UUID) ([]Event, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	var out []Event
+	if err := sqlx.SelectContext(ctx, q, &out, eventsByIDQuery, pq.Array(strs)); err != nil {
+		return nil, fmt.Errorf("events by id: %w", translate(err))
 	}
 	return out, nil
 }

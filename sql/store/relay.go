@@ -185,11 +185,14 @@ type Publication struct {
 }
 
 // markPublishedQuery takes the events out of the outbox and appends their
-// positions, in one statement; the data-modifying CTE always runs.
+// positions, in one statement; the data-modifying CTE always runs. An event
+// the consistency audit published again gets its new position in place of
+// the lost one.
 const markPublishedQuery = `
 WITH done AS (DELETE FROM outbox WHERE seq = ANY($1::bigint[]))
 INSERT INTO event_positions (seq, time, stream, ms, n)
-SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bigint[])`
+SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bigint[])
+ON CONFLICT (seq, time) DO UPDATE SET stream = excluded.stream, ms = excluded.ms, n = excluded.n, published_at = now()`
 
 // MarkPublished records that events were added to their streams: it deletes
 // their outbox rows and records their positions. The event log's rows are

@@ -54,7 +54,7 @@ func serverURL() (string, error) {
 	if u, ok := external(); ok {
 		return u, nil
 	}
-	sharedOnce.Do(func() { shared, sharedErr = startServer("") })
+	sharedOnce.Do(func() { shared, sharedErr = startServer("", "") })
 	if sharedErr != nil {
 		return "", fmt.Errorf("redistest: own redis-server: %w", sharedErr)
 	}

@@ -2,10 +2,12 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -20,6 +22,11 @@ type ServerOptions struct {
 	// written and synced before each reply (appendfsync always), as a
 	// restarted production Redis would. Without it a restart starts empty.
 	Persist bool
+	// AppendFsync, with Persist, sets appendfsync (always, everysec or no;
+	// default always). With "no" Redis leaves flushing the file to the
+	// kernel: a SIGKILL loses nothing, but a host crash loses what the
+	// kernel had not yet written, which TruncateAOF plays.
+	AppendFsync string
 }
 
 // Server is a redis-server of the test process's own on a free port of
@@ -28,6 +35,7 @@ type ServerOptions struct {
 type Server struct {
 	port int
 	args []string
+	dir  string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -40,7 +48,7 @@ func StartServer(t testing.TB, opt ServerOptions) *Server {
 	if opt.Persist {
 		dir = t.TempDir()
 	}
-	s, err := startServer(dir)
+	s, err := startServer(dir, opt.AppendFsync)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
@@ -51,7 +59,10 @@ func StartServer(t testing.TB, opt ServerOptions) *Server {
 // startServer starts a server on a free port, trying other ports when the
 // one picked is taken before redis-server binds it. dir "" keeps nothing on
 // disk.
-func startServer(dir string) (*Server, error) {
+func startServer(dir, fsync string) (*Server, error) {
+	if fsync == "" {
+		fsync = "always"
+	}
 	var last error
 	for range 5 {
 		port, err := freePort()
@@ -60,11 +71,17 @@ func startServer(dir string) (*Server, error) {
 		}
 		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", ""}
 		if dir != "" {
-			args = append(args, "--dir", dir, "--appendonly", "yes", "--appendfsync", "always")
+			// No automatic rewrite: the AOF stays one base and one
+			// incremental file, whose tail TruncateAOF can cut.
+			args = append(args, "--dir", dir, "--appendonly", "yes", "--appendfsync", fsync, "--auto-aof-rewrite-percentage", "0")
 		} else {
-			args = append(args, "--dir", os.TempDir(), "--appendonly", "no")
+			// A file name of this server's own: redis-server loads the
+			// dump.rdb it finds in its directory at start, and the shared
+			// temporary directory may hold another server's.
+			args = append(args, "--dir", os.TempDir(), "--appendonly", "no",
+				"--dbfilename", fmt.Sprintf("redistest-%d-%d.rdb", os.Getpid(), port))
 		}
-		s := &Server{port: port, args: args}
+		s := &Server{port: port, args: args, dir: dir}
 		if last = s.Start(); last == nil {
 			return s, nil
 		}
@@ -138,4 +155,51 @@ func (s *Server) Stop() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
+}
+
+// incrAOF is the path of the append-only file Redis 7 appends commands to.
+func (s *Server) incrAOF() (string, error) {
+	if s.dir == "" {
+		return "", errors.New("redistest: the server does not persist")
+	}
+	files, err := filepath.Glob(filepath.Join(s.dir, "appendonlydir", "*.incr.aof"))
+	if err != nil {
+		return "", err
+	}
+	if len(files) != 1 {
+		return "", fmt.Errorf("redistest: want one incremental AOF file, found %d", len(files))
+	}
+	return files[0], nil
+}
+
+// AOFSize returns how many bytes of commands the server has written to its
+// append-only file so far (flushed to the kernel or not).
+func (s *Server) AOFSize() (int64, error) {
+	p, err := s.incrAOF()
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// TruncateAOF cuts the stopped server's append-only file back to size, as
+// a host crash does to the writes the kernel had not yet put on disk; the
+// next Start loads only what is left. size should come from AOFSize, so
+// the cut falls between two commands.
+func (s *Server) TruncateAOF(size int64) error {
+	s.mu.Lock()
+	running := s.cmd != nil
+	s.mu.Unlock()
+	if running {
+		return errors.New("redistest: stop the server before truncating its AOF")
+	}
+	p, err := s.incrAOF()
+	if err != nil {
+		return err
+	}
+	return os.Truncate(p, size)
 }

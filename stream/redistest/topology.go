@@ -129,7 +129,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	s := &Sentinel{}
 	t.Cleanup(s.Stop)
 	var err error
-	if s.Primary, err = startServer(""); err != nil {
+	if s.Primary, err = startServer("", ""); err != nil {
 		t.Fatalf("redistest: sentinel primary: %v", err)
 	}
 	if s.Replica, err = startReplica(t.TempDir(), s.Primary); err != nil {
