@@ -100,7 +100,7 @@ func (s *Server) authenticate(c *gin.Context) {
 	if subtle.ConstantTimeCompare(given[:], admin[:]) == 1 {
 		p = Principal{Role: RoleAdmin}
 	} else {
-		key, err := store.ActiveAPIKeyByHash(c.Request.Context(), s.cfg.DB, given[:])
+		key, err := store.ActiveAPIKeyByHash(c.Request.Context(), s.stmts.DB(), given[:])
 		if errors.Is(err, store.ErrNotFound) {
 			s.failed(c, failKey, s.limits.AuthFailures)
 			s.fail(c, withDetail(errUnauthorized, "The token is unknown or revoked."))

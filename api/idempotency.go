@@ -70,7 +70,7 @@ func (s *Server) idempotency(c *gin.Context) {
 		path:      c.Request.URL.Path,
 		hash:      sum[:],
 	}
-	rec, err := store.GetIdempotencyRecord(c.Request.Context(), s.cfg.DB, req.principal, key)
+	rec, err := store.GetIdempotencyRecord(c.Request.Context(), s.stmts.DB(), req.principal, key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		c.Set(idempotencyKey, req)
