@@ -130,8 +130,8 @@ func (p *preparedExt) on(ctx context.Context, query string) *sqlx.Stmt {
 	return p.tx.StmtxContext(ctx, st)
 }
 
-func (p *preparedExt) DriverName() string                 { return p.ext.DriverName() }
-func (p *preparedExt) Rebind(query string) string         { return p.ext.Rebind(query) }
+func (p *preparedExt) DriverName() string         { return p.ext.DriverName() }
+func (p *preparedExt) Rebind(query string) string { return p.ext.Rebind(query) }
 func (p *preparedExt) BindNamed(query string, arg any) (string, []any, error) {
 	return p.ext.BindNamed(query, arg)
 }
