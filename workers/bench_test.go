@@ -21,21 +21,31 @@ const benchType = "bench:noop"
 // BenchmarkTaskThroughput processes b.N no-op tasks through a bare asynq
 // server and through Bazaar's stack (Workers' server settings, the logging
 // and metrics middleware, the mux, deterministic TaskIDs on enqueue), on
-// the same Redis in the same run, twice each in turns so both meet the
-// same load, and reports both rates and their ratio. Run it with a fixed
-// count:
+// the same Redis in the same run, twice each in turns so all meet the
+// same load, and reports the rates and the ratio of Bazaar's to the bare
+// one. Two variants of Bazaar's stack tell the costs apart: with the 10
+// minute Retention that kept TaskIDs refusing duplicates before
+// processed_events did ("retained"), and polling one queue instead of
+// the four weighted ones ("one_queue"; asynq dequeues one queue per round
+// trip, so empty queues polled first cost round trips). Run it with a
+// fixed count:
 //
 //	go test -run '^$' -bench TaskThroughput -benchtime 5000x ./workers/
 func BenchmarkTaskThroughput(b *testing.B) {
 	db, _ := storetest.NewDB(b)
-	var bare, bazaar time.Duration
+	var bare, bazaar, retained, oneQueue time.Duration
 	for range 2 {
 		bare += bareAsynqRun(b)
-		bazaar += bazaarTaskRun(b, db)
+		bazaar += bazaarTaskRun(b, db, Config{})
+		retained += bazaarTaskRun(b, db, Config{Retention: 10 * time.Minute})
+		oneQueue += bazaarTaskRun(b, db, Config{Queues: map[string]int{QueueDefault: 1}})
 	}
-	b.ReportMetric(float64(2*b.N)/bare.Seconds(), "bare_tasks/s")
-	b.ReportMetric(float64(2*b.N)/bazaar.Seconds(), "tasks/s")
+	rate := func(d time.Duration) float64 { return float64(2*b.N) / d.Seconds() }
+	b.ReportMetric(rate(bare), "bare_tasks/s")
+	b.ReportMetric(rate(bazaar), "tasks/s")
 	b.ReportMetric(bare.Seconds()/bazaar.Seconds(), "ratio")
+	b.ReportMetric(rate(retained), "retained_tasks/s")
+	b.ReportMetric(rate(oneQueue), "one_queue_tasks/s")
 }
 
 // bareAsynqRun enqueues b.N tasks and times a plain asynq server, no
@@ -68,15 +78,15 @@ func bareAsynqRun(b *testing.B) time.Duration {
 }
 
 // bazaarTaskRun enqueues b.N tasks with Workers.Enqueue (TaskID, MaxRetry,
-// Timeout, queue) and times Workers processing them.
-func bazaarTaskRun(b *testing.B, db *sqlx.DB) time.Duration {
+// Timeout, queue) and times Workers of cfg (DB, Redis, Mailer, Concurrency
+// and Logger set here) processing them.
+func bazaarTaskRun(b *testing.B, db *sqlx.DB, cfg Config) time.Duration {
 	b.Helper()
 	rdb := redis.NewClient(redistest.DB(b))
 	defer rdb.Close()
-	w, err := New(Config{
-		DB: db, Redis: rdb, Mailer: nopMailer{}, Concurrency: 10,
-		Logger: slog.New(slog.DiscardHandler),
-	})
+	cfg.DB, cfg.Redis, cfg.Mailer, cfg.Concurrency = db, rdb, nopMailer{}, 10
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	w, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
