@@ -93,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var failures []string
 	gotest := func(b bench) error {
 		fmt.Fprintf(stderr, "benchcompare: %s %s (%s)\n", b.pkg, b.pattern, time.Since(start).Round(time.Second))
+		//nolint:gosec // the program's own benchmark list and flags
 		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", b.pattern, "-benchtime", b.benchtime, "-count", "1", "-timeout", "15m", b.pkg)
 		cmd.Env = append(os.Environ(), b.env...)
 		var out bytes.Buffer
@@ -192,7 +193,8 @@ func redisBaseline(ctx context.Context, stderr io.Writer) (pipelined, single flo
 			return 0, 0, fmt.Errorf("%s is not installed (Debian: redis-server, redis-tools)", bin)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -203,6 +205,7 @@ func redisBaseline(ctx context.Context, stderr io.Writer) (pipelined, single flo
 		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
+	//nolint:gosec // a port and a directory this program picked
 	srv := exec.CommandContext(ctx, "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
 	if err := srv.Start(); err != nil {
 		return 0, 0, fmt.Errorf("redis-server: %w", err)
@@ -210,7 +213,8 @@ func redisBaseline(ctx context.Context, stderr io.Writer) (pipelined, single flo
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 100*time.Millisecond)
+		d := net.Dialer{Timeout: 100 * time.Millisecond}
+		c, err := d.DialContext(ctx, "tcp", "127.0.0.1:"+port)
 		if err == nil {
 			_ = c.Close()
 			break
@@ -222,6 +226,7 @@ func redisBaseline(ctx context.Context, stderr io.Writer) (pipelined, single flo
 	}
 	xadd := func(n, pipeline int) (float64, error) {
 		fmt.Fprintf(stderr, "benchcompare: redis-benchmark XADD -P %d\n", pipeline)
+		//nolint:gosec // the port of the server this program started
 		out, err := exec.CommandContext(ctx, "redis-benchmark", "-p", port, "-q", "-n", strconv.Itoa(n), "-P", strconv.Itoa(pipeline),
 			"XADD", "benchcompare:s", "MAXLEN", "~", "1000000", "*", "f", "v").CombinedOutput()
 		if err != nil {

@@ -104,7 +104,7 @@ func (s *Statements) stmt(ctx context.Context, query string) *sqlx.Stmt {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if prev, ok := s.stmts[query]; ok {
-		_ = st.Close()
+		_ = st.Close() //nolint:sqlclosecheck // another caller prepared it meanwhile
 		return prev
 	}
 	s.stmts[query] = st
@@ -112,7 +112,9 @@ func (s *Statements) stmt(ctx context.Context, query string) *sqlx.Stmt {
 }
 
 // preparedExt is a transaction or the pool whose queries run as prepared
-// statements.
+// statements. The statements stay open: the pool's until Statements.Close
+// or the pool closes, a transaction's copy until the transaction ends
+// (database/sql closes it then), hence the sqlclosecheck exceptions.
 type preparedExt struct {
 	s   *Statements
 	ext sqlx.ExtContext
@@ -137,28 +139,28 @@ func (p *preparedExt) BindNamed(query string, arg any) (string, []any, error) {
 }
 
 func (p *preparedExt) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := p.on(ctx, query); st != nil {
+	if st := p.on(ctx, query); st != nil { //nolint:sqlclosecheck // see preparedExt
 		return st.QueryContext(ctx, args...)
 	}
 	return p.ext.QueryContext(ctx, query, args...)
 }
 
 func (p *preparedExt) QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
-	if st := p.on(ctx, query); st != nil {
+	if st := p.on(ctx, query); st != nil { //nolint:sqlclosecheck // see preparedExt
 		return st.QueryxContext(ctx, args...)
 	}
 	return p.ext.QueryxContext(ctx, query, args...)
 }
 
 func (p *preparedExt) QueryRowxContext(ctx context.Context, query string, args ...any) *sqlx.Row {
-	if st := p.on(ctx, query); st != nil {
+	if st := p.on(ctx, query); st != nil { //nolint:sqlclosecheck // see preparedExt
 		return st.QueryRowxContext(ctx, args...)
 	}
 	return p.ext.QueryRowxContext(ctx, query, args...)
 }
 
 func (p *preparedExt) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := p.on(ctx, query); st != nil {
+	if st := p.on(ctx, query); st != nil { //nolint:sqlclosecheck // see preparedExt
 		return st.ExecContext(ctx, args...)
 	}
 	return p.ext.ExecContext(ctx, query, args...)
