@@ -33,7 +33,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildTime=$(BUILD_TIME)
 
-.PHONY: help up down db/reset migrate build run tools test test/race test/deploy lint verify vuln bench bench/relay lint/spec generate verify/generate
+.PHONY: help up down db/reset migrate build run tools test test/race test/deploy lint verify vuln bench bench/relay bench/compare lint/spec generate verify/generate
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z/_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -154,6 +154,17 @@ bench/relay: ## the relay draining 100k events, beside redis-benchmark XADD (pip
 	@deploy/local/need.sh redis-benchmark redis-tools
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) test -run '^$$' -bench '^BenchmarkRelayDrain$$' -benchtime 1x -count=1 ./stream/
+
+# Each benchmark beside the machine's own limit (pgbench, redis-benchmark,
+# a bare asynq server) in one go, as one table (docs/benchmarks.md). The Go
+# benchmarks start their own databases and redis-server; the program starts
+# one more redis-server for redis-benchmark. About 10 minutes.
+bench/compare: ## every speed benchmark beside its baseline, one table of figures and ratios (pgbench, redis-benchmark)
+	@deploy/local/need.sh pgbench postgresql-client
+	@deploy/local/need.sh redis-benchmark redis-tools
+	@deploy/local/need.sh redis-server redis-server
+	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
+	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' $(GO) run ./cmd/benchcompare
 
 # The spec linters are npm packages pinned in deploy/package.json and its
 # lock file; npm ci installs exactly those into deploy/node_modules, again only

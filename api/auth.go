@@ -69,7 +69,7 @@ func (p Principal) ID() string {
 	if p.Role == RoleAdmin {
 		return "admin"
 	}
-	return "key:" + p.KeyID.String()
+	return keyPrincipalPrefix + p.KeyID.String()
 }
 
 // Sees reports whether the principal may see the data of a seller: admin
@@ -149,7 +149,7 @@ func (s *Server) bearerPrincipal(c *gin.Context) (Principal, bool) {
 		}
 		p = operatorPrincipal(op)
 	default:
-		key, err := store.ActiveAPIKeyByHash(c.Request.Context(), s.cfg.DB, given[:])
+		key, err := s.apiKey(c, given[:])
 		if errors.Is(err, store.ErrNotFound) {
 			s.failed(c, failKey, s.limits.AuthFailures)
 			s.fail(c, withDetail(errUnauthorized, "The token is unknown or revoked."))
@@ -177,6 +177,36 @@ func (p Principal) credentialID() uuid.UUID {
 		return p.OperatorID
 	}
 	return p.KeyID
+}
+
+// keyPrincipalPrefix prefixes a key's id in Principal.ID.
+const keyPrincipalPrefix = "key:"
+
+// idemPrecheckKey holds the idempotency record authenticate read with the
+// API key, for the idempotency middleware (idemPrecheck).
+const idemPrecheckKey = "bazaar.idempotency_precheck"
+
+// idemPrecheck is the outcome of looking up a request's Idempotency-Key.
+type idemPrecheck struct {
+	key   string
+	found bool
+	rec   store.IdempotencyRecord
+}
+
+// apiKey looks up the active key of a token's hash. For a POST with an
+// Idempotency-Key it reads the key's idempotency record in the same round
+// trip and leaves it to the idempotency middleware.
+func (s *Server) apiKey(c *gin.Context, hash []byte) (store.APIKey, error) {
+	ctx := c.Request.Context()
+	idem := c.GetHeader(HeaderIdempotencyKey)
+	if c.Request.Method != http.MethodPost || idem == "" {
+		return store.ActiveAPIKeyByHash(ctx, s.stmts.DB(), hash)
+	}
+	key, found, rec, err := store.ActiveAPIKeyWithIdempotency(ctx, s.stmts.DB(), hash, keyPrincipalPrefix, idem)
+	if err == nil {
+		c.Set(idemPrecheckKey, &idemPrecheck{key: idem, found: found, rec: rec})
+	}
+	return key, err
 }
 
 func bearer(header string) (string, bool) {

@@ -70,7 +70,17 @@ func (s *Server) idempotency(c *gin.Context) {
 		path:      c.Request.URL.Path,
 		hash:      sum[:],
 	}
-	rec, err := store.GetIdempotencyRecord(c.Request.Context(), s.cfg.DB, req.principal, key)
+	var rec store.IdempotencyRecord
+	var err error
+	v, _ := c.Get(idemPrecheckKey)
+	if pre, ok := v.(*idemPrecheck); ok && pre.key == key {
+		// authenticate read it with the API key.
+		if rec = pre.rec; !pre.found {
+			err = store.ErrNotFound
+		}
+	} else {
+		rec, err = store.GetIdempotencyRecord(c.Request.Context(), s.stmts.DB(), req.principal, key)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		c.Set(idempotencyKey, req)

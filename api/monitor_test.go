@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -248,8 +249,9 @@ func TestMonitorRunsAnArchivedTaskAgainInABrowser(t *testing.T) {
 	require.Eventually(t, func() bool { return sink.Count("archived@example.test", "Welcome") == 1 }, 20*time.Second, 50*time.Millisecond,
 		"the welcome mail arrives once the task runs again")
 	require.Eventually(t, func() bool {
-		info, err := b.insp.GetTaskInfo(workers.QueueDefault, taskID)
-		return err == nil && info.State == asynq.TaskStateCompleted
+		// A finished task is deleted (workers.DefaultRetention is zero).
+		_, err := b.insp.GetTaskInfo(workers.QueueDefault, taskID)
+		return errors.Is(err, asynq.ErrTaskNotFound)
 	}, 10*time.Second, 50*time.Millisecond)
 }
 

@@ -86,13 +86,10 @@ func (s *Server) createOrder(c *gin.Context) {
 		return
 	}
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		if _, err := store.GetUser(ctx, tx, *userID); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return change{}, invalid(FieldError{Field: "user_id", Message: "no such user"})
-			}
-			return change{}, err
-		}
-		products, err := store.ProductsByIDs(ctx, tx, ids)
+		// One prepared statement reads the products; the user is checked
+		// by the order's foreign key (ErrUnknownUser), not by a read.
+		q := s.stmts.Tx(tx)
+		products, err := store.ProductsByIDs(ctx, q, ids)
 		if err != nil {
 			return change{}, err
 		}
@@ -123,7 +120,10 @@ func (s *Server) createOrder(c *gin.Context) {
 			return change{}, err
 		}
 		o.TotalMinor = o.SubtotalMinor
-		created, err := store.CreateOrder(ctx, tx, o)
+		created, err := store.CreateOrder(ctx, q, o)
+		if errors.Is(err, store.ErrUnknownUser) {
+			return change{}, invalid(FieldError{Field: "user_id", Message: "no such user"})
+		}
 		if err != nil {
 			return change{}, err
 		}

@@ -81,6 +81,10 @@ type Config struct {
 	// none by default, so clients cannot pick the address they are limited
 	// by.
 	TrustedProxies []string
+	// DisablePrepared runs the write path's queries as unnamed statements
+	// instead of named prepared ones (store.Statements), for a pooler that
+	// cannot carry named statements (BAZAAR_DB_PREPARED=false).
+	DisablePrepared bool
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -96,6 +100,9 @@ type Server struct {
 	beforeCommit func(context.Context, *sqlx.Tx) error
 	// printers serves the CloudPRNT and Epson Server Direct Print routes.
 	printers *printers.Handler
+	// stmts runs the queries of authentication and of writes as prepared
+	// statements, unless cfg.DisablePrepared.
+	stmts *store.Statements
 }
 
 // New validates cfg and builds the router.
@@ -113,7 +120,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("api: metrics: %w", err)
 	}
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: gin.New(), tel: tel}
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: gin.New(), tel: tel, stmts: store.NewStatements(cfg.DB, !cfg.DisablePrepared)}
 	if s.printers, err = s.newPrinters(); err != nil {
 		return nil, err
 	}

@@ -28,6 +28,10 @@ type replayError struct{ rec store.IdempotencyRecord }
 
 func (e *replayError) Error() string { return "idempotency key answered meanwhile" }
 
+// errIdempotencyCommitted ends a transaction whose idempotency record
+// could not be saved because the key's first request committed its own.
+var errIdempotencyCommitted = errors.New("idempotency key committed meanwhile")
+
 const contentTypeJSON = "application/json"
 
 // secretBearer is a response body holding a secret that is shown once (an
@@ -66,21 +70,18 @@ func (s *Server) write(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx)
 		body []byte
 	)
 	err := store.WithTx(ctx, s.cfg.DB, func(tx *sqlx.Tx) error {
+		q := s.stmts.Tx(tx)
 		if idem != nil {
-			ok, err := store.LockIdempotencyKey(ctx, tx, idem.principal, idem.key)
+			locked, found, rec, err := store.LockAndGetIdempotencyRecord(ctx, q, idem.principal, idem.key)
 			if err != nil {
 				return err
 			}
-			if !ok {
+			if !locked {
 				return withDetail(errIdempotencyInFlight, "A request with this Idempotency-Key is still being processed; retry later.")
 			}
 			// The first request may have committed since the middleware looked.
-			rec, err := store.GetIdempotencyRecord(ctx, tx, idem.principal, idem.key)
-			if err == nil {
+			if found {
 				return &replayError{rec}
-			}
-			if !errors.Is(err, store.ErrNotFound) {
-				return err
 			}
 		}
 		var err error
@@ -96,7 +97,7 @@ func (s *Server) write(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx)
 		for i := range res.events {
 			res.events[i].RequestID, res.events[i].TraceParent = rid, tp
 		}
-		if err := store.InsertEvents(ctx, tx, res.events...); err != nil {
+		if err := store.InsertEvents(ctx, q, res.events...); err != nil {
 			return err
 		}
 		if idem != nil {
@@ -104,10 +105,16 @@ func (s *Server) write(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx)
 			if err != nil {
 				return err
 			}
-			err = store.SaveIdempotencyRecord(ctx, tx, store.IdempotencyRecord{
+			err = store.SaveIdempotencyRecord(ctx, q, store.IdempotencyRecord{
 				Principal: idem.principal, Key: idem.key, Method: idem.method, Path: idem.path,
 				RequestHash: idem.hash, Status: res.status, ContentType: contentTypeJSON, Response: stored,
 			})
+			if errors.Is(err, store.ErrConflict) {
+				// The first request committed between the lock's
+				// snapshot and the lock (LockAndGetIdempotencyRecord):
+				// roll back and replay its record.
+				return errIdempotencyCommitted
+			}
 			if err != nil {
 				return err
 			}
@@ -117,6 +124,14 @@ func (s *Server) write(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx)
 		}
 		return nil
 	})
+	if errors.Is(err, errIdempotencyCommitted) {
+		rec, gerr := store.GetIdempotencyRecord(ctx, s.cfg.DB, idem.principal, idem.key)
+		if gerr != nil {
+			s.fail(c, gerr)
+			return
+		}
+		err = &replayError{rec}
+	}
 	var re *replayError
 	switch {
 	case errors.As(err, &re):

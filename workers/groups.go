@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
@@ -122,48 +123,74 @@ func (w *Workers) Groups() []Group {
 }
 
 // reactor returns the handler of a group that enqueues, for each event,
-// the tasks its table names.
+// the tasks its table names. Each event is enqueued once per group: the
+// group records it in processed_events in a transaction that commits only
+// after every task is in Redis, so a redelivered event (a delivery whose
+// XACK was lost, a reclaim) finds the record and enqueues nothing, even
+// when its tasks finished and asynq forgot their ids (Config.Retention).
+// A concurrent duplicate waits on the record's row and then finds it. A
+// crash between the enqueue and the commit enqueues again under the same
+// TaskIDs: refused while the first tasks wait, and run as no-ops by the
+// handlers' own keys once they finished.
 func (w *Workers) reactor(group string, on map[string][]reaction) func(context.Context, stream.Envelope) error {
 	return func(ctx context.Context, env stream.Envelope) error {
-		reactions, ok := on[env.Type]
-		if !ok {
+		if _, ok := on[env.Type]; !ok {
 			return nil
 		}
-		m := MetaOf(env)
-		for _, re := range reactions {
-			id, err := aggregateID(env, re.about)
-			if err != nil {
-				return err
-			}
-			var p any
-			switch {
-			case re.taskType == TypeSegmentsEvaluate && re.about == aboutUser:
-				p = SegmentsPayload{Meta: m, UserID: id}
-			case re.taskType == TypeSegmentsEvaluate:
-				p = SegmentsPayload{Meta: m, OrderID: id}
-			case re.about == aboutUser:
-				p = UserPayload{Meta: m, UserID: id}
-			case re.about == aboutReturn:
-				p = ReturnPayload{Meta: m, ReturnID: id}
-			case re.about == aboutInvoice:
-				p = InvoicePayload{Meta: m, InvoiceID: id}
-			default:
-				op := OrderPayload{Meta: m, OrderID: id}
-				if re.reason != nil {
-					op.Reason = re.reason(env)
-				}
-				p = op
-			}
-			t, err := newTask(re.taskType, p)
-			if err != nil {
-				return err
-			}
-			if err := w.enqueue(ctx, t, TaskID(group, env.ID, re.kind)); err != nil {
-				return err
-			}
+		id, err := uuid.Parse(env.ID)
+		if err != nil {
+			return fmt.Errorf("event id %q: %w", env.ID, errBadEvent)
 		}
-		return nil
+		return store.WithTx(ctx, w.db, func(tx *sqlx.Tx) error {
+			first, err := store.MarkProcessed(ctx, tx, reactorMark+group, id)
+			if err != nil || !first {
+				return err
+			}
+			return w.react(ctx, group, on[env.Type], env)
+		})
 	}
+}
+
+// reactorMark prefixes a group's name in the processed_events records of
+// the events it enqueued tasks for.
+const reactorMark = "tasks:"
+
+// react enqueues the tasks of one event.
+func (w *Workers) react(ctx context.Context, group string, reactions []reaction, env stream.Envelope) error {
+	m := MetaOf(env)
+	for _, re := range reactions {
+		id, err := aggregateID(env, re.about)
+		if err != nil {
+			return err
+		}
+		var p any
+		switch {
+		case re.taskType == TypeSegmentsEvaluate && re.about == aboutUser:
+			p = SegmentsPayload{Meta: m, UserID: id}
+		case re.taskType == TypeSegmentsEvaluate:
+			p = SegmentsPayload{Meta: m, OrderID: id}
+		case re.about == aboutUser:
+			p = UserPayload{Meta: m, UserID: id}
+		case re.about == aboutReturn:
+			p = ReturnPayload{Meta: m, ReturnID: id}
+		case re.about == aboutInvoice:
+			p = InvoicePayload{Meta: m, InvoiceID: id}
+		default:
+			op := OrderPayload{Meta: m, OrderID: id}
+			if re.reason != nil {
+				op.Reason = re.reason(env)
+			}
+			p = op
+		}
+		t, err := newTask(re.taskType, p)
+		if err != nil {
+			return err
+		}
+		if err := w.enqueue(ctx, t, TaskID(group, env.ID, re.kind)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // followUpsGroup schedules an order's deferred tasks when it is placed and

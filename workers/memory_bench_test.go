@@ -1,14 +1,17 @@
 package workers
 
 import (
-	"cmp"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/stream"
 )
 
 // BenchmarkRedisMemoryPerOrder runs orders through the whole flow (relay,
@@ -69,22 +72,54 @@ func BenchmarkRedisMemoryPerOrder(b *testing.B) {
 	}
 }
 
-// Finished event tasks are kept only while their event could come again:
-// longer than the consumer groups redeliver (visibility timeout times the
-// delivery limit), far shorter than the day that cost 13 GB of Redis at
-// 30 orders/s.
-func TestEventTasksAreKeptOnlyForTheRedeliveryWindow(t *testing.T) {
+// A redelivered event enqueues its tasks once per group, refused in
+// PostgreSQL rather than by a finished task kept in Redis: not while the
+// first task waits, not after it finished and asynq forgot its id (no
+// retention), not when two deliveries race.
+func TestRedeliveredEventIsEnqueuedOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{noStart: true})
 	ctx := context.Background()
-	task, err := NewUserTask(TypeEmailWelcome, Meta{Version: PayloadVersion}, uuid.New())
+	notify := b.group(t, GroupNotifications)
+	user := uuid.New()
+	env := stream.Envelope{ID: uuid.NewString(), Type: eventUserRegistered, Subject: user.String(), SpecVersion: "1.0", Data: []byte(`{}`)}
+	id := TaskID(GroupNotifications, env.ID, "")
+
+	require.NoError(t, notify.Handle(ctx, env))
+	info, err := b.insp.GetTaskInfo(QueueDefault, id)
 	require.NoError(t, err)
-	require.NoError(t, b.w.Enqueue(ctx, task, "retention-check"))
-	info, err := b.insp.GetTaskInfo(QueueDefault, "retention-check")
+	require.Zero(t, info.Retention, "finished tasks are not kept")
+	require.NoError(t, notify.Handle(ctx, env), "a duplicate counts as handled")
+
+	// The task finished and is gone: the event comes again.
+	require.NoError(t, b.insp.DeleteTask(QueueDefault, id))
+	require.NoError(t, notify.Handle(ctx, env))
+	_, err = b.insp.GetTaskInfo(QueueDefault, id)
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the redelivered event enqueued nothing")
+
+	// Two deliveries of a new event at once: one task.
+	env2 := env
+	env2.ID = uuid.NewString()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = notify.Handle(ctx, env2) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	var marks int
+	require.NoError(t, b.db.Get(&marks, `SELECT count(*) FROM processed_events WHERE event_id = $1`, env2.ID))
+	require.Equal(t, 1, marks)
+	pending, err := b.insp.ListPendingTasks(QueueDefault)
 	require.NoError(t, err)
-	require.Equal(t, DefaultRetention, info.Retention)
-	sub := b.w.Subscriptions(SubscriptionOptions{})[0]
-	redelivery := cmp.Or(sub.VisibilityTimeout, 30*time.Second) * time.Duration(cmp.Or(sub.MaxDeliveries, 5))
-	require.Greater(t, DefaultRetention, redelivery, "kept past the last redelivery")
-	require.LessOrEqual(t, DefaultRetention, time.Hour)
+	n := 0
+	for _, ti := range pending {
+		if ti.ID == TaskID(GroupNotifications, env2.ID, "") {
+			n++
+		}
+	}
+	require.Equal(t, 1, n)
 }

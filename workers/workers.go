@@ -68,13 +68,12 @@ type Config struct {
 	Retry RetryPolicy
 	// Policies override DefaultPolicies per task type.
 	Policies map[string]TaskPolicy
-	// Retention keeps a finished task in Redis this long (default 10m), so
-	// its TaskID still refuses a duplicate made from a redelivered event.
-	// Events come again within the consumer groups' visibility timeout
-	// times their delivery limit (30s x 5) or a relay retry; later
-	// duplicates (a person's redrive) meet the handlers' own idempotency
-	// keys. Every finished task held costs Redis memory (see
-	// docs/operations.md), which is why this is not a day.
+	// Retention keeps a finished task in Redis this long, so its TaskID
+	// still refuses a duplicate; zero (the default) deletes it at once,
+	// asynq's fast path. A redelivered event is refused in PostgreSQL
+	// instead: each group records the events it turned into tasks in
+	// processed_events (reactor), in a transaction that commits after the
+	// enqueue, and below that every handler is idempotent on its own keys.
 	Retention time.Duration
 
 	// MailClaimTTL is how long a claim on a mail (taken before handing it
@@ -98,8 +97,9 @@ type Config struct {
 	PointsPerUnit int64
 }
 
-// DefaultRetention is how long finished event tasks are kept by default.
-const DefaultRetention = 10 * time.Minute
+// DefaultRetention is how long finished event tasks are kept by default:
+// not at all, since a redelivered event is refused in PostgreSQL (Config.Retention).
+const DefaultRetention time.Duration = 0
 
 // DefaultQueues returns the default queue weights: the saga first, then
 // mail and points and the tasks due at a set time, then batch work.
@@ -152,6 +152,9 @@ func New(cfg Config) (*Workers, error) {
 	cfg.TaskCheckInterval = cmp.Or(cfg.TaskCheckInterval, 100*time.Millisecond)
 	cfg.DelayedTaskCheckInterval = cmp.Or(cfg.DelayedTaskCheckInterval, time.Second)
 	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
+	if cfg.Retention < 0 {
+		return nil, errors.New("workers: Retention must not be negative")
+	}
 	cfg.MailClaimTTL = cmp.Or(cfg.MailClaimTTL, 15*time.Minute)
 	cfg.FollowUpDelay = cmp.Or(cfg.FollowUpDelay, 5*time.Minute)
 	cfg.ReminderLead = cmp.Or(cfg.ReminderLead, 24*time.Hour)
@@ -301,8 +304,10 @@ func (w *Workers) enqueue(ctx context.Context, t *asynq.Task, taskID string, ext
 		asynq.Queue(p.Queue),
 		asynq.MaxRetry(p.MaxRetry),
 		asynq.Timeout(p.Timeout),
-		asynq.Retention(w.cfg.Retention),
 		asynq.TaskID(taskID),
+	}
+	if w.cfg.Retention > 0 {
+		opts = append(opts, asynq.Retention(w.cfg.Retention))
 	}
 	opts = append(opts, extra...)
 	_, err := w.client.EnqueueContext(ctx, t, opts...)

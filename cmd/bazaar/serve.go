@@ -64,7 +64,8 @@ func init() {
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), StripeWebhooks: hooks,
 				Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
-				Webhooks: webhooksAPI(ac.Webhooks, db, rdb, log),
+				Webhooks:        webhooksAPI(ac.Webhooks, db, rdb, log),
+				DisablePrepared: !ac.DBPrepared,
 			})
 			if err != nil {
 				return err
@@ -90,6 +91,10 @@ type apiConfig struct {
 	TrustedProxies []string
 	// Webhooks has BAZAAR_WEBHOOK_ALLOW_PRIVATE, which registration checks too.
 	Webhooks api.WebhooksConfig
+	// DBPrepared is BAZAAR_DB_PREPARED (default true): the write path's
+	// queries run as named prepared statements. Set it to false behind a
+	// pooler that cannot carry them, such as PgBouncer in transaction mode.
+	DBPrepared bool
 }
 
 func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
@@ -104,6 +109,7 @@ func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
 	}
 	ac.Limits, ac.TrustedProxies = loadLimits(r)
 	ac.Webhooks.AllowPrivate = r.boolean("BAZAAR_WEBHOOK_ALLOW_PRIVATE", false)
+	ac.DBPrepared = r.boolean("BAZAAR_DB_PREPARED", true)
 	if r.err != nil {
 		return apiConfig{}, r.err
 	}

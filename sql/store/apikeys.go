@@ -79,6 +79,61 @@ func ActiveAPIKeyByHash(ctx context.Context, q sqlx.QueryerContext, hash []byte)
 	return k, nil
 }
 
+const activeAPIKeyWithIdempotencyQuery = `
+SELECT k.id, k.role, k.seller_id, k.name, k.key_hash, k.key_prefix, k.created_at, k.revoked_at,
+       r.principal IS NOT NULL AS found,
+       coalesce(r.principal, '') AS principal, coalesce(r.key, '') AS key,
+       coalesce(r.method, '') AS method, coalesce(r.path, '') AS path,
+       coalesce(r.request_hash, ''::bytea) AS request_hash, coalesce(r.status, 0) AS status,
+       coalesce(r.content_type, '') AS content_type, coalesce(r.response, ''::bytea) AS response,
+       coalesce(r.created_at, now()) AS r_created_at, coalesce(r.expires_at, now()) AS expires_at
+FROM api_keys k
+LEFT JOIN LATERAL (
+    SELECT ` + idempotencyColumns + ` FROM idempotency_keys
+    WHERE principal = $2 || k.id::text AND key = $3 AND expires_at > now()
+) r ON true
+WHERE k.key_hash = $1 AND k.revoked_at IS NULL`
+
+// ActiveAPIKeyWithIdempotency is ActiveAPIKeyByHash and, in the same round
+// trip, GetIdempotencyRecord of idemKey for the principal prefix+key id
+// (found reports whether there is a record). ErrNotFound when there is no
+// such key.
+func ActiveAPIKeyWithIdempotency(ctx context.Context, q sqlx.QueryerContext, hash []byte, prefix, idemKey string) (k APIKey, found bool, rec IdempotencyRecord, err error) {
+	var row struct {
+		ID        uuid.UUID  `db:"id"`
+		Role      KeyRole    `db:"role"`
+		SellerID  *uuid.UUID `db:"seller_id"`
+		Name      string     `db:"name"`
+		KeyHash   []byte     `db:"key_hash"`
+		KeyPrefix string     `db:"key_prefix"`
+		CreatedAt time.Time  `db:"created_at"`
+		RevokedAt *time.Time `db:"revoked_at"`
+		Found     bool       `db:"found"`
+		Principal string     `db:"principal"`
+		Key       string     `db:"key"`
+		Method    string     `db:"method"`
+		Path      string     `db:"path"`
+		Hash      []byte     `db:"request_hash"`
+		Status    int        `db:"status"`
+		Type      string     `db:"content_type"`
+		Response  []byte     `db:"response"`
+		RCreated  time.Time  `db:"r_created_at"`
+		Expires   time.Time  `db:"expires_at"`
+	}
+	if err := sqlx.GetContext(ctx, q, &row, activeAPIKeyWithIdempotencyQuery, hash, prefix, idemKey); err != nil {
+		return APIKey{}, false, IdempotencyRecord{}, fmt.Errorf("api key by hash: %w", translate(err))
+	}
+	k = APIKey{
+		ID: row.ID, Role: row.Role, SellerID: row.SellerID, Name: row.Name, KeyHash: row.KeyHash,
+		KeyPrefix: row.KeyPrefix, CreatedAt: row.CreatedAt, RevokedAt: row.RevokedAt,
+	}
+	rec = IdempotencyRecord{
+		Principal: row.Principal, Key: row.Key, Method: row.Method, Path: row.Path, RequestHash: row.Hash,
+		Status: row.Status, ContentType: row.Type, Response: row.Response, CreatedAt: row.RCreated, ExpiresAt: row.Expires,
+	}
+	return k, row.Found, rec, nil
+}
+
 const listAPIKeysQuery = `
 SELECT ` + apiKeyColumns + ` FROM api_keys
 WHERE seller_id IS NOT DISTINCT FROM $1 AND role = ANY($2)

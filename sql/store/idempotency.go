@@ -56,6 +56,37 @@ func LockIdempotencyKey(ctx context.Context, q sqlx.QueryerContext, principal, k
 	return ok, nil
 }
 
+const lockAndGetIdempotencyQuery = `
+SELECT l.locked, r.principal IS NOT NULL AS found,
+       coalesce(r.principal, '') AS principal, coalesce(r.key, '') AS key,
+       coalesce(r.method, '') AS method, coalesce(r.path, '') AS path,
+       coalesce(r.request_hash, ''::bytea) AS request_hash, coalesce(r.status, 0) AS status,
+       coalesce(r.content_type, '') AS content_type, coalesce(r.response, ''::bytea) AS response,
+       coalesce(r.created_at, now()) AS created_at, coalesce(r.expires_at, now()) AS expires_at
+FROM (SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 7272)) AS locked) l
+LEFT JOIN LATERAL (
+    SELECT ` + idempotencyColumns + ` FROM idempotency_keys
+    WHERE principal = $1 AND key = $2 AND expires_at > now() AND l.locked
+) r ON true`
+
+// LockAndGetIdempotencyRecord is LockIdempotencyKey and, when the lock is
+// taken, GetIdempotencyRecord, in one round trip. The read's snapshot is
+// taken as the statement starts, before the lock: a request with the same
+// key that commits in between is not seen here, and its record makes
+// SaveIdempotencyRecord fail with ErrConflict instead, so the caller
+// replays it after rolling back. found reports whether rec was read.
+func LockAndGetIdempotencyRecord(ctx context.Context, q sqlx.QueryerContext, principal, key string) (locked, found bool, rec IdempotencyRecord, err error) {
+	var row struct {
+		Locked bool `db:"locked"`
+		Found  bool `db:"found"`
+		IdempotencyRecord
+	}
+	if err := sqlx.GetContext(ctx, q, &row, lockAndGetIdempotencyQuery, principal, key); err != nil {
+		return false, false, IdempotencyRecord{}, fmt.Errorf("lock idempotency key: %w", translate(err))
+	}
+	return row.Locked, row.Found, row.IdempotencyRecord, nil
+}
+
 const saveIdempotencyQuery = `
 INSERT INTO idempotency_keys (principal, key, method, path, request_hash, status, content_type, response, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9 * interval '1 second')

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // OrderStatus is the state of an order.
@@ -94,44 +95,62 @@ scheduled_at, cancel_reason, created_at, updated_at, confirmed_at, cancelled_at,
 
 const orderItemColumns = `id, order_id, product_id, sku, name, quantity, unit_price_minor, line_total_minor`
 
+// insertOrderQuery writes an order and its items in one statement: the
+// items come as parallel arrays, one element per line. The foreign keys
+// are checked when the statement ends, so the items may name the order
+// inserted beside them.
 const insertOrderQuery = `
-INSERT INTO orders (id, seller_id, user_id, status, currency, subtotal_minor, total_minor, payment_method, scheduled_at)
-VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8)
-RETURNING ` + orderColumns
+WITH o AS (
+    INSERT INTO orders (id, seller_id, user_id, status, currency, subtotal_minor, total_minor, payment_method, scheduled_at)
+    VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8)
+    RETURNING ` + orderColumns + `
+), items AS (
+    INSERT INTO order_items (id, order_id, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
+    SELECT i.id, $1, i.product_id, i.sku, i.name, i.quantity, i.unit_price_minor, i.line_total_minor
+    FROM unnest($9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::int[], $14::bigint[], $15::bigint[])
+        AS i (id, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
+)
+SELECT ` + orderColumns + ` FROM o`
 
-const insertOrderItemQuery = `
-INSERT INTO order_items (id, order_id, product_id, sku, name, quantity, unit_price_minor, line_total_minor)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING ` + orderItemColumns
+// ErrUnknownUser means an order names a user that does not exist.
+var ErrUnknownUser = fmt.Errorf("no such user: %w", ErrReferenced)
 
-// CreateOrder inserts a pending order and its items with fresh ids; run it
-// in a transaction. The caller prices the items and sets the totals. A
-// missing user or product is ErrReferenced.
+// CreateOrder inserts a pending order and its items with fresh ids, in one
+// statement; run it in a transaction. The caller prices the items and sets
+// the totals. A missing user is ErrUnknownUser (which is ErrReferenced), a
+// missing product ErrReferenced.
 func CreateOrder(ctx context.Context, q sqlx.QueryerContext, o Order) (Order, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return Order{}, fmt.Errorf("order id: %w", err)
 	}
-	var out Order
-	err = sqlx.GetContext(ctx, q, &out, insertOrderQuery, id, o.SellerID, o.UserID, o.Currency,
-		o.SubtotalMinor, o.TotalMinor, o.PaymentMethod, o.ScheduledAt)
-	if err != nil {
-		return Order{}, fmt.Errorf("create order: %w", translate(err))
-	}
-	out.Items = make([]OrderItem, 0, len(o.Items))
-	for _, it := range o.Items {
-		itemID, err := uuid.NewV7()
-		if err != nil {
+	n := len(o.Items)
+	items := make([]OrderItem, n)
+	ids, products := make([]uuid.UUID, n), make([]uuid.UUID, n)
+	skus, names := make(pq.StringArray, n), make(pq.StringArray, n)
+	qty, unit, line := make(pq.Int64Array, n), make(pq.Int64Array, n), make(pq.Int64Array, n)
+	for i, it := range o.Items {
+		if ids[i], err = uuid.NewV7(); err != nil {
 			return Order{}, fmt.Errorf("order item id: %w", err)
 		}
-		var row OrderItem
-		err = sqlx.GetContext(ctx, q, &row, insertOrderItemQuery, itemID, out.ID, it.ProductID, it.SKU, it.Name,
-			it.Quantity, it.UnitPriceMinor, it.LineTotalMinor)
-		if err != nil {
-			return Order{}, fmt.Errorf("create order item: %w", translate(err))
-		}
-		out.Items = append(out.Items, row)
+		it.ID, it.OrderID = ids[i], id
+		items[i] = it
+		products[i] = it.ProductID
+		skus[i], names[i] = it.SKU, it.Name
+		qty[i], unit[i], line[i] = int64(it.Quantity), it.UnitPriceMinor, it.LineTotalMinor
 	}
+	var out Order
+	err = sqlx.GetContext(ctx, q, &out, insertOrderQuery, id, o.SellerID, o.UserID, o.Currency,
+		o.SubtotalMinor, o.TotalMinor, o.PaymentMethod, o.ScheduledAt,
+		uuidArray(ids), uuidArray(products), skus, names, qty, unit, line)
+	if err != nil {
+		var pe *pq.Error
+		if errors.As(err, &pe) && pe.Code == "23503" && pe.Constraint == "orders_user_id_fkey" {
+			return Order{}, fmt.Errorf("create order: user %s: %w", o.UserID, ErrUnknownUser)
+		}
+		return Order{}, fmt.Errorf("create order: %w", translate(err))
+	}
+	out.Items = items
 	return out, nil
 }
 
