@@ -396,7 +396,7 @@ func (a *Auditor) republish(ctx context.Context, missing []store.PublishedEntry)
 		pubs = pubs[:0]
 		for i, e := range events {
 			if id, err := cmds[i].Result(); err == nil {
-				pubs = append(pubs, store.Publication{Seq: e.Seq, Stream: streams[e.ID.String()], StreamID: id})
+				pubs = append(pubs, store.Publication{Seq: e.Seq, Time: e.Time, Stream: streams[e.ID.String()], StreamID: id})
 			}
 		}
 		if err := store.MarkPublished(ctx, tx, pubs); err != nil {
