@@ -82,7 +82,7 @@ func TestOrderStormSurvivesSentinelFailover(t *testing.T) {
 	// wait) is absorbed by deduplication on the event id.
 	eventually(t, 30*time.Second, func() bool {
 		var waiting int
-		return b.db.GetContext(ctx, &waiting, `SELECT count(*) FROM events WHERE published_at IS NULL`) == nil && waiting == 0
+		return b.db.GetContext(ctx, &waiting, `SELECT count(*) FROM outbox`) == nil && waiting == 0
 	}, "every event published")
 	var ids []string
 	require.NoError(t, b.db.SelectContext(ctx, &ids, `SELECT id::text FROM events`))

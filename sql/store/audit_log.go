@@ -54,7 +54,7 @@ func InsertAuditEntry(ctx context.Context, q sqlx.QueryerContext, e AuditEntry) 
 	}
 	var out AuditEntry
 	err = sqlx.GetContext(ctx, q, &out, insertAuditQuery, id, e.Actor, e.ActorID, e.Role, e.Action, e.Target,
-		e.Reason, []byte(params), e.Result, e.Count, e.RequestID)
+		e.Reason, string(params), e.Result, e.Count, e.RequestID)
 	if err != nil {
 		return AuditEntry{}, fmt.Errorf("insert audit entry %s: %w", e.Action, translate(err))
 	}
