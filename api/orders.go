@@ -122,6 +122,12 @@ func (s *Server) createOrder(c *gin.Context) {
 		if err := k.err(); err != nil {
 			return change{}, err
 		}
+		if err := s.refusePausedSeller(ctx, tx, o.SellerID); err != nil {
+			return change{}, err
+		}
+		if err := s.allowSellerOrder(ctx, c, tx, o.SellerID); err != nil {
+			return change{}, err
+		}
 		o.TotalMinor = o.SubtotalMinor
 		created, err := store.CreateOrder(ctx, tx, o)
 		if err != nil {

@@ -80,6 +80,10 @@ type Config struct {
 	// none by default, so clients cannot pick the address they are limited
 	// by.
 	TrustedProxies []string
+	// PausedSellerOrders says what happens to a new order for a paused
+	// seller: PausedOrdersAccept (the default) records it, and its events
+	// wait with the seller's others; PausedOrdersRefuse answers 423.
+	PausedSellerOrders string
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -107,6 +111,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
+	cfg.PausedSellerOrders = cmp.Or(cfg.PausedSellerOrders, PausedOrdersAccept)
+	if cfg.PausedSellerOrders != PausedOrdersAccept && cfg.PausedSellerOrders != PausedOrdersRefuse {
+		return nil, fmt.Errorf("api: PausedSellerOrders %q is not %s or %s", cfg.PausedSellerOrders, PausedOrdersAccept, PausedOrdersRefuse)
+	}
 	tel, err := newTelemetry(cfg.Registry, cfg.TracerProvider)
 	if err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)

@@ -158,7 +158,7 @@ func (w *Workers) reactor(group string, on map[string][]reaction) func(context.C
 			if err != nil {
 				return err
 			}
-			if err := w.enqueue(ctx, t, TaskID(group, env.ID, re.kind)); err != nil {
+			if err := w.enqueueFair(ctx, stream.FairKey(env), t, TaskID(group, env.ID, re.kind)); err != nil {
 				return err
 			}
 		}

@@ -257,7 +257,7 @@ func eventually(t testing.TB, within time.Duration, cond func() bool, format str
 func (b *testBundle) settle(t testing.TB, within time.Duration) {
 	t.Helper()
 	eventually(t, within, func() bool {
-		for _, q := range []string{QueueCritical, QueueDefault, QueueDeferred, QueueLow} {
+		for q := range b.w.cfg.Queues {
 			info, err := b.insp.GetQueueInfo(q)
 			if err != nil {
 				continue // queue not created yet
