@@ -31,8 +31,8 @@ type sellerDTO struct {
 	Email string    `json:"email"`
 	// StripeAccount is the connected account payouts go to ("" for none);
 	// FeeBPS the seller's own commission (null: the marketplace's).
-	StripeAccount string    `json:"stripe_account"`
-	FeeBPS        *int `json:"fee_bps"`
+	StripeAccount string `json:"stripe_account"`
+	FeeBPS        *int   `json:"fee_bps"`
 	// PausedAt is when the seller was paused (null: running), PauseReason
 	// why; OrderLimit its own order rate limit (null: none).
 	PausedAt    *time.Time     `json:"paused_at"`
