@@ -24,6 +24,7 @@ import (
 // testBundle is one test's running workers with their own database, Redis
 // database, mail sink and payment sandbox.
 type testBundle struct {
+	opts    setupOpts
 	db      *sqlx.DB
 	rdb     *redis.Client
 	w       *Workers
@@ -52,6 +53,10 @@ type setupOpts struct {
 	noStart bool
 	// smtpAddr, when set, is where the mailer sends instead of the sink.
 	smtpAddr string
+	// unfair turns fairness off in the workers and the consumer groups.
+	unfair bool
+	// pauseSync is how often the groups apply seller pauses.
+	pauseSync time.Duration
 }
 
 func setup(t testing.TB, opts ...setupOpts) *testBundle {
@@ -85,12 +90,13 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 		ShutdownTimeout: 2 * time.Second,
 		Retry:           RetryPolicy{Base: 50 * time.Millisecond, Max: 400 * time.Millisecond},
 	}
+	cfg.Fairness.Off = o.unfair
 	if o.mutate != nil {
 		o.mutate(&cfg)
 	}
 	w, err := New(cfg)
 	require.NoError(t, err)
-	b := &testBundle{waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
+	b := &testBundle{opts: o, waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
 	t.Cleanup(func() { _ = b.insp.Close() })
 	// Cleanups run last-in first-out: the groups stop before the workers.
 	t.Cleanup(func() {
@@ -115,6 +121,7 @@ func (b *testBundle) startStreams(t testing.TB) {
 	log := testLogger(t)
 	groups, err := stream.NewGroups(stream.GroupsConfig{
 		Redis: rdb0, DB: b.db, Names: names, Logger: log, Block: 100 * time.Millisecond,
+		DisableFairness: b.opts.unfair, PauseSync: b.opts.pauseSync,
 	})
 	require.NoError(t, err)
 	for _, sub := range b.w.Subscriptions(SubscriptionOptions{StartFrom: stream.StartBeginning}) {

@@ -1,0 +1,122 @@
+package workers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// confirmationRanks returns, for each order, its place (0-based) in the
+// order in which orders were confirmed: the seq of their order.confirmed
+// events, which is commit order.
+func (b *testBundle) confirmationRanks(t *testing.T) map[uuid.UUID]int {
+	t.Helper()
+	var subjects []string
+	require.NoError(t, b.db.Select(&subjects, `SELECT subject FROM events WHERE type = 'order.confirmed' ORDER BY seq`))
+	out := make(map[uuid.UUID]int, len(subjects))
+	for i, s := range subjects {
+		out[uuid.MustParse(s)] = i
+	}
+	return out
+}
+
+// orders places n orders of one unit of p for u in one transaction, as
+// many API requests at once would.
+func (b *testBundle) orders(t *testing.T, u store.User, p store.Product, n int) []store.Order {
+	t.Helper()
+	out := make([]store.Order, 0, n)
+	err := store.WithTx(context.Background(), b.db, func(tx *sqlx.Tx) error {
+		for range n {
+			o, err := store.CreateOrder(context.Background(), tx, store.Order{
+				SellerID: p.SellerID, UserID: u.ID, Currency: p.Currency, SubtotalMinor: p.PriceMinor, TotalMinor: p.PriceMinor,
+				PaymentMethod: "tok_visa",
+				Items:         []store.OrderItem{{ProductID: p.ID, SKU: p.SKU, Name: p.Name, Quantity: 1, UnitPriceMinor: p.PriceMinor, LineTotalMinor: p.PriceMinor}},
+			})
+			if err != nil {
+				return err
+			}
+			ev, err := store.NewOrderEvent(eventOrderCreated, o)
+			if err != nil {
+				return err
+			}
+			if err := store.InsertEvents(context.Background(), tx, ev); err != nil {
+				return err
+			}
+			out = append(out, o)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	return out
+}
+
+// confirmedWhileWaiting counts the orders confirmed after o was placed and
+// before o itself was: how many overtook it.
+func (b *testBundle) confirmedWhileWaiting(t *testing.T, o store.Order) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.db.Get(&n, `
+SELECT count(*) FROM events c
+WHERE c.type = 'order.confirmed'
+  AND c.seq > (SELECT seq FROM events WHERE type = 'order.created' AND subject = $1)
+  AND c.seq < (SELECT seq FROM events WHERE type = 'order.confirmed' AND subject = $1)`, o.ID.String()))
+	return n
+}
+
+// floodAndTrickle places flood orders of one seller, then one order of each
+// of the small sellers, and waits until all are confirmed.
+func floodAndTrickle(t *testing.T, b *testBundle, flood, small int) (big []store.Order, trickle []store.Order) {
+	t.Helper()
+	u := b.register(t, "buyer-"+uuid.NewString()[:8]+"@example.test", false)
+	bigSeller := b.seller(t)
+	bigProduct := b.product(t, bigSeller.ID, flood, 500)
+	big = b.orders(t, u, bigProduct, flood)
+	for range small {
+		s := b.seller(t)
+		trickle = append(trickle, b.order(t, u, b.product(t, s.ID, 1, 900), 1, "tok_visa", nil))
+	}
+	eventually(t, 2*time.Minute, func() bool {
+		return b.eventCount(t, eventOrderConfirmed, "") == flood+small
+	}, "every order confirmed")
+	return big, trickle
+}
+
+func TestTrickleOfSmallSellersCompletesAheadOfAFlood(t *testing.T) {
+	const flood, small = 200, 4
+	for _, tc := range []struct {
+		name   string
+		unfair bool
+	}{{"fair", false}, {"unfair", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t, setupOpts{unfair: tc.unfair, mutate: func(c *Config) { c.Concurrency = 4 }})
+			big, trickle := floodAndTrickle(t, b, flood, small)
+			ranks := b.confirmationRanks(t)
+			var got []int
+			for _, o := range trickle {
+				got = append(got, b.confirmedWhileWaiting(t, o))
+			}
+			t.Logf("flood orders confirmed while each small order waited: %v", got)
+			// The flood's own order is kept: its orders are confirmed
+			// about in the order they were placed.
+			require.Less(t, ranks[big[0].ID], ranks[big[len(big)-1].ID])
+			if tc.unfair {
+				// First come, first served: the small sellers wait
+				// behind most of the flood. This is what fairness fixes;
+				// it shows the scenario is a real test of it.
+				for i, r := range got {
+					require.Greater(t, r, flood/2, "without fairness, %v flood orders overtook small order %d", got, i)
+				}
+				return
+			}
+			for i, r := range got {
+				require.Less(t, r, flood/4, "with fairness, %v flood orders overtook small order %d", got, i)
+			}
+		})
+	}
+}
