@@ -120,3 +120,62 @@ func TestTrickleOfSmallSellersCompletesAheadOfAFlood(t *testing.T) {
 		})
 	}
 }
+
+func TestPausedSellerWaitsDuringAFloodAndResumes(t *testing.T) {
+	t.Parallel()
+	const flood = 100
+	b := setup(t, setupOpts{pauseSync: 20 * time.Millisecond, mutate: func(c *Config) { c.Concurrency = 4 }})
+	ctx := context.Background()
+	u := b.register(t, "buyer@example.test", false)
+	bigSeller := b.seller(t)
+	bigOrders := b.orders(t, u, b.product(t, bigSeller.ID, flood, 500), flood)
+	_, err := store.PauseSeller(ctx, b.db, bigSeller.ID, "payout review")
+	require.NoError(t, err)
+
+	// While it is paused, another seller's orders go through...
+	small := b.seller(t)
+	var smallOrders []store.Order
+	for range 3 {
+		smallOrders = append(smallOrders, b.order(t, u, b.product(t, small.ID, 1, 900), 1, "tok_visa", nil))
+	}
+	for _, o := range smallOrders {
+		eventually(t, 30*time.Second, func() bool { return b.status(t, o.ID) == store.OrderConfirmed }, "small order confirmed while the big seller is paused")
+	}
+	// ...and the paused seller's wait: once the tasks in flight at the
+	// pause are done, nothing of its orders moves on.
+	b.settle(t, 30*time.Second)
+	var waiting int
+	require.NoError(t, b.db.Get(&waiting, `SELECT count(*) FROM orders WHERE seller_id = $1 AND status = 'pending'`, bigSeller.ID))
+	require.Positive(t, waiting, "the paused seller's orders wait")
+	confirmed := b.eventCount(t, eventOrderConfirmed, "")
+	held, err := b.streams.Keys(ctx, b.prefix+"parked:{"+bigSeller.ID.String()+"}:*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, held, "its events are held in parked streams")
+
+	_, err = store.ResumeSeller(ctx, b.db, bigSeller.ID)
+	require.NoError(t, err)
+	eventually(t, 2*time.Minute, func() bool {
+		var n int
+		require.NoError(t, b.db.Get(&n, `SELECT count(*) FROM orders WHERE seller_id = $1 AND status = 'confirmed'`, bigSeller.ID))
+		return n == flood
+	}, "every order of the resumed seller confirmed")
+	require.Greater(t, b.eventCount(t, eventOrderConfirmed, ""), confirmed)
+	b.settle(t, 30*time.Second)
+
+	// Nothing was lost or failed: one confirmation per order, no task
+	// failure, no dead letter, and each order's saga in its order.
+	var failures int
+	require.NoError(t, b.db.Get(&failures, `SELECT count(*) FROM task_failures`))
+	require.Zero(t, failures)
+	for _, g := range b.w.Groups() {
+		n, err := b.streams.XLen(ctx, b.prefix+"dlq:"+g.Name).Result()
+		require.NoError(t, err)
+		require.Zero(t, n, "dead letters of %s", g.Name)
+	}
+	for _, o := range bigOrders[:10] {
+		var types []string
+		require.NoError(t, b.db.Select(&types, `SELECT type FROM events WHERE subject = $1 AND type LIKE 'order.%' ORDER BY seq`, o.ID.String()))
+		require.Equal(t, []string{eventOrderCreated, eventOrderConfirmed}, types)
+		require.Equal(t, 1, b.sink.Count(u.Email, "Your order "+shortID(o.ID.String())+" is confirmed"), "one confirmation mail")
+	}
+}
