@@ -64,7 +64,7 @@ func init() {
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), StripeWebhooks: hooks,
 				Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
-				Webhooks: webhooksAPI(ac.Webhooks, db, rdb, log),
+				Webhooks: webhooksAPI(ac.Webhooks, db, rdb, log), PausedSellerOrders: ac.PausedSellerOrders,
 			})
 			if err != nil {
 				return err
@@ -90,6 +90,9 @@ type apiConfig struct {
 	TrustedProxies []string
 	// Webhooks has BAZAAR_WEBHOOK_ALLOW_PRIVATE, which registration checks too.
 	Webhooks api.WebhooksConfig
+	// PausedSellerOrders is BAZAAR_PAUSED_SELLER_ORDERS: accept (default)
+	// or refuse the orders of a paused seller.
+	PausedSellerOrders string
 }
 
 func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
@@ -104,6 +107,10 @@ func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
 	}
 	ac.Limits, ac.TrustedProxies = loadLimits(r)
 	ac.Webhooks.AllowPrivate = r.boolean("BAZAAR_WEBHOOK_ALLOW_PRIVATE", false)
+	ac.PausedSellerOrders = r.str("BAZAAR_PAUSED_SELLER_ORDERS", api.PausedOrdersAccept)
+	if ac.PausedSellerOrders != api.PausedOrdersAccept && ac.PausedSellerOrders != api.PausedOrdersRefuse {
+		r.fail("BAZAAR_PAUSED_SELLER_ORDERS", "%q is not accept or refuse", ac.PausedSellerOrders)
+	}
 	if r.err != nil {
 		return apiConfig{}, r.err
 	}

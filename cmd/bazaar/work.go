@@ -99,6 +99,10 @@ type workConfig struct {
 	// WebhookAllowPrivate lets seller webhooks reach http:// and private
 	// and loopback addresses: for development and tests only.
 	WebhookAllowPrivate bool
+	// Fairness is BAZAAR_FAIRNESS (on, or off for comparison) and
+	// BAZAAR_FAIR_SELLER_CAP (tasks per seller in a fair queue; 0: a
+	// quarter of the concurrency).
+	Fairness workers.FairnessConfig
 }
 
 // loadWorkConfig reads the workers' settings. Outside development an SMTP
@@ -121,6 +125,17 @@ func loadWorkConfig(getenv func(string) string, dev bool) (workConfig, error) {
 		DevMailAddr:   r.addr("BAZAAR_DEV_SMTP_ADDR", "127.0.0.1:2525"),
 	}
 	wc.WebhookAllowPrivate = r.boolean("BAZAAR_WEBHOOK_ALLOW_PRIVATE", false)
+	switch f := r.str("BAZAAR_FAIRNESS", "on"); f {
+	case "on":
+	case "off":
+		wc.Fairness.Off = true
+	default:
+		r.fail("BAZAAR_FAIRNESS", "%q is not on or off", f)
+	}
+	wc.Fairness.SellerCap = int(r.integer("BAZAAR_FAIR_SELLER_CAP", 0))
+	if wc.Fairness.SellerCap < 0 {
+		r.fail("BAZAAR_FAIR_SELLER_CAP", "must not be negative")
+	}
 	switch wc.SMTP.TLS {
 	case workers.TLSStartTLS, workers.TLSOpportunistic, workers.TLSImplicit, workers.TLSNone:
 	default:
@@ -150,6 +165,8 @@ func (w workConfig) LogValue() slog.Value {
 		slog.Int("concurrency", w.Concurrency),
 		slog.Duration("followup_delay", w.FollowUpDelay),
 		slog.Duration("reminder_lead", w.ReminderLead),
+		slog.Bool("fairness", !w.Fairness.Off),
+		slog.Int("fair_seller_cap", w.Fairness.SellerCap),
 	)
 }
 
@@ -211,14 +228,14 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 		DB: d.DB, Redis: d.Redis, Logger: d.Logger, Registry: d.Registry, TracerProvider: d.TracerProvider, Observer: d.Observer,
 		Mailer: mailer, Concurrency: d.Work.Concurrency, ShutdownTimeout: d.Config.ShutdownTimeout,
 		FollowUpDelay: d.Work.FollowUpDelay, ReminderLead: d.Work.ReminderLead,
-		Gateway: gw, MarketplaceFeeBPS: d.Payments.FeeBPS,
+		Gateway: gw, MarketplaceFeeBPS: d.Payments.FeeBPS, Fairness: d.Work.Fairness,
 	})
 	if err != nil {
 		return workerParts{}, err
 	}
 	g, err := stream.NewGroups(stream.GroupsConfig{
 		Redis: d.Redis, DB: d.DB, Names: d.Config.names(), Logger: d.Logger,
-		Registry: d.Registry, TracerProvider: d.TracerProvider,
+		Registry: d.Registry, TracerProvider: d.TracerProvider, DisableFairness: d.Work.Fairness.Off,
 	})
 	if err != nil {
 		return workerParts{}, err
