@@ -93,6 +93,7 @@ func (s *Server) routes() {
 	// Seller operations (sellerops.go): pause, resume, replay.
 	v1.POST("/admin/sellers/:id/pause", s.requireRole(admin), s.pauseSeller)
 	v1.POST("/admin/sellers/:id/resume", s.requireRole(admin), s.resumeSeller)
+	v1.POST("/admin/sellers/:id/replay", s.requireRole(admin), s.replaySeller)
 
 	v1.GET("/admin/schedules", s.requireRole(admin), s.listSchedules)
 	v1.POST("/admin/invoicing/runs", s.requireRole(admin), s.startInvoiceRun)

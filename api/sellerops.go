@@ -186,3 +186,51 @@ func (s *Server) allowSellerOrder(ctx context.Context, c *gin.Context, q sqlx.Qu
 		"Seller %s takes at most %d orders per second (bursts of %d); retry after the time in Retry-After.",
 		seller, l.Rate, lim.Quota()))
 }
+
+type replaySellerRequest struct {
+	Group string `json:"group"`
+	Since string `json:"since"`
+}
+
+// replaySeller: POST /v1/admin/sellers/{id}/replay (admin). The seller's
+// published events from since on go to one consumer group again, in the
+// order they were recorded; no other group and no other seller sees them.
+func (s *Server) replaySeller(c *gin.Context) {
+	a, ok := s.streamsAdmin(c)
+	if !ok {
+		return
+	}
+	id, err := pathID(c, "id")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var req replaySellerRequest
+	if err := bind(c, &req, false); err != nil {
+		s.fail(c, err)
+		return
+	}
+	var k checker
+	k.text("group", req.Group, true, 200)
+	since, perr := time.Parse(time.RFC3339Nano, req.Since)
+	if perr != nil {
+		k.add("since", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
+	} else if since.After(time.Now()) {
+		k.add("since", "must not be in the future")
+	}
+	if err := k.err(); err != nil {
+		s.fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if _, err := store.GetSeller(ctx, s.cfg.DB, id); err != nil {
+		s.fail(c, err)
+		return
+	}
+	n, err := a.ReplaySeller(ctx, req.Group, id, since)
+	if err != nil {
+		s.fail(c, streamError(err, req.Group))
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"group": req.Group, "seller_id": id, "since": since.UTC(), "replayed": n})
+}
