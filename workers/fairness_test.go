@@ -28,7 +28,7 @@ func (b *testBundle) confirmationRanks(t *testing.T) map[uuid.UUID]int {
 
 // orders places n orders of one unit of p for u in one transaction, as
 // many API requests at once would.
-func (b *testBundle) orders(t *testing.T, u store.User, p store.Product, n int) []store.Order {
+func (b *testBundle) orders(t testing.TB, u store.User, p store.Product, n int) []store.Order {
 	t.Helper()
 	out := make([]store.Order, 0, n)
 	err := store.WithTx(context.Background(), b.db, func(tx *sqlx.Tx) error {

@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -57,6 +58,15 @@ type setupOpts struct {
 	unfair bool
 	// pauseSync is how often the groups apply seller pauses.
 	pauseSync time.Duration
+	// quiet discards the logs (benchmarks).
+	quiet bool
+}
+
+func (o setupOpts) logger(t testing.TB) *slog.Logger {
+	if o.quiet {
+		return slog.New(slog.DiscardHandler)
+	}
+	return testLogger(t)
 }
 
 func setup(t testing.TB, opts ...setupOpts) *testBundle {
@@ -85,7 +95,7 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	gw := NewSandboxGatewayDB(db)
 	waker := &relayWaker{}
 	cfg := Config{
-		DB: db, Redis: rdb, Logger: testLogger(t), Mailer: mailer, Gateway: gw, Observer: waker,
+		DB: db, Redis: rdb, Logger: o.logger(t), Mailer: mailer, Gateway: gw, Observer: waker,
 		Concurrency:     8,
 		ShutdownTimeout: 2 * time.Second,
 		Retry:           RetryPolicy{Base: 50 * time.Millisecond, Max: 400 * time.Millisecond},
@@ -118,7 +128,7 @@ func (b *testBundle) startStreams(t testing.TB) {
 	rdb0 := redistest.Client(t)
 	names := stream.Names{Prefix: redistest.Prefix(t)}
 	b.streams, b.prefix = rdb0, names.Prefix
-	log := testLogger(t)
+	log := b.opts.logger(t)
 	groups, err := stream.NewGroups(stream.GroupsConfig{
 		Redis: rdb0, DB: b.db, Names: names, Logger: log, Block: 100 * time.Millisecond,
 		DisableFairness: b.opts.unfair, PauseSync: b.opts.pauseSync,
