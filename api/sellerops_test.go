@@ -1,12 +1,18 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/store/storetest"
+	"github.com/bazaarhq/bazaar/stream"
+	"github.com/bazaarhq/bazaar/stream/redistest"
 )
 
 // placeOrder places one order of product for user with the storefront key.
@@ -94,4 +100,45 @@ func TestSellerOrderLimit(t *testing.T) {
 	cleared := b.do(http.MethodPatch, a, b.admin, map[string]any{"order_limit": nil}).status(http.StatusOK).json()
 	require.Nil(t, cleared["order_limit"])
 	b.placeOrder(pa, user).status(http.StatusCreated)
+}
+
+// TestReplaySellerRoute queues one seller's published events for one
+// group through the API; only that group's retry stream gets them.
+func TestReplaySellerRoute(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, _ := storetest.NewDB(t)
+	rdb := redistest.Client(t)
+	names := stream.Names{Prefix: redistest.Prefix(t)}
+	admin, err := stream.NewAdmin(stream.AdminConfig{Redis: rdb, DB: db, Names: names})
+	require.NoError(t, err)
+	srv, err := New(Config{DB: db, AdminToken: testAdminToken, Streams: admin})
+	require.NoError(t, err)
+	b := &testBundle{t: t, srv: srv, db: db, admin: testAdminToken}
+	lost, other := b.seller("Lost Data Ltd"), b.seller("Fine Shop")
+	// seller.* events go to the system stream.
+	require.NoError(t, rdb.XGroupCreateMkStream(ctx, names.Stream("system", 0), "hooks", "$").Err())
+	require.NoError(t, rdb.XGroupCreateMkStream(ctx, names.Stream("system", 0), "books", "$").Err())
+	relay, err := stream.NewRelay(stream.RelayConfig{DB: db, Redis: rdb, Names: names})
+	require.NoError(t, err)
+	_, err = relay.PublishBatch(ctx) // the seller.created events
+	require.NoError(t, err)
+
+	path := "/v1/admin/sellers/" + lost.String() + "/replay"
+	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	b.do(http.MethodPost, path, b.admin, map[string]any{"group": "hooks"}).problem(http.StatusUnprocessableEntity, "validation")
+	b.do(http.MethodPost, path, b.admin, map[string]any{"group": "hooks", "since": "2999-01-01T00:00:00Z"}).problem(http.StatusUnprocessableEntity, "validation")
+	b.do(http.MethodPost, path, b.admin, map[string]any{"group": "nobody", "since": since}).problem(http.StatusNotFound, "not-found")
+	b.do(http.MethodPost, "/v1/admin/sellers/"+uuid.NewString()+"/replay", b.admin, map[string]any{"group": "hooks", "since": since}).problem(http.StatusNotFound, "not-found")
+
+	got := b.do(http.MethodPost, path, b.admin, map[string]any{"group": "hooks", "since": since}).status(http.StatusAccepted).json()
+	require.EqualValues(t, 1, got["replayed"], "the seller's seller.created")
+	msgs, err := rdb.XRange(ctx, names.Retry("hooks"), "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	require.Equal(t, lost.String(), msgs[0].Values[stream.FieldSeller])
+	require.NotEqual(t, other.String(), msgs[0].Values[stream.FieldSeller])
+	n, err := rdb.Exists(ctx, names.Retry("books")).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "no other group gets them")
 }
