@@ -143,6 +143,14 @@ bench: ## run the benchmarks once each (BENCHTIME=1s by default)
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) -count=1 ./...
 
+# Fairness by seller: one seller's flood of BENCH_FLOOD orders against 20
+# small sellers, with fairness on and off (docs/benchmarks.md).
+BENCH_FLOOD ?= 10000
+.PHONY: bench/compare
+bench/compare: ## the flood-against-a-trickle benchmark, fairness on and off (BENCH_FLOOD=10000)
+	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
+	BAZAAR_BENCH_FLOOD=$(BENCH_FLOOD) $(GO) test -run '^$$' -bench 'BenchmarkFairnessFlood' -benchtime=1x -count=1 -timeout 2h ./workers/
+
 # The spec linters are npm packages pinned in deploy/package.json and its
 # lock file; npm ci installs exactly those into deploy/node_modules, again only
 # when the lock file changes. Telemetry is off (Redocly by its variable, the
