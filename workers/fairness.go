@@ -29,8 +29,8 @@ type FairnessConfig struct {
 	// SellerCap is how many tasks one tenant may have in a fair queue at
 	// once (default: a quarter of Concurrency, at least 1).
 	SellerCap int
-	// Queues are the fair queues (default critical, default and low, where
-	// the consumer groups' tasks go).
+	// Queues are the fair queues (default: those of critical, default and
+	// low, where the consumer groups' tasks go, that the workers read).
 	Queues []string
 }
 

@@ -169,7 +169,12 @@ func New(cfg Config) (*Workers, error) {
 	if !cfg.Fairness.Off {
 		cfg.Fairness.SellerCap = cmp.Or(cfg.Fairness.SellerCap, max(1, cfg.Concurrency/4))
 		if len(cfg.Fairness.Queues) == 0 {
-			cfg.Fairness.Queues = []string{QueueCritical, QueueDefault, QueueLow}
+			// The queues the consumer groups' tasks go to, of those read.
+			for _, q := range []string{QueueCritical, QueueDefault, QueueLow} {
+				if _, ok := cfg.Queues[q]; ok {
+					cfg.Fairness.Queues = append(cfg.Fairness.Queues, q)
+				}
+			}
 		}
 		queues := maps.Clone(cfg.Queues)
 		for _, q := range cfg.Fairness.Queues {
