@@ -158,6 +158,8 @@ func (r *runner) park(ctx context.Context, stream string, items []*item) {
 			// run; it stays pending and comes back after the
 			// visibility timeout.
 			it.run, it.verdict, it.err = false, leave, fmt.Errorf("check seller hold: %w", err)
+			r.log.WarnContext(ctx, "check seller hold; the event waits for the visibility timeout",
+				"event_id", it.env.ID, "seller", it.env.Seller, "err", err)
 		case n == 1:
 			it.run, it.verdict = false, ack
 		}

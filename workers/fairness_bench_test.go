@@ -26,9 +26,10 @@ import (
 //
 // BAZAAR_BENCH_FLOOD sets the flood's size (default 1000; the issue's
 // figure is 10000, which takes many minutes per run on a small machine).
-// The pipeline shares one PostgreSQL pool of storetest.MaxConns (4)
-// connections, as every test does, so absolute rates are far below a
-// deployment's (25 per process); the comparison is what counts.
+// The workers and the relay with the consumer groups each have a
+// PostgreSQL pool of storetest.MaxConns (4) connections, as tests do, so
+// absolute rates are far below a deployment's (25 per process); the
+// comparison is what counts.
 func BenchmarkFairnessFlood(b *testing.B) {
 	flood := 1000
 	if v, err := strconv.Atoi(os.Getenv("BAZAAR_BENCH_FLOOD")); err == nil && v > 0 {
@@ -68,7 +69,7 @@ type floodResult struct {
 func floodRun(b *testing.B, unfair bool, flood, small int, trickleFor time.Duration) floodResult {
 	b.Helper()
 	b.StopTimer()
-	t := setup(b, setupOpts{unfair: unfair, quiet: true})
+	t := setup(b, setupOpts{unfair: unfair, quiet: true, ownPool: true})
 	u := t.register(b, "buyer-"+uuid.NewString()[:8]+"@example.test", false)
 	bigSeller := t.seller(b)
 	// A flash sale of a catalogue: the flood spreads over 50 products, so

@@ -26,6 +26,7 @@ import (
 // database, mail sink and payment sandbox.
 type testBundle struct {
 	opts    setupOpts
+	dbURL   string
 	db      *sqlx.DB
 	rdb     *redis.Client
 	w       *Workers
@@ -58,13 +59,17 @@ type setupOpts struct {
 	unfair bool
 	// pauseSync is how often the groups apply seller pauses.
 	pauseSync time.Duration
-	// quiet discards the logs (benchmarks).
+	// quiet keeps only warnings and errors (benchmarks).
 	quiet bool
+	// ownPool gives the relay and the consumer groups a PostgreSQL pool of
+	// their own (of storetest.MaxConns too), as their processes have in a
+	// deployment, so the workers' tasks do not starve them of connections.
+	ownPool bool
 }
 
 func (o setupOpts) logger(t testing.TB) *slog.Logger {
 	if o.quiet {
-		return slog.New(slog.DiscardHandler)
+		return slog.New(slog.NewJSONHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	return testLogger(t)
 }
@@ -76,7 +81,7 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 		o = opts[0]
 	}
 	ctx := context.Background()
-	db, _ := storetest.NewDB(t)
+	db, dbURL := storetest.NewDB(t)
 	rdb := redis.NewClient(redistest.DB(t))
 	t.Cleanup(func() { _ = rdb.Close() })
 
@@ -106,7 +111,7 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	}
 	w, err := New(cfg)
 	require.NoError(t, err)
-	b := &testBundle{opts: o, waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
+	b := &testBundle{opts: o, dbURL: dbURL, waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
 	t.Cleanup(func() { _ = b.insp.Close() })
 	// Cleanups run last-in first-out: the groups stop before the workers.
 	t.Cleanup(func() {
@@ -129,8 +134,16 @@ func (b *testBundle) startStreams(t testing.TB) {
 	names := stream.Names{Prefix: redistest.Prefix(t)}
 	b.streams, b.prefix = rdb0, names.Prefix
 	log := b.opts.logger(t)
+	streamDB := b.db
+	if b.opts.ownPool {
+		var err error
+		streamDB, err = sqlx.Open("postgres", b.dbURL)
+		require.NoError(t, err)
+		streamDB.SetMaxOpenConns(storetest.MaxConns)
+		t.Cleanup(func() { _ = streamDB.Close() })
+	}
 	groups, err := stream.NewGroups(stream.GroupsConfig{
-		Redis: rdb0, DB: b.db, Names: names, Logger: log, Block: 100 * time.Millisecond,
+		Redis: rdb0, DB: streamDB, Names: names, Logger: log, Block: 100 * time.Millisecond,
 		DisableFairness: b.opts.unfair, PauseSync: b.opts.pauseSync,
 	})
 	require.NoError(t, err)
@@ -138,7 +151,7 @@ func (b *testBundle) startStreams(t testing.TB) {
 		require.NoError(t, groups.Add(sub))
 	}
 	relay, err := stream.NewRelay(stream.RelayConfig{
-		DB: b.db, Redis: rdb0, Names: names, Logger: log, PollInterval: 20 * time.Millisecond,
+		DB: streamDB, Redis: rdb0, Names: names, Logger: log, PollInterval: 20 * time.Millisecond,
 	})
 	require.NoError(t, err)
 	require.NoError(t, groups.Start(ctx))
