@@ -27,7 +27,9 @@ type FairnessConfig struct {
 	// comparison (BAZAAR_FAIRNESS=off).
 	Off bool
 	// SellerCap is how many tasks one tenant may have in a fair queue at
-	// once (default: a quarter of Concurrency, at least 1).
+	// once (default: Concurrency). Too small a cap backfires: a small
+	// seller with a few orders in flight during a flood goes over it, and
+	// its tasks land in the overflow queue behind the flood.
 	SellerCap int
 	// Queues are the fair queues (default: those of critical, default and
 	// low, where the consumer groups' tasks go, that the workers read).

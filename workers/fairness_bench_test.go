@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/sql/store"
@@ -53,14 +54,21 @@ func BenchmarkFairnessFlood(b *testing.B) {
 				b.ReportMetric(bigAlone.bigRate, "big_alone_orders/s")
 				b.ReportMetric(during.bigRate, "big_flood_orders/s")
 				b.ReportMetric(during.bigRate/bigAlone.bigRate, "big_throughput_ratio")
+				// Where the small sellers' p99 goes during the flood: from
+				// the order's commit to inventory.reserved, from there to
+				// payment.succeeded, and from there to order.confirmed.
+				b.ReportMetric(during.steps[0].Seconds(), "flood_reserve_p99_s")
+				b.ReportMetric(during.steps[1].Seconds(), "flood_charge_p99_s")
+				b.ReportMetric(during.steps[2].Seconds(), "flood_confirm_p99_s")
 			}
 		})
 	}
 }
 
 type floodResult struct {
-	p50, p99 time.Duration // the small sellers' latency
-	bigRate  float64       // the big seller's orders confirmed per second
+	p50, p99 time.Duration    // the small sellers' latency
+	steps    [3]time.Duration // its p99 per saga step
+	bigRate  float64          // the big seller's orders confirmed per second
 }
 
 // floodRun places flood orders of one seller (none: 0) while small
@@ -137,8 +145,28 @@ func floodRun(b *testing.B, unfair bool, flood, small int, trickleFor time.Durat
 		slices.Sort(lat)
 		res.p50 = lat[len(lat)/2]
 		res.p99 = lat[min(len(lat)-1, len(lat)*99/100)]
+		for i, prev := range []string{"order.created", "inventory.reserved", "payment.succeeded"} {
+			next := []string{"inventory.reserved", "payment.succeeded", "order.confirmed"}[i]
+			var d []float64
+			require.NoError(b, t.db.Select(&d, `
+SELECT extract(epoch FROM (n.time - p.time)) FROM events p
+JOIN events n ON n.subject = p.subject AND n.type = $2
+WHERE p.type = $1 AND p.subject = ANY($3)
+ORDER BY 1`, prev, next, pq.Array(uuidStrings(ids))))
+			if len(d) > 0 {
+				res.steps[i] = time.Duration(d[min(len(d)-1, len(d)*99/100)] * float64(time.Second))
+			}
+		}
 	}
 	return res
+}
+
+func uuidStrings(ids []uuid.UUID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
 }
 
 // waitConfirmed waits until n orders of seller are confirmed.

@@ -167,7 +167,7 @@ func New(cfg Config) (*Workers, error) {
 		return nil, errors.New("workers: durations and Concurrency must not be negative")
 	}
 	if !cfg.Fairness.Off {
-		cfg.Fairness.SellerCap = cmp.Or(cfg.Fairness.SellerCap, max(1, cfg.Concurrency/4))
+		cfg.Fairness.SellerCap = cmp.Or(cfg.Fairness.SellerCap, cfg.Concurrency)
 		if len(cfg.Fairness.Queues) == 0 {
 			// The queues the consumer groups' tasks go to, of those read.
 			for _, q := range []string{QueueCritical, QueueDefault, QueueLow} {

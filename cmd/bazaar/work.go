@@ -100,8 +100,8 @@ type workConfig struct {
 	// and loopback addresses: for development and tests only.
 	WebhookAllowPrivate bool
 	// Fairness is BAZAAR_FAIRNESS (on, or off for comparison) and
-	// BAZAAR_FAIR_SELLER_CAP (tasks per seller in a fair queue; 0: a
-	// quarter of the concurrency).
+	// BAZAAR_FAIR_SELLER_CAP (tasks per seller in a fair queue; 0: the
+	// concurrency).
 	Fairness workers.FairnessConfig
 }
 
