@@ -40,7 +40,7 @@ func BenchmarkFairnessFlood(b *testing.B) {
 	for _, tc := range []struct {
 		name   string
 		unfair bool
-	}{{"fairness_on", false}, {"fairness_off", true}} {
+	}{{"fairness_off", true}, {"fairness_on", false}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
 				alone := floodRun(b, tc.unfair, 0, small, 5*time.Second)
