@@ -170,7 +170,9 @@ func (s *Server) allowSellerOrder(ctx context.Context, c *gin.Context, q sqlx.Qu
 	}
 	lim := ratelimit.Limit{Rate: l.Rate, Period: time.Second, Burst: l.Burst}
 	var res ratelimit.Result
-	if !s.limitCall(c, func(ctx context.Context) (err error) {
+	// limitCall bounds the call by the request's context and CallTimeout,
+	// as every limit check does.
+	if !s.limitCall(c, func(ctx context.Context) (err error) { //nolint:contextcheck // see above
 		res, err = s.limiter.Allow(ctx, "seller-orders:"+seller.String(), lim)
 		return err
 	}) {

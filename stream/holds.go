@@ -51,9 +51,11 @@ const (
 const holdTombstone = time.Hour
 
 func (n Names) holdKey(seller string) string { return n.prefix() + "hold:{" + seller + "}" }
+
 func (n Names) parkedKey(seller, group string) string {
 	return n.prefix() + "parked:{" + seller + "}:" + group
 }
+
 func (n Names) drainKey(seller, group string) string {
 	return n.prefix() + "drain:{" + seller + "}:" + group
 }

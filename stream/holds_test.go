@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -54,8 +55,10 @@ func TestPausedSellerWaitsWithoutBlockingOthersAndResumesInOrder(t *testing.T) {
 		Block: 50 * time.Millisecond, LeaseTTL: time.Second, PauseSync: 20 * time.Millisecond,
 	})
 	require.NoError(t, err)
-	require.NoError(t, g.Add(Subscription{Group: "fulfil", Patterns: []string{"order.#"}, Handler: rec.handle,
-		Concurrency: 4, OrderedBySubject: true, MaxDeliveries: 2, StartFrom: StartBeginning}))
+	require.NoError(t, g.Add(Subscription{
+		Group: "fulfil", Patterns: []string{"order.#"}, Handler: rec.handle,
+		Concurrency: 4, OrderedBySubject: true, MaxDeliveries: 2, StartFrom: StartBeginning,
+	}))
 	require.NoError(t, g.Start(ctx))
 	t.Cleanup(func() { require.NoError(t, g.Stop(context.Background())) })
 	startRelay(t, b, RelayConfig{PollInterval: 10 * time.Millisecond})
@@ -104,7 +107,7 @@ func TestPausedSellerWaitsWithoutBlockingOthersAndResumesInOrder(t *testing.T) {
 		require.Len(t, ns, (before+after)/subjects, "subject %s handled once each", subject)
 	}
 	n, err := b.rdb.XLen(ctx, b.names.DLQ("fulfil")).Result()
-	require.True(t, err == nil || err == redis.Nil)
+	require.True(t, err == nil || errors.Is(err, redis.Nil))
 	require.Zero(t, n, "nothing failed")
 }
 

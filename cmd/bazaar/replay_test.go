@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -62,6 +63,6 @@ func TestReplayCommand(t *testing.T) {
 		require.Equal(t, lost.ID.String(), m.Values[stream.FieldSeller])
 	}
 	n, err := rdb.XLen(ctx, names.Retry("books")).Result()
-	require.True(t, err == nil || err == redis.Nil)
+	require.True(t, err == nil || errors.Is(err, redis.Nil))
 	require.Zero(t, n, "no other group gets them")
 }
