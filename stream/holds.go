@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -78,11 +77,11 @@ return 1
 `)
 
 // pauseScript holds a seller back, unless the hold records a newer version.
-// KEYS: hold; ARGV: version.
+// KEYS: hold; ARGV: version, the seller's name (for the metrics).
 var pauseScript = redis.NewScript(`
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1')
 if cur >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'paused', 'v', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'paused', 'v', ARGV[1], 'name', ARGV[2])
 redis.call('PERSIST', KEYS[1])
 return 1
 `)
@@ -292,7 +291,11 @@ func (g *Groups) syncPauses(ctx context.Context) error {
 		key := names.holdKey(s.SellerID.String())
 		v := strconv.FormatInt(s.Version, 10)
 		if s.Paused {
-			n, err := pauseScript.Run(ctx, g.cfg.Redis, []string{key}, v).Int()
+			name := s.Name
+			if len(name) > 64 {
+				name = name[:64]
+			}
+			n, err := pauseScript.Run(ctx, g.cfg.Redis, []string{key}, v, name).Int()
 			if err != nil {
 				return fmt.Errorf("hold seller %s: %w", s.SellerID, err)
 			}
@@ -353,7 +356,7 @@ func newHoldsCollector(rdb redis.UniversalClient, names Names, groups []string) 
 	return &holdsCollector{
 		rdb: rdb, names: names, groups: groups,
 		paused: prometheus.NewDesc("bazaar_seller_paused",
-			"1 for each paused seller (at most 50 series; the rest are summed under seller=\"other\").", []string{"seller"}, nil),
+			"Paused sellers by name (at most 50 series; the rest are summed under seller=\"other\").", []string{"seller"}, nil),
 		held: prometheus.NewDesc("bazaar_seller_held_events",
 			"Events of a paused or resuming seller waiting in its parked streams, by seller and consumer group.", []string{"seller", "group"}, nil),
 	}
@@ -377,12 +380,20 @@ func (c *holdsCollector) Collect(ch chan<- prometheus.Metric) {
 	sort.Strings(sellers)
 	pausedOther := 0.0
 	heldOther := map[string]float64{}
+	// Two sellers may share a name: their series add up.
+	paused := map[string]float64{}
+	held := map[[2]string]float64{}
 	for i, s := range sellers {
-		state, err := c.rdb.HGet(ctx, c.names.holdKey(s), "state").Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
+		st, err := c.rdb.HMGet(ctx, c.names.holdKey(s), "state", "name").Result()
+		if err != nil {
 			continue
 		}
-		label := s
+		state, _ := st[0].(string)
+		// Labelled by name: label values are never ids.
+		label, _ := st[1].(string)
+		if label == "" {
+			label = "unnamed"
+		}
 		if i >= maxHeldSeries {
 			label = "other"
 		}
@@ -390,7 +401,7 @@ func (c *holdsCollector) Collect(ch chan<- prometheus.Metric) {
 			if label == "other" {
 				pausedOther++
 			} else {
-				ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, 1, label)
+				paused[label]++
 			}
 		}
 		for _, g := range c.groups {
@@ -401,9 +412,15 @@ func (c *holdsCollector) Collect(ch chan<- prometheus.Metric) {
 			if label == "other" {
 				heldOther[g] += float64(n)
 			} else {
-				ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(n), label, g)
+				held[[2]string{label, g}] += float64(n)
 			}
 		}
+	}
+	for name, n := range paused {
+		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, n, name)
+	}
+	for k, n := range held {
+		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, n, k[0], k[1])
 	}
 	if pausedOther > 0 {
 		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, pausedOther, "other")

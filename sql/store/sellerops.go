@@ -53,12 +53,13 @@ func ResumeSeller(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (Sel
 // PauseState is a seller's pause as the consumer groups apply it.
 type PauseState struct {
 	SellerID uuid.UUID `db:"id"`
+	Name     string    `db:"name"`
 	Paused   bool      `db:"paused"`
 	Version  int64     `db:"pause_version"`
 }
 
 const pauseStatesQuery = `
-SELECT id, paused_at IS NOT NULL AS paused, pause_version FROM sellers
+SELECT id, name, paused_at IS NOT NULL AS paused, pause_version FROM sellers
 WHERE paused_at IS NOT NULL OR id = ANY($1)
 ORDER BY id`
 
