@@ -33,7 +33,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildTime=$(BUILD_TIME)
 
-.PHONY: help up down db/reset migrate build run tools test test/race test/deploy lint verify vuln bench bench/relay bench/compare lint/spec generate verify/generate
+.PHONY: help up down db/reset migrate build run tools test test/race test/deploy lint verify vuln bench bench/relay bench/compare bench/fairness lint/spec generate verify/generate
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z/_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -165,6 +165,14 @@ bench/compare: ## every speed benchmark beside its baseline, one table of figure
 	@deploy/local/need.sh redis-server redis-server
 	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
 	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' $(GO) run ./cmd/benchcompare
+
+# Fairness by seller alone: one seller's flood of BENCH_FLOOD orders against
+# 20 small sellers, with fairness on and off (docs/benchmarks.md); also a row
+# of "make bench/compare".
+BENCH_FLOOD ?= 10000
+bench/fairness: ## the flood-against-a-trickle benchmark, fairness on and off (BENCH_FLOOD=10000)
+	@DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' deploy/local/up.sh
+	BAZAAR_BENCH_FLOOD=$(BENCH_FLOOD) $(GO) test -run '^$$' -bench 'BenchmarkFairnessFlood' -benchtime=1x -count=1 -timeout 2h ./workers/
 
 # The spec linters are npm packages pinned in deploy/package.json and its
 # lock file; npm ci installs exactly those into deploy/node_modules, again only

@@ -31,15 +31,21 @@ type sellerDTO struct {
 	Email string    `json:"email"`
 	// StripeAccount is the connected account payouts go to ("" for none);
 	// FeeBPS the seller's own commission (null: the marketplace's).
-	StripeAccount string    `json:"stripe_account"`
-	FeeBPS        *int      `json:"fee_bps"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	StripeAccount string `json:"stripe_account"`
+	FeeBPS        *int   `json:"fee_bps"`
+	// PausedAt is when the seller was paused (null: running), PauseReason
+	// why; OrderLimit its own order rate limit (null: none).
+	PausedAt    *time.Time     `json:"paused_at"`
+	PauseReason string         `json:"pause_reason"`
+	OrderLimit  *orderLimitDTO `json:"order_limit"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
 }
 
 func sellerOut(s store.Seller) sellerDTO {
 	return sellerDTO{
 		ID: s.ID, Name: s.Name, Email: s.Email, StripeAccount: s.StripeAccount, FeeBPS: s.FeeBPS,
+		PausedAt: s.PausedAt, PauseReason: s.PauseReason, OrderLimit: orderLimitOut(s),
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
 	}
 }

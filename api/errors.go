@@ -83,6 +83,7 @@ var kinds = []struct {
 	{errUnavailable, problemKind{"unavailable", "Temporarily unavailable", http.StatusServiceUnavailable}},
 	{workers.ErrBadSignature, problemKind{"bad-signature", "Webhook signature does not verify", http.StatusBadRequest}},
 	{errRateLimited, problemKind{"rate-limited", "Too many requests", http.StatusTooManyRequests}},
+	{errSellerPaused, problemKind{"seller-paused", "The seller is paused", http.StatusLocked}},
 	{store.ErrNotFound, problemKind{"not-found", "Not found", http.StatusNotFound}},
 	{store.ErrInsufficientStock, problemKind{"insufficient-stock", "Not enough stock", http.StatusConflict}},
 	{store.ErrInvalidTransition, problemKind{"invalid-transition", "Not allowed in the current state", http.StatusConflict}},

@@ -119,6 +119,12 @@ func (s *Server) createOrder(c *gin.Context) {
 		if err := k.err(); err != nil {
 			return change{}, err
 		}
+		if err := s.refusePausedSeller(ctx, tx, o.SellerID); err != nil {
+			return change{}, err
+		}
+		if err := s.allowSellerOrder(ctx, c, tx, o.SellerID); err != nil {
+			return change{}, err
+		}
 		o.TotalMinor = o.SubtotalMinor
 		created, err := store.CreateOrder(ctx, q, o)
 		if errors.Is(err, store.ErrUnknownUser) {

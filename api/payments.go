@@ -63,6 +63,8 @@ func (o *optionalInt) UnmarshalJSON(b []byte) error {
 type updateSellerRequest struct {
 	StripeAccount *string     `json:"stripe_account"`
 	FeeBPS        optionalInt `json:"fee_bps" nullable:"true"`
+	// OrderLimit is the seller's own order rate limit (sellerops.go).
+	OrderLimit optionalOrderLimit `json:"order_limit" nullable:"true"`
 }
 
 var stripeAccountID = regexp.MustCompile(`^acct_[A-Za-z0-9]{1,64}$`)
@@ -87,7 +89,8 @@ func (s *Server) updateSeller(c *gin.Context) {
 	if v := req.FeeBPS.value; v != nil && (*v < 0 || *v > 10_000) {
 		k.add("fee_bps", "must be from 0 to 10000 basis points, or null for the marketplace's")
 	}
-	if req.StripeAccount == nil && !req.FeeBPS.set {
+	checkOrderLimit(&k, req.OrderLimit)
+	if req.StripeAccount == nil && !req.FeeBPS.set && !req.OrderLimit.set {
 		k.add("(body)", "name at least one field to change")
 	}
 	if err := k.err(); err != nil {
@@ -100,6 +103,15 @@ func (s *Server) updateSeller(c *gin.Context) {
 		})
 		if err != nil {
 			return change{}, err
+		}
+		if req.OrderLimit.set {
+			var l store.SellerOrderLimit
+			if v := req.OrderLimit.value; v != nil {
+				l = store.SellerOrderLimit{Rate: v.Rate, Burst: v.Burst}
+			}
+			if sl, err = store.SetSellerOrderLimit(ctx, tx, id, l); err != nil {
+				return change{}, err
+			}
 		}
 		ev, err := store.NewSellerEvent("seller.updated", sl)
 		if err != nil {

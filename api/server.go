@@ -85,6 +85,10 @@ type Config struct {
 	// instead of named prepared ones (store.Statements), for a pooler that
 	// cannot carry named statements (BAZAAR_DB_PREPARED=false).
 	DisablePrepared bool
+	// PausedSellerOrders says what happens to a new order for a paused
+	// seller: PausedOrdersAccept (the default) records it, and its events
+	// wait with the seller's others; PausedOrdersRefuse answers 423.
+	PausedSellerOrders string
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -115,6 +119,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
+	cfg.PausedSellerOrders = cmp.Or(cfg.PausedSellerOrders, PausedOrdersAccept)
+	if cfg.PausedSellerOrders != PausedOrdersAccept && cfg.PausedSellerOrders != PausedOrdersRefuse {
+		return nil, fmt.Errorf("api: PausedSellerOrders %q is not %s or %s", cfg.PausedSellerOrders, PausedOrdersAccept, PausedOrdersRefuse)
+	}
 	tel, err := newTelemetry(cfg.Registry, cfg.TracerProvider)
 	if err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)

@@ -111,6 +111,14 @@ type GroupsConfig struct {
 	// Registry receives the handler metrics (duration and errors by group
 	// and event type); nil leaves them unexported.
 	Registry prometheus.Registerer
+	// PauseSync is how often the seller pauses recorded in PostgreSQL are
+	// applied to the groups (default 1s): a pause takes effect, and a
+	// resume starts handing over the held events, within this time. It
+	// needs DB; without it the groups honour holds another process set.
+	PauseSync time.Duration
+	// DisableFairness turns off the fair order by seller within a batch
+	// (see fairOrder), for comparison: BAZAAR_FAIRNESS=off.
+	DisableFairness bool
 	// TracerProvider, when set, traces each handler call as a consumer span
 	// in the event's trace, and hands the handler that span as the
 	// message's traceparent. Nil turns tracing off.
@@ -135,8 +143,8 @@ func NewGroups(cfg GroupsConfig) (*Groups, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("groups: Redis is required")
 	}
-	if cfg.BatchSize < 0 || cfg.Block < 0 || cfg.IdleConsumerTimeout < 0 || cfg.LeaseTTL < 0 {
-		return nil, errors.New("groups: BatchSize, Block, IdleConsumerTimeout and LeaseTTL must not be negative")
+	if cfg.BatchSize < 0 || cfg.Block < 0 || cfg.IdleConsumerTimeout < 0 || cfg.LeaseTTL < 0 || cfg.PauseSync < 0 {
+		return nil, errors.New("groups: BatchSize, Block, IdleConsumerTimeout, LeaseTTL and PauseSync must not be negative")
 	}
 	if cfg.Consumer == "" {
 		host, _ := os.Hostname()
@@ -147,6 +155,7 @@ func NewGroups(cfg GroupsConfig) (*Groups, error) {
 	cfg.Block = cmp.Or(cfg.Block, time.Second)
 	cfg.IdleConsumerTimeout = cmp.Or(cfg.IdleConsumerTimeout, time.Hour)
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 10*time.Second)
+	cfg.PauseSync = cmp.Or(cfg.PauseSync, time.Second)
 	tel, err := newGroupTelemetry(cfg.Registry, cfg.TracerProvider)
 	if err != nil {
 		return nil, fmt.Errorf("groups: metrics: %w", err)
@@ -215,9 +224,16 @@ func (g *Groups) Start(ctx context.Context) error {
 	if g.stop != nil {
 		return errors.New("groups: already started")
 	}
+	groups := make([]string, 0, len(g.runners))
 	for _, r := range g.runners {
 		if err := r.setup(ctx); err != nil {
 			return err
+		}
+		groups = append(groups, r.sub.Group)
+	}
+	if g.cfg.Registry != nil {
+		if _, err := register(g.cfg.Registry, prometheus.Collector(newHoldsCollector(g.cfg.Redis, g.cfg.Names, groups))); err != nil {
+			return fmt.Errorf("groups: metrics: %w", err)
 		}
 	}
 	base := context.WithoutCancel(ctx)
@@ -230,6 +246,13 @@ func (g *Groups) Start(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			r.run(loopCtx, handlerCtx)
+		}()
+	}
+	if g.cfg.DB != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.runPauseSync(loopCtx)
 		}()
 	}
 	go func() { wg.Wait(); close(g.done) }()

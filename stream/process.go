@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -84,6 +85,8 @@ func (r *runner) handleBatch(ctx context.Context, stream string, msgs []redis.XM
 			toRun = append(toRun, it)
 		}
 	}
+	r.park(ctx, stream, toRun)
+	toRun = slices.DeleteFunc(toRun, func(it *item) bool { return !it.run })
 	r.runAll(ctx, toRun, r.sub.OrderedBySubject)
 	r.settle(context.WithoutCancel(ctx), stream, items)
 }
@@ -108,6 +111,9 @@ func (r *runner) runAll(ctx context.Context, items []*item, ordered bool) {
 			if len(lane) == 0 {
 				continue
 			}
+			if !r.g.cfg.DisableFairness {
+				fairOrder(lane)
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -118,6 +124,10 @@ func (r *runner) runAll(ctx context.Context, items []*item, ordered bool) {
 		}
 		wg.Wait()
 		return
+	}
+	if !r.g.cfg.DisableFairness {
+		items = slices.Clone(items)
+		fairOrder(items)
 	}
 	queue := make(chan *item)
 	for range n {

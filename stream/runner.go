@@ -28,6 +28,10 @@ type runner struct {
 	owed map[string]*owedAcks
 }
 
+// drainInterval is how often a runner looks for held events of resumed
+// sellers to hand over.
+const drainInterval = 100 * time.Millisecond
+
 func (r *runner) consumer() string           { return r.g.cfg.Consumer }
 func (r *runner) rdb() redis.UniversalClient { return r.g.cfg.Redis }
 
@@ -84,7 +88,7 @@ func (r *runner) run(loopCtx, handlerCtx context.Context) {
 			return
 		}
 	}
-	var nextClaim, nextCleanup, nextLease time.Time
+	var nextClaim, nextCleanup, nextLease, nextDrain time.Time
 	failures := 0
 	for loopCtx.Err() == nil {
 		// Acknowledgements lost to a Redis outage go first: until they
@@ -114,6 +118,10 @@ func (r *runner) run(loopCtx, handlerCtx context.Context) {
 				r.reclaim(loopCtx, handlerCtx, s, r.sub.VisibilityTimeout)
 			}
 			nextClaim = now.Add(max(r.sub.VisibilityTimeout/4, 10*time.Millisecond))
+		}
+		if !now.Before(nextDrain) {
+			r.drainHeld(loopCtx, handlerCtx)
+			nextDrain = time.Now().Add(drainInterval)
 		}
 		if !now.Before(nextCleanup) {
 			r.removeIdleConsumers(loopCtx)

@@ -186,7 +186,7 @@ func (w *Workers) react(ctx context.Context, group string, reactions []reaction,
 		if err != nil {
 			return err
 		}
-		if err := w.enqueue(ctx, t, TaskID(group, env.ID, re.kind)); err != nil {
+		if err := w.enqueueFair(ctx, stream.FairKey(env), t, TaskID(group, env.ID, re.kind)); err != nil {
 			return err
 		}
 	}

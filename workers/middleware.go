@@ -94,6 +94,7 @@ func (w *Workers) instrument(next asynq.Handler) asynq.Handler {
 		err := next.ProcessTask(ctx, t)
 		elapsed := time.Since(start)
 		oc := outcome(ctx, err)
+		w.releaseFair(ctx, t, oc)
 		w.metrics.processed.WithLabelValues(t.Type(), oc).Inc()
 		w.metrics.duration.WithLabelValues(t.Type()).Observe(elapsed.Seconds())
 		switch oc {

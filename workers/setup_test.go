@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -24,6 +25,8 @@ import (
 // testBundle is one test's running workers with their own database, Redis
 // database, mail sink and payment sandbox.
 type testBundle struct {
+	opts    setupOpts
+	dbURL   string
 	db      *sqlx.DB
 	rdb     redis.UniversalClient
 	w       *Workers
@@ -35,7 +38,6 @@ type testBundle struct {
 	// streams and prefix are the client and key prefix of the streams.
 	streams redis.UniversalClient
 	prefix  string
-	opts    setupOpts
 }
 
 // relayWaker passes the workers' commits on to the relay, which is built
@@ -63,6 +65,16 @@ type setupOpts struct {
 	extra []stream.Subscription
 	// pool is how the workers reach PostgreSQL (default directly).
 	pool storetest.Pool
+	// unfair turns fairness off in the workers and the consumer groups.
+	unfair bool
+	// pauseSync is how often the groups apply seller pauses.
+	pauseSync time.Duration
+	// quiet keeps only warnings and errors (benchmarks).
+	quiet bool
+	// ownPool gives the relay and the consumer groups a PostgreSQL pool of
+	// their own (of storetest.MaxConns too), as their processes have in a
+	// deployment, so the workers' tasks do not starve them of connections.
+	ownPool bool
 }
 
 // eachPool runs test once per way of reaching PostgreSQL: directly and
@@ -77,6 +89,13 @@ func eachPool(t *testing.T, test func(t *testing.T, b *testBundle)) {
 	}
 }
 
+func (o setupOpts) logger(t testing.TB) *slog.Logger {
+	if o.quiet {
+		return slog.New(slog.NewJSONHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return testLogger(t)
+}
+
 func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	t.Helper()
 	var o setupOpts
@@ -84,7 +103,7 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 		o = opts[0]
 	}
 	ctx := context.Background()
-	db, _, _ := storetest.NewDBVia(t, o.pool)
+	db, dbURL, _ := storetest.NewDBVia(t, o.pool)
 	var rdb redis.UniversalClient
 	switch {
 	case o.cluster != nil:
@@ -112,17 +131,18 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	gw := NewSandboxGatewayDB(db)
 	waker := &relayWaker{}
 	cfg := Config{
-		DB: db, Redis: rdb, Logger: testLogger(t), Mailer: mailer, Gateway: gw, Observer: waker,
+		DB: db, Redis: rdb, Logger: o.logger(t), Mailer: mailer, Gateway: gw, Observer: waker,
 		Concurrency:     8,
 		ShutdownTimeout: 2 * time.Second,
 		Retry:           RetryPolicy{Base: 50 * time.Millisecond, Max: 400 * time.Millisecond},
 	}
+	cfg.Fairness.Off = o.unfair
 	if o.mutate != nil {
 		o.mutate(&cfg)
 	}
 	w, err := New(cfg)
 	require.NoError(t, err)
-	b := &testBundle{opts: o, waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
+	b := &testBundle{opts: o, dbURL: dbURL, waker: waker, db: db, rdb: rdb, w: w, sink: sink, gateway: gw, insp: asynq.NewInspectorFromRedisClient(rdb)}
 	t.Cleanup(func() { _ = b.insp.Close() })
 	// Cleanups run last-in first-out: the groups stop before the workers.
 	t.Cleanup(func() {
@@ -153,9 +173,18 @@ func (b *testBundle) startStreams(t testing.TB) {
 		rdb0, names = redistest.Client(t), stream.Names{Prefix: redistest.Prefix(t)}
 	}
 	b.streams, b.prefix = rdb0, names.Prefix
-	log := testLogger(t)
+	log := b.opts.logger(t)
+	streamDB := b.db
+	if b.opts.ownPool {
+		var err error
+		streamDB, err = sqlx.Open("postgres", b.dbURL)
+		require.NoError(t, err)
+		streamDB.SetMaxOpenConns(storetest.MaxConns)
+		t.Cleanup(func() { _ = streamDB.Close() })
+	}
 	groups, err := stream.NewGroups(stream.GroupsConfig{
-		Redis: rdb0, DB: b.db, Names: names, Logger: log, Block: 100 * time.Millisecond,
+		Redis: rdb0, DB: streamDB, Names: names, Logger: log, Block: 100 * time.Millisecond,
+		DisableFairness: b.opts.unfair, PauseSync: b.opts.pauseSync,
 	})
 	require.NoError(t, err)
 	for _, sub := range b.w.Subscriptions(SubscriptionOptions{StartFrom: stream.StartBeginning}) {
@@ -165,7 +194,7 @@ func (b *testBundle) startStreams(t testing.TB) {
 		require.NoError(t, groups.Add(sub))
 	}
 	relay, err := stream.NewRelay(stream.RelayConfig{
-		DB: b.db, Redis: rdb0, Names: names, Logger: log, PollInterval: 20 * time.Millisecond,
+		DB: streamDB, Redis: rdb0, Names: names, Logger: log, PollInterval: 20 * time.Millisecond,
 		MinReplicas: minReplicas, ReplicaTimeout: 500 * time.Millisecond,
 	})
 	require.NoError(t, err)
@@ -302,7 +331,7 @@ func eventually(t testing.TB, within time.Duration, cond func() bool, format str
 func (b *testBundle) settle(t testing.TB, within time.Duration) {
 	t.Helper()
 	eventually(t, within, func() bool {
-		for _, q := range []string{QueueCritical, QueueDefault, QueueDeferred, QueueLow} {
+		for q := range b.w.cfg.Queues {
 			info, err := b.insp.GetQueueInfo(q)
 			if err != nil {
 				continue // queue not created yet

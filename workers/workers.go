@@ -64,6 +64,9 @@ type Config struct {
 	// DelayedTaskCheckInterval is how often due scheduled and retry tasks
 	// are moved to their queues (default 1s; asynq's own default is 5s).
 	DelayedTaskCheckInterval time.Duration
+	// Fairness shares the queues out by seller (fairness.go); on unless
+	// Fairness.Off.
+	Fairness FairnessConfig
 	// Retry is the backoff between attempts.
 	Retry RetryPolicy
 	// Policies override DefaultPolicies per task type.
@@ -165,6 +168,31 @@ func New(cfg Config) (*Workers, error) {
 	}
 	if cfg.Concurrency < 0 || cfg.ShutdownTimeout < 0 || cfg.FollowUpDelay < 0 || cfg.ReminderLead < 0 {
 		return nil, errors.New("workers: durations and Concurrency must not be negative")
+	}
+	if !cfg.Fairness.Off {
+		cfg.Fairness.SellerCap = cmp.Or(cfg.Fairness.SellerCap, cfg.Concurrency)
+		if len(cfg.Fairness.Queues) == 0 {
+			// The queues the consumer groups' tasks go to, of those read.
+			for _, q := range []string{QueueCritical, QueueDefault, QueueLow} {
+				if _, ok := cfg.Queues[q]; ok {
+					cfg.Fairness.Queues = append(cfg.Fairness.Queues, q)
+				}
+			}
+		}
+		queues := maps.Clone(cfg.Queues)
+		for _, q := range cfg.Fairness.Queues {
+			w, ok := queues[q]
+			if !ok {
+				return nil, fmt.Errorf("workers: fair queue %q is no queue the workers read", q)
+			}
+			if _, ok := queues[OverflowQueue(q)]; !ok {
+				queues[OverflowQueue(q)] = w
+			}
+		}
+		cfg.Queues = queues
+	}
+	if cfg.Fairness.SellerCap < 0 {
+		return nil, errors.New("workers: Fairness.SellerCap must not be negative")
 	}
 	policies := maps.Clone(DefaultPolicies)
 	for typ, p := range cfg.Policies {
@@ -319,6 +347,22 @@ func (w *Workers) enqueue(ctx context.Context, t *asynq.Task, taskID string, ext
 		return fmt.Errorf("enqueue %s %s: %w", t.Type(), taskID, err)
 	}
 	return nil
+}
+
+// enqueueNew is enqueue that also reports whether the task was added
+// (false: one with its id was there already).
+func (w *Workers) enqueueNew(ctx context.Context, t *asynq.Task, taskID string) (bool, error) {
+	p := w.policy(t.Type())
+	_, err := w.client.EnqueueContext(ctx, t, asynq.Queue(p.Queue), asynq.MaxRetry(p.MaxRetry),
+		asynq.Timeout(p.Timeout), asynq.Retention(w.cfg.Retention), asynq.TaskID(taskID))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		Logger(ctx, w.log).Debug("task exists already", "task_type", t.Type(), "task_id", taskID)
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("enqueue %s %s: %w", t.Type(), taskID, err)
+	}
+	return true, nil
 }
 
 // Enqueue adds a task with the queue, retry budget and time limit of its

@@ -404,6 +404,7 @@ const (
 	HttpsbazaarDevproblemspayloadTooLarge      ProblemType = "https://bazaar.dev/problems/payload-too-large"
 	HttpsbazaarDevproblemsprinterPollTooFast   ProblemType = "https://bazaar.dev/problems/printer-poll-too-fast"
 	HttpsbazaarDevproblemsrateLimited          ProblemType = "https://bazaar.dev/problems/rate-limited"
+	HttpsbazaarDevproblemssellerPaused         ProblemType = "https://bazaar.dev/problems/seller-paused"
 	HttpsbazaarDevproblemsunauthorized         ProblemType = "https://bazaar.dev/problems/unauthorized"
 	HttpsbazaarDevproblemsunavailable          ProblemType = "https://bazaar.dev/problems/unavailable"
 	HttpsbazaarDevproblemsunsupportedMediaType ProblemType = "https://bazaar.dev/problems/unsupported-media-type"
@@ -442,6 +443,8 @@ func (e ProblemType) Valid() bool {
 	case HttpsbazaarDevproblemsprinterPollTooFast:
 		return true
 	case HttpsbazaarDevproblemsrateLimited:
+		return true
+	case HttpsbazaarDevproblemssellerPaused:
 		return true
 	case HttpsbazaarDevproblemsunauthorized:
 		return true
@@ -1015,6 +1018,15 @@ type OrderItem struct {
 	UnitPriceMinor Money `json:"unit_price_minor"`
 }
 
+// OrderLimit defines model for OrderLimit.
+type OrderLimit struct {
+	// Burst Orders at once (0 or absent - the rate).
+	Burst *int `json:"burst,omitempty"`
+
+	// Rate Orders per second.
+	Rate int `json:"rate"`
+}
+
 // OrderList defines model for OrderList.
 type OrderList struct {
 	Items []Order `json:"items"`
@@ -1321,6 +1333,15 @@ type Seller struct {
 	Id     openapi_types.UUID `json:"id"`
 	Name   string             `json:"name"`
 
+	// OrderLimit The seller's own limit on the orders placed for it; null for none.
+	OrderLimit *OrderLimit `json:"order_limit"`
+
+	// PauseReason Why the seller is paused; empty while it runs.
+	PauseReason string `json:"pause_reason"`
+
+	// PausedAt When an operator paused the seller (POST /v1/admin/sellers/{id}/pause); null while it runs.
+	PausedAt *time.Time `json:"paused_at"`
+
 	// StripeAccount The Stripe connected account the seller's charges pay out to; empty when the platform keeps them.
 	StripeAccount string    `json:"stripe_account"`
 	UpdatedAt     Timestamp `json:"updated_at"`
@@ -1340,9 +1361,18 @@ type SellerList struct {
 	NextCursor *NextCursor `json:"next_cursor"`
 }
 
+// SellerPause defines model for SellerPause.
+type SellerPause struct {
+	// Reason Why the seller is paused, shown in its record.
+	Reason string `json:"reason"`
+}
+
 // SellerUpdate defines model for SellerUpdate.
 type SellerUpdate struct {
 	FeeBps *int `json:"fee_bps,omitempty"`
+
+	// OrderLimit The seller's own order rate limit, on top of the storefront key's; null removes it. Orders over it get 429 rate-limited naming the limit.
+	OrderLimit *OrderLimit `json:"order_limit,omitempty"`
 
 	// StripeAccount "acct_..." or "" for none.
 	StripeAccount *string `json:"stripe_account,omitempty"`
@@ -1583,6 +1613,9 @@ type KeyList = APIKeyList
 // NotFound defines model for NotFound.
 type NotFound = Problem
 
+// SellerPaused defines model for SellerPaused.
+type SellerPaused = Problem
+
 // TooManyRequests defines model for TooManyRequests.
 type TooManyRequests = Problem
 
@@ -1698,6 +1731,33 @@ type CreateOperatorParams struct {
 type RevokeOperatorParams struct {
 	// Reason Why, for the audit log.
 	Reason *string `form:"reason,omitempty" json:"reason,omitempty"`
+}
+
+// PauseSellerParams defines parameters for PauseSeller.
+type PauseSellerParams struct {
+	// IdempotencyKey Replays the first response to a repeated POST for 24 h.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ReplaySellerJSONBody defines parameters for ReplaySeller.
+type ReplaySellerJSONBody struct {
+	Group string    `json:"group"`
+	Since Timestamp `json:"since"`
+}
+
+// ReplaySellerParams defines parameters for ReplaySeller.
+type ReplaySellerParams struct {
+	// IdempotencyKey Replays the first response to a repeated POST for 24 h.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ResumeSellerJSONBody defines parameters for ResumeSeller.
+type ResumeSellerJSONBody = map[string]interface{}
+
+// ResumeSellerParams defines parameters for ResumeSeller.
+type ResumeSellerParams struct {
+	// IdempotencyKey Replays the first response to a repeated POST for 24 h.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // StreamEventsParams defines parameters for StreamEvents.
@@ -1990,6 +2050,15 @@ type CreateOperatorJSONRequestBody = OperatorCreate
 
 // UpdateOperatorJSONRequestBody defines body for UpdateOperator for application/json ContentType.
 type UpdateOperatorJSONRequestBody = OperatorUpdate
+
+// PauseSellerJSONRequestBody defines body for PauseSeller for application/json ContentType.
+type PauseSellerJSONRequestBody = SellerPause
+
+// ReplaySellerJSONRequestBody defines body for ReplaySeller for application/json ContentType.
+type ReplaySellerJSONRequestBody ReplaySellerJSONBody
+
+// ResumeSellerJSONRequestBody defines body for ResumeSeller for application/json ContentType.
+type ResumeSellerJSONRequestBody = ResumeSellerJSONBody
 
 // CreateOrderJSONRequestBody defines body for CreateOrder for application/json ContentType.
 type CreateOrderJSONRequestBody = OrderCreate
@@ -2391,6 +2460,48 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/admin/schedules (the `ListSchedules` operationId).
 	ListSchedules(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// PauseSellerWithBody Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
+	PauseSellerWithBody(ctx context.Context, id ID, params *PauseSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PauseSeller Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
+	PauseSeller(ctx context.Context, id ID, params *PauseSellerParams, body PauseSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReplaySellerWithBody Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
+	ReplaySellerWithBody(ctx context.Context, id ID, params *ReplaySellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReplaySeller Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
+	ReplaySeller(ctx context.Context, id ID, params *ReplaySellerParams, body ReplaySellerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ResumeSellerWithBody Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
+	ResumeSellerWithBody(ctx context.Context, id ID, params *ResumeSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ResumeSeller Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
+	ResumeSeller(ctx context.Context, id ID, params *ResumeSellerParams, body ResumeSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// AdminStreams Event backbone state (admin): per stream its length and first/last entry id; per consumer group its lag, pending count, oldest pending age, consumers and dead-letter depth; the outbox backlog and the age of its oldest event.
 	//
 	// Corresponds with GET /v1/admin/streams (the `AdminStreams` operationId).
@@ -2687,14 +2798,14 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/sellers/{id} (the `GetSeller` operationId).
 	GetSeller(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// UpdateSellerWithBody Set how a seller is paid (admin) - its Stripe connected account and its own commission; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
+	// UpdateSellerWithBody Set how a seller is paid and limited (admin) - its Stripe connected account, its own commission and its own order rate limit; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with PATCH /v1/sellers/{id} (the `UpdateSeller` operationId).
 	UpdateSellerWithBody(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// UpdateSeller Set how a seller is paid (admin) - its Stripe connected account and its own commission; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
+	// UpdateSeller Set how a seller is paid and limited (admin) - its Stripe connected account, its own commission and its own order rate limit; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3583,6 +3694,108 @@ func (c *Client) ListSchedules(ctx context.Context, reqEditors ...RequestEditorF
 	return c.Client.Do(req)
 }
 
+// PauseSellerWithBody Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
+func (c *Client) PauseSellerWithBody(ctx context.Context, id ID, params *PauseSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPauseSellerRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PauseSeller Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
+func (c *Client) PauseSeller(ctx context.Context, id ID, params *PauseSellerParams, body PauseSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPauseSellerRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReplaySellerWithBody Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
+func (c *Client) ReplaySellerWithBody(ctx context.Context, id ID, params *ReplaySellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplaySellerRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReplaySeller Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
+func (c *Client) ReplaySeller(ctx context.Context, id ID, params *ReplaySellerParams, body ReplaySellerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplaySellerRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ResumeSellerWithBody Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
+func (c *Client) ResumeSellerWithBody(ctx context.Context, id ID, params *ResumeSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewResumeSellerRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ResumeSeller Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
+func (c *Client) ResumeSeller(ctx context.Context, id ID, params *ResumeSellerParams, body ResumeSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewResumeSellerRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // AdminStreams Event backbone state (admin): per stream its length and first/last entry id; per consumer group its lag, pending count, oldest pending age, consumers and dead-letter depth; the outbox backlog and the age of its oldest event.
 //
 // Corresponds with GET /v1/admin/streams (the `AdminStreams` operationId).
@@ -4309,7 +4522,7 @@ func (c *Client) GetSeller(ctx context.Context, id ID, reqEditors ...RequestEdit
 	return c.Client.Do(req)
 }
 
-// UpdateSellerWithBody Set how a seller is paid (admin) - its Stripe connected account and its own commission; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
+// UpdateSellerWithBody Set how a seller is paid and limited (admin) - its Stripe connected account, its own commission and its own order rate limit; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4326,7 +4539,7 @@ func (c *Client) UpdateSellerWithBody(ctx context.Context, id ID, contentType st
 	return c.Client.Do(req)
 }
 
-// UpdateSeller Set how a seller is paid (admin) - its Stripe connected account and its own commission; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
+// UpdateSeller Set how a seller is paid and limited (admin) - its Stripe connected account, its own commission and its own order rate limit; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6274,6 +6487,192 @@ func NewListSchedulesRequest(server string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPauseSellerRequest calls the generic PauseSeller builder with application/json body
+func NewPauseSellerRequest(server string, id ID, params *PauseSellerParams, body PauseSellerJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPauseSellerRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewPauseSellerRequestWithBody constructs an http.Request for the PauseSeller method, with any body, and a specified content type
+func NewPauseSellerRequestWithBody(server string, id ID, params *PauseSellerParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/sellers/%s/pause", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewReplaySellerRequest calls the generic ReplaySeller builder with application/json body
+func NewReplaySellerRequest(server string, id ID, params *ReplaySellerParams, body ReplaySellerJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewReplaySellerRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewReplaySellerRequestWithBody constructs an http.Request for the ReplaySeller method, with any body, and a specified content type
+func NewReplaySellerRequestWithBody(server string, id ID, params *ReplaySellerParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/sellers/%s/replay", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewResumeSellerRequest calls the generic ResumeSeller builder with application/json body
+func NewResumeSellerRequest(server string, id ID, params *ResumeSellerParams, body ResumeSellerJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewResumeSellerRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewResumeSellerRequestWithBody constructs an http.Request for the ResumeSeller method, with any body, and a specified content type
+func NewResumeSellerRequestWithBody(server string, id ID, params *ResumeSellerParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/sellers/%s/resume", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -9890,6 +10289,48 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/admin/schedules (the `ListSchedules` operationId).
 	ListSchedulesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListSchedulesResponse, error)
 
+	// PauseSellerWithBodyWithResponse Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
+	PauseSellerWithBodyWithResponse(ctx context.Context, id ID, params *PauseSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PauseSellerResponse, error)
+
+	// PauseSellerWithResponse Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
+	PauseSellerWithResponse(ctx context.Context, id ID, params *PauseSellerParams, body PauseSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*PauseSellerResponse, error)
+
+	// ReplaySellerWithBodyWithResponse Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
+	ReplaySellerWithBodyWithResponse(ctx context.Context, id ID, params *ReplaySellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaySellerResponse, error)
+
+	// ReplaySellerWithResponse Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
+	ReplaySellerWithResponse(ctx context.Context, id ID, params *ReplaySellerParams, body ReplaySellerJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaySellerResponse, error)
+
+	// ResumeSellerWithBodyWithResponse Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
+	ResumeSellerWithBodyWithResponse(ctx context.Context, id ID, params *ResumeSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ResumeSellerResponse, error)
+
+	// ResumeSellerWithResponse Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
+	ResumeSellerWithResponse(ctx context.Context, id ID, params *ResumeSellerParams, body ResumeSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*ResumeSellerResponse, error)
+
 	// AdminStreamsWithResponse Event backbone state (admin): per stream its length and first/last entry id; per consumer group its lag, pending count, oldest pending age, consumers and dead-letter depth; the outbox backlog and the age of its oldest event.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -10216,14 +10657,14 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/sellers/{id} (the `GetSeller` operationId).
 	GetSellerWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetSellerResponse, error)
 
-	// UpdateSellerWithBodyWithResponse Set how a seller is paid (admin) - its Stripe connected account and its own commission; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
+	// UpdateSellerWithBodyWithResponse Set how a seller is paid and limited (admin) - its Stripe connected account, its own commission and its own order rate limit; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /v1/sellers/{id} (the `UpdateSeller` operationId).
 	UpdateSellerWithBodyWithResponse(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateSellerResponse, error)
 
-	// UpdateSellerWithResponse Set how a seller is paid (admin) - its Stripe connected account and its own commission; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
+	// UpdateSellerWithResponse Set how a seller is paid and limited (admin) - its Stripe connected account, its own commission and its own order rate limit; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -12245,6 +12686,213 @@ func (r ListSchedulesResponse) ContentType() string {
 	return ""
 }
 
+// PauseSellerResponse200Headers the declared response headers of an HTTP 200 response for PauseSeller
+type PauseSellerResponse200Headers struct {
+	IdempotencyReplayed *string
+}
+
+type PauseSellerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Seller
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *PauseSellerResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PauseSellerResponse) GetJSON200() *Seller {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PauseSellerResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PauseSellerResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r PauseSellerResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r PauseSellerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PauseSellerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PauseSellerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PauseSellerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ReplaySellerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *struct {
+		Group string `json:"group"`
+
+		// Replayed How many events were queued.
+		Replayed int                `json:"replayed"`
+		SellerId openapi_types.UUID `json:"seller_id"`
+		Since    Timestamp          `json:"since"`
+	}
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r ReplaySellerResponse) GetJSON202() *struct {
+	Group string `json:"group"`
+
+	// Replayed How many events were queued.
+	Replayed int                `json:"replayed"`
+	SellerId openapi_types.UUID `json:"seller_id"`
+	Since    Timestamp          `json:"since"`
+} {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ReplaySellerResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ReplaySellerResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ReplaySellerResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ReplaySellerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReplaySellerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReplaySellerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReplaySellerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ResumeSellerResponse200Headers the declared response headers of an HTTP 200 response for ResumeSeller
+type ResumeSellerResponse200Headers struct {
+	IdempotencyReplayed *string
+}
+
+type ResumeSellerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Seller
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ResumeSellerResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ResumeSellerResponse) GetJSON200() *Seller {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ResumeSellerResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ResumeSellerResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ResumeSellerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ResumeSellerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ResumeSellerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ResumeSellerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type AdminStreamsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -12672,6 +13320,13 @@ type CreateOrderResponse201Headers struct {
 	IdempotencyReplayed *string
 }
 
+// CreateOrderResponse429Headers the declared response headers of an HTTP 429 response for CreateOrder
+type CreateOrderResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+}
+
 type CreateOrderResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -12679,10 +13334,16 @@ type CreateOrderResponse struct {
 	JSON201 *Order
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON423 the response for an HTTP 423 `application/problem+json` response
+	ApplicationproblemJSON423 *SellerPaused
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers201 the parsed response headers for an HTTP 201 response
 	Headers201 *CreateOrderResponse201Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateOrderResponse429Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -12693,6 +13354,16 @@ func (r CreateOrderResponse) GetJSON201() *Order {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateOrderResponse) GetApplicationproblemJSON422() *Unprocessable {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON423 returns the response for an HTTP 423 `application/problem+json` response
+func (r CreateOrderResponse) GetApplicationproblemJSON423() *SellerPaused {
+	return r.ApplicationproblemJSON423
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateOrderResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -16484,6 +17155,84 @@ func (c *ClientWithResponses) ListSchedulesWithResponse(ctx context.Context, req
 	return ParseListSchedulesResponse(rsp)
 }
 
+// PauseSellerWithBodyWithResponse Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
+func (c *ClientWithResponses) PauseSellerWithBodyWithResponse(ctx context.Context, id ID, params *PauseSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PauseSellerResponse, error) {
+	rsp, err := c.PauseSellerWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePauseSellerResponse(rsp)
+}
+
+// PauseSellerWithResponse Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
+func (c *ClientWithResponses) PauseSellerWithResponse(ctx context.Context, id ID, params *PauseSellerParams, body PauseSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*PauseSellerResponse, error) {
+	rsp, err := c.PauseSeller(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePauseSellerResponse(rsp)
+}
+
+// ReplaySellerWithBodyWithResponse Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
+func (c *ClientWithResponses) ReplaySellerWithBodyWithResponse(ctx context.Context, id ID, params *ReplaySellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaySellerResponse, error) {
+	rsp, err := c.ReplaySellerWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplaySellerResponse(rsp)
+}
+
+// ReplaySellerWithResponse Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
+func (c *ClientWithResponses) ReplaySellerWithResponse(ctx context.Context, id ID, params *ReplaySellerParams, body ReplaySellerJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaySellerResponse, error) {
+	rsp, err := c.ReplaySeller(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplaySellerResponse(rsp)
+}
+
+// ResumeSellerWithBodyWithResponse Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
+func (c *ClientWithResponses) ResumeSellerWithBodyWithResponse(ctx context.Context, id ID, params *ResumeSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ResumeSellerResponse, error) {
+	rsp, err := c.ResumeSellerWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseResumeSellerResponse(rsp)
+}
+
+// ResumeSellerWithResponse Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
+func (c *ClientWithResponses) ResumeSellerWithResponse(ctx context.Context, id ID, params *ResumeSellerParams, body ResumeSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*ResumeSellerResponse, error) {
+	rsp, err := c.ResumeSeller(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseResumeSellerResponse(rsp)
+}
+
 // AdminStreamsWithResponse Event backbone state (admin): per stream its length and first/last entry id; per consumer group its lag, pending count, oldest pending age, consumers and dead-letter depth; the outbox backlog and the age of its oldest event.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -17068,7 +17817,7 @@ func (c *ClientWithResponses) GetSellerWithResponse(ctx context.Context, id ID, 
 	return ParseGetSellerResponse(rsp)
 }
 
-// UpdateSellerWithBodyWithResponse Set how a seller is paid (admin) - its Stripe connected account and its own commission; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
+// UpdateSellerWithBodyWithResponse Set how a seller is paid and limited (admin) - its Stripe connected account, its own commission and its own order rate limit; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17081,7 +17830,7 @@ func (c *ClientWithResponses) UpdateSellerWithBodyWithResponse(ctx context.Conte
 	return ParseUpdateSellerResponse(rsp)
 }
 
-// UpdateSellerWithResponse Set how a seller is paid (admin) - its Stripe connected account and its own commission; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
+// UpdateSellerWithResponse Set how a seller is paid and limited (admin) - its Stripe connected account, its own commission and its own order rate limit; records seller.updated. Charges of a seller with an account pay out to it minus the commission.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -19070,6 +19819,173 @@ func ParseListSchedulesResponse(rsp *http.Response) (*ListSchedulesResponse, err
 	return response, nil
 }
 
+// ParsePauseSellerResponse parses an HTTP response from a PauseSellerWithResponse call
+func ParsePauseSellerResponse(rsp *http.Response) (*PauseSellerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PauseSellerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Seller
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers PauseSellerResponse200Headers
+		if values := rsp.Header.Values("Idempotency-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotency-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotencyReplayed = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseReplaySellerResponse parses an HTTP response from a ReplaySellerWithResponse call
+func ParseReplaySellerResponse(rsp *http.Response) (*ReplaySellerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReplaySellerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest struct {
+			Group string `json:"group"`
+
+			// Replayed How many events were queued.
+			Replayed int                `json:"replayed"`
+			SellerId openapi_types.UUID `json:"seller_id"`
+			Since    Timestamp          `json:"since"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseResumeSellerResponse parses an HTTP response from a ResumeSellerWithResponse call
+func ParseResumeSellerResponse(rsp *http.Response) (*ResumeSellerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ResumeSellerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Seller
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ResumeSellerResponse200Headers
+		if values := rsp.Header.Values("Idempotency-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotency-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotencyReplayed = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseAdminStreamsResponse parses an HTTP response from a AdminStreamsWithResponse call
 func ParseAdminStreamsResponse(rsp *http.Response) (*AdminStreamsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -19454,6 +20370,20 @@ func ParseCreateOrderResponse(rsp *http.Response) (*CreateOrderResponse, error) 
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 423:
+		var dest SellerPaused
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON423 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19474,6 +20404,30 @@ func ParseCreateOrderResponse(rsp *http.Response) (*CreateOrderResponse, error) 
 			headers.IdempotencyReplayed = &value
 		}
 		response.Headers201 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateOrderResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil

@@ -116,7 +116,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		Observer: relay, Streams: admin, Monitor: mon, InvoiceLocation: sc.Location,
 		Hub: hub, SSE: ac.SSE, Registry: obs.Registry, TracerProvider: tp,
 		Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
-		Webhooks: ac.Webhooks, DisablePrepared: !ac.DBPrepared,
+		Webhooks: ac.Webhooks, DisablePrepared: !ac.DBPrepared, PausedSellerOrders: ac.PausedSellerOrders,
 	}
 	apiCfg.Webhooks.Redeliverer = parts.Webhooks
 	if sink != nil {

@@ -340,6 +340,20 @@ func TestMetricsScrape(t *testing.T) {
 	require.NoError(t, store.InsertEvents(ctx, s.db, poison))
 	s.relay.EventsCommitted()
 
+	// A paused seller with one held event: once the groups hold it back,
+	// its order.created is parked by the groups that bind it.
+	paused, err := store.CreateSeller(ctx, s.db, "Paused Ltd", "paused@example.test")
+	require.NoError(t, err)
+	_, err = store.PauseSeller(ctx, s.db, paused.ID, "review")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return s.rdb.HGet(ctx, s.names.Prefix+"hold:{"+paused.ID.String()+"}", "state").Val() == "paused"
+	}, 20*time.Second, 20*time.Millisecond, "the pause applied")
+	held, err := store.NewEvent("order.created", "held-order", &paused.ID, 1, map[string]string{"note": "held"})
+	require.NoError(t, err)
+	require.NoError(t, store.InsertEvents(ctx, s.db, held))
+	s.relay.EventsCommitted()
+
 	// A task whose payload this build cannot read fails for good (asynq
 	// archives it without retrying).
 	bad := asynq.NewTask(workers.TypeEmailWelcome, []byte(`{"v": 99}`))
@@ -353,7 +367,8 @@ func TestMetricsScrape(t *testing.T) {
 	mfs := s.settle("dead letters, the archived task and a drained outbox", func(mfs map[string]*dto.MetricFamily) bool {
 		inv, _ := value(mfs, "bazaar_dlq_depth", map[string]string{"group": "inventory"})
 		fol, _ := value(mfs, "bazaar_dlq_depth", map[string]string{"group": "followups"})
-		return inv == 1 && fol == 1 && sum(mfs, "bazaar_asynq_tasks", map[string]string{"state": "archived"}) == 1
+		_, held := mfs["bazaar_seller_held_events"]
+		return inv == 1 && fol == 1 && sum(mfs, "bazaar_asynq_tasks", map[string]string{"state": "archived"}) == 1 && held
 	})
 
 	for _, name := range documentedMetrics(t) {

@@ -64,8 +64,9 @@ func init() {
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), StripeWebhooks: hooks,
 				Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
-				Webhooks:        webhooksAPI(ac.Webhooks, db, rdb, log),
-				DisablePrepared: !ac.DBPrepared,
+				Webhooks:           webhooksAPI(ac.Webhooks, db, rdb, log),
+				DisablePrepared:    !ac.DBPrepared,
+				PausedSellerOrders: ac.PausedSellerOrders,
 			})
 			if err != nil {
 				return err
@@ -95,6 +96,9 @@ type apiConfig struct {
 	// queries run as named prepared statements. Set it to false behind a
 	// pooler that cannot carry them, such as PgBouncer in transaction mode.
 	DBPrepared bool
+	// PausedSellerOrders is BAZAAR_PAUSED_SELLER_ORDERS: accept (default)
+	// or refuse the orders of a paused seller.
+	PausedSellerOrders string
 }
 
 func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
@@ -110,6 +114,10 @@ func loadAPIConfig(getenv func(string) string) (apiConfig, error) {
 	ac.Limits, ac.TrustedProxies = loadLimits(r)
 	ac.Webhooks.AllowPrivate = r.boolean("BAZAAR_WEBHOOK_ALLOW_PRIVATE", false)
 	ac.DBPrepared = r.boolean("BAZAAR_DB_PREPARED", true)
+	ac.PausedSellerOrders = r.str("BAZAAR_PAUSED_SELLER_ORDERS", api.PausedOrdersAccept)
+	if ac.PausedSellerOrders != api.PausedOrdersAccept && ac.PausedSellerOrders != api.PausedOrdersRefuse {
+		r.fail("BAZAAR_PAUSED_SELLER_ORDERS", "%q is not accept or refuse", ac.PausedSellerOrders)
+	}
 	if r.err != nil {
 		return apiConfig{}, r.err
 	}

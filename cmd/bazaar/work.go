@@ -102,6 +102,10 @@ type workConfig struct {
 	// WebhookDisableAfter is how long a seller's webhook endpoint may fail
 	// without a delivery before it is disabled and the seller mailed.
 	WebhookDisableAfter time.Duration
+	// Fairness is BAZAAR_FAIRNESS (on, or off for comparison) and
+	// BAZAAR_FAIR_SELLER_CAP (tasks per seller in a fair queue; 0: the
+	// concurrency).
+	Fairness workers.FairnessConfig
 }
 
 // loadWorkConfig reads the workers' settings. Outside development an SMTP
@@ -127,6 +131,17 @@ func loadWorkConfig(getenv func(string) string, dev bool) (workConfig, error) {
 	wc.WebhookDisableAfter = r.duration("BAZAAR_WEBHOOK_DISABLE_AFTER", webhooks.DefaultDisableAfter)
 	if wc.WebhookDisableAfter <= 0 {
 		r.fail("BAZAAR_WEBHOOK_DISABLE_AFTER", "must be positive (for example 120h)")
+	}
+	switch f := r.str("BAZAAR_FAIRNESS", "on"); f {
+	case "on":
+	case "off":
+		wc.Fairness.Off = true
+	default:
+		r.fail("BAZAAR_FAIRNESS", "%q is not on or off", f)
+	}
+	wc.Fairness.SellerCap = int(r.integer("BAZAAR_FAIR_SELLER_CAP", 0))
+	if wc.Fairness.SellerCap < 0 {
+		r.fail("BAZAAR_FAIR_SELLER_CAP", "must not be negative")
 	}
 	switch wc.SMTP.TLS {
 	case workers.TLSStartTLS, workers.TLSOpportunistic, workers.TLSImplicit, workers.TLSNone:
@@ -158,6 +173,8 @@ func (w workConfig) LogValue() slog.Value {
 		slog.Duration("followup_delay", w.FollowUpDelay),
 		slog.Duration("reminder_lead", w.ReminderLead),
 		slog.Duration("webhook_disable_after", w.WebhookDisableAfter),
+		slog.Bool("fairness", !w.Fairness.Off),
+		slog.Int("fair_seller_cap", w.Fairness.SellerCap),
 	)
 }
 
@@ -219,14 +236,14 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 		DB: d.DB, Redis: d.Redis, Logger: d.Logger, Registry: d.Registry, TracerProvider: d.TracerProvider, Observer: d.Observer,
 		Mailer: mailer, Concurrency: d.Work.Concurrency, ShutdownTimeout: d.Config.ShutdownTimeout,
 		FollowUpDelay: d.Work.FollowUpDelay, ReminderLead: d.Work.ReminderLead,
-		Gateway: gw, MarketplaceFeeBPS: d.Payments.FeeBPS,
+		Gateway: gw, MarketplaceFeeBPS: d.Payments.FeeBPS, Fairness: d.Work.Fairness,
 	})
 	if err != nil {
 		return workerParts{}, err
 	}
 	g, err := stream.NewGroups(stream.GroupsConfig{
 		Redis: d.Redis, DB: d.DB, Names: d.Config.names(), Logger: d.Logger,
-		Registry: d.Registry, TracerProvider: d.TracerProvider,
+		Registry: d.Registry, TracerProvider: d.TracerProvider, DisableFairness: d.Work.Fairness.Off,
 	})
 	if err != nil {
 		return workerParts{}, err

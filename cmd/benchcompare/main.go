@@ -76,10 +76,11 @@ func parseBench(out []byte, into result) {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("benchcompare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	relayEvents := fs.Int("relay-events", 100_000, "events the relay drains")
-	relayPattern := fs.String("relay-bench", "^BenchmarkRelay$/batch=500", "the relay benchmark to run (its fastest result is the row)")
+	relayEvents := fs.Int("relay-events", 100_000, "events the relay drains (the backlog BenchmarkRelayDrain builds)")
+	relayPattern := fs.String("relay-bench", "^BenchmarkRelayDrain$", "the relay benchmark to run (its fastest result is the row); BenchmarkRelayDrain drains 100,000 events per iteration")
 	tasks := fs.Int("tasks", 5000, "tasks per side of the task benchmark")
-	only := fs.String("only", "", "run only the rows whose name contains this (orders, xadd, relay, tasks, latency, sse, invoicing)")
+	only := fs.String("only", "", "run only the rows whose name contains this (orders, xadd, relay, tasks, latency, sse, invoicing, fairness)")
+	flood := fs.Int("flood", 10_000, "orders of the big seller in the fairness benchmark")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -123,7 +124,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if want("relay") && gotest(bench{pkg: "./stream/", pattern: *relayPattern, benchtime: fmt.Sprintf("%dx", *relayEvents)}) == nil {
+	if want("relay") && gotest(bench{pkg: "./stream/", pattern: *relayPattern, benchtime: relayBenchtime(*relayPattern, *relayEvents)}) == nil {
 		best, name := 0.0, ""
 		for n, m := range res {
 			if strings.HasPrefix(n, "BenchmarkRelay") && m["events/s"] > best {
@@ -168,6 +169,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Sprintf("%s accounts/s, %s invoices/s, peak heap %s MB", perAccount, num(m["invoices/s"]), dec(m["peak-heap-MB"])), "—", "—")
 	}
 
+	if want("fairness") && gotest(bench{pkg: "./workers/", pattern: "^BenchmarkFairnessFlood$", benchtime: "1x", env: []string{fmt.Sprintf("BAZAAR_BENCH_FLOOD=%d", *flood)}}) == nil {
+		for _, n := range sortedNames(res, func(n string) bool { return strings.HasPrefix(n, "BenchmarkFairnessFlood") }) {
+			m := res[n]
+			add(fmt.Sprintf("small sellers' commit → order.confirmed during a %s-order flood (`%s`)", num(float64(*flood)), n),
+				fmt.Sprintf("p50 %s s, p99 %s s (idle p99 %s s); big seller %s orders/s", dec(m["flood_p50_s"]), dec(m["flood_p99_s"]), dec(m["idle_p99_s"]), num(m["big_flood_orders/s"])),
+				fmt.Sprintf("big seller alone: %s orders/s", num(m["big_alone_orders/s"])),
+				"p99 "+ratio(m["p99_ratio"])+" of idle / big "+ratio(m["big_throughput_ratio"]))
+		}
+	}
+
 	load := ""
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		load = ", load average " + strings.Join(strings.Fields(string(b))[:3], " ")
@@ -181,6 +192,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("failed: %s (their output is above)", strings.Join(failures, ", "))
 	}
 	return nil
+}
+
+// relayBenchtime is one iteration for BenchmarkRelayDrain, which drains a
+// whole backlog per iteration, and one event per iteration otherwise.
+func relayBenchtime(pattern string, events int) string {
+	if strings.Contains(pattern, "RelayDrain") {
+		return "1x"
+	}
+	return fmt.Sprintf("%dx", events)
 }
 
 var rpsLine = regexp.MustCompile(`([0-9.]+) requests per second`)

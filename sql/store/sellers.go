@@ -19,12 +19,21 @@ type Seller struct {
 	StripeAccount string `db:"stripe_account"`
 	// FeeBPS overrides the marketplace's commission for this seller, in
 	// basis points (nil: the default).
-	FeeBPS    *int      `db:"fee_bps"`
-	CreatedAt time.Time `db:"created_at"`
-	UpdatedAt time.Time `db:"updated_at"`
+	FeeBPS *int `db:"fee_bps"`
+	// PausedAt is when an operator paused the seller (nil: running), and
+	// PauseReason why. PauseVersion counts pauses and resumes.
+	PausedAt     *time.Time `db:"paused_at"`
+	PauseReason  string     `db:"pause_reason"`
+	PauseVersion int64      `db:"pause_version"`
+	// OrderRate and OrderBurst limit the orders placed for the seller per
+	// second (nil: no limit of its own).
+	OrderRate  *int      `db:"order_rate"`
+	OrderBurst *int      `db:"order_burst"`
+	CreatedAt  time.Time `db:"created_at"`
+	UpdatedAt  time.Time `db:"updated_at"`
 }
 
-const sellerColumns = `id, name, email, stripe_account, fee_bps, created_at, updated_at`
+const sellerColumns = `id, name, email, stripe_account, fee_bps, paused_at, pause_reason, pause_version, order_rate, order_burst, created_at, updated_at`
 
 const insertSellerQuery = `
 INSERT INTO sellers (id, name, email) VALUES ($1, $2, $3)

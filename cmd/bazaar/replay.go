@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/stream"
+)
+
+func init() {
+	register(&command{
+		name:     "replay",
+		short:    "replay one seller's events to one consumer group from a time",
+		detail:   "The seller's published events from the time on go, in the order they were recorded, to the group's retry stream, which no other group reads.",
+		synopsis: "--group G --seller S --since T",
+		flags: func(fs *flag.FlagSet) {
+			fs.String("group", "", "the consumer group to replay to (required)")
+			fs.String("seller", "", "the seller's id (required)")
+			fs.String("since", "", "an RFC 3339 time, or a duration before now such as 6h (required)")
+		},
+		run: func(ctx context.Context, env *environment, args []string) error {
+			if len(args) > 0 {
+				return usageError{"usage: bazaar replay --group G --seller S --since T"}
+			}
+			get := func(name string) string { return env.flags.Lookup(name).Value.String() }
+			group := get("group")
+			if group == "" {
+				return usageError{"replay: --group is required"}
+			}
+			seller, err := uuid.Parse(get("seller"))
+			if err != nil {
+				return usageError{fmt.Sprintf("replay: --seller %q is no seller id", get("seller"))}
+			}
+			since, err := parseReplaySince(get("since"), time.Now())
+			if err != nil {
+				return usageError{"replay: --since " + err.Error()}
+			}
+			cfg, err := loadConfig(env.getenv)
+			if err != nil {
+				return err
+			}
+			rdb, err := openRedis(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			db, err := openDB(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if _, err := store.GetSeller(ctx, db, seller); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("no seller %s", seller)
+				}
+				return err
+			}
+			admin, err := stream.NewAdmin(stream.AdminConfig{Redis: rdb, DB: db, Names: cfg.names()})
+			if err != nil {
+				return err
+			}
+			n, err := admin.ReplaySeller(ctx, group, seller, since)
+			if err != nil {
+				return explainDLQError(ctx, admin, err)
+			}
+			fmt.Fprintf(env.stdout, "%d event(s) of seller %s since %s queued for %s\n", n, seller, since.UTC().Format(time.RFC3339), group)
+			return nil
+		},
+	})
+}
+
+// parseReplaySince reads an RFC 3339 time, or a duration before now; a
+// time in the future is refused.
+func parseReplaySince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, errors.New("is required")
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if t.After(now) {
+			return time.Time{}, fmt.Errorf("%q is in the future", s)
+		}
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 6h", s)
+	}
+	return now.Add(-d), nil
+}

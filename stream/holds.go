@@ -1,0 +1,431 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// A paused seller's events are held back per consumer group: each group
+// moves the seller's entries, in the order it reads them, to a parked
+// stream of its own for the seller (bazaar:parked:{<seller>}:<group>) and
+// acknowledges them on the domain stream, so nothing else waits behind
+// them and no delivery is spent. The seller's hold (bazaar:hold:{<seller>},
+// a hash) says paused or draining; the braces keep both keys of a seller
+// in one Redis Cluster slot, so one script checks the hold and parks the
+// entry atomically.
+//
+// On resume the hold becomes draining: each group works through its parked
+// stream in order while new entries of the seller keep going to the end of
+// it, and the last entry deleted from it hands the seller back to the live
+// read. An entry therefore never overtakes an older one of its seller.
+//
+// PostgreSQL (sellers.paused_at) is the truth; the API writes only there.
+// Every Groups copies it to Redis every PauseSync, with the seller's
+// pause_version, so a slow process never undoes a newer change.
+
+// Hold states.
+const (
+	holdPaused   = "paused"
+	holdDraining = "draining"
+	holdRunning  = "running"
+)
+
+// Parked entry fields added beside the original entry's fields.
+const (
+	fieldParkedStream  = "parked_stream"
+	fieldParkedEntryID = "parked_entry_id"
+)
+
+// holdTombstone is how long a resumed seller's hold stays as "running",
+// with its version, so a pause read before the resume cannot come back.
+const holdTombstone = time.Hour
+
+func (n Names) holdKey(seller string) string { return n.prefix() + "hold:{" + seller + "}" }
+
+func (n Names) parkedKey(seller, group string) string {
+	return n.prefix() + "parked:{" + seller + "}:" + group
+}
+
+func (n Names) drainKey(seller, group string) string {
+	return n.prefix() + "drain:{" + seller + "}:" + group
+}
+
+// holdsKey is the set of sellers with a hold, for the drainers and the
+// metrics to find them.
+func (n Names) holdsKey() string { return n.prefix() + "holds" }
+
+// parkScript parks an entry when its seller is held for the group:
+// paused, or draining with parked entries of this group still ahead.
+// KEYS: hold, parked stream; ARGV: group, then field/value pairs.
+var parkScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if st ~= 'paused' and st ~= 'draining' then return 0 end
+local f = 'parked:' .. ARGV[1]
+if st == 'draining' and redis.call('HEXISTS', KEYS[1], f) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], f, 1)
+return 1
+`)
+
+// pauseScript holds a seller back, unless the hold records a newer version.
+// KEYS: hold; ARGV: version, the seller's name (for the metrics).
+var pauseScript = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1')
+if cur >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'paused', 'v', ARGV[1], 'name', ARGV[2])
+redis.call('PERSIST', KEYS[1])
+return 1
+`)
+
+// resumeScript starts draining a held seller, or lets it run at once when
+// no group parked anything. KEYS: hold; ARGV: version, tombstone ms.
+var resumeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1')
+if cur >= tonumber(ARGV[1]) then return 0 end
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, 7) == 'parked:' then
+    redis.call('HSET', KEYS[1], 'state', 'draining', 'v', ARGV[1])
+    return 1
+  end
+end
+redis.call('HSET', KEYS[1], 'state', 'running', 'v', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 2
+`)
+
+// unparkScript deletes handled entries from a parked stream; the last one
+// gone ends the group's part of the drain, and the last group's ends the
+// hold. KEYS: hold, parked stream; ARGV: group, tombstone ms, entry ids.
+// It returns 2 when the seller runs again, 1 when this group's part is
+// done, 0 otherwise.
+var unparkScript = redis.NewScript(`
+redis.call('XDEL', KEYS[2], unpack(ARGV, 3))
+if redis.call('XLEN', KEYS[2]) > 0 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[1], 'parked:' .. ARGV[1])
+if redis.call('HGET', KEYS[1], 'state') ~= 'draining' then return 1 end
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, 7) == 'parked:' then return 1 end
+end
+redis.call('HSET', KEYS[1], 'state', 'running')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 2
+`)
+
+// park moves the entries of held sellers out of the batch: they go to the
+// sellers' parked streams and count as handled here. Entries without a
+// seller are never held.
+func (r *runner) park(ctx context.Context, stream string, items []*item) {
+	names := r.g.cfg.Names
+	var held []*item
+	var cmds []*redis.Cmd
+	pipe := r.rdb().Pipeline()
+	for _, it := range items {
+		if !it.run || it.env.Seller == "" {
+			continue
+		}
+		args := make([]any, 0, 2*len(it.msg.Values)+5)
+		args = append(args, r.sub.Group)
+		for k, v := range it.msg.Values {
+			if k == fieldParkedStream || k == fieldParkedEntryID {
+				continue
+			}
+			args = append(args, k, v)
+		}
+		args = append(args, fieldParkedStream, stream, fieldParkedEntryID, it.msg.ID)
+		keys := []string{names.holdKey(it.env.Seller), names.parkedKey(it.env.Seller, r.sub.Group)}
+		cmds = append(cmds, parkScript.Eval(ctx, pipe, keys, args...))
+		held = append(held, it)
+	}
+	if len(held) == 0 {
+		return
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is read below
+	for i, it := range held {
+		n, err := cmds[i].Int()
+		switch {
+		case err != nil:
+			// Not knowing whether the seller is held, the entry is not
+			// run; it stays pending and comes back after the
+			// visibility timeout.
+			it.run, it.verdict, it.err = false, leave, fmt.Errorf("check seller hold: %w", err)
+			r.log.WarnContext(ctx, "check seller hold; the event waits for the visibility timeout",
+				"event_id", it.env.ID, "seller", it.env.Seller, "err", err)
+		case n == 1:
+			it.run, it.verdict = false, ack
+		}
+	}
+}
+
+// drainHeld works through the parked entries of resumed sellers for this
+// group, a batch per seller per call, in order.
+func (r *runner) drainHeld(loopCtx, handlerCtx context.Context) {
+	names := r.g.cfg.Names
+	sellers, err := r.rdb().SMembers(loopCtx, names.holdsKey()).Result()
+	if err != nil || len(sellers) == 0 {
+		return
+	}
+	for _, seller := range sellers {
+		if loopCtx.Err() != nil {
+			return
+		}
+		st, err := r.rdb().HMGet(loopCtx, names.holdKey(seller), "state", "parked:"+r.sub.Group).Result()
+		if err != nil {
+			continue
+		}
+		state, _ := st[0].(string)
+		if state == "" || state == holdRunning {
+			// Gone or resumed with nothing left: no longer a hold.
+			_ = r.rdb().SRem(loopCtx, names.holdsKey(), seller).Err()
+			continue
+		}
+		if state != holdDraining || st[1] == nil {
+			continue
+		}
+		lock := names.drainKey(seller, r.sub.Group)
+		got, err := r.rdb().SetNX(loopCtx, lock, r.consumer(), r.g.cfg.LeaseTTL).Result()
+		if err != nil || !got {
+			continue // another consumer of the group drains it
+		}
+		r.drainSeller(loopCtx, handlerCtx, seller)
+		_ = releaseLeaseScript.Run(context.WithoutCancel(loopCtx), r.rdb(), []string{lock}, r.consumer()).Err()
+	}
+}
+
+// drainSeller handles parked entries of one seller until its parked
+// stream is empty, the loop stops, or an entry cannot be finished.
+func (r *runner) drainSeller(loopCtx, handlerCtx context.Context, seller string) {
+	names := r.g.cfg.Names
+	parked := names.parkedKey(seller, r.sub.Group)
+	lock := names.drainKey(seller, r.sub.Group)
+	for loopCtx.Err() == nil {
+		msgs, err := r.rdb().XRangeN(loopCtx, parked, "-", "+", int64(r.g.cfg.BatchSize)).Result()
+		if err != nil || len(msgs) == 0 {
+			return
+		}
+		items := make([]*item, 0, len(msgs))
+		for _, m := range msgs {
+			origin, _ := m.Values[fieldParkedStream].(string)
+			originID, _ := m.Values[fieldParkedEntryID].(string)
+			it := &item{stream: origin, msg: redis.XMessage{ID: originID, Values: m.Values}, deliv: 1, run: true}
+			env, err := DecodeEnvelope(m.Values)
+			if err != nil {
+				it.run, it.verdict, it.err = false, dead, err
+			}
+			it.env = env
+			items = append(items, it)
+		}
+		var toRun []*item
+		for _, it := range items {
+			if it.run {
+				toRun = append(toRun, it)
+			}
+		}
+		r.runAll(handlerCtx, toRun, true)
+		sctx := context.WithoutCancel(loopCtx)
+		pipe := r.rdb().Pipeline()
+		done := make([]any, 0, len(items))
+		stop := false
+		for i, it := range items {
+			switch it.verdict {
+			case dead:
+				r.queueDead(sctx, pipe, it)
+				done = append(done, msgs[i].ID)
+			case ack:
+				done = append(done, msgs[i].ID)
+			default:
+				stop = true
+			}
+		}
+		if len(done) > 0 {
+			unpark := unparkScript.Eval(sctx, pipe, []string{names.holdKey(seller), parked},
+				append([]any{r.sub.Group, holdTombstone.Milliseconds()}, done...)...)
+			pipe.PExpire(sctx, lock, r.g.cfg.LeaseTTL)
+			if _, err := pipe.Exec(sctx); err != nil {
+				r.log.Warn("delete drained entries; they will be handled again", "seller", seller, "err", err)
+				return
+			}
+			if n, _ := unpark.Int(); n > 0 {
+				if n == 2 {
+					_ = r.rdb().SRem(sctx, names.holdsKey(), seller).Err()
+				}
+				r.log.Info("held events of resumed seller handled", "seller", seller)
+				return
+			}
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// syncPauses copies the pause state of sellers from PostgreSQL to their
+// holds in Redis.
+func (g *Groups) syncPauses(ctx context.Context) error {
+	names := g.cfg.Names
+	members, err := g.cfg.Redis.SMembers(ctx, names.holdsKey()).Result()
+	if err != nil {
+		return fmt.Errorf("list holds: %w", err)
+	}
+	held := make([]uuid.UUID, 0, len(members))
+	for _, m := range members {
+		if id, err := uuid.Parse(m); err == nil {
+			held = append(held, id)
+		}
+	}
+	states, err := store.PauseStates(ctx, g.cfg.DB, held)
+	if err != nil {
+		return err
+	}
+	for _, s := range states {
+		key := names.holdKey(s.SellerID.String())
+		v := strconv.FormatInt(s.Version, 10)
+		if s.Paused {
+			name := s.Name
+			if len(name) > 64 {
+				name = name[:64]
+			}
+			n, err := pauseScript.Run(ctx, g.cfg.Redis, []string{key}, v, name).Int()
+			if err != nil {
+				return fmt.Errorf("hold seller %s: %w", s.SellerID, err)
+			}
+			if err := g.cfg.Redis.SAdd(ctx, names.holdsKey(), s.SellerID.String()).Err(); err != nil {
+				return fmt.Errorf("hold seller %s: %w", s.SellerID, err)
+			}
+			if n == 1 {
+				g.log.Info("seller paused: holding its events", "seller", s.SellerID)
+			}
+			continue
+		}
+		n, err := resumeScript.Run(ctx, g.cfg.Redis, []string{key}, v, holdTombstone.Milliseconds()).Int()
+		if err != nil {
+			return fmt.Errorf("resume seller %s: %w", s.SellerID, err)
+		}
+		if n > 0 {
+			g.log.Info("seller resumed: handling its held events", "seller", s.SellerID, "draining", n == 1)
+		}
+	}
+	return nil
+}
+
+// runPauseSync keeps the holds in step with PostgreSQL until ctx ends.
+func (g *Groups) runPauseSync(ctx context.Context) {
+	failures := 0
+	for {
+		if err := g.syncPauses(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			if failures&(failures-1) == 0 {
+				g.log.Warn("sync seller pauses; will retry", "err", err, "attempt", failures)
+			}
+		} else {
+			failures = 0
+		}
+		if !waitFor(ctx, g.cfg.PauseSync) {
+			return
+		}
+	}
+}
+
+// maxHeldSeries bounds the per-seller series of the hold metrics; further
+// sellers are summed under seller="other".
+const maxHeldSeries = 50
+
+// holdsCollector reports the held sellers on each scrape.
+type holdsCollector struct {
+	rdb    redis.UniversalClient
+	names  Names
+	groups []string
+	paused *prometheus.Desc
+	held   *prometheus.Desc
+}
+
+func newHoldsCollector(rdb redis.UniversalClient, names Names, groups []string) *holdsCollector {
+	return &holdsCollector{
+		rdb: rdb, names: names, groups: groups,
+		paused: prometheus.NewDesc("bazaar_seller_paused",
+			"Paused sellers by name (at most 50 series; the rest are summed under seller=\"other\").", []string{"seller"}, nil),
+		held: prometheus.NewDesc("bazaar_seller_held_events",
+			"Events of a paused or resuming seller waiting in its parked streams, by seller and consumer group.", []string{"seller", "group"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *holdsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.paused
+	ch <- c.held
+}
+
+// Collect implements prometheus.Collector.
+func (c *holdsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	sellers, err := c.rdb.SMembers(ctx, c.names.holdsKey()).Result()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.paused, err)
+		return
+	}
+	sort.Strings(sellers)
+	pausedOther := 0.0
+	heldOther := map[string]float64{}
+	// Two sellers may share a name: their series add up.
+	paused := map[string]float64{}
+	held := map[[2]string]float64{}
+	for i, s := range sellers {
+		st, err := c.rdb.HMGet(ctx, c.names.holdKey(s), "state", "name").Result()
+		if err != nil {
+			continue
+		}
+		state, _ := st[0].(string)
+		// Labelled by name: label values are never ids.
+		label, _ := st[1].(string)
+		if label == "" {
+			label = "unnamed"
+		}
+		if i >= maxHeldSeries {
+			label = "other"
+		}
+		if state == holdPaused {
+			if label == "other" {
+				pausedOther++
+			} else {
+				paused[label]++
+			}
+		}
+		for _, g := range c.groups {
+			n, err := c.rdb.XLen(ctx, c.names.parkedKey(s, g)).Result()
+			if err != nil || n == 0 {
+				continue
+			}
+			if label == "other" {
+				heldOther[g] += float64(n)
+			} else {
+				held[[2]string{label, g}] += float64(n)
+			}
+		}
+	}
+	for name, n := range paused {
+		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, n, name)
+	}
+	for k, n := range held {
+		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, n, k[0], k[1])
+	}
+	if pausedOther > 0 {
+		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, pausedOther, "other")
+	}
+	for g, n := range heldOther {
+		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, n, "other", g)
+	}
+}

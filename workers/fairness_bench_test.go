@@ -1,0 +1,205 @@
+package workers
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+)
+
+// BenchmarkFairnessFlood runs the whole pipeline (outbox relay, consumer
+// groups, asynq workers of concurrency 10, the saga on PostgreSQL) while
+// one big seller floods orders as fast as they can be written (100 per
+// transaction, over 50 products) and 20 small sellers place one order a second each. With
+// fairness on and off, it measures:
+//   - the small sellers' commit -> order.confirmed latency, p50 and p99,
+//     alone (no flood) and during the flood;
+//   - the big seller's throughput (orders confirmed per second) during
+//     the flood, as a ratio of its throughput alone.
+//
+// BAZAAR_BENCH_FLOOD sets the flood's size (default 1000; the issue's
+// figure is 10000, which takes many minutes per run on a small machine).
+// The workers and the relay with the consumer groups each have a
+// PostgreSQL pool of storetest.MaxConns (4) connections, as tests do, so
+// absolute rates are far below a deployment's (25 per process); the
+// comparison is what counts.
+func BenchmarkFairnessFlood(b *testing.B) {
+	flood := 1000
+	if v, err := strconv.Atoi(os.Getenv("BAZAAR_BENCH_FLOOD")); err == nil && v > 0 {
+		flood = v
+	}
+	const small = 20
+	for _, tc := range []struct {
+		name   string
+		unfair bool
+	}{{"fairness_off", true}, {"fairness_on", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for range b.N {
+				alone := floodRun(b, tc.unfair, 0, small, 5*time.Second)
+				bigAlone := floodRun(b, tc.unfair, flood, 0, 0)
+				during := floodRun(b, tc.unfair, flood, small, 0)
+				b.ReportMetric(alone.p50.Seconds(), "idle_p50_s")
+				b.ReportMetric(alone.p99.Seconds(), "idle_p99_s")
+				b.ReportMetric(during.p50.Seconds(), "flood_p50_s")
+				b.ReportMetric(during.p99.Seconds(), "flood_p99_s")
+				b.ReportMetric(during.p99.Seconds()/alone.p99.Seconds(), "p99_ratio")
+				b.ReportMetric(bigAlone.bigRate, "big_alone_orders/s")
+				b.ReportMetric(during.bigRate, "big_flood_orders/s")
+				b.ReportMetric(during.bigRate/bigAlone.bigRate, "big_throughput_ratio")
+				// Where the small sellers' p99 goes during the flood: from
+				// the order's commit to inventory.reserved, from there to
+				// payment.succeeded, and from there to order.confirmed.
+				b.ReportMetric(during.steps[0].Seconds(), "flood_reserve_p99_s")
+				b.ReportMetric(during.steps[1].Seconds(), "flood_charge_p99_s")
+				b.ReportMetric(during.steps[2].Seconds(), "flood_confirm_p99_s")
+			}
+		})
+	}
+}
+
+type floodResult struct {
+	p50, p99 time.Duration    // the small sellers' latency
+	steps    [3]time.Duration // its p99 per saga step
+	bigRate  float64          // the big seller's orders confirmed per second
+}
+
+// floodRun places flood orders of one seller (none: 0) while small
+// sellers each place an order a second, for trickleFor or, with a flood,
+// until the flood is confirmed.
+func floodRun(b *testing.B, unfair bool, flood, small int, trickleFor time.Duration) floodResult {
+	b.Helper()
+	b.StopTimer()
+	t := setup(b, setupOpts{unfair: unfair, quiet: true, ownPool: true})
+	u := t.register(b, "buyer-"+uuid.NewString()[:8]+"@example.test", false)
+	bigSeller := t.seller(b)
+	// A flash sale of a catalogue: the flood spreads over 50 products, so
+	// what is measured is scheduling, not one stock row's lock.
+	bigProducts := make([]store.Product, 50)
+	for i := range bigProducts {
+		bigProducts[i] = t.product(b, bigSeller.ID, flood+1, 500)
+	}
+	smallProducts := make([]store.Product, small)
+	for i := range smallProducts {
+		smallProducts[i] = t.product(b, t.seller(b).ID, 1000, 900)
+	}
+	b.StartTimer()
+
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var smallOrders []uuid.UUID
+	for i, p := range smallProducts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Spread the sellers over the second.
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			time.Sleep(time.Duration(i) * time.Second / time.Duration(max(small, 1)))
+			for {
+				o := t.order(b, u, p, 1, "tok_visa", nil)
+				mu.Lock()
+				smallOrders = append(smallOrders, o.ID)
+				mu.Unlock()
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	if flood > 0 {
+		for placed, i := 0, 0; placed < flood; placed, i = placed+100, i+1 {
+			t.orders(b, u, bigProducts[i%len(bigProducts)], min(100, flood-placed))
+		}
+		waitConfirmed(b, t, bigSeller.ID, flood)
+	} else {
+		time.Sleep(trickleFor)
+	}
+	bigDone := time.Since(start)
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	ids := slices.Clone(smallOrders)
+	mu.Unlock()
+	var lat []time.Duration
+	for _, id := range ids {
+		lat = append(lat, confirmLatency(b, t, id))
+	}
+	b.StopTimer()
+	res := floodResult{}
+	if flood > 0 {
+		res.bigRate = float64(flood) / bigDone.Seconds()
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.p50 = lat[len(lat)/2]
+		res.p99 = lat[min(len(lat)-1, len(lat)*99/100)]
+		for i, prev := range []string{"order.created", "inventory.reserved", "payment.succeeded"} {
+			next := []string{"inventory.reserved", "payment.succeeded", "order.confirmed"}[i]
+			var d []float64
+			require.NoError(b, t.db.Select(&d, `
+SELECT extract(epoch FROM (n.time - p.time)) FROM events p
+JOIN events n ON n.subject = p.subject AND n.type = $2
+WHERE p.type = $1 AND p.subject = ANY($3)
+ORDER BY 1`, prev, next, pq.Array(uuidStrings(ids))))
+			if len(d) > 0 {
+				res.steps[i] = time.Duration(d[min(len(d)-1, len(d)*99/100)] * float64(time.Second))
+			}
+		}
+	}
+	return res
+}
+
+func uuidStrings(ids []uuid.UUID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
+}
+
+// waitConfirmed waits until n orders of seller are confirmed.
+func waitConfirmed(b *testing.B, t *testBundle, seller uuid.UUID, n int) {
+	b.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		var got int
+		require.NoError(b, t.db.Get(&got, `SELECT count(*) FROM orders WHERE seller_id = $1 AND status = 'confirmed'`, seller))
+		if got >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Fatalf("%d orders of the flood not confirmed in time", n)
+}
+
+// confirmLatency waits for an order's order.confirmed and returns the time
+// from the order's commit to the confirmation's.
+func confirmLatency(b *testing.B, t *testBundle, id uuid.UUID) time.Duration {
+	b.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		var d []float64
+		require.NoError(b, t.db.Select(&d, `
+SELECT extract(epoch FROM (c.time - o.created_at)) FROM orders o
+JOIN events c ON c.subject = o.id::text AND c.type = 'order.confirmed'
+WHERE o.id = $1`, id))
+		if len(d) == 1 {
+			return time.Duration(d[0] * float64(time.Second))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("order %s not confirmed in time", id)
+	return 0
+}
