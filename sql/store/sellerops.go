@@ -128,10 +128,10 @@ func SellerPaused(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (*ti
 }
 
 const sellerPublishedSinceQuery = `
-SELECT ` + eventColumns + `
-FROM events
-WHERE seller_id = $1 AND seq > $4 AND published_at IS NOT NULL AND time >= $2 AND stream = ANY($3)
-ORDER BY seq LIMIT $5`
+SELECT ` + eventColumns + `, ` + positionColumns + `
+FROM events e JOIN event_positions p ON p.seq = e.seq AND p.time = e.time
+WHERE e.seller_id = $1 AND e.seq > $4 AND e.time >= $2 AND p.stream = ANY($3)
+ORDER BY e.seq LIMIT $5`
 
 // SellerPublishedSince returns up to limit published events of one seller
 // on streams whose time is at or after since and whose seq is above
