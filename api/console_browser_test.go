@@ -245,12 +245,12 @@ func TestConsoleInABrowser(t *testing.T) {
 			)
 			require.Empty(t, eval(layoutProblems), "%s at %d px", p, w)
 			ctx, cancel := context.WithTimeout(bctx, 10*time.Second)
-			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(80))
+			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 			cancel()
 			require.NoError(t, err)
 			if shots != "" {
 				name := strings.ReplaceAll(strings.Trim(p, "/"), "/", "-")
-				require.NoError(t, os.WriteFile(filepath.Join(shots, fmt.Sprintf("%s-%d.jpg", name, w)), png, 0o644))
+				require.NoError(t, os.WriteFile(filepath.Join(shots, fmt.Sprintf("%s-%d.png", name, w)), png, 0o644))
 			}
 		}
 	}

@@ -175,6 +175,7 @@ type outerKey struct{}
 
 // routes builds the console's own router.
 func (c *Console) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.RedirectTrailingSlash, e.RedirectFixedPath, e.HandleMethodNotAllowed = false, false, true
 	e.Use(gin.CustomRecovery(func(g *gin.Context, err any) {
