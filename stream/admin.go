@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -23,6 +24,9 @@ var (
 	// ErrBadSelection means a redrive or purge named no entries, or several
 	// kinds of selection at once.
 	ErrBadSelection = errors.New("select entries by ids, by count or all, exactly one of them")
+	// ErrReplayTooLarge means a replay would send more events than
+	// MaxReplay: pick a later time.
+	ErrReplayTooLarge = errors.New("replay too large")
 )
 
 // AdminConfig configures Admin.
@@ -495,4 +499,96 @@ func (a *Admin) RedriveAtRate(ctx context.Context, group string, perSecond int, 
 		}
 	}
 	return moved, nil
+}
+
+// MaxReplay is the most events one Replay sends.
+const MaxReplay = 100000
+
+// groupPatterns returns the topic patterns group's consumers recorded.
+func (a *Admin) groupPatterns(ctx context.Context, group string) ([]string, error) {
+	if err := a.knownGroup(ctx, group); err != nil {
+		return nil, err
+	}
+	v, err := a.cfg.Redis.Get(ctx, a.cfg.Names.Patterns(group)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w %q: its consumers have not recorded their patterns (restart them)", ErrUnknownGroup, group)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("patterns of %s: %w", group, err)
+	}
+	return strings.Fields(v), nil
+}
+
+// replayTypes returns the event types published since a time that group
+// subscribes to, and how many events they count.
+func (a *Admin) replayTypes(ctx context.Context, group string, since time.Time) ([]string, int64, error) {
+	if a.cfg.DB == nil {
+		return nil, 0, errors.New("stream admin: replay needs the database")
+	}
+	patterns, err := a.groupPatterns(ctx, group)
+	if err != nil {
+		return nil, 0, err
+	}
+	counts, err := store.PublishedTypeCounts(ctx, a.cfg.DB, since)
+	if err != nil {
+		return nil, 0, err
+	}
+	var types []string
+	var n int64
+	for _, c := range counts {
+		if slices.ContainsFunc(patterns, func(p string) bool { return MatchTopic(p, c.Type) }) {
+			types = append(types, c.Type)
+			n += c.Events
+		}
+	}
+	return types, n, nil
+}
+
+// ReplayCount is the dry run of Replay: how many published events since a
+// time group would be sent again.
+func (a *Admin) ReplayCount(ctx context.Context, group string, since time.Time) (int64, error) {
+	_, n, err := a.replayTypes(ctx, group, since)
+	return n, err
+}
+
+// Replay sends group again, through its retry stream (which only it
+// reads), every published event since a time that its patterns match, in
+// the order they were recorded, and returns how many. Other groups see
+// nothing. Handlers get them as new deliveries of the same events (same
+// ids), so those that deduplicate by event id skip them. More than
+// MaxReplay events is ErrReplayTooLarge, and nothing is sent.
+func (a *Admin) Replay(ctx context.Context, group string, since time.Time) (int, error) {
+	types, n, err := a.replayTypes(ctx, group, since)
+	if err != nil {
+		return 0, err
+	}
+	if n > MaxReplay {
+		return 0, fmt.Errorf("%w: %d events since %s, at most %d", ErrReplayTooLarge, n, since.Format(time.RFC3339), MaxReplay)
+	}
+	retry := a.cfg.Names.Retry(group)
+	sent := 0
+	var after int64
+	for len(types) > 0 {
+		events, err := store.PublishedOfTypesSince(ctx, a.cfg.DB, since, types, after, 500)
+		if err != nil {
+			return sent, err
+		}
+		if len(events) == 0 {
+			break
+		}
+		pipe := a.cfg.Redis.Pipeline()
+		for _, e := range events {
+			values, err := EnvelopeOf(e).Values()
+			if err != nil {
+				return sent, err
+			}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: retry, Values: values})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return sent, fmt.Errorf("replay to %s: %w", group, err)
+		}
+		sent += len(events)
+		after = events[len(events)-1].Seq
+	}
+	return sent, nil
 }

@@ -128,3 +128,49 @@ func TestRedriveAtRate(t *testing.T) {
 		require.Greater(t, seen[i][0], seen[i-1][0], "progress grows")
 	}
 }
+
+// TestReplayGroupFromTime: the dry run counts the published events since a
+// time that the group's patterns match; the replay sends exactly those to
+// that group again, in order, and no other group sees them.
+func TestReplayGroupFromTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var orders, other recorder
+	startGroups(t, b, "c1",
+		Subscription{Group: "search", Patterns: []string{"order.*"}, Handler: orders.handle},
+		Subscription{Group: "audit", Patterns: []string{"#"}, Handler: other.handle},
+	)
+	relay := newRelay(t, b, RelayConfig{})
+	old := record(t, b.db, "order.created", "old")
+	_, err := b.db.ExecContext(ctx, `UPDATE events SET time = now() - interval '2 hours' WHERE id = $1`, old[0].ID)
+	require.NoError(t, err)
+	since := time.Now().Add(-time.Hour)
+	recent := record(t, b.db, "order.created", "a", "b")
+	recent = append(recent, record(t, b.db, "order.confirmed", "a")...)
+	record(t, b.db, "user.registered", "u")
+	drain(t, relay)
+	eventually(t, "all handled once", func() bool { return orders.count() == 4 && other.count() == 5 })
+	admin, err := NewAdmin(AdminConfig{Redis: b.rdb, DB: b.db, Names: b.names})
+	require.NoError(t, err)
+
+	n, err := admin.ReplayCount(ctx, "search", since)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n, "order.* since the time: not the old one, not user.registered")
+	_, err = admin.ReplayCount(ctx, "nobody", since)
+	require.ErrorIs(t, err, ErrUnknownGroup)
+
+	sent, err := admin.Replay(ctx, "search", since)
+	require.NoError(t, err)
+	require.Equal(t, 3, sent)
+	eventually(t, "replayed events handled", func() bool { return orders.count() == 7 })
+	var again []string
+	for _, m := range orders.seen()[4:] {
+		again = append(again, m.ID)
+	}
+	require.Equal(t, []string{recent[0].ID.String(), recent[1].ID.String(), recent[2].ID.String()}, again, "in recorded order")
+	depth, err := b.rdb.XLen(ctx, b.names.Retry("audit")).Result()
+	require.NoError(t, err)
+	require.Zero(t, depth, "other groups are sent nothing")
+	require.Equal(t, 5, other.count())
+}

@@ -3,7 +3,9 @@ package stream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +43,9 @@ func (r *runner) rdb() redis.UniversalClient { return r.g.cfg.Redis }
 // setup creates the group on every stream (and its retry stream). Creation
 // is idempotent: an existing group keeps its position.
 func (r *runner) setup(ctx context.Context) error {
+	if err := r.rdb().Set(ctx, r.g.cfg.Names.Patterns(r.sub.Group), strings.Join(r.sub.Patterns, " "), 0).Err(); err != nil {
+		return fmt.Errorf("record patterns of %s: %w", r.sub.Group, err)
+	}
 	if r.sub.StartFrom.mode == startAt {
 		if err := r.setupReplay(ctx); err != nil {
 			return err
