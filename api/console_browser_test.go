@@ -119,20 +119,25 @@ func consoleSetup(t *testing.T) *consoleBundle {
 
 // post sends a console form as a same-origin browser would not need to:
 // a plain client with no Origin or Sec-Fetch-Site header.
-func (b *consoleBundle) post(path, cookie string, form url.Values) *http.Response {
+func (b *consoleBundle) post(path, cookie string, form url.Values) answer {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, b.http.URL+path, strings.NewReader(form.Encode()))
-	require.NoError(b.t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	var headers []string
 	if cookie != "" {
-		req.Header.Set("Cookie", cookie)
+		headers = []string{"Cookie", cookie}
 	}
-	cl := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := cl.Do(req)
-	require.NoError(b.t, err)
-	b.t.Cleanup(func() { _ = res.Body.Close() })
-	return res
+	return b.send(http.MethodPost, path, "", form, headers...)
 }
+
+// answer is a console response, its body read and closed.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+	cookies    []*http.Cookie
+	Body       string
+}
+
+// Cookies returns the cookies the answer sets.
+func (a answer) Cookies() []*http.Cookie { return a.cookies }
 
 func (b *consoleBundle) deadLetters() int64 {
 	b.t.Helper()

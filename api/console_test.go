@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,7 +17,7 @@ import (
 
 // send makes a console request with a bearer token (or none) and extra
 // header pairs, not following redirects.
-func (b *consoleBundle) send(method, path, token string, form url.Values, headers ...string) *http.Response {
+func (b *consoleBundle) send(method, path, token string, form url.Values, headers ...string) answer {
 	b.t.Helper()
 	req, err := http.NewRequest(method, b.http.URL+path, strings.NewReader(form.Encode()))
 	require.NoError(b.t, err)
@@ -32,8 +33,10 @@ func (b *consoleBundle) send(method, path, token string, form url.Values, header
 	cl := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	res, err := cl.Do(req)
 	require.NoError(b.t, err)
-	b.t.Cleanup(func() { _ = res.Body.Close() })
-	return res
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(b.t, err)
+	return answer{StatusCode: res.StatusCode, Header: res.Header, cookies: res.Cookies(), Body: string(body)}
 }
 
 // deadLettered places n orders whose events the billing group gives up.
@@ -97,7 +100,7 @@ func TestConsoleRolesAndReasons(t *testing.T) {
 	role := console.RoleViewer
 	b.srv.authorizeConsole = func(*http.Request) (string, string, bool) { return "olga", role, true }
 	posts := []string{
-		"/console/groups/billing/pause", "/console/groups/billing/resume",
+		"/console/groups/billing/pause", "/console/groups/billing/resume", "/console/groups/billing/replay",
 		"/console/dlq/billing/redrive", "/console/dlq/billing/redrive-all", "/console/dlq/billing/redrive-all/cancel",
 		"/console/dlq/billing/purge", "/console/tasks/invoicing/pause", "/console/tasks/invoicing/resume",
 		"/console/invoicing/00000000-0000-0000-0000-000000000000/retry-failed", "/console/announcements",
@@ -185,6 +188,21 @@ func TestConsoleRepairs(t *testing.T) {
 	require.Less(t, b.deadLetters(), int64(4))
 	require.Greater(t, b.deadLetters(), int64(0), "cancelled before the end")
 
+	// Replay: the dry run counts the three order.created events, the
+	// replay needs a reason and sends them.
+	since := time.Now().UTC().Add(-time.Hour).Format("2006-01-02T15:04")
+	page := b.send(http.MethodGet, "/console/groups?replay=billing&since="+url.QueryEscape(since), testAdminToken, nil)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Contains(t, page.Body, "<strong>3</strong> events since "+since+" UTC would be sent to billing again.")
+	require.Equal(t, http.StatusBadRequest, b.send(http.MethodPost, "/console/groups/billing/replay", testAdminToken, url.Values{"since": {since}}).StatusCode)
+	billed := b.billed.Load()
+	require.Equal(t, "Replaying 3 events to billing.", do("/console/groups/billing/replay", url.Values{"since": {since}, "reason": {"rebuild billing"}, "expect": {"3"}}))
+	deadline := time.Now().Add(10 * time.Second)
+	for b.billed.Load() < billed+3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.EqualValues(t, billed+3, b.billed.Load(), "the replayed events were handled")
+
 	require.Equal(t, "Announced.", do("/console/announcements", url.Values{"level": {"warning"}, "message": {"Checkout closes at 02:00"}, "minutes": {"30"}}))
 	res := b.send(http.MethodPost, "/console/announcements", testAdminToken, url.Values{"level": {"loud"}, "message": {"x"}})
 	require.Equal(t, http.StatusBadRequest, res.StatusCode)
@@ -200,6 +218,7 @@ func TestConsoleRepairs(t *testing.T) {
 		"group.pause group:billing provider outage", "group.resume group:billing ",
 		"queue.pause queue:invoicing month end", "queue.resume queue:invoicing ",
 		"dlq.redrive group:billing provider back", "dlq.redrive.cancel group:billing ",
+		"group.replay group:billing rebuild billing",
 		"announcement.create announcements ",
 	}, actions)
 }

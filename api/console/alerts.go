@@ -82,16 +82,20 @@ func evaluate(snap *Snapshot, samples []sample) []Alert {
 	}
 	for _, name := range sortedKeys(worst) {
 		if n := worst[name]; n > 0 {
-			add(Alert{Name: "BazaarDLQNotEmpty", Severity: "warning", Firing: true, Subject: name,
-				Detail: plural(n, "dead letter") + " waiting", Link: Root + "/dlq/" + name})
+			add(Alert{
+				Name: "BazaarDLQNotEmpty", Severity: "warning", Firing: true, Subject: name,
+				Detail: plural(n, "dead letter") + " waiting", Link: Root + "/dlq/" + name,
+			})
 		}
 	}
 	quiet("BazaarDLQNotEmpty", "warning", Root+"/dlq")
 
 	for _, g := range snap.Groups {
 		if g.Lag != nil && *g.Lag > lagHigh {
-			add(Alert{Name: "BazaarConsumerLagHigh", Severity: "warning", Firing: true, Subject: g.Name + " on " + g.Stream,
-				Detail: plural(*g.Lag, "entry") + " behind", Link: Root + "/groups#" + g.Name})
+			add(Alert{
+				Name: "BazaarConsumerLagHigh", Severity: "warning", Firing: true, Subject: g.Name + " on " + g.Stream,
+				Detail: plural(*g.Lag, "entry") + " behind", Link: Root + "/groups#" + g.Name,
+			})
 		}
 	}
 	quiet("BazaarConsumerLagHigh", "warning", Root+"/groups")
@@ -102,23 +106,29 @@ func evaluate(snap *Snapshot, samples []sample) []Alert {
 	}
 	for _, name := range sortedKeys(stuck) {
 		if age := time.Duration(stuck[name] * float64(time.Second)); age > stuckAfter {
-			add(Alert{Name: "BazaarConsumerStuck", Severity: "warning", Firing: true, Subject: name,
-				Detail: "an entry unacknowledged for " + age.Round(time.Second).String(), Link: Root + "/groups#" + name})
+			add(Alert{
+				Name: "BazaarConsumerStuck", Severity: "warning", Firing: true, Subject: name,
+				Detail: "an entry unacknowledged for " + age.Round(time.Second).String(), Link: Root + "/groups#" + name,
+			})
 		}
 	}
 	quiet("BazaarConsumerStuck", "warning", Root+"/groups")
 
 	if age := time.Duration(snap.Outbox.OldestAgeSeconds * float64(time.Second)); age > outboxStaleAfter {
-		add(Alert{Name: "BazaarOutboxStale", Severity: "critical", Firing: true, Subject: "outbox",
-			Detail: fmt.Sprintf("%s unpublished, the oldest for %s", plural(snap.Outbox.Backlog, "event"), age.Round(time.Second)), Link: Root + "#outbox"})
+		add(Alert{
+			Name: "BazaarOutboxStale", Severity: "critical", Firing: true, Subject: "outbox",
+			Detail: fmt.Sprintf("%s unpublished, the oldest for %s", plural(snap.Outbox.Backlog, "event"), age.Round(time.Second)), Link: Root + "#outbox",
+		})
 	}
 	quiet("BazaarOutboxStale", "critical", Root+"#outbox")
 
 	if base, ok := sampleAgo(samples, snap.At, archivedLookback); ok {
 		for _, q := range snap.Queues {
 			if grew := q.Archived - base.archived[q.Name]; grew > 0 {
-				add(Alert{Name: "BazaarArchivedTasksGrowing", Severity: "warning", Firing: true, Subject: q.Name,
-					Detail: fmt.Sprintf("%s archived since %s", plural(int64(grew), "task"), base.at.Format("15:04:05")), Link: Root + "/tasks#" + q.Name})
+				add(Alert{
+					Name: "BazaarArchivedTasksGrowing", Severity: "warning", Firing: true, Subject: q.Name,
+					Detail: fmt.Sprintf("%s archived since %s", plural(int64(grew), "task"), base.at.Format("15:04:05")), Link: Root + "/tasks#" + q.Name,
+				})
 			}
 		}
 	}
@@ -126,16 +136,20 @@ func evaluate(snap *Snapshot, samples []sample) []Alert {
 
 	for _, s := range snap.Schedules {
 		if s.LastSuccess != nil && snap.At.Sub(*s.LastSuccess) > scheduleMissAfter {
-			add(Alert{Name: "BazaarSchedulerMissedRun", Severity: "critical", Firing: true, Subject: s.Name,
-				Detail: "last success " + s.LastSuccess.Format(time.DateTime), Link: Root + "/invoicing#schedules"})
+			add(Alert{
+				Name: "BazaarSchedulerMissedRun", Severity: "critical", Firing: true, Subject: s.Name,
+				Detail: "last success " + s.LastSuccess.Format(time.DateTime), Link: Root + "/invoicing#schedules",
+			})
 		}
 	}
 	quiet("BazaarSchedulerMissedRun", "critical", Root+"/invoicing#schedules")
 
 	if base, ok := sampleAgo(samples, snap.At, sseStormLookback); ok && snap.SSEDropped >= base.dropped {
 		if n := snap.SSEDropped - base.dropped; n > sseStormDrops {
-			add(Alert{Name: "BazaarSSEDisconnectStorm", Severity: "warning", Firing: true, Subject: "live clients",
-				Detail: plural(int64(n), "slow client") + " dropped", Link: Root + "#clients"})
+			add(Alert{
+				Name: "BazaarSSEDisconnectStorm", Severity: "warning", Firing: true, Subject: "live clients",
+				Detail: plural(int64(n), "slow client") + " dropped", Link: Root + "#clients",
+			})
 		}
 	}
 	quiet("BazaarSSEDisconnectStorm", "warning", Root+"#clients")
@@ -143,8 +157,10 @@ func evaluate(snap *Snapshot, samples []sample) []Alert {
 	add(Alert{Name: "BazaarHTTPErrors", Severity: "critical", Unevaluated: "needs the request rates of every API process: see Prometheus"})
 
 	if snap.FailedAccounts > 0 {
-		add(Alert{Name: "BazaarInvoiceRunFailedAccounts", Severity: "warning", Firing: true, Subject: "latest invoice run",
-			Detail: plural(snap.FailedAccounts, "account") + " failed", Link: Root + "/invoicing"})
+		add(Alert{
+			Name: "BazaarInvoiceRunFailedAccounts", Severity: "warning", Firing: true, Subject: "latest invoice run",
+			Detail: plural(snap.FailedAccounts, "account") + " failed", Link: Root + "/invoicing",
+		})
 	}
 	quiet("BazaarInvoiceRunFailedAccounts", "warning", Root+"/invoicing")
 

@@ -199,6 +199,7 @@ func (c *Console) routes() *gin.Engine {
 	v.GET("/groups", c.groups)
 	v.POST("/groups/:group/pause", c.mutating(RoleOperator), c.pauseGroup)
 	v.POST("/groups/:group/resume", c.mutating(RoleOperator), c.resumeGroup)
+	v.POST("/groups/:group/replay", c.mutating(RoleOperator), c.replayGroup)
 	v.GET("/dlq", c.deadLetters)
 	v.GET("/dlq/:group", c.deadLetters)
 	v.POST("/dlq/:group/redrive", c.mutating(RoleOperator), c.redrive)

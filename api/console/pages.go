@@ -29,9 +29,86 @@ func (c *Console) overview(g *gin.Context) {
 	c.render(g, http.StatusOK, "overview", "Overview", map[string]any{"S": snap, "Firing": firing})
 }
 
+// replayView is the dry run of a replay shown before it is confirmed.
+type replayView struct {
+	Group, Since string
+	Count        int64
+	Error        string
+}
+
+// sinceLayout is how the replay form sends its time (UTC).
+const sinceLayout = "2006-01-02T15:04"
+
 func (c *Console) groups(g *gin.Context) {
 	snap := c.snaps.get(g.Request.Context())
-	c.render(g, http.StatusOK, "groups", "Consumer groups", map[string]any{"S": snap})
+	names := map[string]bool{}
+	for _, gr := range snap.Groups {
+		names[gr.Name] = true
+	}
+	data := map[string]any{"S": snap, "Names": sortedKeys(names), "DefaultSince": c.cfg.Now().UTC().Add(-time.Hour).Format(sinceLayout)}
+	if group := g.Query("replay"); group != "" && c.cfg.Streams != nil {
+		rv := &replayView{Group: group, Since: g.Query("since")}
+		since, err := time.Parse(sinceLayout, rv.Since)
+		switch {
+		case err != nil:
+			rv.Error = "Give the time as YYYY-MM-DDTHH:MM (UTC)."
+		default:
+			rv.Count, err = c.cfg.Streams.ReplayCount(g.Request.Context(), group, since)
+			if err != nil {
+				rv.Error = replayProblem(err)
+			}
+		}
+		data["Replay"] = rv
+	}
+	c.render(g, http.StatusOK, "groups", "Consumer groups", data)
+}
+
+func replayProblem(err error) string {
+	switch {
+	case errors.Is(err, stream.ErrUnknownGroup):
+		return "No such group, or its consumers have not recorded their patterns yet."
+	case errors.Is(err, stream.ErrReplayTooLarge):
+		return "Too many events to replay at once (at most " + strconv.Itoa(stream.MaxReplay) + "): pick a later time."
+	}
+	return "The event log could not be read; try again."
+}
+
+func (c *Console) replayGroup(g *gin.Context) {
+	a, err := c.streamAdmin()
+	if err != nil {
+		c.streamFail(g, err)
+		return
+	}
+	reason, ok := c.reason(g)
+	if !ok {
+		return
+	}
+	group := g.Param("group")
+	since, err := time.Parse(sinceLayout, g.PostForm("since"))
+	if err != nil {
+		c.fail(g, http.StatusBadRequest, "Give the time as YYYY-MM-DDTHH:MM (UTC).")
+		return
+	}
+	n, err := a.Replay(g.Request.Context(), group, since)
+	switch {
+	case errors.Is(err, stream.ErrUnknownGroup):
+		c.fail(g, http.StatusNotFound, replayProblem(err))
+		return
+	case errors.Is(err, stream.ErrReplayTooLarge):
+		c.fail(g, http.StatusBadRequest, replayProblem(err))
+		return
+	case err != nil && n == 0:
+		c.log.Error("console: replay", "group", group, "err", err)
+		c.fail(g, http.StatusInternalServerError, replayProblem(err))
+		return
+	}
+	c.audit(g, "group.replay", "group:"+group, reason, map[string]any{"since": since.Format(time.RFC3339), "replayed": n, "expected": g.PostForm("expect")})
+	if err != nil {
+		c.log.Error("console: replay stopped", "group", group, "replayed", n, "err", err)
+		c.done(g, Root+"/groups", "Replay of "+group+" stopped after "+plural(int64(n), "event")+"; try again for the rest.")
+		return
+	}
+	c.done(g, Root+"/groups", "Replaying "+plural(int64(n), "event")+" to "+group+".")
 }
 
 // streamFail answers a stream error: 404 for an unknown group or entry,

@@ -272,17 +272,6 @@ func (c *Console) schedules(ctx context.Context, snap *Snapshot) error {
 	return nil
 }
 
-// groupNamed finds a group in a snapshot.
-func (s *Snapshot) groupsNamed(name string) []GroupFigure {
-	var out []GroupFigure
-	for _, g := range s.Groups {
-		if g.Name == name {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
 // errNoStreams answers the pages that need stream administration.
 var errNoStreams = errors.New("stream administration is not configured on this server")
 
