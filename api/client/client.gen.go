@@ -1897,6 +1897,31 @@ type ClientInterface interface {
 	// Corresponds with GET /asyncapi.yaml (the `Asyncapi` operationId).
 	Asyncapi(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ConsoleOverview The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
+	//
+	// Pages are HTML for people; see docs/operations.md for what each shows.
+	// Until named operators exist the admin token is the one credential, as
+	// a bearer token or through the login form at /console/login (which sets
+	// the bazaar_monitor session cookie); it acts as role admin. Without a
+	// credential a browser is sent to the login form.
+	//
+	// Corresponds with GET /console (the `ConsoleOverview` operationId).
+	ConsoleOverview(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ConsolePage The console's pages (groups, dlq, tasks, invoicing, orders, printers, announcements), its assets, the login form and its live feeds /console/live and /console/live/orders (Server-Sent Events).
+	//
+	// Corresponds with GET /console/*any (the `ConsolePage` operationId).
+	ConsolePage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ConsoleAction The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and the login form's POST /console/login (field credential).
+	//
+	// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
+	// gets 403, and so does any cross-origin request. Each repair is handed to
+	// the audit hook and answers 303 back to its page.
+	//
+	// Corresponds with POST /console/*any (the `ConsoleAction` operationId).
+	ConsoleAction(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// DevMail Mail sent to the development mail sink, newest first (bazaar dev only; 404 elsewhere).
 	//
 	// Corresponds with GET /dev/mail (the `DevMail` operationId).
@@ -2602,6 +2627,61 @@ type ClientInterface interface {
 // Corresponds with GET /asyncapi.yaml (the `Asyncapi` operationId).
 func (c *Client) Asyncapi(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewAsyncapiRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ConsoleOverview The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
+//
+// Pages are HTML for people; see docs/operations.md for what each shows.
+// Until named operators exist the admin token is the one credential, as
+// a bearer token or through the login form at /console/login (which sets
+// the bazaar_monitor session cookie); it acts as role admin. Without a
+// credential a browser is sent to the login form.
+//
+// Corresponds with GET /console (the `ConsoleOverview` operationId).
+func (c *Client) ConsoleOverview(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewConsoleOverviewRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ConsolePage The console's pages (groups, dlq, tasks, invoicing, orders, printers, announcements), its assets, the login form and its live feeds /console/live and /console/live/orders (Server-Sent Events).
+//
+// Corresponds with GET /console/*any (the `ConsolePage` operationId).
+func (c *Client) ConsolePage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewConsolePageRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ConsoleAction The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and the login form's POST /console/login (field credential).
+//
+// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
+// gets 403, and so does any cross-origin request. Each repair is handed to
+// the audit hook and answers 303 back to its page.
+//
+// Corresponds with POST /console/*any (the `ConsoleAction` operationId).
+func (c *Client) ConsoleAction(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewConsoleActionRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -4376,6 +4456,87 @@ func NewAsyncapiRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewConsoleOverviewRequest constructs an http.Request for the ConsoleOverview method
+func NewConsoleOverviewRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/console")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewConsolePageRequest constructs an http.Request for the ConsolePage method
+func NewConsolePageRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/console/*any")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewConsoleActionRequest constructs an http.Request for the ConsoleAction method
+func NewConsoleActionRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/console/*any")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -8437,6 +8598,37 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /asyncapi.yaml (the `Asyncapi` operationId).
 	AsyncapiWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AsyncapiResponse, error)
 
+	// ConsoleOverviewWithResponse The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
+	//
+	// Pages are HTML for people; see docs/operations.md for what each shows.
+	// Until named operators exist the admin token is the one credential, as
+	// a bearer token or through the login form at /console/login (which sets
+	// the bazaar_monitor session cookie); it acts as role admin. Without a
+	// credential a browser is sent to the login form.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /console (the `ConsoleOverview` operationId).
+	ConsoleOverviewWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleOverviewResponse, error)
+
+	// ConsolePageWithResponse The console's pages (groups, dlq, tasks, invoicing, orders, printers, announcements), its assets, the login form and its live feeds /console/live and /console/live/orders (Server-Sent Events).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /console/*any (the `ConsolePage` operationId).
+	ConsolePageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsolePageResponse, error)
+
+	// ConsoleActionWithResponse The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and the login form's POST /console/login (field credential).
+	//
+	// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
+	// gets 403, and so does any cross-origin request. Each repair is handed to
+	// the audit hook and answers 303 back to its page.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /console/*any (the `ConsoleAction` operationId).
+	ConsoleActionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleActionResponse, error)
+
 	// DevMailWithResponse Mail sent to the development mail sink, newest first (bazaar dev only; 404 elsewhere).
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -9281,6 +9473,124 @@ func (r AsyncapiResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r AsyncapiResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ConsoleOverviewResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+}
+
+// GetBody returns the raw response body bytes
+func (r ConsoleOverviewResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ConsoleOverviewResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ConsoleOverviewResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ConsoleOverviewResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ConsolePageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+}
+
+// GetBody returns the raw response body bytes
+func (r ConsolePageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ConsolePageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ConsolePageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ConsolePageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ConsoleActionResponse429Headers the declared response headers of an HTTP 429 response for ConsoleAction
+type ConsoleActionResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+}
+
+type ConsoleActionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ConsoleActionResponse429Headers
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ConsoleActionResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r ConsoleActionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ConsoleActionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ConsoleActionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ConsoleActionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -14049,6 +14359,55 @@ func (c *ClientWithResponses) AsyncapiWithResponse(ctx context.Context, reqEdito
 	return ParseAsyncapiResponse(rsp)
 }
 
+// ConsoleOverviewWithResponse The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
+//
+// Pages are HTML for people; see docs/operations.md for what each shows.
+// Until named operators exist the admin token is the one credential, as
+// a bearer token or through the login form at /console/login (which sets
+// the bazaar_monitor session cookie); it acts as role admin. Without a
+// credential a browser is sent to the login form.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /console (the `ConsoleOverview` operationId).
+func (c *ClientWithResponses) ConsoleOverviewWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleOverviewResponse, error) {
+	rsp, err := c.ConsoleOverview(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConsoleOverviewResponse(rsp)
+}
+
+// ConsolePageWithResponse The console's pages (groups, dlq, tasks, invoicing, orders, printers, announcements), its assets, the login form and its live feeds /console/live and /console/live/orders (Server-Sent Events).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /console/*any (the `ConsolePage` operationId).
+func (c *ClientWithResponses) ConsolePageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsolePageResponse, error) {
+	rsp, err := c.ConsolePage(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConsolePageResponse(rsp)
+}
+
+// ConsoleActionWithResponse The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and the login form's POST /console/login (field credential).
+//
+// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
+// gets 403, and so does any cross-origin request. Each repair is handed to
+// the audit hook and answers 303 back to its page.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /console/*any (the `ConsoleAction` operationId).
+func (c *ClientWithResponses) ConsoleActionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleActionResponse, error) {
+	rsp, err := c.ConsoleAction(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConsoleActionResponse(rsp)
+}
+
 // DevMailWithResponse Mail sent to the development mail sink, newest first (bazaar dev only; 404 elsewhere).
 //
 // Returns a wrapper object for the known response body format(s).
@@ -15504,6 +15863,109 @@ func ParseAsyncapiResponse(rsp *http.Response) (*AsyncapiResponse, error) {
 	switch {
 	case rsp.StatusCode == 429:
 		var headers AsyncapiResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseConsoleOverviewResponse parses an HTTP response from a ConsoleOverviewWithResponse call
+func ParseConsoleOverviewResponse(rsp *http.Response) (*ConsoleOverviewResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ConsoleOverviewResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	return response, nil
+}
+
+// ParseConsolePageResponse parses an HTTP response from a ConsolePageWithResponse call
+func ParseConsolePageResponse(rsp *http.Response) (*ConsolePageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ConsolePageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	return response, nil
+}
+
+// ParseConsoleActionResponse parses an HTTP response from a ConsoleActionWithResponse call
+func ParseConsoleActionResponse(rsp *http.Response) (*ConsoleActionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ConsoleActionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 303:
+		break // No content-type
+
+	case rsp.StatusCode == 400:
+		break // No content-type
+
+	case rsp.StatusCode == 401:
+		break // No content-type
+
+	case rsp.StatusCode == 403:
+		break // No content-type
+
+	case rsp.StatusCode == 404:
+		break // No content-type
+
+	case rsp.StatusCode == 409:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ConsoleActionResponse429Headers
 		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
