@@ -213,11 +213,23 @@ func (f *figuresCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range b.OrdersPerMinute {
 		ch <- prometheus.MustNewConstMetric(descOrdersPerMinute, prometheus.GaugeValue, s.PerMinute, s.Status)
 	}
+	// "other" is always there (0 when nothing falls in it), so each
+	// series exists from the first scrape.
+	other := false
 	for _, r := range b.Revenue {
 		ch <- prometheus.MustNewConstMetric(descRevenue, prometheus.GaugeValue, float64(r.Minor), r.Currency)
+		other = other || r.Currency == "other"
 	}
+	if !other {
+		ch <- prometheus.MustNewConstMetric(descRevenue, prometheus.GaugeValue, 0, "other")
+	}
+	other = false
 	for _, r := range b.Cancellations {
 		ch <- prometheus.MustNewConstMetric(descCancellations, prometheus.GaugeValue, float64(r.Orders), r.Reason)
+		other = other || r.Reason == "other"
+	}
+	if !other {
+		ch <- prometheus.MustNewConstMetric(descCancellations, prometheus.GaugeValue, 0, "other")
 	}
 	for _, s := range b.TopSellers {
 		ch <- prometheus.MustNewConstMetric(descTopSellers, prometheus.GaugeValue, float64(s.Orders), strconv.Itoa(s.Rank), s.Seller)
