@@ -270,6 +270,11 @@ func TestConsoleInABrowser(t *testing.T) {
 	require.Contains(t, row, "pending")
 	second := b.order(product, buyer, store.OrderPending)
 	run(10*time.Second, chromedp.WaitVisible(chromedp.CSS(`tr[data-order="`+second.String()+`"]`)))
+	// The row moves to its new state, with the reason, in place.
+	b.do(http.MethodPost, "/v1/orders/"+second.String()+"/cancellation", b.front, map[string]any{"reason": "changed mind"}).status(http.StatusOK)
+	run(10*time.Second, chromedp.WaitVisible(`//tr[@data-order="`+second.String()+`"]//span[contains(@class, "st-cancelled") and text()="cancelled"]`))
+	require.Contains(t, text(`tr[data-order="`+second.String()+`"]`), "(changed mind)")
+	require.Equal(t, 1, count(`tr[data-order="`+second.String()+`"]`), "one row per order")
 
 	// Redrive the dead letter with a reason, once the cause is fixed.
 	run(15*time.Second,
