@@ -9,10 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/api/console"
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/workers"
 )
 
 // send makes a console request with a bearer token (or none) and extra
@@ -221,4 +224,48 @@ func TestConsoleRepairs(t *testing.T) {
 		"group.replay group:billing rebuild billing",
 		"announcement.create announcements ",
 	}, actions)
+}
+
+// TestConsoleRetryFailedInvoicingAccounts: the Invoicing page shows a
+// run's failed account with its error, and its retry button does what
+// POST /v1/admin/invoicing/runs/{id}/retry-failed does, audited.
+func TestConsoleRetryFailedInvoicingAccounts(t *testing.T) {
+	t.Parallel()
+	b := consoleSetup(t)
+	ctx := context.Background()
+	good, _ := b.corporateOrder("Good GmbH", time.Date(2025, 10, 20, 10, 0, 0, 0, time.UTC))
+	bad, badOrder := b.corporateOrder("Bad GmbH", time.Date(2025, 10, 21, 10, 0, 0, 0, time.UTC))
+	_, err := b.db.Exec(`UPDATE orders SET subtotal_minor = subtotal_minor + 1 WHERE id = $1`, badOrder)
+	require.NoError(t, err)
+	runID := b.do(http.MethodPost, "/v1/admin/invoicing/runs", b.admin,
+		map[string]any{"period_start": "2025-10-15", "period_end": "2025-10-31"}).status(http.StatusCreated).id()
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never dialled: billing does not enqueue
+	defer client.Close()
+	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client})
+	require.NoError(t, err)
+	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{good, bad}, uuid.Nil, true)
+	require.NoError(t, err)
+	for _, acct := range []uuid.UUID{good, bad} {
+		payload := mustJSON(t, workers.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
+		_ = iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload))
+	}
+
+	page := b.send(http.MethodGet, "/console/invoicing", testAdminToken, nil)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Contains(t, page.Body, "1 of 2 accounts done, 0 pending, <span class=\"bad-text\">1 failed</span>")
+	require.Contains(t, page.Body, "add up to")
+	require.Contains(t, page.Body, "Retry 1 failed")
+
+	res := b.send(http.MethodPost, "/console/invoicing/"+runID.String()+"/retry-failed", testAdminToken, url.Values{"reason": {"totals fixed"}})
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	require.Equal(t, "/console/invoicing?done=Retrying+1+failed+account.", res.Header.Get("Location"))
+	evs := b.events(runID)
+	require.Equal(t, workers.EventInvoiceRetryRequested, evs[len(evs)-1].Type)
+	p, err := store.InvoiceRunProgress(ctx, b.db, runID)
+	require.NoError(t, err)
+	require.Equal(t, 1, p.Pending)
+	a := b.audited()
+	require.Len(t, a, 1)
+	require.Equal(t, "invoicing.retry_failed invoice_run:"+runID.String()+" totals fixed", a[0].action+" "+a[0].target+" "+a[0].reason)
+	require.EqualValues(t, 1, a[0].params["retried"])
 }
