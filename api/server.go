@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bazaarhq/bazaar/api/console"
 	"github.com/bazaarhq/bazaar/api/printers"
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
@@ -81,6 +83,12 @@ type Config struct {
 	// none by default, so clients cannot pick the address they are limited
 	// by.
 	TrustedProxies []string
+	// Tasks is the asynq inspector of the workers' queues: the console's
+	// Tasks page reads, pauses and resumes them with it; nil hides them.
+	Tasks *asynq.Inspector
+	// ConsoleAudit is told of every repair made in the console (see
+	// console.Config.Audit); nil records nothing.
+	ConsoleAudit func(ctx context.Context, action, target, reason string, params map[string]any) error
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -96,6 +104,10 @@ type Server struct {
 	beforeCommit func(context.Context, *sqlx.Tx) error
 	// printers serves the CloudPRNT and Epson Server Direct Print routes.
 	printers *printers.Handler
+	// console serves /console (console_mount.go); authorizeConsole tells
+	// it who asks (tests swap it for other roles).
+	console          *console.Console
+	authorizeConsole func(*http.Request) (who, role string, ok bool)
 }
 
 // New validates cfg and builds the router.
@@ -128,6 +140,9 @@ func New(cfg Config) (*Server, error) {
 	s.engine.NoRoute(s.noRoute)
 	s.engine.NoMethod(s.noMethod)
 	s.routes()
+	if err := s.mountConsole(s.engine); err != nil {
+		return nil, fmt.Errorf("api: console: %w", err)
+	}
 	return s, nil
 }
 

@@ -296,3 +296,40 @@ func LastStreamID(ctx context.Context, q sqlx.QueryerContext, stream string) (st
 	}
 	return id, nil
 }
+
+// TypeCount is how many events of one type there are.
+type TypeCount struct {
+	Type   string `db:"type"`
+	Events int64  `db:"events"`
+}
+
+const publishedTypeCountsQuery = `
+SELECT type, count(*) AS events FROM events
+WHERE published_at IS NOT NULL AND time >= $1
+GROUP BY type ORDER BY type`
+
+// PublishedTypeCounts counts the published events since a time by type.
+func PublishedTypeCounts(ctx context.Context, q sqlx.QueryerContext, since time.Time) ([]TypeCount, error) {
+	out := []TypeCount{}
+	if err := sqlx.SelectContext(ctx, q, &out, publishedTypeCountsQuery, since); err != nil {
+		return nil, fmt.Errorf("published events by type: %w", translate(err))
+	}
+	return out, nil
+}
+
+const publishedOfTypesSinceQuery = `
+SELECT ` + eventColumns + `
+FROM events
+WHERE published_at IS NOT NULL AND time >= $1 AND type = ANY($2) AND seq > $3
+ORDER BY seq LIMIT $4`
+
+// PublishedOfTypesSince returns up to limit published events of the types
+// whose time is at or after since and whose seq is above afterSeq, in seq
+// order.
+func PublishedOfTypesSince(ctx context.Context, q sqlx.QueryerContext, since time.Time, types []string, afterSeq int64, limit int) ([]Event, error) {
+	var out []Event
+	if err := sqlx.SelectContext(ctx, q, &out, publishedOfTypesSinceQuery, since, pq.Array(types), afterSeq, limit); err != nil {
+		return nil, fmt.Errorf("published events of types since %s: %w", since.Format(time.RFC3339), translate(err))
+	}
+	return out, nil
+}
