@@ -18,23 +18,30 @@ import (
 )
 
 // mountConsole serves the operator console (api/console) at /console.
-// Until named operators exist, the admin token is the one credential: as
-// a bearer token, or through the login form, which sets the monitor's
-// session cookie for /console and /monitor. Either acts as role admin.
+// The console owns every path under /console, its login and logout
+// included: its login form posts to /console/login, which checks the
+// credential (an operator's or the admin token) under the login limit and
+// starts the operator session (operators.go); /console/logout ends it.
+// Pages and actions authorize the operator session cookie or an
+// Authorization: Bearer credential, with the operator's own role, and
+// every console action is written to the audit log as that operator.
 func (s *Server) mountConsole(r *gin.Engine) error {
 	cfg := console.Config{
 		DB: s.cfg.DB, Streams: s.cfg.Streams, Hub: s.cfg.Hub, Tasks: s.cfg.Tasks,
-		Authorize: func(r *http.Request) (string, string, bool) { return s.authorizeConsole(r) },
+		Authorize: s.consoleAuthorize,
 		Login:     s.consoleLogin,
-		Audit:     s.cfg.ConsoleAudit,
+		Logout:    s.endSession,
+		Audit:     s.consoleAudit,
 		Announce:  s.consoleAnnounce, RetryFailed: s.consoleRetryFailed,
 		Registry: s.cfg.Registry, Logger: s.log.With("component", "console"),
 	}
 	if s.cfg.Monitor != nil {
 		cfg.MonitorPath = monitorRoot
 	}
-	s.authorizeConsole = s.consoleAuthorize
-	c, err := console.Mount(r, cfg)
+	// consoleRequest runs before the console's router, so its hooks,
+	// which get the *http.Request or its context, find this request's gin
+	// context: its principal, request id and client address.
+	c, err := console.Mount(r.Group("", s.consoleRequest), cfg)
 	if err != nil {
 		return err
 	}
@@ -42,33 +49,99 @@ func (s *Server) mountConsole(r *gin.Engine) error {
 	return nil
 }
 
-// consoleAuthorize accepts the admin token (bearer) or a monitor session
-// cookie, as role admin.
-func (s *Server) consoleAuthorize(r *http.Request) (who, role string, ok bool) {
-	if tok, ok := bearer(r.Header.Get("Authorization")); ok {
-		return "admin token", console.RoleAdmin, s.isAdminToken(tok)
-	}
-	if ck, err := r.Cookie(monitorCookie); err == nil && s.validMonitorSession(ck.Value, time.Now()) {
-		return "admin token", console.RoleAdmin, true
-	}
-	return "", "", false
+type consoleGinKey struct{}
+
+// consoleRequest makes the request's gin context reachable from its
+// context (consoleGin).
+func (s *Server) consoleRequest(c *gin.Context) {
+	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), consoleGinKey{}, c))
+	c.Next()
 }
 
-// consoleLogin checks the admin token under the monitor's login limit and
-// sets the session cookie for the console and the monitor.
+// consoleGin returns the gin context consoleRequest stored.
+func consoleGin(ctx context.Context) (*gin.Context, bool) {
+	c, ok := ctx.Value(consoleGinKey{}).(*gin.Context)
+	return c, ok
+}
+
+// consoleAuthorize tells the console who sends r: the operator of its
+// Authorization: Bearer credential (under the API's authentication
+// limits) or of its session cookie, with their role (viewer, operator,
+// admin; the static admin token is admin). An API key's role is passed on
+// and the console refuses it. False when nobody is logged in, or when the
+// request has been answered (429, 401 for a wrong bearer, 5xx).
+func (s *Server) consoleAuthorize(r *http.Request) (who, role string, ok bool) {
+	c, found := consoleGin(r.Context())
+	if !found {
+		return "", "", false
+	}
+	var p Principal
+	if r.Header.Get("Authorization") != "" {
+		if p, ok = s.bearerPrincipal(c); !ok {
+			return "", "", false
+		}
+	} else {
+		var err error
+		p, ok, err = s.sessionPrincipal(c)
+		if err != nil {
+			s.fail(c, err)
+			return "", "", false
+		}
+		if !ok {
+			return "", "", false
+		}
+	}
+	c.Set(principalKey, p)
+	op, isOp := operatorOf(p)
+	if !isOp {
+		return p.ID(), string(p.Role), true
+	}
+	switch op.Role {
+	case RoleViewer:
+		return op.Name, console.RoleViewer, true
+	case RoleOperator:
+		return op.Name, console.RoleOperator, true
+	case RoleAdmin:
+		return op.Name, console.RoleAdmin, true
+	}
+	return op.Name, string(op.Role), true
+}
+
+// consoleLogin checks the credential of the console's login form under
+// the login limit and starts the operator session.
 func (s *Server) consoleLogin(c *gin.Context, credential string) bool {
-	if !s.monitorTokenAccepted(c, credential) {
+	p, ok := s.loginCredential(c, credential)
+	if !ok {
 		return false
 	}
-	exp := time.Now().Add(monitorSessionTTL)
-	v := s.monitorSession(exp)
-	for _, path := range []string{console.Root, monitorRoot} {
-		http.SetCookie(c.Writer, &http.Cookie{ //nolint:gosec // Secure set whenever the request came over TLS
-			Name: monitorCookie, Value: v, Path: path, Expires: exp,
-			HttpOnly: true, Secure: s.requestIsHTTPS(c), SameSite: http.SameSiteStrictMode,
-		})
+	if err := s.startSession(c, p); err != nil {
+		s.fail(c, err)
+		return false
 	}
 	return true
+}
+
+// consoleAudit writes the audit row of a console action whose effect is
+// in Redis (dead letters, groups, queues), as the request's operator.
+func (s *Server) consoleAudit(ctx context.Context, action, target, reason string, params map[string]any) error {
+	c, ok := consoleGin(ctx)
+	if !ok {
+		return errors.New("console audit outside a console request")
+	}
+	e := s.auditEntry(c, action, reason)
+	e.Target = target
+	for _, k := range []string{"redriven", "purged", "replayed"} {
+		if n, ok := params[k].(int); ok {
+			e.Count = auditCount(n)
+		} else if n, ok := params[k].(int64); ok {
+			e.Count = auditCount(int(n))
+		}
+	}
+	e.Params = auditParams(params)
+	// The request may be ending with the response; the row must land.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return s.audit(wctx, s.cfg.DB, e)
 }
 
 // commitEvents runs fn in a transaction, records the events it returns in
@@ -89,9 +162,14 @@ func (s *Server) commitEvents(ctx context.Context, fn func(tx *sqlx.Tx) ([]store
 }
 
 // consoleAnnounce publishes an announcement the way POST
-// /v1/admin/announcements does.
+// /v1/admin/announcements does, with its audit row in the same
+// transaction.
 func (s *Server) consoleAnnounce(ctx context.Context, a console.Announcement) error {
-	data, err := validAnnouncement(announcementRequest{Message: a.Message, Level: a.Level, StartsAt: a.StartsAt, ExpiresAt: a.ExpiresAt}, time.Now().UTC())
+	c, ok := consoleGin(ctx)
+	if !ok {
+		return errors.New("console announcement outside a console request")
+	}
+	data, err := validAnnouncement(announcementRequest{Message: a.Message, Level: a.Level, StartsAt: a.StartsAt, ExpiresAt: a.ExpiresAt, Reason: a.Reason}, time.Now().UTC())
 	if err != nil {
 		var msgs []string
 		var de *detailError
@@ -102,21 +180,36 @@ func (s *Server) consoleAnnounce(ctx context.Context, a console.Announcement) er
 		}
 		return fmt.Errorf("%w: %s", console.ErrInvalid, strings.Join(msgs, "; "))
 	}
-	return s.commitEvents(ctx, func(*sqlx.Tx) ([]store.Event, error) {
+	e := s.auditEntry(c, ActionAnnouncement, a.Reason)
+	return s.commitEvents(ctx, func(tx *sqlx.Tx) ([]store.Event, error) {
 		ev, err := store.NewEvent(maintenanceType, "announcements", nil, 1, data)
-		return []store.Event{ev}, err
+		if err != nil {
+			return nil, err
+		}
+		out := announcementDTO{ID: ev.ID.String(), Message: data.Message, Level: data.Level, StartsAt: data.StartsAt, ExpiresAt: data.ExpiresAt}
+		e.Target, e.Params = "announcement:"+out.ID, auditParams(out)
+		return []store.Event{ev}, s.audit(ctx, tx, e)
 	})
 }
 
 // consoleRetryFailed moves a run's failed accounts back to pending the
-// way POST /v1/admin/invoicing/runs/{id}/retry-failed does.
-func (s *Server) consoleRetryFailed(ctx context.Context, run uuid.UUID) (int, error) {
+// way POST /v1/admin/invoicing/runs/{id}/retry-failed does, with its audit
+// row in the same transaction.
+func (s *Server) consoleRetryFailed(ctx context.Context, run uuid.UUID, reason string) (int, error) {
+	c, ok := consoleGin(ctx)
+	if !ok {
+		return 0, errors.New("console retry-failed outside a console request")
+	}
+	e := s.auditEntry(c, ActionInvoiceRunRetry, reason)
 	var n int
 	err := s.commitEvents(ctx, func(tx *sqlx.Tx) ([]store.Event, error) {
 		var events []store.Event
 		var err error
-		n, _, events, err = workers.ResetFailedAccounts(ctx, tx, run)
-		return events, err
+		if n, _, events, err = workers.ResetFailedAccounts(ctx, tx, run); err != nil {
+			return nil, err
+		}
+		e.Target, e.Count = "invoice_run:"+run.String(), auditCount(n)
+		return events, s.audit(ctx, tx, e)
 	})
 	return n, err
 }

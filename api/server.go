@@ -86,9 +86,6 @@ type Config struct {
 	// Tasks is the asynq inspector of the workers' queues: the console's
 	// Tasks page reads, pauses and resumes them with it; nil hides them.
 	Tasks *asynq.Inspector
-	// ConsoleAudit is told of every repair made in the console (see
-	// console.Config.Audit); nil records nothing.
-	ConsoleAudit func(ctx context.Context, action, target, reason string, params map[string]any) error
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -104,10 +101,8 @@ type Server struct {
 	beforeCommit func(context.Context, *sqlx.Tx) error
 	// printers serves the CloudPRNT and Epson Server Direct Print routes.
 	printers *printers.Handler
-	// console serves /console (console_mount.go); authorizeConsole tells
-	// it who asks (tests swap it for other roles).
-	console          *console.Console
-	authorizeConsole func(*http.Request) (who, role string, ok bool)
+	// console serves /console (console_mount.go).
+	console *console.Console
 }
 
 // New validates cfg and builds the router.

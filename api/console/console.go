@@ -39,6 +39,7 @@ const (
 type Announcement struct {
 	Level     string // info, warning or critical
 	Message   string
+	Reason    string     // why, for the audit log (optional)
 	StartsAt  *time.Time // nil: now
 	ExpiresAt *time.Time // nil: in an hour
 }
@@ -65,19 +66,26 @@ type Config struct {
 	// is good, sets the session cookie on c and returns true. It may answer
 	// c itself (a lockout) and abort it. nil shows no login form.
 	Login func(c *gin.Context, credential string) bool
-	// Audit is told of every repair before the console answers: the action
+	// Logout ends the session of c's request and clears its cookie; the
+	// console then sends the browser to the login form. nil hides the
+	// logout button.
+	Logout func(c *gin.Context) error
+	// Audit is told of every repair whose effect is outside PostgreSQL
+	// (dead letters, groups, queues) before the console answers: the action
 	// ("dlq.redrive"), its target, the operator's reason and the parameters
-	// and counts. nil records nothing. An error is logged, not shown: the
-	// repair has happened.
+	// and counts. ctx is the request's. nil records nothing. An error is
+	// logged, not shown: the repair has happened.
 	Audit func(ctx context.Context, action, target, reason string, params map[string]any) error
 	// Announce publishes a maintenance announcement the way POST
-	// /v1/admin/announcements does; an error wrapping ErrInvalid is shown
-	// to the operator. nil makes the Announcements page read-only.
+	// /v1/admin/announcements does, and records it in the audit log in the
+	// same transaction; an error wrapping ErrInvalid is shown to the
+	// operator. nil makes the Announcements page read-only.
 	Announce func(ctx context.Context, a Announcement) error
 	// RetryFailed moves a run's failed invoicing accounts back to pending
-	// the way POST /v1/admin/invoicing/runs/{id}/retry-failed does and
-	// returns how many. nil hides the button.
-	RetryFailed func(ctx context.Context, run uuid.UUID) (int, error)
+	// the way POST /v1/admin/invoicing/runs/{id}/retry-failed does, records
+	// it in the audit log with reason in the same transaction, and returns
+	// how many. nil hides the button.
+	RetryFailed func(ctx context.Context, run uuid.UUID, reason string) (int, error)
 	// Registry receives the business figures as Prometheus series; nil
 	// leaves them unexported.
 	Registry prometheus.Registerer
@@ -192,6 +200,7 @@ func (c *Console) routes() *gin.Engine {
 	})
 	e.GET(Root+"/login", c.guard, c.loginForm)
 	e.POST(Root+"/login", c.guard, c.login)
+	e.POST(Root+"/logout", c.guard, c.logout)
 
 	v := e.Group(Root, c.guard, c.authorize)
 	v.GET("", c.overview)
@@ -264,6 +273,10 @@ func (c *Console) guard(g *gin.Context) {
 func (c *Console) authorize(g *gin.Context) {
 	who, role, ok := c.cfg.Authorize(g.Request)
 	if !ok {
+		if outer, _ := g.Request.Context().Value(outerKey{}).(*gin.Context); outer != nil && outer.IsAborted() {
+			g.Abort() // Authorize answered (a lockout, a wrong credential)
+			return
+		}
 		if g.Request.Method == http.MethodGet {
 			g.Redirect(http.StatusSeeOther, Root+"/login?next="+url.QueryEscape(g.Request.URL.RequestURI()))
 			g.Abort()
@@ -301,6 +314,7 @@ type page struct {
 	Flash    string
 	Error    string
 	Monitor  string
+	Logout   bool
 	Data     any
 }
 
@@ -310,7 +324,7 @@ func (c *Console) render(g *gin.Context, status int, name, title string, data an
 		c.fail(g, http.StatusInternalServerError, "No page "+name)
 		return
 	}
-	p := page{Title: title, Nav: name, Operator: operatorOf(g), Flash: g.Query("done"), Error: g.GetString("console.error"), Monitor: c.cfg.MonitorPath, Data: data}
+	p := page{Title: title, Nav: name, Operator: operatorOf(g), Flash: g.Query("done"), Error: g.GetString("console.error"), Monitor: c.cfg.MonitorPath, Logout: c.cfg.Logout != nil, Data: data}
 	g.Header("Content-Type", "text/html; charset=utf-8")
 	g.Status(status)
 	if err := t.ExecuteTemplate(g.Writer, "layout.html", p); err != nil {
@@ -341,7 +355,6 @@ func (c *Console) audit(g *gin.Context, action, target, reason string, params ma
 	if params == nil {
 		params = map[string]any{}
 	}
-	params["actor"], params["role"] = op.Name, op.Role
 	if err := c.cfg.Audit(g.Request.Context(), action, target, reason, params); err != nil {
 		c.log.Error("console: audit", "action", action, "target", target, "err", err)
 	}
@@ -391,6 +404,25 @@ func (c *Console) login(g *gin.Context) {
 		return
 	}
 	g.Redirect(http.StatusSeeOther, next)
+}
+
+// logout ends the session (Logout) and sends the browser to the login
+// form.
+func (c *Console) logout(g *gin.Context) {
+	if c.cfg.Logout == nil {
+		c.fail(g, http.StatusNotFound, "This server has no console login.")
+		return
+	}
+	outer, _ := g.Request.Context().Value(outerKey{}).(*gin.Context)
+	if outer == nil {
+		outer = g
+	}
+	if err := c.cfg.Logout(outer); err != nil {
+		c.log.Error("console: logout", "err", err)
+		c.fail(g, http.StatusInternalServerError, "The session could not be ended; try again.")
+		return
+	}
+	g.Redirect(http.StatusSeeOther, Root+"/login")
 }
 
 // safeNext keeps a post-login redirect inside the console.

@@ -443,7 +443,7 @@ func (c *Console) retryFailed(g *gin.Context) {
 		c.fail(g, http.StatusNotFound, "No such invoice run.")
 		return
 	}
-	n, err := c.cfg.RetryFailed(g.Request.Context(), id)
+	n, err := c.cfg.RetryFailed(g.Request.Context(), id, strings.TrimSpace(g.PostForm("reason")))
 	if errors.Is(err, store.ErrNotFound) {
 		c.fail(g, http.StatusNotFound, "No such invoice run.")
 		return
@@ -453,7 +453,8 @@ func (c *Console) retryFailed(g *gin.Context) {
 		c.fail(g, http.StatusInternalServerError, "The failed accounts could not be retried; try again.")
 		return
 	}
-	c.audit(g, "invoicing.retry_failed", "invoice_run:"+id.String(), strings.TrimSpace(g.PostForm("reason")), map[string]any{"retried": n})
+	// RetryFailed recorded it in the audit log with its effect.
+	c.log.Info("console: repair", "action", "invoicing.run.retry_failed", "run", id, "retried", n, "actor", operatorOf(g).Name)
 	c.done(g, Root+"/invoicing", "Retrying "+plural(int64(n), "failed account")+".")
 }
 
@@ -568,7 +569,7 @@ func (c *Console) announce(g *gin.Context) {
 		c.fail(g, http.StatusServiceUnavailable, "Announcements are not configured on this server.")
 		return
 	}
-	a := Announcement{Level: g.PostForm("level"), Message: strings.TrimSpace(g.PostForm("message"))}
+	a := Announcement{Level: g.PostForm("level"), Message: strings.TrimSpace(g.PostForm("message")), Reason: strings.TrimSpace(g.PostForm("reason"))}
 	if m, err := strconv.Atoi(g.PostForm("minutes")); err == nil && m > 0 {
 		at := c.cfg.Now().Add(time.Duration(m) * time.Minute)
 		a.ExpiresAt = &at
@@ -582,7 +583,8 @@ func (c *Console) announce(g *gin.Context) {
 		c.fail(g, http.StatusInternalServerError, "The announcement could not be published; try again.")
 		return
 	}
-	c.audit(g, "announcement.create", "announcements", "", map[string]any{"level": a.Level, "message": a.Message})
+	// Announce recorded it in the audit log with its effect.
+	c.log.Info("console: repair", "action", "announcement.create", "level", a.Level, "actor", operatorOf(g).Name)
 	c.done(g, Root+"/announcements", "Announced.")
 }
 
