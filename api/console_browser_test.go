@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,17 +19,27 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/bazaarhq/bazaar/api/console"
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream"
 	"github.com/bazaarhq/bazaar/stream/redistest"
 )
 
-// auditRow is one call of the console's audit hook.
+// auditRow is one console action as GET /v1/admin/audit shows it.
 type auditRow struct {
 	action, target, reason string
 	params                 map[string]any
+	actor, role, requestID string
+	count                  *float64
+}
+
+// consoleActions are the audit actions the console writes; audited
+// leaves out the API calls a test makes to set itself up.
+var consoleActions = map[string]bool{
+	"group.pause": true, "group.resume": true, "group.replay": true,
+	"dlq.redrive": true, "dlq.redrive.cancel": true, "dlq.purge": true,
+	"queue.pause": true, "queue.resume": true,
+	ActionAnnouncement: true, ActionInvoiceRunRetry: true,
 }
 
 // consoleBundle is a real API server (PostgreSQL, its own Redis database,
@@ -44,15 +53,50 @@ type consoleBundle struct {
 	streams *stream.Admin
 	fixed   atomic.Bool
 	billed  atomic.Int64
-
-	mu     sync.Mutex
-	audits []auditRow
 }
 
+// audited returns the console's audit rows, oldest first, read from GET
+// /v1/admin/audit.
 func (b *consoleBundle) audited() []auditRow {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]auditRow{}, b.audits...)
+	b.t.Helper()
+	var out []auditRow
+	for _, it := range b.do(http.MethodGet, "/v1/admin/audit?limit=100", b.admin, nil).status(http.StatusOK).json()["items"].([]any) {
+		m := it.(map[string]any)
+		if !consoleActions[m["action"].(string)] {
+			continue
+		}
+		r := auditRow{action: m["action"].(string), target: m["target"].(string), reason: m["reason"].(string),
+			actor: m["actor"].(string), role: m["role"].(string), requestID: m["request_id"].(string)}
+		r.params, _ = m["params"].(map[string]any)
+		if n, ok := m["count"].(float64); ok {
+			r.count = &n
+		}
+		out = append([]auditRow{r}, out...)
+	}
+	return out
+}
+
+// as adds an operator of role through the API, logs it in at the
+// console's form and returns its session cookie ("name=value").
+func (b *consoleBundle) as(name string, role Role) string {
+	b.t.Helper()
+	_, tok := b.operator(name, role)
+	return b.loginCookie(tok)
+}
+
+// loginCookie logs in with a credential at /console/login and returns the
+// session cookie.
+func (b *consoleBundle) loginCookie(credential string) string {
+	b.t.Helper()
+	res := b.post("/console/login", "", url.Values{"credential": {credential}})
+	require.Equal(b.t, http.StatusSeeOther, res.StatusCode, res.Body)
+	for _, c := range res.Cookies() {
+		if c.Name == sessionCookie {
+			return c.Name + "=" + c.Value
+		}
+	}
+	b.t.Fatal("no console session cookie")
+	return ""
 }
 
 func consoleSetup(t *testing.T) *consoleBundle {
@@ -96,12 +140,6 @@ func consoleSetup(t *testing.T) *consoleBundle {
 	require.NoError(t, err)
 	srv, err := New(Config{
 		DB: db, AdminToken: testAdminToken, MaxBodyBytes: 64 << 10, Observer: relay, Hub: hub, Streams: b.streams, Tasks: insp,
-		ConsoleAudit: func(_ context.Context, action, target, reason string, params map[string]any) error {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			b.audits = append(b.audits, auditRow{action, target, reason, params})
-			return nil
-		},
 	})
 	require.NoError(t, err)
 	b.testBundle = &testBundle{t: t, srv: srv, db: db, admin: testAdminToken, observed: &observer{}}
@@ -212,15 +250,18 @@ func TestConsoleInABrowser(t *testing.T) {
 		return int(eval(fmt.Sprintf(`document.querySelectorAll(%q).length`, sel)).(float64))
 	}
 
-	// Log in: the console sends a visitor without a session to the form.
+	// Log in as an operator: the console sends a visitor without a
+	// session to the form.
+	_, otto := b.operator("otto", RoleOperator)
+	_, vera := b.operator("vera", RoleViewer)
 	run(20*time.Second,
 		chromedp.Navigate(b.http.URL+"/console/dlq"),
 		chromedp.WaitVisible(chromedp.CSS(`#credential`)),
-		chromedp.SendKeys(chromedp.CSS(`#credential`), testAdminToken),
+		chromedp.SendKeys(chromedp.CSS(`#credential`), otto),
 		chromedp.Click(chromedp.CSS(`#login`)),
 		chromedp.WaitVisible(`//h1[text()="Dead letters"]`),
 	)
-	require.Contains(t, text(`#who`), "admin")
+	require.Contains(t, text(`#who`), "otto operator")
 
 	// The overview goes live, and shows the dead letter once the failing
 	// group gives the new order's event up, without a reload.
@@ -306,6 +347,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	require.Equal(t, "group:billing", audits[0].target)
 	require.Equal(t, "billing provider back", audits[0].reason)
 	require.EqualValues(t, 1, audits[0].params["redriven"])
+	require.Equal(t, "otto", audits[0].actor)
+	require.Equal(t, "operator", audits[0].role)
+	require.NotEmpty(t, audits[0].requestID)
 	deadline := time.Now().Add(10 * time.Second)
 	for b.billed.Load() < 1 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -313,37 +357,30 @@ func TestConsoleInABrowser(t *testing.T) {
 	require.EqualValues(t, 1, b.billed.Load(), "the redriven event was handled")
 
 	// A redrive without a reason is refused and changes nothing.
-	res := b.post("/console/dlq/billing/redrive", sessionCookie(t, b), url.Values{"id": {"0-1"}})
+	res := b.post("/console/dlq/billing/redrive", b.loginCookie(otto), url.Values{"id": {"0-1"}})
 	require.Equal(t, http.StatusBadRequest, res.StatusCode)
 
-	// As a viewer: every page without a mutating control, and a forged
-	// POST refused.
-	b.srv.authorizeConsole = func(*http.Request) (string, string, bool) { return "vera", console.RoleViewer, true }
+	// Log out, log in as a viewer: every page without a mutating control
+	// (the logout button aside), and a forged POST refused.
+	run(20*time.Second,
+		chromedp.Click(chromedp.CSS(`#logout`)),
+		chromedp.WaitVisible(chromedp.CSS(`#credential`)),
+		chromedp.SendKeys(chromedp.CSS(`#credential`), vera),
+		chromedp.Click(chromedp.CSS(`#login`)),
+		chromedp.WaitVisible(`//h1[text()="Overview"]`),
+	)
 	for _, p := range pages {
 		run(10*time.Second, chromedp.Navigate(b.http.URL+p), chromedp.WaitVisible(chromedp.CSS(`h1`)))
-		require.Zero(t, count(`form.mutate, form[method=post], input[type=checkbox]`), "%s shows a viewer a control that changes something", p)
+		require.Zero(t, count(`form.mutate, form[method=post]:not(.logout), input[type=checkbox]`), "%s shows a viewer a control that changes something", p)
 	}
 	require.Contains(t, text(`#who`), "vera viewer")
-	res = b.post("/console/dlq/billing/redrive", "", url.Values{"id": {"0-1"}, "reason": {"forged"}})
+	viewer := b.loginCookie(vera)
+	res = b.post("/console/dlq/billing/redrive", viewer, url.Values{"id": {"0-1"}, "reason": {"forged"}})
 	require.Equal(t, http.StatusForbidden, res.StatusCode)
-	res = b.post("/console/dlq/billing/purge", "", url.Values{"all": {"true"}, "reason": {"forged"}})
+	res = b.post("/console/dlq/billing/purge", viewer, url.Values{"all": {"true"}, "reason": {"forged"}})
 	require.Equal(t, http.StatusForbidden, res.StatusCode)
-	res = b.post("/console/groups/billing/pause", "", url.Values{"reason": {"forged"}})
+	res = b.post("/console/groups/billing/pause", viewer, url.Values{"reason": {"forged"}})
 	require.Equal(t, http.StatusForbidden, res.StatusCode)
 	require.EqualValues(t, 1, b.deadLetters(), "nothing changed")
 	require.Len(t, b.audited(), 1, "nothing audited")
-}
-
-// sessionCookie logs in with the admin token and returns the cookie.
-func sessionCookie(t *testing.T, b *consoleBundle) string {
-	t.Helper()
-	res := b.post("/console/login", "", url.Values{"credential": {testAdminToken}})
-	require.Equal(t, http.StatusSeeOther, res.StatusCode)
-	for _, c := range res.Cookies() {
-		if c.Name == monitorCookie && c.Path == console.Root {
-			return c.Name + "=" + c.Value
-		}
-	}
-	t.Fatal("no console session cookie")
-	return ""
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/bazaarhq/bazaar/api/console"
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/workers"
 )
@@ -75,17 +74,31 @@ func TestConsoleAccess(t *testing.T) {
 	res = b.send(http.MethodPost, "/console/login", "", url.Values{"credential": {testAdminToken}, "next": {"//evil.example/console"}})
 	require.Equal(t, http.StatusSeeOther, res.StatusCode)
 	require.Equal(t, "/console", res.Header.Get("Location"), "the redirect stays in the console")
-	paths := map[string]bool{}
 	var cookie string
 	for _, c := range res.Cookies() {
-		require.Equal(t, monitorCookie, c.Name)
+		require.Equal(t, sessionCookie, c.Name)
 		require.True(t, c.HttpOnly)
 		require.Equal(t, http.SameSiteStrictMode, c.SameSite)
-		paths[c.Path] = true
+		require.Equal(t, "/", c.Path, "one session for the console, the monitor and /v1/admin")
 		cookie = c.Name + "=" + c.Value
 	}
-	require.Equal(t, map[string]bool{"/console": true, "/monitor": true}, paths)
-	require.Equal(t, http.StatusOK, b.send(http.MethodGet, "/console/groups", "", nil, "Cookie", cookie).StatusCode)
+	require.NotEmpty(t, cookie)
+	page := b.send(http.MethodGet, "/console/groups", "", nil, "Cookie", cookie)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Contains(t, page.Body, `action="/console/logout"`)
+
+	// Logging out ends the session on the server, not just the cookie.
+	res = b.send(http.MethodPost, "/console/logout", "", url.Values{}, "Cookie", cookie)
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	require.Equal(t, "/console/login", res.Header.Get("Location"))
+	require.Equal(t, -1, res.Cookies()[0].MaxAge)
+	require.Equal(t, http.StatusSeeOther, b.send(http.MethodGet, "/console/groups", "", nil, "Cookie", cookie).StatusCode)
+
+	// An API key is no console credential.
+	require.Equal(t, http.StatusForbidden, b.send(http.MethodGet, "/console/groups", b.keyA, nil).StatusCode)
+	require.Equal(t, http.StatusUnauthorized, b.send(http.MethodPost, "/console/login", "", url.Values{"credential": {b.keyA}}).StatusCode)
+	// A wrong bearer credential is the API's 401.
+	require.Equal(t, http.StatusUnauthorized, b.send(http.MethodGet, "/console/groups", "bzr_op_wrong", nil).StatusCode)
 
 	res = b.send(http.MethodPost, "/console/groups/billing/pause", testAdminToken, url.Values{"reason": {"x"}}, "Sec-Fetch-Site", "cross-site")
 	require.Equal(t, http.StatusForbidden, res.StatusCode)
@@ -100,8 +113,11 @@ func TestConsoleRolesAndReasons(t *testing.T) {
 	t.Parallel()
 	b := consoleSetup(t)
 	b.deadLettered(1)
-	role := console.RoleViewer
-	b.srv.authorizeConsole = func(*http.Request) (string, string, bool) { return "olga", role, true }
+	viewer, oper, admin := b.as("vic", RoleViewer), b.as("olga", RoleOperator), b.as("ada", RoleAdmin)
+	as := func(cookie, path string, form url.Values) answer {
+		t.Helper()
+		return b.send(http.MethodPost, path, "", form, "Cookie", cookie)
+	}
 	posts := []string{
 		"/console/groups/billing/pause", "/console/groups/billing/resume", "/console/groups/billing/replay",
 		"/console/dlq/billing/redrive", "/console/dlq/billing/redrive-all", "/console/dlq/billing/redrive-all/cancel",
@@ -109,34 +125,36 @@ func TestConsoleRolesAndReasons(t *testing.T) {
 		"/console/invoicing/00000000-0000-0000-0000-000000000000/retry-failed", "/console/announcements",
 	}
 	for _, p := range posts {
-		require.Equal(t, http.StatusForbidden, b.send(http.MethodPost, p, "", url.Values{"reason": {"r"}, "all": {"true"}, "rate": {"5"}}).StatusCode, p)
+		require.Equal(t, http.StatusForbidden, as(viewer, p, url.Values{"reason": {"r"}, "all": {"true"}, "rate": {"5"}}).StatusCode, p)
 	}
 	require.EqualValues(t, 1, b.deadLetters())
 	require.Empty(t, b.audited())
 
-	role = console.RoleOperator
-	require.Equal(t, http.StatusForbidden, b.send(http.MethodPost, "/console/dlq/billing/purge", "", url.Values{"all": {"true"}, "reason": {"r"}}).StatusCode, "purge is for admins")
+	require.Equal(t, http.StatusForbidden, as(oper, "/console/dlq/billing/purge", url.Values{"all": {"true"}, "reason": {"r"}}).StatusCode, "purge is for admins")
 	for _, p := range []string{"/console/dlq/billing/redrive", "/console/dlq/billing/redrive-all"} {
-		require.Equal(t, http.StatusBadRequest, b.send(http.MethodPost, p, "", url.Values{"reason": {"  "}, "rate": {"5"}}).StatusCode, p)
+		require.Equal(t, http.StatusBadRequest, as(oper, p, url.Values{"reason": {"  "}, "rate": {"5"}}).StatusCode, p)
 	}
-	require.Equal(t, http.StatusBadRequest, b.send(http.MethodPost, "/console/dlq/billing/redrive", "", url.Values{"reason": {"r"}}).StatusCode, "nothing selected")
-	require.Equal(t, http.StatusBadRequest, b.send(http.MethodPost, "/console/dlq/billing/redrive-all", "", url.Values{"reason": {"r"}, "rate": {"0"}}).StatusCode)
-	require.Equal(t, http.StatusNotFound, b.send(http.MethodPost, "/console/dlq/nobody/redrive", "", url.Values{"reason": {"r"}, "id": {"1-0"}}).StatusCode)
-	require.Equal(t, http.StatusNotFound, b.send(http.MethodPost, "/console/dlq/billing/redrive", "", url.Values{"reason": {"r"}, "id": {"1-0"}}).StatusCode)
-	require.Equal(t, http.StatusNotFound, b.send(http.MethodPost, "/console/groups/nobody/pause", "", url.Values{}).StatusCode)
-	require.Equal(t, http.StatusNotFound, b.send(http.MethodPost, "/console/tasks/nowhere/pause", "", url.Values{}).StatusCode)
-	require.Equal(t, http.StatusNotFound, b.send(http.MethodPost, "/console/invoicing/00000000-0000-0000-0000-000000000000/retry-failed", "", url.Values{}).StatusCode)
+	require.Equal(t, http.StatusBadRequest, as(oper, "/console/dlq/billing/redrive", url.Values{"reason": {"r"}}).StatusCode, "nothing selected")
+	require.Equal(t, http.StatusBadRequest, as(oper, "/console/dlq/billing/redrive-all", url.Values{"reason": {"r"}, "rate": {"0"}}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/dlq/nobody/redrive", url.Values{"reason": {"r"}, "id": {"1-0"}}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/dlq/billing/redrive", url.Values{"reason": {"r"}, "id": {"1-0"}}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/groups/nobody/pause", url.Values{}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/tasks/nowhere/pause", url.Values{}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/invoicing/00000000-0000-0000-0000-000000000000/retry-failed", url.Values{}).StatusCode)
 	require.EqualValues(t, 1, b.deadLetters(), "nothing changed")
 	require.Empty(t, b.audited())
 
-	role = console.RoleAdmin
-	res := b.send(http.MethodPost, "/console/dlq/billing/purge", "", url.Values{"all": {"true"}, "reason": {"test data"}})
+	res := as(admin, "/console/dlq/billing/purge", url.Values{"all": {"true"}, "reason": {"test data"}})
 	require.Equal(t, http.StatusSeeOther, res.StatusCode)
 	require.Equal(t, "/console/dlq/billing?done=Purged+1+dead+letter+of+billing.", res.Header.Get("Location"))
 	require.Zero(t, b.deadLetters())
 	a := b.audited()
 	require.Len(t, a, 1)
-	require.Equal(t, auditRow{"dlq.purge", "group:billing", "test data", map[string]any{"ids": []string(nil), "all": true, "purged": 1, "actor": "olga", "role": "admin"}}, a[0])
+	require.Equal(t, "dlq.purge group:billing test data ada admin", a[0].action+" "+a[0].target+" "+a[0].reason+" "+a[0].actor+" "+a[0].role)
+	require.Equal(t, true, a[0].params["all"])
+	require.NotNil(t, a[0].count)
+	require.EqualValues(t, 1, *a[0].count)
+	require.NotEmpty(t, a[0].requestID)
 }
 
 // TestConsoleRepairs: pause and resume a group and a queue, redrive all
@@ -158,9 +176,10 @@ func TestConsoleRepairs(t *testing.T) {
 		t.Fatal("no billing group")
 		return false
 	}
+	oper := b.as("otto", RoleOperator)
 	do := func(path string, form url.Values) string {
 		t.Helper()
-		res := b.send(http.MethodPost, path, testAdminToken, form)
+		res := b.send(http.MethodPost, path, "", form, "Cookie", oper)
 		require.Equal(t, http.StatusSeeOther, res.StatusCode, path)
 		loc, err := url.Parse(res.Header.Get("Location"))
 		require.NoError(t, err)
@@ -185,7 +204,7 @@ func TestConsoleRepairs(t *testing.T) {
 	b.deadLettered(3)
 	b.fixed.Store(true)
 	require.Equal(t, "Redriving every dead letter of billing at 1 a second.", do("/console/dlq/billing/redrive-all", url.Values{"reason": {"provider back"}, "rate": {"1"}}))
-	require.Equal(t, http.StatusConflict, b.send(http.MethodPost, "/console/dlq/billing/redrive-all", testAdminToken, url.Values{"reason": {"again"}, "rate": {"1"}}).StatusCode)
+	require.Equal(t, http.StatusConflict, b.send(http.MethodPost, "/console/dlq/billing/redrive-all", "", url.Values{"reason": {"again"}, "rate": {"1"}}, "Cookie", oper).StatusCode)
 	msg := do("/console/dlq/billing/redrive-all/cancel", url.Values{})
 	require.Contains(t, msg, "Stopped the redrive of billing after ")
 	require.Less(t, b.deadLetters(), int64(4))
@@ -194,10 +213,10 @@ func TestConsoleRepairs(t *testing.T) {
 	// Replay: the dry run counts the three order.created events, the
 	// replay needs a reason and sends them.
 	since := time.Now().UTC().Add(-time.Hour).Format("2006-01-02T15:04")
-	page := b.send(http.MethodGet, "/console/groups?replay=billing&since="+url.QueryEscape(since), testAdminToken, nil)
+	page := b.send(http.MethodGet, "/console/groups?replay=billing&since="+url.QueryEscape(since), "", nil, "Cookie", oper)
 	require.Equal(t, http.StatusOK, page.StatusCode)
 	require.Contains(t, page.Body, "<strong>3</strong> events since "+since+" UTC would be sent to billing again.")
-	require.Equal(t, http.StatusBadRequest, b.send(http.MethodPost, "/console/groups/billing/replay", testAdminToken, url.Values{"since": {since}}).StatusCode)
+	require.Equal(t, http.StatusBadRequest, b.send(http.MethodPost, "/console/groups/billing/replay", "", url.Values{"since": {since}}, "Cookie", oper).StatusCode)
 	billed := b.billed.Load()
 	require.Equal(t, "Replaying 3 events to billing.", do("/console/groups/billing/replay", url.Values{"since": {since}, "reason": {"rebuild billing"}, "expect": {"3"}}))
 	deadline := time.Now().Add(10 * time.Second)
@@ -206,8 +225,8 @@ func TestConsoleRepairs(t *testing.T) {
 	}
 	require.EqualValues(t, billed+3, b.billed.Load(), "the replayed events were handled")
 
-	require.Equal(t, "Announced.", do("/console/announcements", url.Values{"level": {"warning"}, "message": {"Checkout closes at 02:00"}, "minutes": {"30"}}))
-	res := b.send(http.MethodPost, "/console/announcements", testAdminToken, url.Values{"level": {"loud"}, "message": {"x"}})
+	require.Equal(t, "Announced.", do("/console/announcements", url.Values{"level": {"warning"}, "message": {"Checkout closes at 02:00"}, "minutes": {"30"}, "reason": {"planned upgrade"}}))
+	res := b.send(http.MethodPost, "/console/announcements", "", url.Values{"level": {"loud"}, "message": {"x"}}, "Cookie", oper)
 	require.Equal(t, http.StatusBadRequest, res.StatusCode)
 	ev, err := store.LatestEventOfType(ctx, b.db, maintenanceType)
 	require.NoError(t, err)
@@ -215,14 +234,22 @@ func TestConsoleRepairs(t *testing.T) {
 
 	var actions []string
 	for _, a := range b.audited() {
-		actions = append(actions, a.action+" "+a.target+" "+a.reason)
+		require.Equal(t, "otto operator", a.actor+" "+a.role, a.action)
+		require.NotEmpty(t, a.requestID, a.action)
+		target := a.target
+		if a.action == ActionAnnouncement {
+			require.Equal(t, "announcement:"+ev.ID.String(), a.target, "the announcement's row names its event")
+			require.Equal(t, "warning", a.params["level"])
+			target = "announcement:ID"
+		}
+		actions = append(actions, a.action+" "+target+" "+a.reason)
 	}
 	require.Equal(t, []string{
 		"group.pause group:billing provider outage", "group.resume group:billing ",
 		"queue.pause queue:invoicing month end", "queue.resume queue:invoicing ",
 		"dlq.redrive group:billing provider back", "dlq.redrive.cancel group:billing ",
 		"group.replay group:billing rebuild billing",
-		"announcement.create announcements ",
+		"announcement.create announcement:ID planned upgrade",
 	}, actions)
 }
 
@@ -250,13 +277,14 @@ func TestConsoleRetryFailedInvoicingAccounts(t *testing.T) {
 		_ = iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload))
 	}
 
-	page := b.send(http.MethodGet, "/console/invoicing", testAdminToken, nil)
+	oper := b.as("otto", RoleOperator)
+	page := b.send(http.MethodGet, "/console/invoicing", "", nil, "Cookie", oper)
 	require.Equal(t, http.StatusOK, page.StatusCode)
 	require.Contains(t, page.Body, "1 of 2 accounts done, 0 pending, <span class=\"bad-text\">1 failed</span>")
 	require.Contains(t, page.Body, "add up to")
 	require.Contains(t, page.Body, "Retry 1 failed")
 
-	res := b.send(http.MethodPost, "/console/invoicing/"+runID.String()+"/retry-failed", testAdminToken, url.Values{"reason": {"totals fixed"}})
+	res := b.send(http.MethodPost, "/console/invoicing/"+runID.String()+"/retry-failed", "", url.Values{"reason": {"totals fixed"}}, "Cookie", oper)
 	require.Equal(t, http.StatusSeeOther, res.StatusCode)
 	require.Equal(t, "/console/invoicing?done=Retrying+1+failed+account.", res.Header.Get("Location"))
 	evs := b.events(runID)
@@ -266,6 +294,8 @@ func TestConsoleRetryFailedInvoicingAccounts(t *testing.T) {
 	require.Equal(t, 1, p.Pending)
 	a := b.audited()
 	require.Len(t, a, 1)
-	require.Equal(t, "invoicing.retry_failed invoice_run:"+runID.String()+" totals fixed", a[0].action+" "+a[0].target+" "+a[0].reason)
-	require.EqualValues(t, 1, a[0].params["retried"])
+	require.Equal(t, ActionInvoiceRunRetry+" invoice_run:"+runID.String()+" totals fixed otto operator", a[0].action+" "+a[0].target+" "+a[0].reason+" "+a[0].actor+" "+a[0].role)
+	require.NotNil(t, a[0].count)
+	require.EqualValues(t, 1, *a[0].count)
+	require.Equal(t, res.Header.Get(HeaderRequestID), a[0].requestID)
 }

@@ -281,19 +281,6 @@ func (s *Server) endSession(c *gin.Context) error {
 	return nil
 }
 
-// localPath returns p when it is a path on this site, def otherwise, so
-// the login cannot be used to send people elsewhere.
-func localPath(p, def string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
-		return def
-	}
-	u, err := url.Parse(p)
-	if err != nil || u.Host != "" || u.Scheme != "" {
-		return def
-	}
-	return p
-}
-
 // OperatorDTO is an operator as the API shows it; Token only in the answer
 // that created the operator.
 type OperatorDTO struct {
