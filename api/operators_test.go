@@ -362,7 +362,7 @@ func TestConsoleSession(t *testing.T) {
 	cross := b.browser(http.MethodPost, "/console/login", "", url.Values{"credential": {tok}}, "Sec-Fetch-Site", "cross-site")
 	require.Equal(t, http.StatusForbidden, cross.Code)
 	offsite := b.browser(http.MethodPost, "/console/login", "", url.Values{"credential": {tok}, "next": {"//evil.example/"}})
-	require.Equal(t, "/console/", offsite.Header().Get("Location"), "next stays on this site")
+	require.Equal(t, "/console", offsite.Header().Get("Location"), "next stays in the console")
 
 	sess := b.login(tok)
 	require.Equal(t, http.StatusOK, b.browser(http.MethodGet, "/v1/admin/audit", sess, nil).Code)

@@ -304,9 +304,10 @@ type TypeCount struct {
 }
 
 const publishedTypeCountsQuery = `
-SELECT type, count(*) AS events FROM events
-WHERE published_at IS NOT NULL AND time >= $1
-GROUP BY type ORDER BY type`
+SELECT e.type, count(*) AS events
+FROM events e JOIN event_positions p ON p.seq = e.seq AND p.time = e.time
+WHERE e.time >= $1
+GROUP BY e.type ORDER BY e.type`
 
 // PublishedTypeCounts counts the published events since a time by type.
 func PublishedTypeCounts(ctx context.Context, q sqlx.QueryerContext, since time.Time) ([]TypeCount, error) {
@@ -318,10 +319,10 @@ func PublishedTypeCounts(ctx context.Context, q sqlx.QueryerContext, since time.
 }
 
 const publishedOfTypesSinceQuery = `
-SELECT ` + eventColumns + `
-FROM events
-WHERE published_at IS NOT NULL AND time >= $1 AND type = ANY($2) AND seq > $3
-ORDER BY seq LIMIT $4`
+SELECT ` + eventColumns + `, ` + positionColumns + `
+FROM events e JOIN event_positions p ON p.seq = e.seq AND p.time = e.time
+WHERE e.time >= $1 AND e.type = ANY($2) AND e.seq > $3
+ORDER BY e.seq LIMIT $4`
 
 // PublishedOfTypesSince returns up to limit published events of the types
 // whose time is at or after since and whose seq is above afterSeq, in seq
