@@ -195,6 +195,69 @@ func (e InvoiceRunTrigger) Valid() bool {
 	}
 }
 
+// Defines values for OperatorRole.
+const (
+	OperatorRoleAdmin    OperatorRole = "admin"
+	OperatorRoleOperator OperatorRole = "operator"
+	OperatorRoleViewer   OperatorRole = "viewer"
+)
+
+// Valid indicates whether the value is a known member of the OperatorRole enum.
+func (e OperatorRole) Valid() bool {
+	switch e {
+	case OperatorRoleAdmin:
+		return true
+	case OperatorRoleOperator:
+		return true
+	case OperatorRoleViewer:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OperatorCreateRole.
+const (
+	OperatorCreateRoleAdmin    OperatorCreateRole = "admin"
+	OperatorCreateRoleOperator OperatorCreateRole = "operator"
+	OperatorCreateRoleViewer   OperatorCreateRole = "viewer"
+)
+
+// Valid indicates whether the value is a known member of the OperatorCreateRole enum.
+func (e OperatorCreateRole) Valid() bool {
+	switch e {
+	case OperatorCreateRoleAdmin:
+		return true
+	case OperatorCreateRoleOperator:
+		return true
+	case OperatorCreateRoleViewer:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OperatorUpdateRole.
+const (
+	OperatorUpdateRoleAdmin    OperatorUpdateRole = "admin"
+	OperatorUpdateRoleOperator OperatorUpdateRole = "operator"
+	OperatorUpdateRoleViewer   OperatorUpdateRole = "viewer"
+)
+
+// Valid indicates whether the value is a known member of the OperatorUpdateRole enum.
+func (e OperatorUpdateRole) Valid() bool {
+	switch e {
+	case OperatorUpdateRoleAdmin:
+		return true
+	case OperatorUpdateRoleOperator:
+		return true
+	case OperatorUpdateRoleViewer:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for OrderStatus.
 const (
 	OrderStatusCancelled OrderStatus = "cancelled"
@@ -551,7 +614,10 @@ type AnnouncementCreate struct {
 	ExpiresAt *time.Time               `json:"expires_at,omitempty"`
 	Level     *AnnouncementCreateLevel `json:"level,omitempty"`
 	Message   string                   `json:"message"`
-	StartsAt  *Timestamp               `json:"starts_at,omitempty"`
+
+	// Reason Why, for the audit log.
+	Reason   *string    `json:"reason,omitempty"`
+	StartsAt *Timestamp `json:"starts_at,omitempty"`
 }
 
 // AnnouncementCreateLevel defines model for AnnouncementCreate.Level.
@@ -559,6 +625,40 @@ type AnnouncementCreateLevel string
 
 // Attributes A variant's own attributes, such as size or colour.
 type Attributes map[string]string
+
+// AuditEntry defines model for AuditEntry.
+type AuditEntry struct {
+	Action string `json:"action"`
+
+	// Actor An operator's name, admin-token, cli:<user>, or key:<id> for a seller's own key changes.
+	Actor string `json:"actor"`
+
+	// ActorId The operator's id, when an operator acted.
+	ActorId *openapi_types.UUID `json:"actor_id"`
+	At      Timestamp           `json:"at"`
+
+	// Count How many things the action touched, when it counts them.
+	Count     *int                   `json:"count"`
+	Id        openapi_types.UUID     `json:"id"`
+	Params    map[string]interface{} `json:"params"`
+	Reason    string                 `json:"reason"`
+	RequestId string                 `json:"request_id"`
+
+	// Result ok, or error: ... when the action failed after reaching Redis.
+	Result string `json:"result"`
+
+	// Role viewer, operator, admin, cli, or the key's role.
+	Role   string `json:"role"`
+	Target string `json:"target"`
+}
+
+// AuditList defines model for AuditList.
+type AuditList struct {
+	Items []AuditEntry `json:"items"`
+
+	// NextCursor Pass as cursor to get the next page; null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+}
 
 // Cancellation defines model for Cancellation.
 type Cancellation struct {
@@ -609,11 +709,14 @@ type CorporateAccountCreate struct {
 // Currency ISO 4217 code.
 type Currency = string
 
-// DLQSelection Exactly one of ids, count (redrive only) or all.
+// DLQSelection Exactly one of ids, count (redrive only) or all, and why.
 type DLQSelection struct {
 	All   *bool     `json:"all,omitempty"`
 	Count *int      `json:"count,omitempty"`
 	Ids   *[]string `json:"ids,omitempty"`
+
+	// Reason Why; recorded in the audit log. Missing or blank is a 400 invalid-parameter.
+	Reason string `json:"reason"`
 }
 
 // DeadLetterList defines model for DeadLetterList.
@@ -763,6 +866,9 @@ type InvoiceRunCreate struct {
 
 	// PeriodStart First day billed.
 	PeriodStart openapi_types.Date `json:"period_start"`
+
+	// Reason Why, for the audit log.
+	Reason *string `json:"reason,omitempty"`
 }
 
 // InvoiceRunList defines model for InvoiceRunList.
@@ -799,6 +905,56 @@ type NextCursor = string
 
 // NullableTimestamp defines model for NullableTimestamp.
 type NullableTimestamp = time.Time
+
+// Operator defines model for Operator.
+type Operator struct {
+	CreatedAt Timestamp          `json:"created_at"`
+	Id        openapi_types.UUID `json:"id"`
+	Name      string             `json:"name"`
+
+	// Prefix The start of the credential, to recognise it.
+	Prefix    string       `json:"prefix"`
+	RevokedAt *time.Time   `json:"revoked_at"`
+	Role      OperatorRole `json:"role"`
+
+	// Token The credential (bzr_op_...), only in the answer that created the operator.
+	Token     *string   `json:"token,omitempty"`
+	UpdatedAt Timestamp `json:"updated_at"`
+}
+
+// OperatorRole defines model for Operator.Role.
+type OperatorRole string
+
+// OperatorCreate defines model for OperatorCreate.
+type OperatorCreate struct {
+	// Name Unique among active operators.
+	Name string `json:"name"`
+
+	// Reason Why, for the audit log.
+	Reason *string            `json:"reason,omitempty"`
+	Role   OperatorCreateRole `json:"role"`
+}
+
+// OperatorCreateRole defines model for OperatorCreate.Role.
+type OperatorCreateRole string
+
+// OperatorList defines model for OperatorList.
+type OperatorList struct {
+	Items []Operator `json:"items"`
+
+	// NextCursor Pass as cursor to get the next page; null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+}
+
+// OperatorUpdate defines model for OperatorUpdate.
+type OperatorUpdate struct {
+	// Reason Why, for the audit log.
+	Reason *string            `json:"reason,omitempty"`
+	Role   OperatorUpdateRole `json:"role"`
+}
+
+// OperatorUpdateRole defines model for OperatorUpdate.Role.
+type OperatorUpdateRole string
 
 // Order defines model for Order.
 type Order struct {
@@ -1276,13 +1432,18 @@ type UserUpdate struct {
 
 // Webhook defines model for Webhook.
 type Webhook struct {
-	CreatedAt   Timestamp `json:"created_at"`
-	Description string    `json:"description"`
-	Disabled    bool      `json:"disabled"`
+	CreatedAt   Timestamp          `json:"created_at"`
+	Description string             `json:"description"`
+	Disabled    bool               `json:"disabled"`
+	DisabledAt  *NullableTimestamp `json:"disabled_at"`
 
-	// DisabledReason Why it was disabled ("the endpoint answered 410 Gone"), or "".
-	DisabledReason string             `json:"disabled_reason"`
-	Id             openapi_types.UUID `json:"id"`
+	// DisabledReason Why it was disabled ("the endpoint answered 410 Gone", "no delivery succeeded since ..."), or "".
+	DisabledReason string `json:"disabled_reason"`
+
+	// FailingSince The first failed attempt since the endpoint last accepted a delivery; null while it delivers.
+	FailingSince *NullableTimestamp `json:"failing_since"`
+	Id           openapi_types.UUID `json:"id"`
+	Ordered      bool               `json:"ordered"`
 
 	// Secret "whsec_" + base64; only in the answer that made it (creation, rotation), not in a replay.
 	Secret    *string            `json:"secret,omitempty"`
@@ -1294,8 +1455,11 @@ type Webhook struct {
 
 // WebhookCreate defines model for WebhookCreate.
 type WebhookCreate struct {
-	Description *string  `json:"description,omitempty"`
-	Topics      []string `json:"topics"`
+	Description *string `json:"description,omitempty"`
+
+	// Ordered One delivery at a time, in event order (a later event waits for the earlier one to be delivered or given up).
+	Ordered *bool    `json:"ordered,omitempty"`
+	Topics  []string `json:"topics"`
 
 	// Url An https URL whose host resolves to public addresses.
 	Url string `json:"url"`
@@ -1342,12 +1506,30 @@ type WebhookList struct {
 	NextCursor *NextCursor `json:"next_cursor"`
 }
 
+// WebhookRedeliverSince defines model for WebhookRedeliverSince.
+type WebhookRedeliverSince struct {
+	// Since RFC 3339, not in the future.
+	Since time.Time `json:"since"`
+}
+
+// WebhookRedelivered defines model for WebhookRedelivered.
+type WebhookRedelivered struct {
+	// Count Deliveries queued again.
+	Count int       `json:"count"`
+	Since Timestamp `json:"since"`
+}
+
 // WebhookUpdate defines model for WebhookUpdate.
 type WebhookUpdate struct {
-	Description *string   `json:"description,omitempty"`
-	Disabled    *bool     `json:"disabled,omitempty"`
-	Topics      *[]string `json:"topics,omitempty"`
-	Url         *string   `json:"url,omitempty"`
+	Description *string `json:"description,omitempty"`
+
+	// Disabled Enabling again clears the reason and the failure streak.
+	Disabled *bool `json:"disabled,omitempty"`
+
+	// Ordered Turning it off queues the deliveries that waited for their turn at once.
+	Ordered *bool     `json:"ordered,omitempty"`
+	Topics  *[]string `json:"topics,omitempty"`
+	Url     *string   `json:"url,omitempty"`
 }
 
 // AccessToken defines model for AccessToken.
@@ -1430,6 +1612,26 @@ type CreateAnnouncementParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// ListAuditParams defines parameters for ListAudit.
+type ListAuditParams struct {
+	// Actor An operator's name, admin-token or cli:<user>.
+	Actor *string `form:"actor,omitempty" json:"actor,omitempty"`
+
+	// Action Such as dlq.redrive, operator.create, monitor.queue.pause.
+	Action *string `form:"action,omitempty" json:"action,omitempty"`
+
+	// Target Such as group:notifications, operator:ada, queue:default.
+	Target *string    `form:"target,omitempty" json:"target,omitempty"`
+	Since  *time.Time `form:"since,omitempty" json:"since,omitempty"`
+	Until  *time.Time `form:"until,omitempty" json:"until,omitempty"`
+
+	// Limit Page size, 1 to 200 (default 50).
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page; any other value (including a forged one) is a 400 invalid-parameter.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // AdminListDLQParams defines parameters for AdminListDLQ.
 type AdminListDLQParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1462,10 +1664,34 @@ type StartInvoiceRunParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// RetryFailedAccountsJSONBody defines parameters for RetryFailedAccounts.
+type RetryFailedAccountsJSONBody struct {
+	// Reason Why, for the audit log.
+	Reason *string `json:"reason,omitempty"`
+}
+
 // RetryFailedAccountsParams defines parameters for RetryFailedAccounts.
 type RetryFailedAccountsParams struct {
 	// IdempotencyKey Replays the first response to a repeated POST for 24 h.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ListOperatorsParams defines parameters for ListOperators.
+type ListOperatorsParams struct {
+	// Revoked true to list revoked operators too.
+	Revoked *bool `form:"revoked,omitempty" json:"revoked,omitempty"`
+}
+
+// CreateOperatorParams defines parameters for CreateOperator.
+type CreateOperatorParams struct {
+	// IdempotencyKey Replays the first response to a repeated POST for 24 h.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// RevokeOperatorParams defines parameters for RevokeOperator.
+type RevokeOperatorParams struct {
+	// Reason Why, for the audit log.
+	Reason *string `form:"reason,omitempty" json:"reason,omitempty"`
 }
 
 // StreamEventsParams defines parameters for StreamEvents.
@@ -1697,6 +1923,12 @@ type RedeliverWebhookParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// RedeliverWebhooksSinceParams defines parameters for RedeliverWebhooksSince.
+type RedeliverWebhooksSinceParams struct {
+	// IdempotencyKey Replays the first response to a repeated POST for 24 h.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // RotateWebhookSecretParams defines parameters for RotateWebhookSecret.
 type RotateWebhookSecretParams struct {
 	// IdempotencyKey Replays the first response to a repeated POST for 24 h.
@@ -1740,6 +1972,15 @@ type AdminRedriveDLQJSONRequestBody = DLQSelection
 
 // StartInvoiceRunJSONRequestBody defines body for StartInvoiceRun for application/json ContentType.
 type StartInvoiceRunJSONRequestBody = InvoiceRunCreate
+
+// RetryFailedAccountsJSONRequestBody defines body for RetryFailedAccounts for application/json ContentType.
+type RetryFailedAccountsJSONRequestBody RetryFailedAccountsJSONBody
+
+// CreateOperatorJSONRequestBody defines body for CreateOperator for application/json ContentType.
+type CreateOperatorJSONRequestBody = OperatorCreate
+
+// UpdateOperatorJSONRequestBody defines body for UpdateOperator for application/json ContentType.
+type UpdateOperatorJSONRequestBody = OperatorUpdate
 
 // CreateOrderJSONRequestBody defines body for CreateOrder for application/json ContentType.
 type CreateOrderJSONRequestBody = OrderCreate
@@ -1797,6 +2038,9 @@ type CreateWebhookJSONRequestBody = WebhookCreate
 
 // UpdateWebhookJSONRequestBody defines body for UpdateWebhook for application/json ContentType.
 type UpdateWebhookJSONRequestBody = WebhookUpdate
+
+// RedeliverWebhooksSinceJSONRequestBody defines body for RedeliverWebhooksSince for application/json ContentType.
+type RedeliverWebhooksSinceJSONRequestBody = WebhookRedeliverSince
 
 // CreateStorefrontKeyJSONRequestBody defines body for CreateStorefrontKey for application/json ContentType.
 type CreateStorefrontKeyJSONRequestBody = KeyCreate
@@ -1900,9 +2144,10 @@ type ClientInterface interface {
 	// ConsoleOverview The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
 	//
 	// Pages are HTML for people; see docs/operations.md for what each shows.
-	// Until named operators exist the admin token is the one credential, as
-	// a bearer token or through the login form at /console/login (which sets
-	// the bazaar_monitor session cookie); it acts as role admin. Without a
+	// The credential is an operator's (bzr_op_, with its role: viewer,
+	// operator or admin) or the admin token (role admin), as a bearer token
+	// or through the login form at /console/login, which sets the operator
+	// session cookie bazaar_session. API keys are refused (403). Without a
 	// credential a browser is sent to the login form.
 	//
 	// Corresponds with GET /console (the `ConsoleOverview` operationId).
@@ -1913,11 +2158,21 @@ type ClientInterface interface {
 	// Corresponds with GET /console/*any (the `ConsolePage` operationId).
 	ConsolePage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ConsoleAction The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and the login form's POST /console/login (field credential).
+	// ConsoleAction The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and its login and logout.
 	//
 	// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
-	// gets 403, and so does any cross-origin request. Each repair is handed to
-	// the audit hook and answers 303 back to its page.
+	// gets 403, and so does any cross-origin request. Each repair writes one row
+	// to the audit log (GET /v1/admin/audit) naming the operator, their role and
+	// the request id (announcements and retry-failed in the transaction of their
+	// effect) and answers 303 back to its page.
+	//
+	// POST /console/login (form fields credential, an operator credential or
+	// the admin token, and next, a console path to go to) checks the
+	// credential under the per-IP login limit shared with /monitor/login (429
+	// past it), stores a session and sets the bazaar_session cookie
+	// (HttpOnly, SameSite=Strict, Path=/): 303 to next, or 401 with the form
+	// again. POST /console/logout ends the session, clears the cookie and
+	// answers 303 to /console/login.
 	//
 	// Corresponds with POST /console/*any (the `ConsoleAction` operationId).
 	ConsoleAction(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1956,9 +2211,11 @@ type ClientInterface interface {
 
 	// MonitorRoot The task monitor (asynqmon); redirects to /monitor/ (admin).
 	//
-	// asynqmon has no authentication of its own, so Bazaar asks for the admin
-	// token: `Authorization: Bearer <token>`, HTTP Basic with the token as
-	// password, or the session cookie set by the form at /monitor/login.
+	// asynqmon has no authentication of its own, so Bazaar asks for an
+	// operator credential or the admin token: `Authorization: Bearer <token>`,
+	// HTTP Basic with it as password, or the operator session cookie set by
+	// the form at /monitor/login or /console/login. Viewers read; changing
+	// anything needs operator or admin.
 	// Without it a browser gets the login form with status 401, anything else
 	// a 401 problem. State-changing requests from another origin are refused
 	// (403). Answers 404 where no monitor is configured.
@@ -1966,19 +2223,24 @@ type ClientInterface interface {
 	// Corresponds with GET /monitor (the `MonitorRoot` operationId).
 	MonitorRoot(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// MonitorDelete asynqmon's deletions of tasks and queues (admin).
+	// MonitorDelete asynqmon's deletions of tasks and queues (operator or admin; recorded in the audit log).
 	//
 	// Corresponds with DELETE /monitor/*any (the `MonitorDelete` operationId).
 	MonitorDelete(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// MonitorGet asynqmon's pages and read API under /monitor/ (admin); /monitor/login shows the login form.
+	// MonitorGet asynqmon's pages and read API under /monitor/ (any operator role); /monitor/login shows the login form.
 	//
 	// The path is a catch-all; asynqmon's own API lives under /monitor/api/.
 	//
 	// Corresponds with GET /monitor/*any (the `MonitorGet` operationId).
 	MonitorGet(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// MonitorPost asynqmon's actions (run, archive, pause ...) and the login form's POST /monitor/login (field token), which sets the session cookie (admin).
+	// MonitorPatch asynqmon's updates, if any (operator or admin; recorded in the audit log).
+	//
+	// Corresponds with PATCH /monitor/*any (the `MonitorPatch` operationId).
+	MonitorPatch(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// MonitorPost asynqmon's actions (run, archive, pause ...; operator or admin, each recorded in the audit log) and the login form's POST /monitor/login (field credential), which sets the operator session cookie.
 	//
 	// Corresponds with POST /monitor/*any (the `MonitorPost` operationId).
 	MonitorPost(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1993,47 +2255,54 @@ type ClientInterface interface {
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// CreateAnnouncementWithBody Announce maintenance to every frontend (admin); records a system.maintenance event.
+	// CreateAnnouncementWithBody Announce maintenance to every frontend (operator); records a system.maintenance event.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/admin/announcements (the `CreateAnnouncement` operationId).
 	CreateAnnouncementWithBody(ctx context.Context, params *CreateAnnouncementParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// CreateAnnouncement Announce maintenance to every frontend (admin); records a system.maintenance event.
+	// CreateAnnouncement Announce maintenance to every frontend (operator); records a system.maintenance event.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/admin/announcements (the `CreateAnnouncement` operationId).
 	CreateAnnouncement(ctx context.Context, params *CreateAnnouncementParams, body CreateAnnouncementJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListAudit The audit log of mutating admin actions, newest first (any operator role).
+	//
+	// One row per action from the API, the console, the CLI (actor cli:<user>) and the task monitor (monitor.* actions). Filters match exactly; since is inclusive, until exclusive.
+	//
+	// Corresponds with GET /v1/admin/audit (the `ListAudit` operationId).
+	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// AdminListDLQ List a consumer group's dead letters, oldest first (admin).
 	//
 	// Corresponds with GET /v1/admin/dlq/{group} (the `AdminListDLQ` operationId).
 	AdminListDLQ(ctx context.Context, group Group, params *AdminListDLQParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// AdminPurgeDLQWithBody Delete dead letters by ids or all (admin).
+	// AdminPurgeDLQWithBody Delete dead letters by ids or all (admin); say why in reason (audit log).
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/admin/dlq/{group}/purge (the `AdminPurgeDLQ` operationId).
 	AdminPurgeDLQWithBody(ctx context.Context, group Group, params *AdminPurgeDLQParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// AdminPurgeDLQ Delete dead letters by ids or all (admin).
+	// AdminPurgeDLQ Delete dead letters by ids or all (admin); say why in reason (audit log).
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/admin/dlq/{group}/purge (the `AdminPurgeDLQ` operationId).
 	AdminPurgeDLQ(ctx context.Context, group Group, params *AdminPurgeDLQParams, body AdminPurgeDLQJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// AdminRedriveDLQWithBody Move dead letters to the group's retry stream, which only that group reads (admin). Select by ids, by count (the oldest n) or all.
+	// AdminRedriveDLQWithBody Move dead letters to the group's retry stream, which only that group reads (operator). Select by ids, by count (the oldest n) or all; say why in reason (audit log).
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/admin/dlq/{group}/redrive (the `AdminRedriveDLQ` operationId).
 	AdminRedriveDLQWithBody(ctx context.Context, group Group, params *AdminRedriveDLQParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// AdminRedriveDLQ Move dead letters to the group's retry stream, which only that group reads (admin). Select by ids, by count (the oldest n) or all.
+	// AdminRedriveDLQ Move dead letters to the group's retry stream, which only that group reads (operator). Select by ids, by count (the oldest n) or all; say why in reason (audit log).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2045,14 +2314,14 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/admin/invoicing/runs (the `ListInvoiceRuns` operationId).
 	ListInvoiceRuns(ctx context.Context, params *ListInvoiceRunsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// StartInvoiceRunWithBody Start the invoice run of a period by hand (admin): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
+	// StartInvoiceRunWithBody Start the invoice run of a period by hand (operator): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/admin/invoicing/runs (the `StartInvoiceRun` operationId).
 	StartInvoiceRunWithBody(ctx context.Context, params *StartInvoiceRunParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// StartInvoiceRun Start the invoice run of a period by hand (admin): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
+	// StartInvoiceRun Start the invoice run of a period by hand (operator): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2064,10 +2333,62 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/admin/invoicing/runs/{id} (the `GetInvoiceRun` operationId).
 	GetInvoiceRun(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// RetryFailedAccounts Bill a run's failed accounts again (admin), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+	// RetryFailedAccountsWithBody Bill a run's failed accounts again (operator), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+	//
+	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/admin/invoicing/runs/{id}/retry-failed (the `RetryFailedAccounts` operationId).
-	RetryFailedAccounts(ctx context.Context, id ID, params *RetryFailedAccountsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+	RetryFailedAccountsWithBody(ctx context.Context, id ID, params *RetryFailedAccountsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RetryFailedAccounts Bill a run's failed accounts again (operator), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/admin/invoicing/runs/{id}/retry-failed (the `RetryFailedAccounts` operationId).
+	RetryFailedAccounts(ctx context.Context, id ID, params *RetryFailedAccountsParams, body RetryFailedAccountsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListOperators The operators, oldest first (any operator role).
+	//
+	// Corresponds with GET /v1/admin/operators (the `ListOperators` operationId).
+	ListOperators(ctx context.Context, params *ListOperatorsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateOperatorWithBody Add a named operator with a role (admin); the answer shows its credential, this once.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/admin/operators (the `CreateOperator` operationId).
+	CreateOperatorWithBody(ctx context.Context, params *CreateOperatorParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateOperator Add a named operator with a role (admin); the answer shows its credential, this once.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/admin/operators (the `CreateOperator` operationId).
+	CreateOperator(ctx context.Context, params *CreateOperatorParams, body CreateOperatorJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeOperator Revoke an operator (admin); its credential stops working and its sessions end at once. Revoking twice is no error.
+	//
+	// Corresponds with DELETE /v1/admin/operators/{id} (the `RevokeOperator` operationId).
+	RevokeOperator(ctx context.Context, id ID, params *RevokeOperatorParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetOperator One operator, revoked or not (any operator role).
+	//
+	// Corresponds with GET /v1/admin/operators/{id} (the `GetOperator` operationId).
+	GetOperator(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateOperatorWithBody Change an operator's role (admin); it applies to the operator's credential and sessions from their next request.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /v1/admin/operators/{id} (the `UpdateOperator` operationId).
+	UpdateOperatorWithBody(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateOperator Change an operator's role (admin); it applies to the operator's credential and sessions from their next request.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /v1/admin/operators/{id} (the `UpdateOperator` operationId).
+	UpdateOperator(ctx context.Context, id ID, body UpdateOperatorJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListSchedules Periodic jobs (admin): each schedule's cron expression and time zone, its next run and its last firing, as the scheduler holding the lease last recorded them (checked_at, checked_by).
 	//
@@ -2476,7 +2797,7 @@ type ClientInterface interface {
 
 	// CreateWebhookWithBody Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 	//
-	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2485,7 +2806,7 @@ type ClientInterface interface {
 
 	// CreateWebhook Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 	//
-	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2525,6 +2846,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/deliveries/{did}/redeliver (the `RedeliverWebhook` operationId).
 	RedeliverWebhook(ctx context.Context, id ID, wid WebhookID, did DeliveryID, params *RedeliverWebhookParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RedeliverWebhooksSinceWithBody Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+	//
+	// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+	RedeliverWebhooksSinceWithBody(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RedeliverWebhooksSince Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+	//
+	// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+	RedeliverWebhooksSince(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RotateWebhookSecret Give a webhook endpoint a new signing secret (shown once); the old one keeps signing beside it for 24 hours.
 	//
@@ -2640,9 +2979,10 @@ func (c *Client) Asyncapi(ctx context.Context, reqEditors ...RequestEditorFn) (*
 // ConsoleOverview The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
 //
 // Pages are HTML for people; see docs/operations.md for what each shows.
-// Until named operators exist the admin token is the one credential, as
-// a bearer token or through the login form at /console/login (which sets
-// the bazaar_monitor session cookie); it acts as role admin. Without a
+// The credential is an operator's (bzr_op_, with its role: viewer,
+// operator or admin) or the admin token (role admin), as a bearer token
+// or through the login form at /console/login, which sets the operator
+// session cookie bazaar_session. API keys are refused (403). Without a
 // credential a browser is sent to the login form.
 //
 // Corresponds with GET /console (the `ConsoleOverview` operationId).
@@ -2673,11 +3013,21 @@ func (c *Client) ConsolePage(ctx context.Context, reqEditors ...RequestEditorFn)
 	return c.Client.Do(req)
 }
 
-// ConsoleAction The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and the login form's POST /console/login (field credential).
+// ConsoleAction The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and its login and logout.
 //
 // Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
-// gets 403, and so does any cross-origin request. Each repair is handed to
-// the audit hook and answers 303 back to its page.
+// gets 403, and so does any cross-origin request. Each repair writes one row
+// to the audit log (GET /v1/admin/audit) naming the operator, their role and
+// the request id (announcements and retry-failed in the transaction of their
+// effect) and answers 303 back to its page.
+//
+// POST /console/login (form fields credential, an operator credential or
+// the admin token, and next, a console path to go to) checks the
+// credential under the per-IP login limit shared with /monitor/login (429
+// past it), stores a session and sets the bazaar_session cookie
+// (HttpOnly, SameSite=Strict, Path=/): 303 to next, or 401 with the form
+// again. POST /console/logout ends the session, clears the cookie and
+// answers 303 to /console/login.
 //
 // Corresponds with POST /console/*any (the `ConsoleAction` operationId).
 func (c *Client) ConsoleAction(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2776,9 +3126,11 @@ func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 
 // MonitorRoot The task monitor (asynqmon); redirects to /monitor/ (admin).
 //
-// asynqmon has no authentication of its own, so Bazaar asks for the admin
-// token: `Authorization: Bearer <token>`, HTTP Basic with the token as
-// password, or the session cookie set by the form at /monitor/login.
+// asynqmon has no authentication of its own, so Bazaar asks for an
+// operator credential or the admin token: `Authorization: Bearer <token>`,
+// HTTP Basic with it as password, or the operator session cookie set by
+// the form at /monitor/login or /console/login. Viewers read; changing
+// anything needs operator or admin.
 // Without it a browser gets the login form with status 401, anything else
 // a 401 problem. State-changing requests from another origin are refused
 // (403). Answers 404 where no monitor is configured.
@@ -2796,7 +3148,7 @@ func (c *Client) MonitorRoot(ctx context.Context, reqEditors ...RequestEditorFn)
 	return c.Client.Do(req)
 }
 
-// MonitorDelete asynqmon's deletions of tasks and queues (admin).
+// MonitorDelete asynqmon's deletions of tasks and queues (operator or admin; recorded in the audit log).
 //
 // Corresponds with DELETE /monitor/*any (the `MonitorDelete` operationId).
 func (c *Client) MonitorDelete(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2811,7 +3163,7 @@ func (c *Client) MonitorDelete(ctx context.Context, reqEditors ...RequestEditorF
 	return c.Client.Do(req)
 }
 
-// MonitorGet asynqmon's pages and read API under /monitor/ (admin); /monitor/login shows the login form.
+// MonitorGet asynqmon's pages and read API under /monitor/ (any operator role); /monitor/login shows the login form.
 //
 // The path is a catch-all; asynqmon's own API lives under /monitor/api/.
 //
@@ -2828,7 +3180,22 @@ func (c *Client) MonitorGet(ctx context.Context, reqEditors ...RequestEditorFn) 
 	return c.Client.Do(req)
 }
 
-// MonitorPost asynqmon's actions (run, archive, pause ...) and the login form's POST /monitor/login (field token), which sets the session cookie (admin).
+// MonitorPatch asynqmon's updates, if any (operator or admin; recorded in the audit log).
+//
+// Corresponds with PATCH /monitor/*any (the `MonitorPatch` operationId).
+func (c *Client) MonitorPatch(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewMonitorPatchRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// MonitorPost asynqmon's actions (run, archive, pause ...; operator or admin, each recorded in the audit log) and the login form's POST /monitor/login (field credential), which sets the operator session cookie.
 //
 // Corresponds with POST /monitor/*any (the `MonitorPost` operationId).
 func (c *Client) MonitorPost(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2873,7 +3240,7 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 	return c.Client.Do(req)
 }
 
-// CreateAnnouncementWithBody Announce maintenance to every frontend (admin); records a system.maintenance event.
+// CreateAnnouncementWithBody Announce maintenance to every frontend (operator); records a system.maintenance event.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2890,13 +3257,30 @@ func (c *Client) CreateAnnouncementWithBody(ctx context.Context, params *CreateA
 	return c.Client.Do(req)
 }
 
-// CreateAnnouncement Announce maintenance to every frontend (admin); records a system.maintenance event.
+// CreateAnnouncement Announce maintenance to every frontend (operator); records a system.maintenance event.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/admin/announcements (the `CreateAnnouncement` operationId).
 func (c *Client) CreateAnnouncement(ctx context.Context, params *CreateAnnouncementParams, body CreateAnnouncementJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateAnnouncementRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListAudit The audit log of mutating admin actions, newest first (any operator role).
+//
+// One row per action from the API, the console, the CLI (actor cli:<user>) and the task monitor (monitor.* actions). Filters match exactly; since is inclusive, until exclusive.
+//
+// Corresponds with GET /v1/admin/audit (the `ListAudit` operationId).
+func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAuditRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2922,7 +3306,7 @@ func (c *Client) AdminListDLQ(ctx context.Context, group Group, params *AdminLis
 	return c.Client.Do(req)
 }
 
-// AdminPurgeDLQWithBody Delete dead letters by ids or all (admin).
+// AdminPurgeDLQWithBody Delete dead letters by ids or all (admin); say why in reason (audit log).
 //
 // Takes any type of body and a specified content type.
 //
@@ -2939,7 +3323,7 @@ func (c *Client) AdminPurgeDLQWithBody(ctx context.Context, group Group, params 
 	return c.Client.Do(req)
 }
 
-// AdminPurgeDLQ Delete dead letters by ids or all (admin).
+// AdminPurgeDLQ Delete dead letters by ids or all (admin); say why in reason (audit log).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2956,7 +3340,7 @@ func (c *Client) AdminPurgeDLQ(ctx context.Context, group Group, params *AdminPu
 	return c.Client.Do(req)
 }
 
-// AdminRedriveDLQWithBody Move dead letters to the group's retry stream, which only that group reads (admin). Select by ids, by count (the oldest n) or all.
+// AdminRedriveDLQWithBody Move dead letters to the group's retry stream, which only that group reads (operator). Select by ids, by count (the oldest n) or all; say why in reason (audit log).
 //
 // Takes any type of body and a specified content type.
 //
@@ -2973,7 +3357,7 @@ func (c *Client) AdminRedriveDLQWithBody(ctx context.Context, group Group, param
 	return c.Client.Do(req)
 }
 
-// AdminRedriveDLQ Move dead letters to the group's retry stream, which only that group reads (admin). Select by ids, by count (the oldest n) or all.
+// AdminRedriveDLQ Move dead letters to the group's retry stream, which only that group reads (operator). Select by ids, by count (the oldest n) or all; say why in reason (audit log).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3005,7 +3389,7 @@ func (c *Client) ListInvoiceRuns(ctx context.Context, params *ListInvoiceRunsPar
 	return c.Client.Do(req)
 }
 
-// StartInvoiceRunWithBody Start the invoice run of a period by hand (admin): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
+// StartInvoiceRunWithBody Start the invoice run of a period by hand (operator): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3022,7 +3406,7 @@ func (c *Client) StartInvoiceRunWithBody(ctx context.Context, params *StartInvoi
 	return c.Client.Do(req)
 }
 
-// StartInvoiceRun Start the invoice run of a period by hand (admin): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
+// StartInvoiceRun Start the invoice run of a period by hand (operator): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3054,11 +3438,143 @@ func (c *Client) GetInvoiceRun(ctx context.Context, id ID, reqEditors ...Request
 	return c.Client.Do(req)
 }
 
-// RetryFailedAccounts Bill a run's failed accounts again (admin), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+// RetryFailedAccountsWithBody Bill a run's failed accounts again (operator), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+//
+// Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/admin/invoicing/runs/{id}/retry-failed (the `RetryFailedAccounts` operationId).
-func (c *Client) RetryFailedAccounts(ctx context.Context, id ID, params *RetryFailedAccountsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRetryFailedAccountsRequest(c.Server, id, params)
+func (c *Client) RetryFailedAccountsWithBody(ctx context.Context, id ID, params *RetryFailedAccountsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRetryFailedAccountsRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RetryFailedAccounts Bill a run's failed accounts again (operator), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/admin/invoicing/runs/{id}/retry-failed (the `RetryFailedAccounts` operationId).
+func (c *Client) RetryFailedAccounts(ctx context.Context, id ID, params *RetryFailedAccountsParams, body RetryFailedAccountsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRetryFailedAccountsRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListOperators The operators, oldest first (any operator role).
+//
+// Corresponds with GET /v1/admin/operators (the `ListOperators` operationId).
+func (c *Client) ListOperators(ctx context.Context, params *ListOperatorsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListOperatorsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateOperatorWithBody Add a named operator with a role (admin); the answer shows its credential, this once.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/admin/operators (the `CreateOperator` operationId).
+func (c *Client) CreateOperatorWithBody(ctx context.Context, params *CreateOperatorParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateOperatorRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateOperator Add a named operator with a role (admin); the answer shows its credential, this once.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/admin/operators (the `CreateOperator` operationId).
+func (c *Client) CreateOperator(ctx context.Context, params *CreateOperatorParams, body CreateOperatorJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateOperatorRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RevokeOperator Revoke an operator (admin); its credential stops working and its sessions end at once. Revoking twice is no error.
+//
+// Corresponds with DELETE /v1/admin/operators/{id} (the `RevokeOperator` operationId).
+func (c *Client) RevokeOperator(ctx context.Context, id ID, params *RevokeOperatorParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeOperatorRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetOperator One operator, revoked or not (any operator role).
+//
+// Corresponds with GET /v1/admin/operators/{id} (the `GetOperator` operationId).
+func (c *Client) GetOperator(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetOperatorRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateOperatorWithBody Change an operator's role (admin); it applies to the operator's credential and sessions from their next request.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /v1/admin/operators/{id} (the `UpdateOperator` operationId).
+func (c *Client) UpdateOperatorWithBody(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateOperatorRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateOperator Change an operator's role (admin); it applies to the operator's credential and sessions from their next request.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /v1/admin/operators/{id} (the `UpdateOperator` operationId).
+func (c *Client) UpdateOperator(ctx context.Context, id ID, body UpdateOperatorJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateOperatorRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4076,7 +4592,7 @@ func (c *Client) ListWebhooks(ctx context.Context, id ID, params *ListWebhooksPa
 
 // CreateWebhookWithBody Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 //
-// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4095,7 +4611,7 @@ func (c *Client) CreateWebhookWithBody(ctx context.Context, id ID, params *Creat
 
 // CreateWebhook Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 //
-// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4196,6 +4712,44 @@ func (c *Client) ListWebhookDeliveries(ctx context.Context, id ID, wid WebhookID
 // Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/deliveries/{did}/redeliver (the `RedeliverWebhook` operationId).
 func (c *Client) RedeliverWebhook(ctx context.Context, id ID, wid WebhookID, did DeliveryID, params *RedeliverWebhookParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRedeliverWebhookRequest(c.Server, id, wid, did, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RedeliverWebhooksSinceWithBody Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+//
+// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+func (c *Client) RedeliverWebhooksSinceWithBody(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRedeliverWebhooksSinceRequestWithBody(c.Server, id, wid, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RedeliverWebhooksSince Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+//
+// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+func (c *Client) RedeliverWebhooksSince(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRedeliverWebhooksSinceRequest(c.Server, id, wid, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4787,6 +5341,33 @@ func NewMonitorGetRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewMonitorPatchRequest constructs an http.Request for the MonitorPatch method
+func NewMonitorPatchRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/monitor/*any")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewMonitorPostRequest constructs an http.Request for the MonitorPost method
 func NewMonitorPostRequest(server string) (*http.Request, error) {
 	var err error
@@ -4918,6 +5499,132 @@ func NewCreateAnnouncementRequestWithBody(server string, params *CreateAnnouncem
 			req.Header.Set("Idempotency-Key", headerParam0)
 		}
 
+	}
+
+	return req, nil
+}
+
+// NewListAuditRequest constructs an http.Request for the ListAudit method
+func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/audit")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Actor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "actor", *params.Actor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Action != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "action", *params.Action, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Target != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "target", *params.Target, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Until != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
 	}
 
 	return req, nil
@@ -5263,8 +5970,19 @@ func NewGetInvoiceRunRequest(server string, id ID) (*http.Request, error) {
 	return req, nil
 }
 
-// NewRetryFailedAccountsRequest constructs an http.Request for the RetryFailedAccounts method
-func NewRetryFailedAccountsRequest(server string, id ID, params *RetryFailedAccountsParams) (*http.Request, error) {
+// NewRetryFailedAccountsRequest calls the generic RetryFailedAccounts builder with application/json body
+func NewRetryFailedAccountsRequest(server string, id ID, params *RetryFailedAccountsParams, body RetryFailedAccountsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRetryFailedAccountsRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewRetryFailedAccountsRequestWithBody constructs an http.Request for the RetryFailedAccounts method, with any body, and a specified content type
+func NewRetryFailedAccountsRequestWithBody(server string, id ID, params *RetryFailedAccountsParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -5289,10 +6007,12 @@ func NewRetryFailedAccountsRequest(server string, id ID, params *RetryFailedAcco
 		return nil, err
 	}
 
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
 	if err != nil {
 		return nil, err
 	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	if params != nil {
 
@@ -5308,6 +6028,257 @@ func NewRetryFailedAccountsRequest(server string, id ID, params *RetryFailedAcco
 		}
 
 	}
+
+	return req, nil
+}
+
+// NewListOperatorsRequest constructs an http.Request for the ListOperators method
+func NewListOperatorsRequest(server string, params *ListOperatorsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/operators")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Revoked != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "revoked", *params.Revoked, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateOperatorRequest calls the generic CreateOperator builder with application/json body
+func NewCreateOperatorRequest(server string, params *CreateOperatorParams, body CreateOperatorJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateOperatorRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewCreateOperatorRequestWithBody constructs an http.Request for the CreateOperator method, with any body, and a specified content type
+func NewCreateOperatorRequestWithBody(server string, params *CreateOperatorParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/operators")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewRevokeOperatorRequest constructs an http.Request for the RevokeOperator method
+func NewRevokeOperatorRequest(server string, id ID, params *RevokeOperatorParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/operators/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Reason != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "reason", *params.Reason, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetOperatorRequest constructs an http.Request for the GetOperator method
+func NewGetOperatorRequest(server string, id ID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/operators/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateOperatorRequest calls the generic UpdateOperator builder with application/json body
+func NewUpdateOperatorRequest(server string, id ID, body UpdateOperatorJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateOperatorRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewUpdateOperatorRequestWithBody constructs an http.Request for the UpdateOperator method, with any body, and a specified content type
+func NewUpdateOperatorRequestWithBody(server string, id ID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/operators/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -8119,6 +9090,75 @@ func NewRedeliverWebhookRequest(server string, id ID, wid WebhookID, did Deliver
 	return req, nil
 }
 
+// NewRedeliverWebhooksSinceRequest calls the generic RedeliverWebhooksSince builder with application/json body
+func NewRedeliverWebhooksSinceRequest(server string, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRedeliverWebhooksSinceRequestWithBody(server, id, wid, params, "application/json", bodyReader)
+}
+
+// NewRedeliverWebhooksSinceRequestWithBody constructs an http.Request for the RedeliverWebhooksSince method, with any body, and a specified content type
+func NewRedeliverWebhooksSinceRequestWithBody(server string, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "wid", wid, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/sellers/%s/webhooks/%s/redeliver", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewRotateWebhookSecretRequest constructs an http.Request for the RotateWebhookSecret method
 func NewRotateWebhookSecretRequest(server string, id ID, wid WebhookID, params *RotateWebhookSecretParams) (*http.Request, error) {
 	var err error
@@ -8601,9 +9641,10 @@ type ClientWithResponsesInterface interface {
 	// ConsoleOverviewWithResponse The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
 	//
 	// Pages are HTML for people; see docs/operations.md for what each shows.
-	// Until named operators exist the admin token is the one credential, as
-	// a bearer token or through the login form at /console/login (which sets
-	// the bazaar_monitor session cookie); it acts as role admin. Without a
+	// The credential is an operator's (bzr_op_, with its role: viewer,
+	// operator or admin) or the admin token (role admin), as a bearer token
+	// or through the login form at /console/login, which sets the operator
+	// session cookie bazaar_session. API keys are refused (403). Without a
 	// credential a browser is sent to the login form.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -8618,11 +9659,21 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /console/*any (the `ConsolePage` operationId).
 	ConsolePageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsolePageResponse, error)
 
-	// ConsoleActionWithResponse The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and the login form's POST /console/login (field credential).
+	// ConsoleActionWithResponse The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and its login and logout.
 	//
 	// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
-	// gets 403, and so does any cross-origin request. Each repair is handed to
-	// the audit hook and answers 303 back to its page.
+	// gets 403, and so does any cross-origin request. Each repair writes one row
+	// to the audit log (GET /v1/admin/audit) naming the operator, their role and
+	// the request id (announcements and retry-failed in the transaction of their
+	// effect) and answers 303 back to its page.
+	//
+	// POST /console/login (form fields credential, an operator credential or
+	// the admin token, and next, a console path to go to) checks the
+	// credential under the per-IP login limit shared with /monitor/login (429
+	// past it), stores a session and sets the bazaar_session cookie
+	// (HttpOnly, SameSite=Strict, Path=/): 303 to next, or 401 with the form
+	// again. POST /console/logout ends the session, clears the cookie and
+	// answers 303 to /console/login.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8673,9 +9724,11 @@ type ClientWithResponsesInterface interface {
 
 	// MonitorRootWithResponse The task monitor (asynqmon); redirects to /monitor/ (admin).
 	//
-	// asynqmon has no authentication of its own, so Bazaar asks for the admin
-	// token: `Authorization: Bearer <token>`, HTTP Basic with the token as
-	// password, or the session cookie set by the form at /monitor/login.
+	// asynqmon has no authentication of its own, so Bazaar asks for an
+	// operator credential or the admin token: `Authorization: Bearer <token>`,
+	// HTTP Basic with it as password, or the operator session cookie set by
+	// the form at /monitor/login or /console/login. Viewers read; changing
+	// anything needs operator or admin.
 	// Without it a browser gets the login form with status 401, anything else
 	// a 401 problem. State-changing requests from another origin are refused
 	// (403). Answers 404 where no monitor is configured.
@@ -8685,14 +9738,14 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /monitor (the `MonitorRoot` operationId).
 	MonitorRootWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MonitorRootResponse, error)
 
-	// MonitorDeleteWithResponse asynqmon's deletions of tasks and queues (admin).
+	// MonitorDeleteWithResponse asynqmon's deletions of tasks and queues (operator or admin; recorded in the audit log).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /monitor/*any (the `MonitorDelete` operationId).
 	MonitorDeleteWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MonitorDeleteResponse, error)
 
-	// MonitorGetWithResponse asynqmon's pages and read API under /monitor/ (admin); /monitor/login shows the login form.
+	// MonitorGetWithResponse asynqmon's pages and read API under /monitor/ (any operator role); /monitor/login shows the login form.
 	//
 	// The path is a catch-all; asynqmon's own API lives under /monitor/api/.
 	//
@@ -8701,7 +9754,14 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /monitor/*any (the `MonitorGet` operationId).
 	MonitorGetWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MonitorGetResponse, error)
 
-	// MonitorPostWithResponse asynqmon's actions (run, archive, pause ...) and the login form's POST /monitor/login (field token), which sets the session cookie (admin).
+	// MonitorPatchWithResponse asynqmon's updates, if any (operator or admin; recorded in the audit log).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /monitor/*any (the `MonitorPatch` operationId).
+	MonitorPatchWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MonitorPatchResponse, error)
+
+	// MonitorPostWithResponse asynqmon's actions (run, archive, pause ...; operator or admin, each recorded in the audit log) and the login form's POST /monitor/login (field credential), which sets the operator session cookie.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8722,19 +9782,28 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
 
-	// CreateAnnouncementWithBodyWithResponse Announce maintenance to every frontend (admin); records a system.maintenance event.
+	// CreateAnnouncementWithBodyWithResponse Announce maintenance to every frontend (operator); records a system.maintenance event.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/announcements (the `CreateAnnouncement` operationId).
 	CreateAnnouncementWithBodyWithResponse(ctx context.Context, params *CreateAnnouncementParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAnnouncementResponse, error)
 
-	// CreateAnnouncementWithResponse Announce maintenance to every frontend (admin); records a system.maintenance event.
+	// CreateAnnouncementWithResponse Announce maintenance to every frontend (operator); records a system.maintenance event.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/announcements (the `CreateAnnouncement` operationId).
 	CreateAnnouncementWithResponse(ctx context.Context, params *CreateAnnouncementParams, body CreateAnnouncementJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAnnouncementResponse, error)
+
+	// ListAuditWithResponse The audit log of mutating admin actions, newest first (any operator role).
+	//
+	// One row per action from the API, the console, the CLI (actor cli:<user>) and the task monitor (monitor.* actions). Filters match exactly; since is inclusive, until exclusive.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/admin/audit (the `ListAudit` operationId).
+	ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error)
 
 	// AdminListDLQWithResponse List a consumer group's dead letters, oldest first (admin).
 	//
@@ -8743,28 +9812,28 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/admin/dlq/{group} (the `AdminListDLQ` operationId).
 	AdminListDLQWithResponse(ctx context.Context, group Group, params *AdminListDLQParams, reqEditors ...RequestEditorFn) (*AdminListDLQResponse, error)
 
-	// AdminPurgeDLQWithBodyWithResponse Delete dead letters by ids or all (admin).
+	// AdminPurgeDLQWithBodyWithResponse Delete dead letters by ids or all (admin); say why in reason (audit log).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/dlq/{group}/purge (the `AdminPurgeDLQ` operationId).
 	AdminPurgeDLQWithBodyWithResponse(ctx context.Context, group Group, params *AdminPurgeDLQParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminPurgeDLQResponse, error)
 
-	// AdminPurgeDLQWithResponse Delete dead letters by ids or all (admin).
+	// AdminPurgeDLQWithResponse Delete dead letters by ids or all (admin); say why in reason (audit log).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/dlq/{group}/purge (the `AdminPurgeDLQ` operationId).
 	AdminPurgeDLQWithResponse(ctx context.Context, group Group, params *AdminPurgeDLQParams, body AdminPurgeDLQJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminPurgeDLQResponse, error)
 
-	// AdminRedriveDLQWithBodyWithResponse Move dead letters to the group's retry stream, which only that group reads (admin). Select by ids, by count (the oldest n) or all.
+	// AdminRedriveDLQWithBodyWithResponse Move dead letters to the group's retry stream, which only that group reads (operator). Select by ids, by count (the oldest n) or all; say why in reason (audit log).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/dlq/{group}/redrive (the `AdminRedriveDLQ` operationId).
 	AdminRedriveDLQWithBodyWithResponse(ctx context.Context, group Group, params *AdminRedriveDLQParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminRedriveDLQResponse, error)
 
-	// AdminRedriveDLQWithResponse Move dead letters to the group's retry stream, which only that group reads (admin). Select by ids, by count (the oldest n) or all.
+	// AdminRedriveDLQWithResponse Move dead letters to the group's retry stream, which only that group reads (operator). Select by ids, by count (the oldest n) or all; say why in reason (audit log).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8778,14 +9847,14 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/admin/invoicing/runs (the `ListInvoiceRuns` operationId).
 	ListInvoiceRunsWithResponse(ctx context.Context, params *ListInvoiceRunsParams, reqEditors ...RequestEditorFn) (*ListInvoiceRunsResponse, error)
 
-	// StartInvoiceRunWithBodyWithResponse Start the invoice run of a period by hand (admin): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
+	// StartInvoiceRunWithBodyWithResponse Start the invoice run of a period by hand (operator): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/invoicing/runs (the `StartInvoiceRun` operationId).
 	StartInvoiceRunWithBodyWithResponse(ctx context.Context, params *StartInvoiceRunParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartInvoiceRunResponse, error)
 
-	// StartInvoiceRunWithResponse Start the invoice run of a period by hand (admin): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
+	// StartInvoiceRunWithResponse Start the invoice run of a period by hand (operator): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8799,12 +9868,68 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/admin/invoicing/runs/{id} (the `GetInvoiceRun` operationId).
 	GetInvoiceRunWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetInvoiceRunResponse, error)
 
-	// RetryFailedAccountsWithResponse Bill a run's failed accounts again (admin), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+	// RetryFailedAccountsWithBodyWithResponse Bill a run's failed accounts again (operator), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/invoicing/runs/{id}/retry-failed (the `RetryFailedAccounts` operationId).
+	RetryFailedAccountsWithBodyWithResponse(ctx context.Context, id ID, params *RetryFailedAccountsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RetryFailedAccountsResponse, error)
+
+	// RetryFailedAccountsWithResponse Bill a run's failed accounts again (operator), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/invoicing/runs/{id}/retry-failed (the `RetryFailedAccounts` operationId).
+	RetryFailedAccountsWithResponse(ctx context.Context, id ID, params *RetryFailedAccountsParams, body RetryFailedAccountsJSONRequestBody, reqEditors ...RequestEditorFn) (*RetryFailedAccountsResponse, error)
+
+	// ListOperatorsWithResponse The operators, oldest first (any operator role).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /v1/admin/invoicing/runs/{id}/retry-failed (the `RetryFailedAccounts` operationId).
-	RetryFailedAccountsWithResponse(ctx context.Context, id ID, params *RetryFailedAccountsParams, reqEditors ...RequestEditorFn) (*RetryFailedAccountsResponse, error)
+	// Corresponds with GET /v1/admin/operators (the `ListOperators` operationId).
+	ListOperatorsWithResponse(ctx context.Context, params *ListOperatorsParams, reqEditors ...RequestEditorFn) (*ListOperatorsResponse, error)
+
+	// CreateOperatorWithBodyWithResponse Add a named operator with a role (admin); the answer shows its credential, this once.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/operators (the `CreateOperator` operationId).
+	CreateOperatorWithBodyWithResponse(ctx context.Context, params *CreateOperatorParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateOperatorResponse, error)
+
+	// CreateOperatorWithResponse Add a named operator with a role (admin); the answer shows its credential, this once.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/operators (the `CreateOperator` operationId).
+	CreateOperatorWithResponse(ctx context.Context, params *CreateOperatorParams, body CreateOperatorJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateOperatorResponse, error)
+
+	// RevokeOperatorWithResponse Revoke an operator (admin); its credential stops working and its sessions end at once. Revoking twice is no error.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/admin/operators/{id} (the `RevokeOperator` operationId).
+	RevokeOperatorWithResponse(ctx context.Context, id ID, params *RevokeOperatorParams, reqEditors ...RequestEditorFn) (*RevokeOperatorResponse, error)
+
+	// GetOperatorWithResponse One operator, revoked or not (any operator role).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/admin/operators/{id} (the `GetOperator` operationId).
+	GetOperatorWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetOperatorResponse, error)
+
+	// UpdateOperatorWithBodyWithResponse Change an operator's role (admin); it applies to the operator's credential and sessions from their next request.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/admin/operators/{id} (the `UpdateOperator` operationId).
+	UpdateOperatorWithBodyWithResponse(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateOperatorResponse, error)
+
+	// UpdateOperatorWithResponse Change an operator's role (admin); it applies to the operator's credential and sessions from their next request.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/admin/operators/{id} (the `UpdateOperator` operationId).
+	UpdateOperatorWithResponse(ctx context.Context, id ID, body UpdateOperatorJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateOperatorResponse, error)
 
 	// ListSchedulesWithResponse Periodic jobs (admin): each schedule's cron expression and time zone, its next run and its last firing, as the scheduler holding the lease last recorded them (checked_at, checked_by).
 	//
@@ -9265,7 +10390,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWebhookWithBodyWithResponse Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 	//
-	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9274,7 +10399,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWebhookWithResponse Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 	//
-	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+	// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9322,6 +10447,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/deliveries/{did}/redeliver (the `RedeliverWebhook` operationId).
 	RedeliverWebhookWithResponse(ctx context.Context, id ID, wid WebhookID, did DeliveryID, params *RedeliverWebhookParams, reqEditors ...RequestEditorFn) (*RedeliverWebhookResponse, error)
+
+	// RedeliverWebhooksSinceWithBodyWithResponse Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+	//
+	// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+	RedeliverWebhooksSinceWithBodyWithResponse(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RedeliverWebhooksSinceResponse, error)
+
+	// RedeliverWebhooksSinceWithResponse Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+	//
+	// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+	RedeliverWebhooksSinceWithResponse(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody, reqEditors ...RequestEditorFn) (*RedeliverWebhooksSinceResponse, error)
 
 	// RotateWebhookSecretWithResponse Give a webhook endpoint a new signing secret (shown once); the old one keeps signing beside it for 24 hours.
 	//
@@ -9997,6 +11140,47 @@ func (r MonitorGetResponse) ContentType() string {
 	return ""
 }
 
+type MonitorPatchResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r MonitorPatchResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r MonitorPatchResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r MonitorPatchResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r MonitorPatchResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r MonitorPatchResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // MonitorPostResponse429Headers the declared response headers of an HTTP 429 response for MonitorPost
 type MonitorPostResponse429Headers struct {
 	RateLimit       *string
@@ -10214,6 +11398,61 @@ func (r CreateAnnouncementResponse) ContentType() string {
 	return ""
 }
 
+type ListAuditResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AuditList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAuditResponse) GetJSON200() *AuditList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAuditResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAuditResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAuditResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAuditResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type AdminListDLQResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -10277,6 +11516,10 @@ type AdminPurgeDLQResponse struct {
 		Group  string `json:"group"`
 		Purged int    `json:"purged"`
 	}
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -10291,6 +11534,16 @@ func (r AdminPurgeDLQResponse) GetJSON200() *struct {
 	Purged int    `json:"purged"`
 } {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AdminPurgeDLQResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AdminPurgeDLQResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10345,6 +11598,10 @@ type AdminRedriveDLQResponse struct {
 		Group    string `json:"group"`
 		Redriven int    `json:"redriven"`
 	}
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -10359,6 +11616,16 @@ func (r AdminRedriveDLQResponse) GetJSON200() *struct {
 	Redriven int    `json:"redriven"`
 } {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AdminRedriveDLQResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AdminRedriveDLQResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10647,6 +11914,330 @@ func (r RetryFailedAccountsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r RetryFailedAccountsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListOperatorsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *OperatorList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListOperatorsResponse) GetJSON200() *OperatorList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListOperatorsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListOperatorsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListOperatorsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListOperatorsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListOperatorsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListOperatorsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CreateOperatorResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Operator
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateOperatorResponse) GetJSON201() *Operator {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateOperatorResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateOperatorResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateOperatorResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CreateOperatorResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateOperatorResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateOperatorResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateOperatorResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateOperatorResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type RevokeOperatorResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RevokeOperatorResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RevokeOperatorResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RevokeOperatorResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r RevokeOperatorResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r RevokeOperatorResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RevokeOperatorResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RevokeOperatorResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RevokeOperatorResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetOperatorResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Operator
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetOperatorResponse) GetJSON200() *Operator {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetOperatorResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetOperatorResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetOperatorResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetOperatorResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetOperatorResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetOperatorResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetOperatorResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type UpdateOperatorResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Operator
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateOperatorResponse) GetJSON200() *Operator {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r UpdateOperatorResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateOperatorResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UpdateOperatorResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UpdateOperatorResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r UpdateOperatorResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateOperatorResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateOperatorResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateOperatorResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateOperatorResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13786,6 +15377,89 @@ func (r RedeliverWebhookResponse) ContentType() string {
 	return ""
 }
 
+// RedeliverWebhooksSinceResponse202Headers the declared response headers of an HTTP 202 response for RedeliverWebhooksSince
+type RedeliverWebhooksSinceResponse202Headers struct {
+	IdempotencyReplayed *string
+}
+
+// RedeliverWebhooksSinceResponse503Headers the declared response headers of an HTTP 503 response for RedeliverWebhooksSince
+type RedeliverWebhooksSinceResponse503Headers struct {
+	RetryAfter *int
+}
+
+type RedeliverWebhooksSinceResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *WebhookRedelivered
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *RedeliverWebhooksSinceResponse202Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RedeliverWebhooksSinceResponse503Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r RedeliverWebhooksSinceResponse) GetJSON202() *WebhookRedelivered {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RedeliverWebhooksSinceResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RedeliverWebhooksSinceResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RedeliverWebhooksSinceResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r RedeliverWebhooksSinceResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r RedeliverWebhooksSinceResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RedeliverWebhooksSinceResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RedeliverWebhooksSinceResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RedeliverWebhooksSinceResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RotateWebhookSecretResponse200Headers the declared response headers of an HTTP 200 response for RotateWebhookSecret
 type RotateWebhookSecretResponse200Headers struct {
 	IdempotencyReplayed *string
@@ -14362,9 +16036,10 @@ func (c *ClientWithResponses) AsyncapiWithResponse(ctx context.Context, reqEdito
 // ConsoleOverviewWithResponse The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
 //
 // Pages are HTML for people; see docs/operations.md for what each shows.
-// Until named operators exist the admin token is the one credential, as
-// a bearer token or through the login form at /console/login (which sets
-// the bazaar_monitor session cookie); it acts as role admin. Without a
+// The credential is an operator's (bzr_op_, with its role: viewer,
+// operator or admin) or the admin token (role admin), as a bearer token
+// or through the login form at /console/login, which sets the operator
+// session cookie bazaar_session. API keys are refused (403). Without a
 // credential a browser is sent to the login form.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -14391,11 +16066,21 @@ func (c *ClientWithResponses) ConsolePageWithResponse(ctx context.Context, reqEd
 	return ParseConsolePageResponse(rsp)
 }
 
-// ConsoleActionWithResponse The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and the login form's POST /console/login (field credential).
+// ConsoleActionWithResponse The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and its login and logout.
 //
 // Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
-// gets 403, and so does any cross-origin request. Each repair is handed to
-// the audit hook and answers 303 back to its page.
+// gets 403, and so does any cross-origin request. Each repair writes one row
+// to the audit log (GET /v1/admin/audit) naming the operator, their role and
+// the request id (announcements and retry-failed in the transaction of their
+// effect) and answers 303 back to its page.
+//
+// POST /console/login (form fields credential, an operator credential or
+// the admin token, and next, a console path to go to) checks the
+// credential under the per-IP login limit shared with /monitor/login (429
+// past it), stores a session and sets the bazaar_session cookie
+// (HttpOnly, SameSite=Strict, Path=/): 303 to next, or 401 with the form
+// again. POST /console/logout ends the session, clears the cookie and
+// answers 303 to /console/login.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -14482,9 +16167,11 @@ func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditor
 
 // MonitorRootWithResponse The task monitor (asynqmon); redirects to /monitor/ (admin).
 //
-// asynqmon has no authentication of its own, so Bazaar asks for the admin
-// token: `Authorization: Bearer <token>`, HTTP Basic with the token as
-// password, or the session cookie set by the form at /monitor/login.
+// asynqmon has no authentication of its own, so Bazaar asks for an
+// operator credential or the admin token: `Authorization: Bearer <token>`,
+// HTTP Basic with it as password, or the operator session cookie set by
+// the form at /monitor/login or /console/login. Viewers read; changing
+// anything needs operator or admin.
 // Without it a browser gets the login form with status 401, anything else
 // a 401 problem. State-changing requests from another origin are refused
 // (403). Answers 404 where no monitor is configured.
@@ -14500,7 +16187,7 @@ func (c *ClientWithResponses) MonitorRootWithResponse(ctx context.Context, reqEd
 	return ParseMonitorRootResponse(rsp)
 }
 
-// MonitorDeleteWithResponse asynqmon's deletions of tasks and queues (admin).
+// MonitorDeleteWithResponse asynqmon's deletions of tasks and queues (operator or admin; recorded in the audit log).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -14513,7 +16200,7 @@ func (c *ClientWithResponses) MonitorDeleteWithResponse(ctx context.Context, req
 	return ParseMonitorDeleteResponse(rsp)
 }
 
-// MonitorGetWithResponse asynqmon's pages and read API under /monitor/ (admin); /monitor/login shows the login form.
+// MonitorGetWithResponse asynqmon's pages and read API under /monitor/ (any operator role); /monitor/login shows the login form.
 //
 // The path is a catch-all; asynqmon's own API lives under /monitor/api/.
 //
@@ -14528,7 +16215,20 @@ func (c *ClientWithResponses) MonitorGetWithResponse(ctx context.Context, reqEdi
 	return ParseMonitorGetResponse(rsp)
 }
 
-// MonitorPostWithResponse asynqmon's actions (run, archive, pause ...) and the login form's POST /monitor/login (field token), which sets the session cookie (admin).
+// MonitorPatchWithResponse asynqmon's updates, if any (operator or admin; recorded in the audit log).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /monitor/*any (the `MonitorPatch` operationId).
+func (c *ClientWithResponses) MonitorPatchWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*MonitorPatchResponse, error) {
+	rsp, err := c.MonitorPatch(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseMonitorPatchResponse(rsp)
+}
+
+// MonitorPostWithResponse asynqmon's actions (run, archive, pause ...; operator or admin, each recorded in the audit log) and the login form's POST /monitor/login (field credential), which sets the operator session cookie.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -14567,7 +16267,7 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 	return ParseReadyzResponse(rsp)
 }
 
-// CreateAnnouncementWithBodyWithResponse Announce maintenance to every frontend (admin); records a system.maintenance event.
+// CreateAnnouncementWithBodyWithResponse Announce maintenance to every frontend (operator); records a system.maintenance event.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14580,7 +16280,7 @@ func (c *ClientWithResponses) CreateAnnouncementWithBodyWithResponse(ctx context
 	return ParseCreateAnnouncementResponse(rsp)
 }
 
-// CreateAnnouncementWithResponse Announce maintenance to every frontend (admin); records a system.maintenance event.
+// CreateAnnouncementWithResponse Announce maintenance to every frontend (operator); records a system.maintenance event.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14591,6 +16291,21 @@ func (c *ClientWithResponses) CreateAnnouncementWithResponse(ctx context.Context
 		return nil, err
 	}
 	return ParseCreateAnnouncementResponse(rsp)
+}
+
+// ListAuditWithResponse The audit log of mutating admin actions, newest first (any operator role).
+//
+// One row per action from the API, the console, the CLI (actor cli:<user>) and the task monitor (monitor.* actions). Filters match exactly; since is inclusive, until exclusive.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/audit (the `ListAudit` operationId).
+func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error) {
+	rsp, err := c.ListAudit(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAuditResponse(rsp)
 }
 
 // AdminListDLQWithResponse List a consumer group's dead letters, oldest first (admin).
@@ -14606,7 +16321,7 @@ func (c *ClientWithResponses) AdminListDLQWithResponse(ctx context.Context, grou
 	return ParseAdminListDLQResponse(rsp)
 }
 
-// AdminPurgeDLQWithBodyWithResponse Delete dead letters by ids or all (admin).
+// AdminPurgeDLQWithBodyWithResponse Delete dead letters by ids or all (admin); say why in reason (audit log).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14619,7 +16334,7 @@ func (c *ClientWithResponses) AdminPurgeDLQWithBodyWithResponse(ctx context.Cont
 	return ParseAdminPurgeDLQResponse(rsp)
 }
 
-// AdminPurgeDLQWithResponse Delete dead letters by ids or all (admin).
+// AdminPurgeDLQWithResponse Delete dead letters by ids or all (admin); say why in reason (audit log).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14632,7 +16347,7 @@ func (c *ClientWithResponses) AdminPurgeDLQWithResponse(ctx context.Context, gro
 	return ParseAdminPurgeDLQResponse(rsp)
 }
 
-// AdminRedriveDLQWithBodyWithResponse Move dead letters to the group's retry stream, which only that group reads (admin). Select by ids, by count (the oldest n) or all.
+// AdminRedriveDLQWithBodyWithResponse Move dead letters to the group's retry stream, which only that group reads (operator). Select by ids, by count (the oldest n) or all; say why in reason (audit log).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14645,7 +16360,7 @@ func (c *ClientWithResponses) AdminRedriveDLQWithBodyWithResponse(ctx context.Co
 	return ParseAdminRedriveDLQResponse(rsp)
 }
 
-// AdminRedriveDLQWithResponse Move dead letters to the group's retry stream, which only that group reads (admin). Select by ids, by count (the oldest n) or all.
+// AdminRedriveDLQWithResponse Move dead letters to the group's retry stream, which only that group reads (operator). Select by ids, by count (the oldest n) or all; say why in reason (audit log).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14671,7 +16386,7 @@ func (c *ClientWithResponses) ListInvoiceRunsWithResponse(ctx context.Context, p
 	return ParseListInvoiceRunsResponse(rsp)
 }
 
-// StartInvoiceRunWithBodyWithResponse Start the invoice run of a period by hand (admin): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
+// StartInvoiceRunWithBodyWithResponse Start the invoice run of a period by hand (operator): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14684,7 +16399,7 @@ func (c *ClientWithResponses) StartInvoiceRunWithBodyWithResponse(ctx context.Co
 	return ParseStartInvoiceRunResponse(rsp)
 }
 
-// StartInvoiceRunWithResponse Start the invoice run of a period by hand (admin): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
+// StartInvoiceRunWithResponse Start the invoice run of a period by hand (operator): 201 with a new run, 200 with the run of the same period when one exists. Records invoicing.run_started; the workers then bill every corporate account with confirmed orders or accepted returns in the period.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14710,17 +16425,121 @@ func (c *ClientWithResponses) GetInvoiceRunWithResponse(ctx context.Context, id 
 	return ParseGetInvoiceRunResponse(rsp)
 }
 
-// RetryFailedAccountsWithResponse Bill a run's failed accounts again (admin), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+// RetryFailedAccountsWithBodyWithResponse Bill a run's failed accounts again (operator), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
 //
-// Returns a wrapper object for the known response body format(s).
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/admin/invoicing/runs/{id}/retry-failed (the `RetryFailedAccounts` operationId).
-func (c *ClientWithResponses) RetryFailedAccountsWithResponse(ctx context.Context, id ID, params *RetryFailedAccountsParams, reqEditors ...RequestEditorFn) (*RetryFailedAccountsResponse, error) {
-	rsp, err := c.RetryFailedAccounts(ctx, id, params, reqEditors...)
+func (c *ClientWithResponses) RetryFailedAccountsWithBodyWithResponse(ctx context.Context, id ID, params *RetryFailedAccountsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RetryFailedAccountsResponse, error) {
+	rsp, err := c.RetryFailedAccountsWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
 	return ParseRetryFailedAccountsResponse(rsp)
+}
+
+// RetryFailedAccountsWithResponse Bill a run's failed accounts again (operator), after their data was fixed. Moves them back to pending and records invoicing.retry_requested; the run completes again (another invoicing.run_completed) when they are done. Accounts already billed are never billed twice.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/invoicing/runs/{id}/retry-failed (the `RetryFailedAccounts` operationId).
+func (c *ClientWithResponses) RetryFailedAccountsWithResponse(ctx context.Context, id ID, params *RetryFailedAccountsParams, body RetryFailedAccountsJSONRequestBody, reqEditors ...RequestEditorFn) (*RetryFailedAccountsResponse, error) {
+	rsp, err := c.RetryFailedAccounts(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRetryFailedAccountsResponse(rsp)
+}
+
+// ListOperatorsWithResponse The operators, oldest first (any operator role).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/operators (the `ListOperators` operationId).
+func (c *ClientWithResponses) ListOperatorsWithResponse(ctx context.Context, params *ListOperatorsParams, reqEditors ...RequestEditorFn) (*ListOperatorsResponse, error) {
+	rsp, err := c.ListOperators(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListOperatorsResponse(rsp)
+}
+
+// CreateOperatorWithBodyWithResponse Add a named operator with a role (admin); the answer shows its credential, this once.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/operators (the `CreateOperator` operationId).
+func (c *ClientWithResponses) CreateOperatorWithBodyWithResponse(ctx context.Context, params *CreateOperatorParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateOperatorResponse, error) {
+	rsp, err := c.CreateOperatorWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateOperatorResponse(rsp)
+}
+
+// CreateOperatorWithResponse Add a named operator with a role (admin); the answer shows its credential, this once.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/operators (the `CreateOperator` operationId).
+func (c *ClientWithResponses) CreateOperatorWithResponse(ctx context.Context, params *CreateOperatorParams, body CreateOperatorJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateOperatorResponse, error) {
+	rsp, err := c.CreateOperator(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateOperatorResponse(rsp)
+}
+
+// RevokeOperatorWithResponse Revoke an operator (admin); its credential stops working and its sessions end at once. Revoking twice is no error.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/admin/operators/{id} (the `RevokeOperator` operationId).
+func (c *ClientWithResponses) RevokeOperatorWithResponse(ctx context.Context, id ID, params *RevokeOperatorParams, reqEditors ...RequestEditorFn) (*RevokeOperatorResponse, error) {
+	rsp, err := c.RevokeOperator(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRevokeOperatorResponse(rsp)
+}
+
+// GetOperatorWithResponse One operator, revoked or not (any operator role).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/operators/{id} (the `GetOperator` operationId).
+func (c *ClientWithResponses) GetOperatorWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetOperatorResponse, error) {
+	rsp, err := c.GetOperator(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetOperatorResponse(rsp)
+}
+
+// UpdateOperatorWithBodyWithResponse Change an operator's role (admin); it applies to the operator's credential and sessions from their next request.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/admin/operators/{id} (the `UpdateOperator` operationId).
+func (c *ClientWithResponses) UpdateOperatorWithBodyWithResponse(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateOperatorResponse, error) {
+	rsp, err := c.UpdateOperatorWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateOperatorResponse(rsp)
+}
+
+// UpdateOperatorWithResponse Change an operator's role (admin); it applies to the operator's credential and sessions from their next request.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/admin/operators/{id} (the `UpdateOperator` operationId).
+func (c *ClientWithResponses) UpdateOperatorWithResponse(ctx context.Context, id ID, body UpdateOperatorJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateOperatorResponse, error) {
+	rsp, err := c.UpdateOperator(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateOperatorResponse(rsp)
 }
 
 // ListSchedulesWithResponse Periodic jobs (admin): each schedule's cron expression and time zone, its next run and its last firing, as the scheduler holding the lease last recorded them (checked_at, checked_by).
@@ -15542,7 +17361,7 @@ func (c *ClientWithResponses) ListWebhooksWithResponse(ctx context.Context, id I
 
 // CreateWebhookWithBodyWithResponse Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 //
-// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15557,7 +17376,7 @@ func (c *ClientWithResponses) CreateWebhookWithBodyWithResponse(ctx context.Cont
 
 // CreateWebhookWithResponse Register a webhook endpoint of a seller (admin, the seller itself). The signing secret is shown once.
 //
-// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days.
+// Bazaar POSTs each of the seller's events whose type matches one of `topics` (AMQP patterns: "*" one word, "#" any number) to `url`, as the CloudEvents JSON envelope with the Standard Webhooks headers webhook-id (the event id), webhook-timestamp and webhook-signature (`v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed with the base64-decoded part of `secret` after `whsec_`). Only https URLs whose host resolves to public addresses are accepted (422 otherwise); redirects are not followed. A 2xx answer is a delivery; 410 disables the endpoint; anything else is retried with backoff for up to 3 days. With `ordered` the endpoint receives one delivery at a time, in the order the events were recorded: a later event waits until the earlier one is delivered or given up. An endpoint without a delivered attempt for BAZAAR_WEBHOOK_DISABLE_AFTER (5 days by default) is disabled (`disabled_reason` says why) and the seller is mailed. When a receiver host keeps failing, deliveries to it wait for it to recover without spending attempts.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15646,6 +17465,36 @@ func (c *ClientWithResponses) RedeliverWebhookWithResponse(ctx context.Context, 
 		return nil, err
 	}
 	return ParseRedeliverWebhookResponse(rsp)
+}
+
+// RedeliverWebhooksSinceWithBodyWithResponse Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+//
+// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+func (c *ClientWithResponses) RedeliverWebhooksSinceWithBodyWithResponse(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RedeliverWebhooksSinceResponse, error) {
+	rsp, err := c.RedeliverWebhooksSinceWithBody(ctx, id, wid, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRedeliverWebhooksSinceResponse(rsp)
+}
+
+// RedeliverWebhooksSinceWithResponse Send again every delivery of an endpoint recorded since a time, each with a new retry window.
+//
+// Every delivery recorded at or after `since` (delivered, failed or pending) goes back to pending and is queued again; an ordered endpoint receives them one at a time in their original order. A `since` that is not an RFC 3339 time, or lies in the future, is a 400. Repeating the call after a failure is safe: each call starts a new round of the same deliveries.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/sellers/{id}/webhooks/{wid}/redeliver (the `RedeliverWebhooksSince` operationId).
+func (c *ClientWithResponses) RedeliverWebhooksSinceWithResponse(ctx context.Context, id ID, wid WebhookID, params *RedeliverWebhooksSinceParams, body RedeliverWebhooksSinceJSONRequestBody, reqEditors ...RequestEditorFn) (*RedeliverWebhooksSinceResponse, error) {
+	rsp, err := c.RedeliverWebhooksSince(ctx, id, wid, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRedeliverWebhooksSinceResponse(rsp)
 }
 
 // RotateWebhookSecretWithResponse Give a webhook endpoint a new signing secret (shown once); the old one keeps signing beside it for 24 hours.
@@ -16358,6 +18207,41 @@ func ParseMonitorGetResponse(rsp *http.Response) (*MonitorGetResponse, error) {
 	return response, nil
 }
 
+// ParseMonitorPatchResponse parses an HTTP response from a MonitorPatchWithResponse call
+func ParseMonitorPatchResponse(rsp *http.Response) (*MonitorPatchResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &MonitorPatchResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		break // No content-type
+
+	case rsp.StatusCode == 401:
+		break // No content-type
+
+	case rsp.StatusCode == 403:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseMonitorPostResponse parses an HTTP response from a MonitorPostWithResponse call
 func ParseMonitorPostResponse(rsp *http.Response) (*MonitorPostResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -16566,6 +18450,46 @@ func ParseCreateAnnouncementResponse(rsp *http.Response) (*CreateAnnouncementRes
 	return response, nil
 }
 
+// ParseListAuditResponse parses an HTTP response from a ListAuditWithResponse call
+func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAuditResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AuditList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseAdminListDLQResponse parses an HTTP response from a AdminListDLQWithResponse call
 func ParseAdminListDLQResponse(rsp *http.Response) (*AdminListDLQResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -16630,6 +18554,20 @@ func ParseAdminPurgeDLQResponse(rsp *http.Response) (*AdminPurgeDLQResponse, err
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -16679,6 +18617,20 @@ func ParseAdminRedriveDLQResponse(rsp *http.Response) (*AdminRedriveDLQResponse,
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -16881,6 +18833,258 @@ func ParseRetryFailedAccountsResponse(rsp *http.Response) (*RetryFailedAccountsR
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListOperatorsResponse parses an HTTP response from a ListOperatorsWithResponse call
+func ParseListOperatorsResponse(rsp *http.Response) (*ListOperatorsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListOperatorsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest OperatorList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateOperatorResponse parses an HTTP response from a CreateOperatorWithResponse call
+func ParseCreateOperatorResponse(rsp *http.Response) (*CreateOperatorResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateOperatorResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Operator
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseRevokeOperatorResponse parses an HTTP response from a RevokeOperatorWithResponse call
+func ParseRevokeOperatorResponse(rsp *http.Response) (*RevokeOperatorResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RevokeOperatorResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetOperatorResponse parses an HTTP response from a GetOperatorWithResponse call
+func ParseGetOperatorResponse(rsp *http.Response) (*GetOperatorResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetOperatorResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Operator
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseUpdateOperatorResponse parses an HTTP response from a UpdateOperatorWithResponse call
+func ParseUpdateOperatorResponse(rsp *http.Response) (*UpdateOperatorResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateOperatorResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Operator
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
@@ -19483,6 +21687,83 @@ func ParseRedeliverWebhookResponse(rsp *http.Response) (*RedeliverWebhookRespons
 		response.Headers202 = &headers
 	case rsp.StatusCode == 503:
 		var headers RedeliverWebhookResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRedeliverWebhooksSinceResponse parses an HTTP response from a RedeliverWebhooksSinceWithResponse call
+func ParseRedeliverWebhooksSinceResponse(rsp *http.Response) (*RedeliverWebhooksSinceResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RedeliverWebhooksSinceResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest WebhookRedelivered
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers RedeliverWebhooksSinceResponse202Headers
+		if values := rsp.Header.Values("Idempotency-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotency-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotencyReplayed = &value
+		}
+		response.Headers202 = &headers
+	case rsp.StatusCode == 503:
+		var headers RedeliverWebhooksSinceResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
