@@ -42,7 +42,7 @@ const (
 var ruleNames = []string{
 	"BazaarDLQNotEmpty", "BazaarConsumerLagHigh", "BazaarConsumerStuck", "BazaarOutboxStale",
 	"BazaarArchivedTasksGrowing", "BazaarSchedulerMissedRun", "BazaarSSEDisconnectStorm",
-	"BazaarHTTPErrors", "BazaarInvoiceRunFailedAccounts", "BazaarBreakerOpen",
+	"BazaarHTTPErrors", "BazaarInvoiceRunFailedAccounts", "BazaarEventsInDefaultPartition", "BazaarBreakerOpen",
 }
 
 func runbook(name string) string { return "docs/operations.md#" + lower(name) }
@@ -163,6 +163,8 @@ func evaluate(snap *Snapshot, samples []sample) []Alert {
 		})
 	}
 	quiet("BazaarInvoiceRunFailedAccounts", "warning", Root+"/invoicing")
+
+	add(Alert{Name: "BazaarEventsInDefaultPartition", Severity: "warning", Unevaluated: "the scheduler counts the default partitions' rows (bazaar_event_log_default_rows): see Prometheus"})
 
 	add(Alert{Name: "BazaarBreakerOpen", Severity: "critical", Unevaluated: "the breakers live in the worker processes: see Prometheus"})
 	return out

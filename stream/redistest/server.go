@@ -62,7 +62,11 @@ func startServer(dir string) (*Server, error) {
 		if dir != "" {
 			args = append(args, "--dir", dir, "--appendonly", "yes", "--appendfsync", "always")
 		} else {
-			args = append(args, "--dir", os.TempDir(), "--appendonly", "no")
+			// A file name of its own: redis-server loads the dump in its
+			// directory at start, and the shared temporary directory may
+			// hold another server's dump.rdb.
+			args = append(args, "--dir", os.TempDir(), "--appendonly", "no",
+				"--dbfilename", fmt.Sprintf("redistest-%d-%d.rdb", os.Getpid(), port))
 		}
 		s := &Server{port: port, args: args}
 		if last = s.Start(); last == nil {
