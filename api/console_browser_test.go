@@ -199,11 +199,12 @@ const layoutProblems = `(() => {
 })()`
 
 // TestConsoleInABrowser drives the console in headless Chromium on a real
-// server: log in with the admin token, watch the overview update live as
-// an event is dead-lettered, redrive it with a reason from the Dead
-// letters page (the audit hook gets the reason, the event is handled),
-// check the layout at 1280 and 390 px on every page, and as a viewer see
-// no mutating control while a forged POST gets 403.
+// server: log in as an operator, watch the overview update live as an
+// event is dead-lettered, redrive it with a reason from the Dead letters
+// page (its audit row names the operator and the reason; the event is
+// handled), check the layout at 1280 and 390 px on every page, then log
+// out, log in as a viewer and see no mutating control while a forged POST
+// gets 403.
 func TestConsoleInABrowser(t *testing.T) {
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {

@@ -349,7 +349,7 @@ func (c *Console) done(g *gin.Context, to, msg string) {
 	g.Redirect(http.StatusSeeOther, to+"?done="+url.QueryEscape(msg))
 }
 
-// audit tells the audit hook of a repair; its failure is logged.
+// audit records a repair in the audit log (Audit); its failure is logged.
 func (c *Console) audit(g *gin.Context, action, target, reason string, params map[string]any) {
 	op := operatorOf(g)
 	if params == nil {

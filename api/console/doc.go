@@ -13,7 +13,8 @@
 //
 // It may import stream, workers, sql/store and third-party libraries, but
 // never package api: the API mounts it with Mount and injects what only
-// it knows through Config: who is asking (Authorize), the login check
-// (Login), the audit hook (Audit), and the writes that go through the
-// API's transactions (Announce, RetryFailed).
+// it knows through Config: who is asking (Authorize), the login check and
+// the logout (Login, Logout), the audit log (Audit), and the writes that go
+// through the API's transactions, their audit rows included (Announce,
+// RetryFailed).
 package console
