@@ -65,8 +65,10 @@ func (b *consoleBundle) audited() []auditRow {
 		if !consoleActions[m["action"].(string)] {
 			continue
 		}
-		r := auditRow{action: m["action"].(string), target: m["target"].(string), reason: m["reason"].(string),
-			actor: m["actor"].(string), role: m["role"].(string), requestID: m["request_id"].(string)}
+		r := auditRow{
+			action: m["action"].(string), target: m["target"].(string), reason: m["reason"].(string),
+			actor: m["actor"].(string), role: m["role"].(string), requestID: m["request_id"].(string),
+		}
 		r.params, _ = m["params"].(map[string]any)
 		if n, ok := m["count"].(float64); ok {
 			r.count = &n

@@ -77,12 +77,13 @@ func (s *Server) consoleAuthorize(r *http.Request) (who, role string, ok bool) {
 	}
 	var p Principal
 	if r.Header.Get("Authorization") != "" {
+		//nolint:contextcheck // r is c.Request with the console router's values added; c carries the limits' client address
 		if p, ok = s.bearerPrincipal(c); !ok {
 			return "", "", false
 		}
 	} else {
 		var err error
-		p, ok, err = s.sessionPrincipal(c)
+		p, ok, err = s.sessionPrincipal(c) //nolint:contextcheck // as above
 		if err != nil {
 			s.fail(c, err)
 			return "", "", false
