@@ -143,7 +143,9 @@ func TestReplayGroupFromTime(t *testing.T) {
 	)
 	relay := newRelay(t, b, RelayConfig{})
 	old := record(t, b.db, "order.created", "old")
-	_, err := b.db.ExecContext(ctx, `UPDATE events SET time = now() - interval '2 hours' WHERE id = $1`, old[0].ID)
+	// The outbox names an event by (seq, time): both move together.
+	_, err := b.db.ExecContext(ctx, `WITH e AS (UPDATE events SET time = now() - interval '2 hours' WHERE id = $1 RETURNING seq, time)
+UPDATE outbox o SET time = e.time FROM e WHERE o.seq = e.seq`, old[0].ID)
 	require.NoError(t, err)
 	since := time.Now().Add(-time.Hour)
 	recent := record(t, b.db, "order.created", "a", "b")
