@@ -33,17 +33,9 @@ type announcementDTO struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// createAnnouncement: POST /v1/admin/announcements (operator). It records a
-// system.maintenance event in the outbox; frontends connected to
-// /v1/events see it live, and those connecting later get the latest one
-// until it expires. A newer announcement replaces an older one.
-func (s *Server) createAnnouncement(c *gin.Context) {
-	var req announcementRequest
-	if err := bind(c, &req, false); err != nil {
-		s.fail(c, err)
-		return
-	}
-	now := time.Now().UTC()
+// validAnnouncement checks an announcement request at now and fills in
+// its defaults; the console's announcements go through it too.
+func validAnnouncement(req announcementRequest, now time.Time) (announcementData, error) {
 	var k checker
 	k.text("message", req.Message, true, 500)
 	switch req.Level {
@@ -69,7 +61,21 @@ func (s *Server) createAnnouncement(c *gin.Context) {
 		k.add("expires_at", "must be within 30 days")
 	}
 	k.text("reason", req.Reason, false, maxAuditReasonLen)
-	if err := k.err(); err != nil {
+	return a, k.err()
+}
+
+// createAnnouncement: POST /v1/admin/announcements (operator). It records a
+// system.maintenance event in the outbox; frontends connected to
+// /v1/events see it live, and those connecting later get the latest one
+// until it expires. A newer announcement replaces an older one.
+func (s *Server) createAnnouncement(c *gin.Context) {
+	var req announcementRequest
+	if err := bind(c, &req, false); err != nil {
+		s.fail(c, err)
+		return
+	}
+	a, err := validAnnouncement(req, time.Now().UTC())
+	if err != nil {
 		s.fail(c, err)
 		return
 	}

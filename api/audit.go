@@ -38,6 +38,7 @@ const (
 	ActionOperatorCreate   = "operator.create"
 	ActionOperatorSetRole  = "operator.set_role"
 	ActionOperatorRevoke   = "operator.revoke"
+	ActionWebhookRedeliver = "webhook.redeliver"
 	auditResultOK          = "ok"
 	maxAuditReasonLen      = 500
 	maxMonitorAuditBodyLen = 4096
@@ -252,5 +253,18 @@ func (s *Server) auditKey(ctx context.Context, tx sqlx.QueryerContext, c *gin.Co
 func (s *Server) auditSeller(ctx context.Context, tx sqlx.QueryerContext, c *gin.Context, action string, id uuid.UUID, req any) error {
 	e := s.auditEntry(c, action, "")
 	e.Target, e.Params = "seller:"+id.String(), auditParams(req)
+	return s.audit(ctx, tx, e)
+}
+
+// auditRedelivery records a webhook redelivery asked for by staff (an
+// operator or the admin token) in the transaction of the request; a
+// seller redelivering its own webhooks is not an admin action.
+func (s *Server) auditRedelivery(ctx context.Context, tx sqlx.QueryerContext, c *gin.Context, seller, webhook uuid.UUID, params map[string]any, n int) error {
+	if _, staff := operatorOf(principalOf(c)); !staff {
+		return nil
+	}
+	e := s.auditEntry(c, ActionWebhookRedeliver, "")
+	params["seller_id"] = seller
+	e.Target, e.Params, e.Count = "webhook:"+webhook.String(), auditParams(params), auditCount(n)
 	return s.audit(ctx, tx, e)
 }

@@ -91,6 +91,7 @@ func matrixRoutes() []matrixRoute {
 		{"POST", "/v1/sellers/:id/webhooks/:wid/rotate-secret", []Role{RoleAdmin, RoleSeller}, true, 200, webhook("/rotate-secret", nil)},
 		{"GET", "/v1/sellers/:id/webhooks/:wid/deliveries", []Role{RoleAdmin, RoleSeller}, true, 200, webhook("/deliveries", nil)},
 		{"POST", "/v1/sellers/:id/webhooks/:wid/deliveries/:did/redeliver", []Role{RoleAdmin, RoleSeller}, false, anyStatus, webhook("/deliveries/"+uuid.NewString()+"/redeliver", nil)},
+		{"POST", "/v1/sellers/:id/webhooks/:wid/redeliver", []Role{RoleAdmin, RoleSeller}, false, anyStatus, webhook("/redeliver", map[string]any{"since": "2026-01-01T00:00:00Z"})},
 		{"GET", "/v1/sellers/:id/products", all, true, 200, fixed("/v1/sellers/{A}/products", nil)},
 		{"POST", "/v1/storefront-keys", []Role{RoleAdmin}, false, 201, fixed("/v1/storefront-keys", nil)},
 		{"GET", "/v1/storefront-keys", []Role{RoleAdmin}, false, 200, fixed("/v1/storefront-keys", nil)},

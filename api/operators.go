@@ -246,26 +246,6 @@ func (s *Server) startSession(c *gin.Context, p Principal) error {
 	return nil
 }
 
-// mountConsoleAuth registers the console's login and logout. The console
-// pages (api/console) show the login form; it posts here.
-func (s *Server) mountConsoleAuth(r *gin.Engine) {
-	r.POST(consoleRoot+"/login", s.consoleLogin)
-	r.POST(consoleRoot+"/logout", s.consoleLogout)
-}
-
-// consoleLogin: POST /console/login, form fields credential (an operator
-// token or the admin token) and next (a local path to go to, default
-// /console/). 303 to next with the session cookie set; 401 with the
-// login form when the credential is wrong; 429 past the login limit.
-func (s *Server) consoleLogin(c *gin.Context) {
-	if err := crossOrigin.Check(c.Request); err != nil {
-		s.fail(c, withDetail(errForbidden, "Cross-origin logins are refused."))
-		return
-	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 4096)
-	s.loginAndRedirect(c, c.PostForm("credential"), localPath(c.PostForm("next"), consoleRoot+"/"), consoleRoot+"/login")
-}
-
 // loginAndRedirect checks tok, starts the session and sends the browser to
 // next; a wrong credential gets the login form posting to action.
 func (s *Server) loginAndRedirect(c *gin.Context, tok, next, action string) {
@@ -286,37 +266,19 @@ func (s *Server) loginAndRedirect(c *gin.Context, tok, next, action string) {
 	c.Redirect(http.StatusSeeOther, next)
 }
 
-// consoleLogout: POST /console/logout ends the session and clears its
-// cookie; 303 to the login form.
-func (s *Server) consoleLogout(c *gin.Context) {
-	if err := crossOrigin.Check(c.Request); err != nil {
-		s.fail(c, withDetail(errForbidden, "Cross-origin requests to the console are refused."))
-		return
-	}
+// endSession ends the session of c's request (POST /console/logout, in
+// the console) and clears its cookie.
+func (s *Server) endSession(c *gin.Context) error {
 	if ck, err := c.Request.Cookie(sessionCookie); err == nil && ck.Value != "" {
 		if err := store.DeleteOperatorSession(c.Request.Context(), s.cfg.DB, ck.Value); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 	}
 	http.SetCookie(c.Writer, &http.Cookie{ //nolint:gosec // clears the cookie
 		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: s.requestIsHTTPS(c), SameSite: http.SameSiteStrictMode,
 	})
-	c.Redirect(http.StatusSeeOther, consoleRoot+"/login")
-}
-
-// localPath returns p when it is a path on this site, def otherwise, so
-// the login cannot be used to send people elsewhere.
-func localPath(p, def string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
-		return def
-	}
-	u, err := url.Parse(p)
-	if err != nil || u.Host != "" || u.Scheme != "" {
-		return def
-	}
-	return p
+	return nil
 }
 
 // OperatorDTO is an operator as the API shows it; Token only in the answer

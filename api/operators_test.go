@@ -38,6 +38,7 @@ var staffMatrix = map[string]Role{
 	"POST /v1/sellers/:id/webhooks/:wid/rotate-secret":             RoleAdmin,
 	"GET /v1/sellers/:id/webhooks/:wid/deliveries":                 RoleViewer,
 	"POST /v1/sellers/:id/webhooks/:wid/deliveries/:did/redeliver": RoleAdmin,
+	"POST /v1/sellers/:id/webhooks/:wid/redeliver":                 RoleAdmin,
 	"GET /v1/sellers/:id/products":                                 RoleViewer,
 	"POST /v1/storefront-keys":                                     RoleAdmin,
 	"GET /v1/storefront-keys":                                      RoleViewer,
@@ -90,21 +91,23 @@ var staffMatrix = map[string]Role{
 // auditedRoutes are the mutating admin routes and the audit action each
 // success writes, with the target's prefix.
 var auditedRoutes = map[string][2]string{
-	"POST /v1/sellers":                               {ActionSellerCreate, "seller:"},
-	"PATCH /v1/sellers/:id":                          {ActionSellerUpdate, "seller:"},
-	"POST /v1/sellers/:id/keys":                      {ActionKeyCreate, "key:"},
-	"DELETE /v1/sellers/:id/keys/:key_id":            {ActionKeyRevoke, "key:"},
-	"POST /v1/sellers/:id/printer-tokens":            {ActionKeyCreate, "key:"},
-	"POST /v1/storefront-keys":                       {ActionKeyCreate, "key:"},
-	"DELETE /v1/storefront-keys/:key_id":             {ActionKeyRevoke, "key:"},
-	"POST /v1/admin/dlq/:group/redrive":              {ActionDLQRedrive, "group:"},
-	"POST /v1/admin/dlq/:group/purge":                {ActionDLQPurge, "group:"},
-	"POST /v1/admin/announcements":                   {ActionAnnouncement, "announcement:"},
-	"POST /v1/admin/invoicing/runs":                  {ActionInvoiceRunStart, "invoice_run:"},
-	"POST /v1/admin/invoicing/runs/:id/retry-failed": {ActionInvoiceRunRetry, "invoice_run:"},
-	"POST /v1/admin/operators":                       {ActionOperatorCreate, "operator:"},
-	"PATCH /v1/admin/operators/:id":                  {ActionOperatorSetRole, "operator:"},
-	"DELETE /v1/admin/operators/:id":                 {ActionOperatorRevoke, "operator:"},
+	"POST /v1/sellers":                                             {ActionSellerCreate, "seller:"},
+	"PATCH /v1/sellers/:id":                                        {ActionSellerUpdate, "seller:"},
+	"POST /v1/sellers/:id/keys":                                    {ActionKeyCreate, "key:"},
+	"DELETE /v1/sellers/:id/keys/:key_id":                          {ActionKeyRevoke, "key:"},
+	"POST /v1/sellers/:id/printer-tokens":                          {ActionKeyCreate, "key:"},
+	"POST /v1/storefront-keys":                                     {ActionKeyCreate, "key:"},
+	"DELETE /v1/storefront-keys/:key_id":                           {ActionKeyRevoke, "key:"},
+	"POST /v1/admin/dlq/:group/redrive":                            {ActionDLQRedrive, "group:"},
+	"POST /v1/admin/dlq/:group/purge":                              {ActionDLQPurge, "group:"},
+	"POST /v1/admin/announcements":                                 {ActionAnnouncement, "announcement:"},
+	"POST /v1/admin/invoicing/runs":                                {ActionInvoiceRunStart, "invoice_run:"},
+	"POST /v1/admin/invoicing/runs/:id/retry-failed":               {ActionInvoiceRunRetry, "invoice_run:"},
+	"POST /v1/admin/operators":                                     {ActionOperatorCreate, "operator:"},
+	"PATCH /v1/admin/operators/:id":                                {ActionOperatorSetRole, "operator:"},
+	"DELETE /v1/admin/operators/:id":                               {ActionOperatorRevoke, "operator:"},
+	"POST /v1/sellers/:id/webhooks/:wid/deliveries/:did/redeliver": {ActionWebhookRedeliver, "webhook:"},
+	"POST /v1/sellers/:id/webhooks/:wid/redeliver":                 {ActionWebhookRedeliver, "webhook:"},
 }
 
 // operator adds an operator through the API and returns its id and
@@ -359,7 +362,7 @@ func TestConsoleSession(t *testing.T) {
 	cross := b.browser(http.MethodPost, "/console/login", "", url.Values{"credential": {tok}}, "Sec-Fetch-Site", "cross-site")
 	require.Equal(t, http.StatusForbidden, cross.Code)
 	offsite := b.browser(http.MethodPost, "/console/login", "", url.Values{"credential": {tok}, "next": {"//evil.example/"}})
-	require.Equal(t, "/console/", offsite.Header().Get("Location"), "next stays on this site")
+	require.Equal(t, "/console", offsite.Header().Get("Location"), "next stays in the console")
 
 	sess := b.login(tok)
 	require.Equal(t, http.StatusOK, b.browser(http.MethodGet, "/v1/admin/audit", sess, nil).Code)
@@ -418,24 +421,24 @@ func TestRequireOperator(t *testing.T) {
 		require.True(t, ok)
 		c.String(http.StatusOK, op.Name+" "+string(op.Role))
 	}
-	b.srv.engine.GET("/console/probe", b.srv.requireOperator(RoleOperator), probe)
-	b.srv.engine.POST("/console/probe", b.srv.requireOperator(RoleOperator), probe)
+	b.srv.engine.GET("/ops/probe", b.srv.requireOperator(RoleOperator), probe)
+	b.srv.engine.POST("/ops/probe", b.srv.requireOperator(RoleOperator), probe)
 	_, viewer := b.operator("val", RoleViewer)
 	_, oper := b.operator("oz", RoleOperator)
 
-	anon := b.browser(http.MethodGet, "/console/probe?x=1", "", nil, "Accept", "text/html")
+	anon := b.browser(http.MethodGet, "/ops/probe?x=1", "", nil, "Accept", "text/html")
 	require.Equal(t, http.StatusSeeOther, anon.Code)
-	require.Equal(t, "/console/login?next="+url.QueryEscape("/console/probe?x=1"), anon.Header().Get("Location"))
-	require.Equal(t, http.StatusUnauthorized, b.browser(http.MethodGet, "/console/probe", "", nil).Code)
-	require.Equal(t, http.StatusForbidden, b.browser(http.MethodGet, "/console/probe", b.login(viewer), nil).Code)
+	require.Equal(t, "/console/login?next="+url.QueryEscape("/ops/probe?x=1"), anon.Header().Get("Location"))
+	require.Equal(t, http.StatusUnauthorized, b.browser(http.MethodGet, "/ops/probe", "", nil).Code)
+	require.Equal(t, http.StatusForbidden, b.browser(http.MethodGet, "/ops/probe", b.login(viewer), nil).Code)
 
 	sess := b.login(oper)
-	got := b.browser(http.MethodGet, "/console/probe", sess, nil)
+	got := b.browser(http.MethodGet, "/ops/probe", sess, nil)
 	require.Equal(t, http.StatusOK, got.Code)
 	require.Equal(t, "oz operator", got.Body.String())
-	require.Equal(t, http.StatusForbidden, b.browser(http.MethodPost, "/console/probe", sess, url.Values{}, "Sec-Fetch-Site", "cross-site").Code)
-	require.Equal(t, http.StatusOK, b.browser(http.MethodPost, "/console/probe", sess, url.Values{}, "Sec-Fetch-Site", "same-origin").Code)
-	bearer := b.browser(http.MethodGet, "/console/probe", "", nil, "Authorization", "Bearer "+b.admin)
+	require.Equal(t, http.StatusForbidden, b.browser(http.MethodPost, "/ops/probe", sess, url.Values{}, "Sec-Fetch-Site", "cross-site").Code)
+	require.Equal(t, http.StatusOK, b.browser(http.MethodPost, "/ops/probe", sess, url.Values{}, "Sec-Fetch-Site", "same-origin").Code)
+	bearer := b.browser(http.MethodGet, "/ops/probe", "", nil, "Authorization", "Bearer "+b.admin)
 	require.Equal(t, http.StatusOK, bearer.Code)
 	require.Equal(t, adminTokenActor+" admin", bearer.Body.String())
 }

@@ -101,9 +101,12 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends the revocation listener. A second Stop, or a Stop without
+// Stop ends the console's redrives and the revocation listener. A second Stop, or a Stop without
 // Start, does nothing.
 func (s *Server) Stop(context.Context) error {
+	if s.console != nil {
+		s.console.Close() // ends the console's redrives
+	}
 	r := &s.revocations
 	if r.ps == nil {
 		return nil

@@ -22,8 +22,8 @@ func (s *Server) routes() {
 	s.mountMonitor(r) // asynqmon at /monitor, operators (monitor.go)
 	s.mountDevMail(r) // development mail sink at /dev/mail (devmail.go)
 
-	// Console login and logout (operators.go); the pages are api/console.
-	s.mountConsoleAuth(r)
+	// The console, its login and logout included, is mounted by
+	// mountConsole (console_mount.go) after these routes.
 
 	const (
 		admin      = RoleAdmin

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bazaarhq/bazaar/api/console"
 	"github.com/bazaarhq/bazaar/api/printers"
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
@@ -89,6 +91,9 @@ type Config struct {
 	// seller: PausedOrdersAccept (the default) records it, and its events
 	// wait with the seller's others; PausedOrdersRefuse answers 423.
 	PausedSellerOrders string
+	// Tasks is the asynq inspector of the workers' queues: the console's
+	// Tasks page reads, pauses and resumes them with it; nil hides them.
+	Tasks *asynq.Inspector
 }
 
 // Server is the API's HTTP handler with its dependencies.
@@ -107,6 +112,8 @@ type Server struct {
 	// stmts runs the queries of authentication and of writes as prepared
 	// statements, unless cfg.DisablePrepared.
 	stmts *store.Statements
+	// console serves /console (console_mount.go).
+	console *console.Console
 }
 
 // New validates cfg and builds the router.
@@ -143,6 +150,9 @@ func New(cfg Config) (*Server, error) {
 	s.engine.NoRoute(s.noRoute)
 	s.engine.NoMethod(s.noMethod)
 	s.routes()
+	if err := s.mountConsole(s.engine); err != nil {
+		return nil, fmt.Errorf("api: console: %w", err)
+	}
 	return s, nil
 }
 

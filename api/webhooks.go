@@ -355,6 +355,9 @@ func (s *Server) redeliverWebhook(c *gin.Context) {
 		if err != nil {
 			return change{}, err
 		}
+		if err := s.auditRedelivery(ctx, tx, c, sellerID, wid, map[string]any{"delivery_id": did}, 1); err != nil {
+			return change{}, err
+		}
 		return change{status: http.StatusAccepted, body: webhookDeliveryOut(d)}, nil
 	})
 }
@@ -408,6 +411,9 @@ func (s *Server) redeliverWebhooksSince(c *gin.Context) {
 		}
 		n, err := s.cfg.Webhooks.Redeliverer.RedeliverSince(ctx, wid, since)
 		if err != nil {
+			return change{}, err
+		}
+		if err := s.auditRedelivery(ctx, tx, c, sellerID, wid, map[string]any{"since": since.UTC()}, n); err != nil {
 			return change{}, err
 		}
 		return change{status: http.StatusAccepted, body: redeliverSinceDTO{Since: since.UTC(), Count: n}}, nil

@@ -156,4 +156,23 @@ func TestWebhookRedeliverSince(t *testing.T) {
 	pending, err = insp.ListPendingTasks("default")
 	require.NoError(t, err)
 	require.Len(t, pending, 2)
+
+	require.Empty(t, b.auditRows(store.AuditFilter{Action: ActionWebhookRedeliver}), "a seller's own redelivery is no admin action")
+
+	// Staff redelivering is recorded in the audit log with the request.
+	_, otto := b.operator("otto", RoleOperator)
+	b.do(http.MethodPost, path, otto, map[string]any{"since": since.Format(time.RFC3339)}).problem(http.StatusForbidden, "forbidden")
+	res := b.do(http.MethodPost, path, b.admin, map[string]any{"since": since.Format(time.RFC3339)}).status(http.StatusAccepted)
+	rows := b.auditRows(store.AuditFilter{Action: ActionWebhookRedeliver})
+	require.Len(t, rows, 1)
+	require.Equal(t, adminTokenActor, rows[0].Actor)
+	require.Equal(t, "webhook:"+wid.String(), rows[0].Target)
+	require.Equal(t, res.header.Get(HeaderRequestID), rows[0].RequestID)
+	require.NotNil(t, rows[0].Count)
+	require.EqualValues(t, 2, *rows[0].Count)
+	one := b.do(http.MethodPost, base+"/"+wid.String()+"/deliveries/"+ids[1].String()+"/redeliver", b.admin, nil).status(http.StatusAccepted)
+	rows = b.auditRows(store.AuditFilter{Action: ActionWebhookRedeliver})
+	require.Len(t, rows, 2)
+	require.Equal(t, one.header.Get(HeaderRequestID), rows[0].RequestID)
+	require.Contains(t, string(rows[0].Params), ids[1].String())
 }

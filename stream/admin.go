@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -23,6 +24,9 @@ var (
 	// ErrBadSelection means a redrive or purge named no entries, or several
 	// kinds of selection at once.
 	ErrBadSelection = errors.New("select entries by ids, by count or all, exactly one of them")
+	// ErrReplayTooLarge means a replay would send more events than
+	// MaxReplay: pick a later time.
+	ErrReplayTooLarge = errors.New("replay too large")
 )
 
 // AdminConfig configures Admin.
@@ -56,7 +60,10 @@ type StreamStatus struct {
 	Name            string
 	Length          int64
 	FirstID, LastID string // empty when the stream is empty
-	Groups          []GroupStatus
+	// EntriesAdded counts every entry ever added to the stream, trimmed
+	// or not: its growth over time is the relay's publishing rate.
+	EntriesAdded int64
+	Groups       []GroupStatus
 }
 
 // GroupStatus describes one consumer group on one stream.
@@ -74,6 +81,8 @@ type GroupStatus struct {
 	// redriven entries still waiting (the same for each of its streams).
 	DLQDepth   int64
 	RetryDepth int64
+	// Paused tells whether the group is paused (PauseGroup).
+	Paused bool
 }
 
 // ConsumerStatus describes one consumer of a group.
@@ -115,6 +124,7 @@ func (a *Admin) Inspect(ctx context.Context) (Overview, error) {
 			return Overview{}, fmt.Errorf("inspect %s: %w", s, err)
 		}
 		st.Length, st.FirstID, st.LastID = info.Length, info.FirstEntry.ID, info.LastEntry.ID
+		st.EntriesAdded = info.EntriesAdded
 		groups, err := rdb.XInfoGroups(ctx, s).Result()
 		if err != nil {
 			return Overview{}, fmt.Errorf("inspect groups of %s: %w", s, err)
@@ -147,6 +157,11 @@ func (a *Admin) Inspect(ctx context.Context) (Overview, error) {
 			if gs.RetryDepth, err = rdb.XLen(ctx, a.cfg.Names.Retry(g.Name)).Result(); err != nil {
 				return Overview{}, fmt.Errorf("redriven entries of %s: %w", g.Name, err)
 			}
+			paused, err := rdb.Exists(ctx, a.cfg.Names.Paused(g.Name)).Result()
+			if err != nil {
+				return Overview{}, fmt.Errorf("pause flag of %s: %w", g.Name, err)
+			}
+			gs.Paused = paused > 0
 			st.Groups = append(st.Groups, gs)
 		}
 		ov.Streams = append(ov.Streams, st)
@@ -407,4 +422,173 @@ func (a *Admin) Purge(ctx context.Context, group string, sel Selection) (int, er
 		return 0, fmt.Errorf("purge dead letters of %s: %w", group, err)
 	}
 	return int(n), nil
+}
+
+// PauseGroup holds every consumer of group off reading: within a quarter
+// second and one read, they take no new entries and claim none; entries
+// they hold stay pending. note (who and why) is kept with the flag.
+// Pausing a paused group changes nothing.
+func (a *Admin) PauseGroup(ctx context.Context, group, note string) error {
+	if err := a.knownGroup(ctx, group); err != nil {
+		return err
+	}
+	if err := a.cfg.Redis.Set(ctx, a.cfg.Names.Paused(group), note, 0).Err(); err != nil {
+		return fmt.Errorf("pause %s: %w", group, err)
+	}
+	return nil
+}
+
+// ResumeGroup lets a paused group read again; resuming a running group
+// changes nothing.
+func (a *Admin) ResumeGroup(ctx context.Context, group string) error {
+	if err := a.knownGroup(ctx, group); err != nil {
+		return err
+	}
+	if err := a.cfg.Redis.Del(ctx, a.cfg.Names.Paused(group)).Err(); err != nil {
+		return fmt.Errorf("resume %s: %w", group, err)
+	}
+	return nil
+}
+
+// RedriveProgress is told, after each batch of RedriveAtRate, how many
+// dead letters have moved and how many the redrive set out to move.
+type RedriveProgress func(moved, total int)
+
+// RedriveAtRate moves the dead letters group has when it starts to the
+// retry stream, oldest first, at about perSecond a second, in batches of
+// a tenth of that; cancelling ctx stops it between batches. It returns how
+// many it moved. Entries dead-lettered meanwhile are left for later.
+func (a *Admin) RedriveAtRate(ctx context.Context, group string, perSecond int, progress RedriveProgress) (int, error) {
+	if perSecond < 1 {
+		return 0, fmt.Errorf("%w: a rate of at least 1 a second", ErrBadSelection)
+	}
+	if err := a.knownGroup(ctx, group); err != nil {
+		return 0, err
+	}
+	n, err := a.cfg.Redis.XLen(ctx, a.cfg.Names.DLQ(group)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("dead letters of %s: %w", group, err)
+	}
+	total, moved := int(n), 0
+	if progress != nil {
+		progress(0, total)
+	}
+	batch := max(perSecond/10, 1)
+	interval := time.Duration(batch) * time.Second / time.Duration(perSecond)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for moved < total {
+		m, err := a.Redrive(ctx, group, Selection{Count: min(batch, total-moved)})
+		moved += m
+		if progress != nil {
+			progress(moved, total)
+		}
+		if err != nil {
+			return moved, err
+		}
+		if m == 0 {
+			break // purged or redriven by someone else meanwhile
+		}
+		if moved >= total {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return moved, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return moved, nil
+}
+
+// MaxReplay is the most events one Replay sends.
+const MaxReplay = 100000
+
+// groupPatterns returns the topic patterns group's consumers recorded.
+func (a *Admin) groupPatterns(ctx context.Context, group string) ([]string, error) {
+	if err := a.knownGroup(ctx, group); err != nil {
+		return nil, err
+	}
+	v, err := a.cfg.Redis.Get(ctx, a.cfg.Names.Patterns(group)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w %q: its consumers have not recorded their patterns (restart them)", ErrUnknownGroup, group)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("patterns of %s: %w", group, err)
+	}
+	return strings.Fields(v), nil
+}
+
+// replayTypes returns the event types published since a time that group
+// subscribes to, and how many events they count.
+func (a *Admin) replayTypes(ctx context.Context, group string, since time.Time) ([]string, int64, error) {
+	if a.cfg.DB == nil {
+		return nil, 0, errors.New("stream admin: replay needs the database")
+	}
+	patterns, err := a.groupPatterns(ctx, group)
+	if err != nil {
+		return nil, 0, err
+	}
+	counts, err := store.PublishedTypeCounts(ctx, a.cfg.DB, since)
+	if err != nil {
+		return nil, 0, err
+	}
+	var types []string
+	var n int64
+	for _, c := range counts {
+		if slices.ContainsFunc(patterns, func(p string) bool { return MatchTopic(p, c.Type) }) {
+			types = append(types, c.Type)
+			n += c.Events
+		}
+	}
+	return types, n, nil
+}
+
+// ReplayCount is the dry run of Replay: how many published events since a
+// time group would be sent again.
+func (a *Admin) ReplayCount(ctx context.Context, group string, since time.Time) (int64, error) {
+	_, n, err := a.replayTypes(ctx, group, since)
+	return n, err
+}
+
+// Replay sends group again, through its retry stream (which only it
+// reads), every published event since a time that its patterns match, in
+// the order they were recorded, and returns how many. Other groups see
+// nothing. Handlers get them as new deliveries of the same events (same
+// ids), so those that deduplicate by event id skip them. More than
+// MaxReplay events is ErrReplayTooLarge, and nothing is sent.
+func (a *Admin) Replay(ctx context.Context, group string, since time.Time) (int, error) {
+	types, n, err := a.replayTypes(ctx, group, since)
+	if err != nil {
+		return 0, err
+	}
+	if n > MaxReplay {
+		return 0, fmt.Errorf("%w: %d events since %s, at most %d", ErrReplayTooLarge, n, since.Format(time.RFC3339), MaxReplay)
+	}
+	retry := a.cfg.Names.Retry(group)
+	sent := 0
+	var after int64
+	for len(types) > 0 {
+		events, err := store.PublishedOfTypesSince(ctx, a.cfg.DB, since, types, after, 500)
+		if err != nil {
+			return sent, err
+		}
+		if len(events) == 0 {
+			break
+		}
+		pipe := a.cfg.Redis.Pipeline()
+		for _, e := range events {
+			values, err := EnvelopeOf(e).Values()
+			if err != nil {
+				return sent, err
+			}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: retry, Values: values})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return sent, fmt.Errorf("replay to %s: %w", group, err)
+		}
+		sent += len(events)
+		after = events[len(events)-1].Seq
+	}
+	return sent, nil
 }

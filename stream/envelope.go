@@ -163,3 +163,11 @@ func (n Names) DLQ(group string) string { return n.prefix() + "dlq:" + group }
 
 // Retry returns the redrive stream of a consumer group, read by that group alone.
 func (n Names) Retry(group string) string { return n.prefix() + "retry:" + group }
+
+// Patterns is the key where a group's consumers record the topic patterns
+// the group subscribes to (Admin.Replay reads them).
+func (n Names) Patterns(group string) string { return n.prefix() + "patterns:" + group }
+
+// Paused is the key whose presence holds a consumer group's consumers off
+// reading (Admin.PauseGroup); it holds who paused the group and why.
+func (n Names) Paused(group string) string { return n.prefix() + "paused:" + group }

@@ -3,7 +3,10 @@ package stream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,6 +29,12 @@ type runner struct {
 	// owed holds acknowledgements that failed, by stream (see owe). Only
 	// the run loop's goroutine touches it.
 	owed map[string]*owedAcks
+	// pauseChecks counts the looks at the pause flag (tests wait on it);
+	// pausedNow and nextPauseCheck cache the last look. Only the run loop's
+	// goroutine touches the cache.
+	pauseChecks    atomic.Int64
+	pausedNow      bool
+	nextPauseCheck time.Time
 }
 
 // drainInterval is how often a runner looks for held events of resumed
@@ -38,6 +47,9 @@ func (r *runner) rdb() redis.UniversalClient { return r.g.cfg.Redis }
 // setup creates the group on every stream (and its retry stream). Creation
 // is idempotent: an existing group keeps its position.
 func (r *runner) setup(ctx context.Context) error {
+	if err := r.rdb().Set(ctx, r.g.cfg.Names.Patterns(r.sub.Group), strings.Join(r.sub.Patterns, " "), 0).Err(); err != nil {
+		return fmt.Errorf("record patterns of %s: %w", r.sub.Group, err)
+	}
 	if r.sub.StartFrom.mode == startAt {
 		if err := r.setupReplay(ctx); err != nil {
 			return err
@@ -100,6 +112,14 @@ func (r *runner) run(loopCtx, handlerCtx context.Context) {
 			}
 			continue
 		}
+		if r.paused(loopCtx) {
+			// A paused group reads nothing new and claims nothing; what
+			// it holds stays pending until it is resumed.
+			if !waitFor(loopCtx, pausePoll) {
+				return
+			}
+			continue
+		}
 		now := time.Now()
 		if r.sub.OrderedBySubject && !now.Before(nextLease) {
 			r.balance(loopCtx, handlerCtx)
@@ -145,6 +165,24 @@ func (r *runner) run(loopCtx, handlerCtx context.Context) {
 			failures = 0
 		}
 	}
+}
+
+// pausePoll is how often a group looks whether it was paused or resumed:
+// a pause takes effect within it (plus one read's block time).
+const pausePoll = 250 * time.Millisecond
+
+// paused reports whether the group is paused, looking at most every
+// pausePoll. A Redis error counts as not paused: the read that follows
+// meets the same error and backs off.
+func (r *runner) paused(ctx context.Context) bool {
+	now := time.Now()
+	if now.Before(r.nextPauseCheck) {
+		return r.pausedNow
+	}
+	n, err := r.rdb().Exists(ctx, r.g.cfg.Names.Paused(r.sub.Group)).Result()
+	r.pausedNow, r.nextPauseCheck = err == nil && n > 0, now.Add(pausePoll)
+	r.pauseChecks.Add(1)
+	return r.pausedNow
 }
 
 // claimable are the streams whose idle pending entries any consumer of the

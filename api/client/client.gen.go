@@ -1628,12 +1628,6 @@ type Unavailable = Problem
 // Unprocessable defines model for Unprocessable.
 type Unprocessable = Problem
 
-// ConsoleLoginFormdataBody defines parameters for ConsoleLogin.
-type ConsoleLoginFormdataBody struct {
-	Credential string  `form:"credential" json:"credential"`
-	Next       *string `form:"next,omitempty" json:"next,omitempty"`
-}
-
 // DevMailParams defines parameters for DevMail.
 type DevMailParams struct {
 	Format *DevMailParamsFormat `form:"format,omitempty" json:"format,omitempty"`
@@ -2027,9 +2021,6 @@ type StripeWebhookParams struct {
 	StripeSignature string `json:"Stripe-Signature"`
 }
 
-// ConsoleLoginFormdataRequestBody defines body for ConsoleLogin for application/x-www-form-urlencoded ContentType.
-type ConsoleLoginFormdataRequestBody ConsoleLoginFormdataBody
-
 // CreateAnnouncementJSONRequestBody defines body for CreateAnnouncement for application/json ContentType.
 type CreateAnnouncementJSONRequestBody = AnnouncementCreate
 
@@ -2219,28 +2210,41 @@ type ClientInterface interface {
 	// Corresponds with GET /asyncapi.yaml (the `Asyncapi` operationId).
 	Asyncapi(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ConsoleLoginWithBody Log in to the console (and the monitor) with an operator credential or the admin token; sets the operator session cookie.
+	// ConsoleOverview The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
 	//
-	// Form fields credential and next (a path on this site to go to, default /console/). Failures count against the per-IP login limit shared with /monitor/login (429 past it). A cross-origin POST is 403.
+	// Pages are HTML for people; see docs/operations.md for what each shows.
+	// The credential is an operator's (bzr_op_, with its role: viewer,
+	// operator or admin) or the admin token (role admin), as a bearer token
+	// or through the login form at /console/login, which sets the operator
+	// session cookie bazaar_session. API keys are refused (403). Without a
+	// credential a browser is sent to the login form.
 	//
-	// Takes any type of body and a specified content type.
-	//
-	// Corresponds with POST /console/login (the `ConsoleLogin` operationId).
-	ConsoleLoginWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	// Corresponds with GET /console (the `ConsoleOverview` operationId).
+	ConsoleOverview(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ConsoleLoginWithFormdataBody Log in to the console (and the monitor) with an operator credential or the admin token; sets the operator session cookie.
+	// ConsolePage The console's pages (groups, dlq, tasks, invoicing, orders, printers, announcements), its assets, the login form and its live feeds /console/live and /console/live/orders (Server-Sent Events).
 	//
-	// Form fields credential and next (a path on this site to go to, default /console/). Failures count against the per-IP login limit shared with /monitor/login (429 past it). A cross-origin POST is 403.
-	//
-	// Takes a body of the `application/x-www-form-urlencoded` content type.
-	//
-	// Corresponds with POST /console/login (the `ConsoleLogin` operationId).
-	ConsoleLoginWithFormdataBody(ctx context.Context, body ConsoleLoginFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	// Corresponds with GET /console/*any (the `ConsolePage` operationId).
+	ConsolePage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ConsoleLogout End the operator session and clear its cookie.
+	// ConsoleAction The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and its login and logout.
 	//
-	// Corresponds with POST /console/logout (the `ConsoleLogout` operationId).
-	ConsoleLogout(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
+	// gets 403, and so does any cross-origin request. Each repair writes one row
+	// to the audit log (GET /v1/admin/audit) naming the operator, their role and
+	// the request id (announcements and retry-failed in the transaction of their
+	// effect) and answers 303 back to its page.
+	//
+	// POST /console/login (form fields credential, an operator credential or
+	// the admin token, and next, a console path to go to) checks the
+	// credential under the per-IP login limit shared with /monitor/login (429
+	// past it), stores a session and sets the bazaar_session cookie
+	// (HttpOnly, SameSite=Strict, Path=/): 303 to next, or 401 with the form
+	// again. POST /console/logout ends the session, clears the cookie and
+	// answers 303 to /console/login.
+	//
+	// Corresponds with POST /console/*any (the `ConsoleAction` operationId).
+	ConsoleAction(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DevMail Mail sent to the development mail sink, newest first (bazaar dev only; 404 elsewhere).
 	//
@@ -3083,15 +3087,18 @@ func (c *Client) Asyncapi(ctx context.Context, reqEditors ...RequestEditorFn) (*
 	return c.Client.Do(req)
 }
 
-// ConsoleLoginWithBody Log in to the console (and the monitor) with an operator credential or the admin token; sets the operator session cookie.
+// ConsoleOverview The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
 //
-// Form fields credential and next (a path on this site to go to, default /console/). Failures count against the per-IP login limit shared with /monitor/login (429 past it). A cross-origin POST is 403.
+// Pages are HTML for people; see docs/operations.md for what each shows.
+// The credential is an operator's (bzr_op_, with its role: viewer,
+// operator or admin) or the admin token (role admin), as a bearer token
+// or through the login form at /console/login, which sets the operator
+// session cookie bazaar_session. API keys are refused (403). Without a
+// credential a browser is sent to the login form.
 //
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /console/login (the `ConsoleLogin` operationId).
-func (c *Client) ConsoleLoginWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewConsoleLoginRequestWithBody(c.Server, contentType, body)
+// Corresponds with GET /console (the `ConsoleOverview` operationId).
+func (c *Client) ConsoleOverview(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewConsoleOverviewRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -3102,15 +3109,11 @@ func (c *Client) ConsoleLoginWithBody(ctx context.Context, contentType string, b
 	return c.Client.Do(req)
 }
 
-// ConsoleLoginWithFormdataBody Log in to the console (and the monitor) with an operator credential or the admin token; sets the operator session cookie.
+// ConsolePage The console's pages (groups, dlq, tasks, invoicing, orders, printers, announcements), its assets, the login form and its live feeds /console/live and /console/live/orders (Server-Sent Events).
 //
-// Form fields credential and next (a path on this site to go to, default /console/). Failures count against the per-IP login limit shared with /monitor/login (429 past it). A cross-origin POST is 403.
-//
-// Takes a body of the `application/x-www-form-urlencoded` content type.
-//
-// Corresponds with POST /console/login (the `ConsoleLogin` operationId).
-func (c *Client) ConsoleLoginWithFormdataBody(ctx context.Context, body ConsoleLoginFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewConsoleLoginRequestWithFormdataBody(c.Server, body)
+// Corresponds with GET /console/*any (the `ConsolePage` operationId).
+func (c *Client) ConsolePage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewConsolePageRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -3121,11 +3124,25 @@ func (c *Client) ConsoleLoginWithFormdataBody(ctx context.Context, body ConsoleL
 	return c.Client.Do(req)
 }
 
-// ConsoleLogout End the operator session and clear its cookie.
+// ConsoleAction The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and its login and logout.
 //
-// Corresponds with POST /console/logout (the `ConsoleLogout` operationId).
-func (c *Client) ConsoleLogout(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewConsoleLogoutRequest(c.Server)
+// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
+// gets 403, and so does any cross-origin request. Each repair writes one row
+// to the audit log (GET /v1/admin/audit) naming the operator, their role and
+// the request id (announcements and retry-failed in the transaction of their
+// effect) and answers 303 back to its page.
+//
+// POST /console/login (form fields credential, an operator credential or
+// the admin token, and next, a console path to go to) checks the
+// credential under the per-IP login limit shared with /monitor/login (429
+// past it), stores a session and sets the bazaar_session cookie
+// (HttpOnly, SameSite=Strict, Path=/): 303 to next, or 401 with the form
+// again. POST /console/logout ends the session, clears the cookie and
+// answers 303 to /console/login.
+//
+// Corresponds with POST /console/*any (the `ConsoleAction` operationId).
+func (c *Client) ConsoleAction(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewConsoleActionRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -5213,19 +5230,8 @@ func NewAsyncapiRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
-// NewConsoleLoginRequestWithFormdataBody calls the generic ConsoleLogin builder with application/x-www-form-urlencoded body
-func NewConsoleLoginRequestWithFormdataBody(server string, body ConsoleLoginFormdataRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	bodyStr, err := runtime.MarshalForm(body, nil)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = strings.NewReader(bodyStr.Encode())
-	return NewConsoleLoginRequestWithBody(server, "application/x-www-form-urlencoded", bodyReader)
-}
-
-// NewConsoleLoginRequestWithBody constructs an http.Request for the ConsoleLogin method, with any body, and a specified content type
-func NewConsoleLoginRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+// NewConsoleOverviewRequest constructs an http.Request for the ConsoleOverview method
+func NewConsoleOverviewRequest(server string) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -5233,7 +5239,7 @@ func NewConsoleLoginRequestWithBody(server string, contentType string, body io.R
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/console/login")
+	operationPath := fmt.Sprintf("/console")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5243,18 +5249,16 @@ func NewConsoleLoginRequestWithBody(server string, contentType string, body io.R
 		return nil, err
 	}
 
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
 
-	req.Header.Add("Content-Type", contentType)
-
 	return req, nil
 }
 
-// NewConsoleLogoutRequest constructs an http.Request for the ConsoleLogout method
-func NewConsoleLogoutRequest(server string) (*http.Request, error) {
+// NewConsolePageRequest constructs an http.Request for the ConsolePage method
+func NewConsolePageRequest(server string) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -5262,7 +5266,34 @@ func NewConsoleLogoutRequest(server string) (*http.Request, error) {
 		return nil, err
 	}
 
-	operationPath := fmt.Sprintf("/console/logout")
+	operationPath := fmt.Sprintf("/console/*any")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewConsoleActionRequest constructs an http.Request for the ConsoleAction method
+func NewConsoleActionRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/console/*any")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -10006,30 +10037,47 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /asyncapi.yaml (the `Asyncapi` operationId).
 	AsyncapiWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AsyncapiResponse, error)
 
-	// ConsoleLoginWithBodyWithResponse Log in to the console (and the monitor) with an operator credential or the admin token; sets the operator session cookie.
+	// ConsoleOverviewWithResponse The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
 	//
-	// Form fields credential and next (a path on this site to go to, default /console/). Failures count against the per-IP login limit shared with /monitor/login (429 past it). A cross-origin POST is 403.
-	//
-	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with POST /console/login (the `ConsoleLogin` operationId).
-	ConsoleLoginWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ConsoleLoginResponse, error)
-
-	// ConsoleLoginWithFormdataBodyWithResponse Log in to the console (and the monitor) with an operator credential or the admin token; sets the operator session cookie.
-	//
-	// Form fields credential and next (a path on this site to go to, default /console/). Failures count against the per-IP login limit shared with /monitor/login (429 past it). A cross-origin POST is 403.
-	//
-	// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with POST /console/login (the `ConsoleLogin` operationId).
-	ConsoleLoginWithFormdataBodyWithResponse(ctx context.Context, body ConsoleLoginFormdataRequestBody, reqEditors ...RequestEditorFn) (*ConsoleLoginResponse, error)
-
-	// ConsoleLogoutWithResponse End the operator session and clear its cookie.
+	// Pages are HTML for people; see docs/operations.md for what each shows.
+	// The credential is an operator's (bzr_op_, with its role: viewer,
+	// operator or admin) or the admin token (role admin), as a bearer token
+	// or through the login form at /console/login, which sets the operator
+	// session cookie bazaar_session. API keys are refused (403). Without a
+	// credential a browser is sent to the login form.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /console/logout (the `ConsoleLogout` operationId).
-	ConsoleLogoutWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleLogoutResponse, error)
+	// Corresponds with GET /console (the `ConsoleOverview` operationId).
+	ConsoleOverviewWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleOverviewResponse, error)
+
+	// ConsolePageWithResponse The console's pages (groups, dlq, tasks, invoicing, orders, printers, announcements), its assets, the login form and its live feeds /console/live and /console/live/orders (Server-Sent Events).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /console/*any (the `ConsolePage` operationId).
+	ConsolePageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsolePageResponse, error)
+
+	// ConsoleActionWithResponse The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and its login and logout.
+	//
+	// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
+	// gets 403, and so does any cross-origin request. Each repair writes one row
+	// to the audit log (GET /v1/admin/audit) naming the operator, their role and
+	// the request id (announcements and retry-failed in the transaction of their
+	// effect) and answers 303 back to its page.
+	//
+	// POST /console/login (form fields credential, an operator credential or
+	// the admin token, and next, a console path to go to) checks the
+	// credential under the per-IP login limit shared with /monitor/login (429
+	// past it), stores a session and sets the bazaar_session cookie
+	// (HttpOnly, SameSite=Strict, Path=/): 303 to next, or 401 with the form
+	// again. POST /console/logout ends the session, clears the cookie and
+	// answers 303 to /console/login.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /console/*any (the `ConsoleAction` operationId).
+	ConsoleActionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleActionResponse, error)
 
 	// DevMailWithResponse Mail sent to the development mail sink, newest first (bazaar dev only; 404 elsewhere).
 	//
@@ -11015,48 +11063,41 @@ func (r AsyncapiResponse) ContentType() string {
 	return ""
 }
 
-// ConsoleLoginResponse429Headers the declared response headers of an HTTP 429 response for ConsoleLogin
-type ConsoleLoginResponse429Headers struct {
+// ConsoleOverviewResponse429Headers the declared response headers of an HTTP 429 response for ConsoleOverview
+type ConsoleOverviewResponse429Headers struct {
 	RateLimit       *string
 	RateLimitPolicy *string
 	RetryAfter      *int
 }
 
-type ConsoleLoginResponse struct {
+type ConsoleOverviewResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
-	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
 	// Headers429 the parsed response headers for an HTTP 429 response
-	Headers429 *ConsoleLoginResponse429Headers
+	Headers429 *ConsoleOverviewResponse429Headers
 }
 
-// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ConsoleLoginResponse) GetApplicationproblemJSON403() *Problem {
-	return r.ApplicationproblemJSON403
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ConsoleOverviewResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
-func (r ConsoleLoginResponse) GetApplicationproblemJSON429() *TooManyRequests {
+func (r ConsoleOverviewResponse) GetApplicationproblemJSON429() *TooManyRequests {
 	return r.ApplicationproblemJSON429
 }
 
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r ConsoleLoginResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
-}
-
 // GetBody returns the raw response body bytes
-func (r ConsoleLoginResponse) GetBody() []byte {
+func (r ConsoleOverviewResponse) GetBody() []byte {
 	return r.Body
 }
 
 // Status returns HTTPResponse.Status
-func (r ConsoleLoginResponse) Status() string {
+func (r ConsoleOverviewResponse) Status() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Status
 	}
@@ -11064,7 +11105,7 @@ func (r ConsoleLoginResponse) Status() string {
 }
 
 // StatusCode returns HTTPResponse.StatusCode
-func (r ConsoleLoginResponse) StatusCode() int {
+func (r ConsoleOverviewResponse) StatusCode() int {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.StatusCode
 	}
@@ -11072,39 +11113,25 @@ func (r ConsoleLoginResponse) StatusCode() int {
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ConsoleLoginResponse) ContentType() string {
+func (r ConsoleOverviewResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
 }
 
-type ConsoleLogoutResponse struct {
+type ConsolePageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
-	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *Problem
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
-}
-
-// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ConsoleLogoutResponse) GetApplicationproblemJSON403() *Problem {
-	return r.ApplicationproblemJSON403
-}
-
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r ConsoleLogoutResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
 }
 
 // GetBody returns the raw response body bytes
-func (r ConsoleLogoutResponse) GetBody() []byte {
+func (r ConsolePageResponse) GetBody() []byte {
 	return r.Body
 }
 
 // Status returns HTTPResponse.Status
-func (r ConsoleLogoutResponse) Status() string {
+func (r ConsolePageResponse) Status() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Status
 	}
@@ -11112,7 +11139,7 @@ func (r ConsoleLogoutResponse) Status() string {
 }
 
 // StatusCode returns HTTPResponse.StatusCode
-func (r ConsoleLogoutResponse) StatusCode() int {
+func (r ConsolePageResponse) StatusCode() int {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.StatusCode
 	}
@@ -11120,7 +11147,57 @@ func (r ConsoleLogoutResponse) StatusCode() int {
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ConsoleLogoutResponse) ContentType() string {
+func (r ConsolePageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ConsoleActionResponse429Headers the declared response headers of an HTTP 429 response for ConsoleAction
+type ConsoleActionResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+}
+
+type ConsoleActionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ConsoleActionResponse429Headers
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ConsoleActionResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r ConsoleActionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ConsoleActionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ConsoleActionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ConsoleActionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -16650,47 +16727,64 @@ func (c *ClientWithResponses) AsyncapiWithResponse(ctx context.Context, reqEdito
 	return ParseAsyncapiResponse(rsp)
 }
 
-// ConsoleLoginWithBodyWithResponse Log in to the console (and the monitor) with an operator credential or the admin token; sets the operator session cookie.
+// ConsoleOverviewWithResponse The operator console's overview page: backbone, alerts and business figures (viewer, operator, admin).
 //
-// Form fields credential and next (a path on this site to go to, default /console/). Failures count against the per-IP login limit shared with /monitor/login (429 past it). A cross-origin POST is 403.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /console/login (the `ConsoleLogin` operationId).
-func (c *ClientWithResponses) ConsoleLoginWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ConsoleLoginResponse, error) {
-	rsp, err := c.ConsoleLoginWithBody(ctx, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseConsoleLoginResponse(rsp)
-}
-
-// ConsoleLoginWithFormdataBodyWithResponse Log in to the console (and the monitor) with an operator credential or the admin token; sets the operator session cookie.
-//
-// Form fields credential and next (a path on this site to go to, default /console/). Failures count against the per-IP login limit shared with /monitor/login (429 past it). A cross-origin POST is 403.
-//
-// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /console/login (the `ConsoleLogin` operationId).
-func (c *ClientWithResponses) ConsoleLoginWithFormdataBodyWithResponse(ctx context.Context, body ConsoleLoginFormdataRequestBody, reqEditors ...RequestEditorFn) (*ConsoleLoginResponse, error) {
-	rsp, err := c.ConsoleLoginWithFormdataBody(ctx, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseConsoleLoginResponse(rsp)
-}
-
-// ConsoleLogoutWithResponse End the operator session and clear its cookie.
+// Pages are HTML for people; see docs/operations.md for what each shows.
+// The credential is an operator's (bzr_op_, with its role: viewer,
+// operator or admin) or the admin token (role admin), as a bearer token
+// or through the login form at /console/login, which sets the operator
+// session cookie bazaar_session. API keys are refused (403). Without a
+// credential a browser is sent to the login form.
 //
 // Returns a wrapper object for the known response body format(s).
 //
-// Corresponds with POST /console/logout (the `ConsoleLogout` operationId).
-func (c *ClientWithResponses) ConsoleLogoutWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleLogoutResponse, error) {
-	rsp, err := c.ConsoleLogout(ctx, reqEditors...)
+// Corresponds with GET /console (the `ConsoleOverview` operationId).
+func (c *ClientWithResponses) ConsoleOverviewWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleOverviewResponse, error) {
+	rsp, err := c.ConsoleOverview(ctx, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
-	return ParseConsoleLogoutResponse(rsp)
+	return ParseConsoleOverviewResponse(rsp)
+}
+
+// ConsolePageWithResponse The console's pages (groups, dlq, tasks, invoicing, orders, printers, announcements), its assets, the login form and its live feeds /console/live and /console/live/orders (Server-Sent Events).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /console/*any (the `ConsolePage` operationId).
+func (c *ClientWithResponses) ConsolePageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsolePageResponse, error) {
+	rsp, err := c.ConsolePage(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConsolePageResponse(rsp)
+}
+
+// ConsoleActionWithResponse The console's repairs as HTML form posts: redrive, redrive all at a rate and cancel, purge (admin), pause, resume and replay a group, pause and resume a queue, retry failed invoicing accounts, announce (operator, admin); and its login and logout.
+//
+// Redrive, redrive-all, purge and replay need a non-empty reason field. A viewer
+// gets 403, and so does any cross-origin request. Each repair writes one row
+// to the audit log (GET /v1/admin/audit) naming the operator, their role and
+// the request id (announcements and retry-failed in the transaction of their
+// effect) and answers 303 back to its page.
+//
+// POST /console/login (form fields credential, an operator credential or
+// the admin token, and next, a console path to go to) checks the
+// credential under the per-IP login limit shared with /monitor/login (429
+// past it), stores a session and sets the bazaar_session cookie
+// (HttpOnly, SameSite=Strict, Path=/): 303 to next, or 401 with the form
+// again. POST /console/logout ends the session, clears the cookie and
+// answers 303 to /console/login.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /console/*any (the `ConsoleAction` operationId).
+func (c *ClientWithResponses) ConsoleActionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ConsoleActionResponse, error) {
+	rsp, err := c.ConsoleAction(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConsoleActionResponse(rsp)
 }
 
 // DevMailWithResponse Mail sent to the development mail sink, newest first (bazaar dev only; 404 elsewhere).
@@ -18417,15 +18511,15 @@ func ParseAsyncapiResponse(rsp *http.Response) (*AsyncapiResponse, error) {
 	return response, nil
 }
 
-// ParseConsoleLoginResponse parses an HTTP response from a ConsoleLoginWithResponse call
-func ParseConsoleLoginResponse(rsp *http.Response) (*ConsoleLoginResponse, error) {
+// ParseConsoleOverviewResponse parses an HTTP response from a ConsoleOverviewWithResponse call
+func ParseConsoleOverviewResponse(rsp *http.Response) (*ConsoleOverviewResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
 	defer func() { _ = rsp.Body.Close() }()
 	if err != nil {
 		return nil, err
 	}
 
-	response := &ConsoleLoginResponse{
+	response := &ConsoleOverviewResponse{
 		Body:         bodyBytes,
 		HTTPResponse: rsp,
 	}
@@ -18434,12 +18528,15 @@ func ParseConsoleLoginResponse(rsp *http.Response) (*ConsoleLoginResponse, error
 	case rsp.StatusCode == 303:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON403 = &dest
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.StatusCode == 403:
+		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -18448,18 +18545,11 @@ func ParseConsoleLoginResponse(rsp *http.Response) (*ConsoleLoginResponse, error
 		}
 		response.ApplicationproblemJSON429 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSONDefault = &dest
-
 	}
 
 	switch {
 	case rsp.StatusCode == 429:
-		var headers ConsoleLoginResponse429Headers
+		var headers ConsoleOverviewResponse429Headers
 		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -18487,15 +18577,31 @@ func ParseConsoleLoginResponse(rsp *http.Response) (*ConsoleLoginResponse, error
 	return response, nil
 }
 
-// ParseConsoleLogoutResponse parses an HTTP response from a ConsoleLogoutWithResponse call
-func ParseConsoleLogoutResponse(rsp *http.Response) (*ConsoleLogoutResponse, error) {
+// ParseConsolePageResponse parses an HTTP response from a ConsolePageWithResponse call
+func ParseConsolePageResponse(rsp *http.Response) (*ConsolePageResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
 	defer func() { _ = rsp.Body.Close() }()
 	if err != nil {
 		return nil, err
 	}
 
-	response := &ConsoleLogoutResponse{
+	response := &ConsolePageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	return response, nil
+}
+
+// ParseConsoleActionResponse parses an HTTP response from a ConsoleActionWithResponse call
+func ParseConsoleActionResponse(rsp *http.Response) (*ConsoleActionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ConsoleActionResponse{
 		Body:         bodyBytes,
 		HTTPResponse: rsp,
 	}
@@ -18504,20 +18610,55 @@ func ParseConsoleLogoutResponse(rsp *http.Response) (*ConsoleLogoutResponse, err
 	case rsp.StatusCode == 303:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Problem
+	case rsp.StatusCode == 400:
+		break // No content-type
+
+	case rsp.StatusCode == 401:
+		break // No content-type
+
+	case rsp.StatusCode == 403:
+		break // No content-type
+
+	case rsp.StatusCode == 404:
+		break // No content-type
+
+	case rsp.StatusCode == 409:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON403 = &dest
+		response.ApplicationproblemJSON429 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ConsoleActionResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
 		}
-		response.ApplicationproblemJSONDefault = &dest
-
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil

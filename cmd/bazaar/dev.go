@@ -117,6 +117,8 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		Hub: hub, SSE: ac.SSE, Registry: obs.Registry, TracerProvider: tp,
 		Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
 		Webhooks: ac.Webhooks, DisablePrepared: !ac.DBPrepared, PausedSellerOrders: ac.PausedSellerOrders,
+		// The console's Tasks page (shares rdb; nothing to close).
+		Tasks: asynq.NewInspectorFromRedisClient(rdb),
 	}
 	apiCfg.Webhooks.Redeliverer = parts.Webhooks
 	if sink != nil {
@@ -158,7 +160,7 @@ func runDev(ctx context.Context, env *environment, _ []string) error {
 		// Only dev serves /metrics on the API port too, for the demo.
 		newHTTPServer("BAZAAR_HTTP_ADDR", cfg.HTTPAddr, obs.WithMetrics(srv.Handler()), hc, log).endStreamsOnShutdown(hub)) //nolint:contextcheck // shutdown hook has no context
 	log.Info("bazaar dev", "url", fmt.Sprintf("http://localhost%s/", portOf(cfg.HTTPAddr)),
-		"monitor", "/monitor", "mail", "/dev/mail")
+		"console", "/console", "monitor", "/monitor", "mail", "/dev/mail")
 	return runComponents(ctx, log, cfg.ShutdownTimeout, parts2...)
 }
 

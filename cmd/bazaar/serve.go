@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/bazaarhq/bazaar/api"
 	"github.com/bazaarhq/bazaar/stream"
 )
@@ -12,7 +14,7 @@ import (
 func init() {
 	register(&command{
 		name:  "serve",
-		short: "serve the REST API, the live event routes and asynqmon at /monitor",
+		short: "serve the REST API, the live event routes, the console at /console and asynqmon at /monitor",
 		run: func(ctx context.Context, env *environment, _ []string) error {
 			cfg, log, err := setup(env, "serve")
 			if err != nil {
@@ -67,6 +69,8 @@ func init() {
 				Webhooks:           webhooksAPI(ac.Webhooks, db, rdb, log),
 				DisablePrepared:    !ac.DBPrepared,
 				PausedSellerOrders: ac.PausedSellerOrders,
+				// The console's Tasks page (shares rdb; nothing to close).
+				Tasks: asynq.NewInspectorFromRedisClient(rdb),
 			})
 			if err != nil {
 				return err

@@ -299,3 +299,41 @@ func LastStreamID(ctx context.Context, q sqlx.QueryerContext, stream string) (st
 	}
 	return id, nil
 }
+
+// TypeCount is how many events of one type there are.
+type TypeCount struct {
+	Type   string `db:"type"`
+	Events int64  `db:"events"`
+}
+
+const publishedTypeCountsQuery = `
+SELECT e.type, count(*) AS events
+FROM events e JOIN event_positions p ON p.seq = e.seq AND p.time = e.time
+WHERE e.time >= $1
+GROUP BY e.type ORDER BY e.type`
+
+// PublishedTypeCounts counts the published events since a time by type.
+func PublishedTypeCounts(ctx context.Context, q sqlx.QueryerContext, since time.Time) ([]TypeCount, error) {
+	out := []TypeCount{}
+	if err := sqlx.SelectContext(ctx, q, &out, publishedTypeCountsQuery, since); err != nil {
+		return nil, fmt.Errorf("published events by type: %w", translate(err))
+	}
+	return out, nil
+}
+
+const publishedOfTypesSinceQuery = `
+SELECT ` + eventColumns + `, ` + positionColumns + `
+FROM events e JOIN event_positions p ON p.seq = e.seq AND p.time = e.time
+WHERE e.time >= $1 AND e.type = ANY($2) AND e.seq > $3
+ORDER BY e.seq LIMIT $4`
+
+// PublishedOfTypesSince returns up to limit published events of the types
+// whose time is at or after since and whose seq is above afterSeq, in seq
+// order.
+func PublishedOfTypesSince(ctx context.Context, q sqlx.QueryerContext, since time.Time, types []string, afterSeq int64, limit int) ([]Event, error) {
+	var out []Event
+	if err := sqlx.SelectContext(ctx, q, &out, publishedOfTypesSinceQuery, since, pq.Array(types), afterSeq, limit); err != nil {
+		return nil, fmt.Errorf("published events of types since %s: %w", since.Format(time.RFC3339), translate(err))
+	}
+	return out, nil
+}

@@ -1,0 +1,301 @@
+package api
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/workers"
+)
+
+// send makes a console request with a bearer token (or none) and extra
+// header pairs, not following redirects.
+func (b *consoleBundle) send(method, path, token string, form url.Values, headers ...string) answer {
+	b.t.Helper()
+	req, err := http.NewRequest(method, b.http.URL+path, strings.NewReader(form.Encode()))
+	require.NoError(b.t, err)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	cl := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := cl.Do(req)
+	require.NoError(b.t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(b.t, err)
+	return answer{StatusCode: res.StatusCode, Header: res.Header, cookies: res.Cookies(), Body: string(body)}
+}
+
+// deadLettered places n orders whose events the billing group gives up.
+func (b *consoleBundle) deadLettered(n int) {
+	b.t.Helper()
+	p, u := b.product(b.keyA, nil), b.user()
+	before := b.deadLetters()
+	for range n {
+		b.order(p, u, store.OrderPending)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.deadLetters() < before+int64(n) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.EqualValues(b.t, before+int64(n), b.deadLetters())
+}
+
+// TestConsoleAccess: without a credential the console sends a browser to
+// its login form; the form sets the session for the console and the
+// monitor; a cross-origin change is refused.
+func TestConsoleAccess(t *testing.T) {
+	t.Parallel()
+	b := consoleSetup(t)
+
+	res := b.send(http.MethodGet, "/console/groups", "", nil)
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	require.Equal(t, "/console/login?next=%2Fconsole%2Fgroups", res.Header.Get("Location"))
+	require.Equal(t, http.StatusUnauthorized, b.send(http.MethodPost, "/console/groups/billing/pause", "", url.Values{}).StatusCode)
+	require.Equal(t, http.StatusOK, b.send(http.MethodGet, "/console/login", "", nil).StatusCode)
+
+	res = b.send(http.MethodPost, "/console/login", "", url.Values{"credential": {"wrong"}, "next": {"/console/tasks"}})
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode)
+	res = b.send(http.MethodPost, "/console/login", "", url.Values{"credential": {testAdminToken}, "next": {"//evil.example/console"}})
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	require.Equal(t, "/console", res.Header.Get("Location"), "the redirect stays in the console")
+	var cookie string
+	for _, c := range res.Cookies() {
+		require.Equal(t, sessionCookie, c.Name)
+		require.True(t, c.HttpOnly)
+		require.Equal(t, http.SameSiteStrictMode, c.SameSite)
+		require.Equal(t, "/", c.Path, "one session for the console, the monitor and /v1/admin")
+		cookie = c.Name + "=" + c.Value
+	}
+	require.NotEmpty(t, cookie)
+	page := b.send(http.MethodGet, "/console/groups", "", nil, "Cookie", cookie)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Contains(t, page.Body, `action="/console/logout"`)
+
+	// Logging out ends the session on the server, not just the cookie.
+	res = b.send(http.MethodPost, "/console/logout", "", url.Values{}, "Cookie", cookie)
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	require.Equal(t, "/console/login", res.Header.Get("Location"))
+	require.Equal(t, -1, res.Cookies()[0].MaxAge)
+	require.Equal(t, http.StatusSeeOther, b.send(http.MethodGet, "/console/groups", "", nil, "Cookie", cookie).StatusCode)
+
+	// An API key is no console credential.
+	require.Equal(t, http.StatusForbidden, b.send(http.MethodGet, "/console/groups", b.keyA, nil).StatusCode)
+	require.Equal(t, http.StatusUnauthorized, b.send(http.MethodPost, "/console/login", "", url.Values{"credential": {b.keyA}}).StatusCode)
+	// A wrong bearer credential is the API's 401.
+	require.Equal(t, http.StatusUnauthorized, b.send(http.MethodGet, "/console/groups", "bzr_op_wrong", nil).StatusCode)
+
+	res = b.send(http.MethodPost, "/console/groups/billing/pause", testAdminToken, url.Values{"reason": {"x"}}, "Sec-Fetch-Site", "cross-site")
+	require.Equal(t, http.StatusForbidden, res.StatusCode)
+	require.Equal(t, http.StatusNotFound, b.send(http.MethodGet, "/console/nothing", testAdminToken, nil).StatusCode)
+	require.Empty(t, b.audited())
+}
+
+// TestConsoleRolesAndReasons: a viewer may change nothing, an operator
+// everything but a purge; redrive, purge and redrive-all need a reason;
+// unknown groups and queues are 404.
+func TestConsoleRolesAndReasons(t *testing.T) {
+	t.Parallel()
+	b := consoleSetup(t)
+	b.deadLettered(1)
+	viewer, oper, admin := b.as("vic", RoleViewer), b.as("olga", RoleOperator), b.as("ada", RoleAdmin)
+	as := func(cookie, path string, form url.Values) answer {
+		t.Helper()
+		return b.send(http.MethodPost, path, "", form, "Cookie", cookie)
+	}
+	posts := []string{
+		"/console/groups/billing/pause", "/console/groups/billing/resume", "/console/groups/billing/replay",
+		"/console/dlq/billing/redrive", "/console/dlq/billing/redrive-all", "/console/dlq/billing/redrive-all/cancel",
+		"/console/dlq/billing/purge", "/console/tasks/invoicing/pause", "/console/tasks/invoicing/resume",
+		"/console/invoicing/00000000-0000-0000-0000-000000000000/retry-failed", "/console/announcements",
+	}
+	for _, p := range posts {
+		require.Equal(t, http.StatusForbidden, as(viewer, p, url.Values{"reason": {"r"}, "all": {"true"}, "rate": {"5"}}).StatusCode, p)
+	}
+	require.EqualValues(t, 1, b.deadLetters())
+	require.Empty(t, b.audited())
+
+	require.Equal(t, http.StatusForbidden, as(oper, "/console/dlq/billing/purge", url.Values{"all": {"true"}, "reason": {"r"}}).StatusCode, "purge is for admins")
+	for _, p := range []string{"/console/dlq/billing/redrive", "/console/dlq/billing/redrive-all"} {
+		require.Equal(t, http.StatusBadRequest, as(oper, p, url.Values{"reason": {"  "}, "rate": {"5"}}).StatusCode, p)
+	}
+	require.Equal(t, http.StatusBadRequest, as(oper, "/console/dlq/billing/redrive", url.Values{"reason": {"r"}}).StatusCode, "nothing selected")
+	require.Equal(t, http.StatusBadRequest, as(oper, "/console/dlq/billing/redrive-all", url.Values{"reason": {"r"}, "rate": {"0"}}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/dlq/nobody/redrive", url.Values{"reason": {"r"}, "id": {"1-0"}}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/dlq/billing/redrive", url.Values{"reason": {"r"}, "id": {"1-0"}}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/groups/nobody/pause", url.Values{}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/tasks/nowhere/pause", url.Values{}).StatusCode)
+	require.Equal(t, http.StatusNotFound, as(oper, "/console/invoicing/00000000-0000-0000-0000-000000000000/retry-failed", url.Values{}).StatusCode)
+	require.EqualValues(t, 1, b.deadLetters(), "nothing changed")
+	require.Empty(t, b.audited())
+
+	res := as(admin, "/console/dlq/billing/purge", url.Values{"all": {"true"}, "reason": {"test data"}})
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	require.Equal(t, "/console/dlq/billing?done=Purged+1+dead+letter+of+billing.", res.Header.Get("Location"))
+	require.Zero(t, b.deadLetters())
+	a := b.audited()
+	require.Len(t, a, 1)
+	require.Equal(t, "dlq.purge group:billing test data ada admin", a[0].action+" "+a[0].target+" "+a[0].reason+" "+a[0].actor+" "+a[0].role)
+	require.Equal(t, true, a[0].params["all"])
+	require.NotNil(t, a[0].count)
+	require.EqualValues(t, 1, *a[0].count)
+	require.NotEmpty(t, a[0].requestID)
+}
+
+// TestConsoleRepairs: pause and resume a group and a queue, redrive all
+// at a rate and cancel it, announce; each is audited.
+func TestConsoleRepairs(t *testing.T) {
+	t.Parallel()
+	b := consoleSetup(t)
+	ctx := context.Background()
+	paused := func() bool {
+		ov, err := b.streams.Inspect(ctx)
+		require.NoError(t, err)
+		for _, st := range ov.Streams {
+			for _, g := range st.Groups {
+				if g.Name == "billing" {
+					return g.Paused
+				}
+			}
+		}
+		t.Fatal("no billing group")
+		return false
+	}
+	oper := b.as("otto", RoleOperator)
+	do := func(path string, form url.Values) string {
+		t.Helper()
+		res := b.send(http.MethodPost, path, "", form, "Cookie", oper)
+		require.Equal(t, http.StatusSeeOther, res.StatusCode, path)
+		loc, err := url.Parse(res.Header.Get("Location"))
+		require.NoError(t, err)
+		return loc.Query().Get("done")
+	}
+	require.Equal(t, "Paused group billing.", do("/console/groups/billing/pause", url.Values{"reason": {"provider outage"}}))
+	require.True(t, paused())
+	require.Equal(t, "Resumed group billing.", do("/console/groups/billing/resume", url.Values{}))
+	require.False(t, paused())
+
+	require.Equal(t, "Paused queue invoicing.", do("/console/tasks/invoicing/pause", url.Values{"reason": {"month end"}}))
+	qi, err := b.srv.cfg.Tasks.GetQueueInfo("invoicing")
+	require.NoError(t, err)
+	require.True(t, qi.Paused)
+	require.Equal(t, "Resumed queue invoicing.", do("/console/tasks/invoicing/resume", url.Values{}))
+	qi, err = b.srv.cfg.Tasks.GetQueueInfo("invoicing")
+	require.NoError(t, err)
+	require.False(t, qi.Paused)
+
+	// Three dead letters at one a second: the first moves at once, the
+	// cancel lands while the redrive waits for the next.
+	b.deadLettered(3)
+	b.fixed.Store(true)
+	require.Equal(t, "Redriving every dead letter of billing at 1 a second.", do("/console/dlq/billing/redrive-all", url.Values{"reason": {"provider back"}, "rate": {"1"}}))
+	require.Equal(t, http.StatusConflict, b.send(http.MethodPost, "/console/dlq/billing/redrive-all", "", url.Values{"reason": {"again"}, "rate": {"1"}}, "Cookie", oper).StatusCode)
+	msg := do("/console/dlq/billing/redrive-all/cancel", url.Values{})
+	require.Contains(t, msg, "Stopped the redrive of billing after ")
+	require.Less(t, b.deadLetters(), int64(4))
+	require.Greater(t, b.deadLetters(), int64(0), "cancelled before the end")
+
+	// Replay: the dry run counts the three order.created events, the
+	// replay needs a reason and sends them.
+	since := time.Now().UTC().Add(-time.Hour).Format("2006-01-02T15:04")
+	page := b.send(http.MethodGet, "/console/groups?replay=billing&since="+url.QueryEscape(since), "", nil, "Cookie", oper)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Contains(t, page.Body, "<strong>3</strong> events since "+since+" UTC would be sent to billing again.")
+	require.Equal(t, http.StatusBadRequest, b.send(http.MethodPost, "/console/groups/billing/replay", "", url.Values{"since": {since}}, "Cookie", oper).StatusCode)
+	billed := b.billed.Load()
+	require.Equal(t, "Replaying 3 events to billing.", do("/console/groups/billing/replay", url.Values{"since": {since}, "reason": {"rebuild billing"}, "expect": {"3"}}))
+	deadline := time.Now().Add(10 * time.Second)
+	for b.billed.Load() < billed+3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.EqualValues(t, billed+3, b.billed.Load(), "the replayed events were handled")
+
+	require.Equal(t, "Announced.", do("/console/announcements", url.Values{"level": {"warning"}, "message": {"Checkout closes at 02:00"}, "minutes": {"30"}, "reason": {"planned upgrade"}}))
+	res := b.send(http.MethodPost, "/console/announcements", "", url.Values{"level": {"loud"}, "message": {"x"}}, "Cookie", oper)
+	require.Equal(t, http.StatusBadRequest, res.StatusCode)
+	ev, err := store.LatestEventOfType(ctx, b.db, maintenanceType)
+	require.NoError(t, err)
+	require.Contains(t, string(ev.Data), "Checkout closes at 02:00")
+
+	var actions []string
+	for _, a := range b.audited() {
+		require.Equal(t, "otto operator", a.actor+" "+a.role, a.action)
+		require.NotEmpty(t, a.requestID, a.action)
+		target := a.target
+		if a.action == ActionAnnouncement {
+			require.Equal(t, "announcement:"+ev.ID.String(), a.target, "the announcement's row names its event")
+			require.Equal(t, "warning", a.params["level"])
+			target = "announcement:ID"
+		}
+		actions = append(actions, a.action+" "+target+" "+a.reason)
+	}
+	require.Equal(t, []string{
+		"group.pause group:billing provider outage", "group.resume group:billing ",
+		"queue.pause queue:invoicing month end", "queue.resume queue:invoicing ",
+		"dlq.redrive group:billing provider back", "dlq.redrive.cancel group:billing ",
+		"group.replay group:billing rebuild billing",
+		"announcement.create announcement:ID planned upgrade",
+	}, actions)
+}
+
+// TestConsoleRetryFailedInvoicingAccounts: the Invoicing page shows a
+// run's failed account with its error, and its retry button does what
+// POST /v1/admin/invoicing/runs/{id}/retry-failed does, audited.
+func TestConsoleRetryFailedInvoicingAccounts(t *testing.T) {
+	t.Parallel()
+	b := consoleSetup(t)
+	ctx := context.Background()
+	good, _ := b.corporateOrder("Good GmbH", time.Date(2025, 10, 20, 10, 0, 0, 0, time.UTC))
+	bad, badOrder := b.corporateOrder("Bad GmbH", time.Date(2025, 10, 21, 10, 0, 0, 0, time.UTC))
+	_, err := b.db.Exec(`UPDATE orders SET subtotal_minor = subtotal_minor + 1 WHERE id = $1`, badOrder)
+	require.NoError(t, err)
+	runID := b.do(http.MethodPost, "/v1/admin/invoicing/runs", b.admin,
+		map[string]any{"period_start": "2025-10-15", "period_end": "2025-10-31"}).status(http.StatusCreated).id()
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never dialled: billing does not enqueue
+	defer client.Close()
+	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client})
+	require.NoError(t, err)
+	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{good, bad}, uuid.Nil, true)
+	require.NoError(t, err)
+	for _, acct := range []uuid.UUID{good, bad} {
+		payload := mustJSON(t, workers.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
+		_ = iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload))
+	}
+
+	oper := b.as("otto", RoleOperator)
+	page := b.send(http.MethodGet, "/console/invoicing", "", nil, "Cookie", oper)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Contains(t, page.Body, "1 of 2 accounts done, 0 pending, <span class=\"bad-text\">1 failed</span>")
+	require.Contains(t, page.Body, "add up to")
+	require.Contains(t, page.Body, "Retry 1 failed")
+
+	res := b.send(http.MethodPost, "/console/invoicing/"+runID.String()+"/retry-failed", "", url.Values{"reason": {"totals fixed"}}, "Cookie", oper)
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	require.Equal(t, "/console/invoicing?done=Retrying+1+failed+account.", res.Header.Get("Location"))
+	evs := b.events(runID)
+	require.Equal(t, workers.EventInvoiceRetryRequested, evs[len(evs)-1].Type)
+	p, err := store.InvoiceRunProgress(ctx, b.db, runID)
+	require.NoError(t, err)
+	require.Equal(t, 1, p.Pending)
+	a := b.audited()
+	require.Len(t, a, 1)
+	require.Equal(t, ActionInvoiceRunRetry+" invoice_run:"+runID.String()+" totals fixed otto operator", a[0].action+" "+a[0].target+" "+a[0].reason+" "+a[0].actor+" "+a[0].role)
+	require.NotNil(t, a[0].count)
+	require.EqualValues(t, 1, *a[0].count)
+	require.Equal(t, res.Header.Get(HeaderRequestID), a[0].requestID)
+}
