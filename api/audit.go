@@ -39,6 +39,9 @@ const (
 	ActionOperatorSetRole  = "operator.set_role"
 	ActionOperatorRevoke   = "operator.revoke"
 	ActionWebhookRedeliver = "webhook.redeliver"
+	ActionSellerPause      = "seller.pause"
+	ActionSellerResume     = "seller.resume"
+	ActionSellerReplay     = "seller.replay"
 	auditResultOK          = "ok"
 	maxAuditReasonLen      = 500
 	maxMonitorAuditBodyLen = 4096

@@ -168,7 +168,7 @@ func matrixRoutes() []matrixRoute {
 		{"POST", "/v1/admin/dlq/:group/purge", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/dlq/notifications/purge", map[string]any{"all": true})},
 		{"POST", "/v1/admin/sellers/:id/pause", []Role{RoleAdmin}, false, 200, fixed("/v1/admin/sellers/{A}/pause", map[string]any{"reason": "review"})},
 		{"POST", "/v1/admin/sellers/:id/resume", []Role{RoleAdmin}, false, 200, fixed("/v1/admin/sellers/{A}/resume", nil)},
-		{"POST", "/v1/admin/sellers/:id/replay", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/sellers/{A}/replay", map[string]any{"group": "notifications", "since": "2026-01-01T00:00:00Z"})},
+		{"POST", "/v1/admin/sellers/:id/replay", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/sellers/{A}/replay", map[string]any{"group": "notifications", "since": "2026-01-01T00:00:00Z", "reason": "lost webhook data"})},
 		{"POST", "/v1/admin/announcements", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/announcements", map[string]any{})},
 		{"GET", "/v1/admin/schedules", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/schedules", nil)},
 		{"POST", "/v1/admin/invoicing/runs", []Role{RoleAdmin}, false, anyStatus, fixed("/v1/admin/invoicing/runs", map[string]any{})},

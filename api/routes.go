@@ -99,9 +99,9 @@ func (s *Server) routes() {
 	v1.POST("/admin/dlq/:group/purge", s.requireRole(admin), s.adminPurgeDLQ)
 
 	// Seller operations (sellerops.go): pause, resume, replay.
-	v1.POST("/admin/sellers/:id/pause", s.requireRole(admin), s.pauseSeller)
-	v1.POST("/admin/sellers/:id/resume", s.requireRole(admin), s.resumeSeller)
-	v1.POST("/admin/sellers/:id/replay", s.requireRole(admin), s.replaySeller)
+	v1.POST("/admin/sellers/:id/pause", s.requireRole(operator), s.pauseSeller)
+	v1.POST("/admin/sellers/:id/resume", s.requireRole(operator), s.resumeSeller)
+	v1.POST("/admin/sellers/:id/replay", s.requireRole(operator), s.replaySeller)
 
 	v1.GET("/admin/schedules", s.requireRole(admin), s.listSchedules)
 	v1.POST("/admin/invoicing/runs", s.requireRole(operator), s.startInvoiceRun)

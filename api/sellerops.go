@@ -16,6 +16,7 @@ import (
 
 	"github.com/bazaarhq/bazaar/ratelimit"
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/stream"
 )
 
 // What the API does with a new order for a paused seller (Config.PausedSellerOrders).
@@ -34,7 +35,7 @@ type pauseSellerRequest struct {
 	Reason string `json:"reason"`
 }
 
-// pauseSeller: POST /v1/admin/sellers/{id}/pause (admin). The seller's
+// pauseSeller: POST /v1/admin/sellers/{id}/pause (operator). The seller's
 // events are held back by every consumer group until it is resumed.
 func (s *Server) pauseSeller(c *gin.Context) {
 	id, err := pathID(c, "id")
@@ -53,13 +54,21 @@ func (s *Server) pauseSeller(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	e := s.auditEntry(c, ActionSellerPause, req.Reason)
+	e.Target = "seller:" + id.String()
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
 		sl, err := store.PauseSeller(ctx, tx, id, req.Reason)
-		return change{status: http.StatusOK, body: sellerOut(sl)}, err
+		if err != nil {
+			return change{}, err
+		}
+		if err := s.audit(ctx, tx, e); err != nil {
+			return change{}, err
+		}
+		return change{status: http.StatusOK, body: sellerOut(sl)}, nil
 	})
 }
 
-// resumeSeller: POST /v1/admin/sellers/{id}/resume (admin). The events
+// resumeSeller: POST /v1/admin/sellers/{id}/resume (operator). The events
 // held back while the seller was paused are handled, in order, before its
 // new ones.
 func (s *Server) resumeSeller(c *gin.Context) {
@@ -68,14 +77,30 @@ func (s *Server) resumeSeller(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	var req struct{}
+	var req struct {
+		Reason string `json:"reason"`
+	}
 	if err := bind(c, &req, true); err != nil {
 		s.fail(c, err)
 		return
 	}
+	var k checker
+	k.text("reason", req.Reason, false, maxAuditReasonLen)
+	if err := k.err(); err != nil {
+		s.fail(c, err)
+		return
+	}
+	e := s.auditEntry(c, ActionSellerResume, req.Reason)
+	e.Target = "seller:" + id.String()
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
 		sl, err := store.ResumeSeller(ctx, tx, id)
-		return change{status: http.StatusOK, body: sellerOut(sl)}, err
+		if err != nil {
+			return change{}, err
+		}
+		if err := s.audit(ctx, tx, e); err != nil {
+			return change{}, err
+		}
+		return change{status: http.StatusOK, body: sellerOut(sl)}, nil
 	})
 }
 
@@ -190,11 +215,12 @@ func (s *Server) allowSellerOrder(ctx context.Context, c *gin.Context, q sqlx.Qu
 }
 
 type replaySellerRequest struct {
-	Group string `json:"group"`
-	Since string `json:"since"`
+	Group  string `json:"group"`
+	Since  string `json:"since"`
+	Reason string `json:"reason"`
 }
 
-// replaySeller: POST /v1/admin/sellers/{id}/replay (admin). The seller's
+// replaySeller: POST /v1/admin/sellers/{id}/replay (operator). The seller's
 // published events from since on go to one consumer group again, in the
 // order they were recorded; no other group and no other seller sees them.
 func (s *Server) replaySeller(c *gin.Context) {
@@ -224,12 +250,30 @@ func (s *Server) replaySeller(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if !s.requireReason(c, req.Reason) {
+		return
+	}
 	ctx := c.Request.Context()
 	if _, err := store.GetSeller(ctx, s.cfg.DB, id); err != nil {
 		s.fail(c, err)
 		return
 	}
 	n, err := a.ReplaySeller(ctx, req.Group, id, since)
+	// The replay's effect is in Redis: its row records the outcome after
+	// the fact; an unknown group changed nothing and leaves none.
+	if !errors.Is(err, stream.ErrUnknownGroup) {
+		e := s.auditEntry(c, ActionSellerReplay, req.Reason)
+		e.Target = "seller:" + id.String()
+		e.Params = auditParams(map[string]any{"group": req.Group, "since": since.UTC()})
+		e.Count = auditCount(n)
+		if err != nil {
+			e.Result = "error: " + err.Error()
+		}
+		if aerr := s.audit(ctx, s.cfg.DB, e); aerr != nil {
+			s.fail(c, errors.Join(err, aerr))
+			return
+		}
+	}
 	if err != nil {
 		s.fail(c, streamError(err, req.Group))
 		return

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream"
 	"github.com/bazaarhq/bazaar/stream/redistest"
@@ -128,10 +129,18 @@ func TestReplaySellerRoute(t *testing.T) {
 	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	b.do(http.MethodPost, path, b.admin, map[string]any{"group": "hooks"}).problem(http.StatusUnprocessableEntity, "validation")
 	b.do(http.MethodPost, path, b.admin, map[string]any{"group": "hooks", "since": "2999-01-01T00:00:00Z"}).problem(http.StatusUnprocessableEntity, "validation")
-	b.do(http.MethodPost, path, b.admin, map[string]any{"group": "nobody", "since": since}).problem(http.StatusNotFound, "not-found")
-	b.do(http.MethodPost, "/v1/admin/sellers/"+uuid.NewString()+"/replay", b.admin, map[string]any{"group": "hooks", "since": since}).problem(http.StatusNotFound, "not-found")
+	b.do(http.MethodPost, path, b.admin, map[string]any{"group": "nobody", "since": since, "reason": "x"}).problem(http.StatusNotFound, "not-found")
+	b.do(http.MethodPost, "/v1/admin/sellers/"+uuid.NewString()+"/replay", b.admin, map[string]any{"group": "hooks", "since": since, "reason": "their ERP lost a day"}).problem(http.StatusNotFound, "not-found")
 
-	got := b.do(http.MethodPost, path, b.admin, map[string]any{"group": "hooks", "since": since}).status(http.StatusAccepted).json()
+	b.do(http.MethodPost, path, b.admin, map[string]any{"group": "hooks", "since": since}).problem(http.StatusBadRequest, "invalid-parameter")
+	require.Empty(t, b.auditRows(store.AuditFilter{Action: ActionSellerReplay}), "a refused replay leaves no audit row")
+
+	got := b.do(http.MethodPost, path, b.admin, map[string]any{"group": "hooks", "since": since, "reason": "their ERP lost a day"}).status(http.StatusAccepted).json()
+	rows := b.auditRows(store.AuditFilter{Action: ActionSellerReplay})
+	require.Len(t, rows, 1)
+	require.Equal(t, "seller:"+lost.String(), rows[0].Target)
+	require.Equal(t, "their ERP lost a day", rows[0].Reason)
+	require.EqualValues(t, 1, *rows[0].Count)
 	require.EqualValues(t, 1, got["replayed"], "the seller's seller.created")
 	msgs, err := rdb.XRange(ctx, names.Retry("hooks"), "-", "+").Result()
 	require.NoError(t, err)

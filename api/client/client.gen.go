@@ -1735,8 +1735,9 @@ type PauseSellerParams struct {
 
 // ReplaySellerJSONBody defines parameters for ReplaySeller.
 type ReplaySellerJSONBody struct {
-	Group string    `json:"group"`
-	Since Timestamp `json:"since"`
+	Group  string    `json:"group"`
+	Reason string    `json:"reason"`
+	Since  Timestamp `json:"since"`
 }
 
 // ReplaySellerParams defines parameters for ReplaySeller.
@@ -1746,7 +1747,9 @@ type ReplaySellerParams struct {
 }
 
 // ResumeSellerJSONBody defines parameters for ResumeSeller.
-type ResumeSellerJSONBody = map[string]interface{}
+type ResumeSellerJSONBody struct {
+	Reason *string `json:"reason,omitempty"`
+}
 
 // ResumeSellerParams defines parameters for ResumeSeller.
 type ResumeSellerParams struct {
@@ -2049,7 +2052,7 @@ type PauseSellerJSONRequestBody = SellerPause
 type ReplaySellerJSONRequestBody ReplaySellerJSONBody
 
 // ResumeSellerJSONRequestBody defines body for ResumeSeller for application/json ContentType.
-type ResumeSellerJSONRequestBody = ResumeSellerJSONBody
+type ResumeSellerJSONRequestBody ResumeSellerJSONBody
 
 // CreateOrderJSONRequestBody defines body for CreateOrder for application/json ContentType.
 type CreateOrderJSONRequestBody = OrderCreate
@@ -2464,42 +2467,42 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/admin/schedules (the `ListSchedules` operationId).
 	ListSchedules(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// PauseSellerWithBody Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+	// PauseSellerWithBody Pause a seller (operator; recorded in the audit log with its reason). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
 	PauseSellerWithBody(ctx context.Context, id ID, params *PauseSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// PauseSeller Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+	// PauseSeller Pause a seller (operator; recorded in the audit log with its reason). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
 	PauseSeller(ctx context.Context, id ID, params *PauseSellerParams, body PauseSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ReplaySellerWithBody Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+	// ReplaySellerWithBody Replay one seller's events to one consumer group (operator; a reason is required and recorded in the audit log, 400 without), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
 	ReplaySellerWithBody(ctx context.Context, id ID, params *ReplaySellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ReplaySeller Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+	// ReplaySeller Replay one seller's events to one consumer group (operator; a reason is required and recorded in the audit log, 400 without), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
 	ReplaySeller(ctx context.Context, id ID, params *ReplaySellerParams, body ReplaySellerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ResumeSellerWithBody Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+	// ResumeSellerWithBody Resume a paused seller (operator; recorded in the audit log with the optional reason). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
 	ResumeSellerWithBody(ctx context.Context, id ID, params *ResumeSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ResumeSeller Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+	// ResumeSeller Resume a paused seller (operator; recorded in the audit log with the optional reason). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3711,7 +3714,7 @@ func (c *Client) ListSchedules(ctx context.Context, reqEditors ...RequestEditorF
 	return c.Client.Do(req)
 }
 
-// PauseSellerWithBody Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+// PauseSellerWithBody Pause a seller (operator; recorded in the audit log with its reason). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3728,7 +3731,7 @@ func (c *Client) PauseSellerWithBody(ctx context.Context, id ID, params *PauseSe
 	return c.Client.Do(req)
 }
 
-// PauseSeller Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+// PauseSeller Pause a seller (operator; recorded in the audit log with its reason). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3745,7 +3748,7 @@ func (c *Client) PauseSeller(ctx context.Context, id ID, params *PauseSellerPara
 	return c.Client.Do(req)
 }
 
-// ReplaySellerWithBody Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+// ReplaySellerWithBody Replay one seller's events to one consumer group (operator; a reason is required and recorded in the audit log, 400 without), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3762,7 +3765,7 @@ func (c *Client) ReplaySellerWithBody(ctx context.Context, id ID, params *Replay
 	return c.Client.Do(req)
 }
 
-// ReplaySeller Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+// ReplaySeller Replay one seller's events to one consumer group (operator; a reason is required and recorded in the audit log, 400 without), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3779,7 +3782,7 @@ func (c *Client) ReplaySeller(ctx context.Context, id ID, params *ReplaySellerPa
 	return c.Client.Do(req)
 }
 
-// ResumeSellerWithBody Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+// ResumeSellerWithBody Resume a paused seller (operator; recorded in the audit log with the optional reason). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3796,7 +3799,7 @@ func (c *Client) ResumeSellerWithBody(ctx context.Context, id ID, params *Resume
 	return c.Client.Do(req)
 }
 
-// ResumeSeller Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+// ResumeSeller Resume a paused seller (operator; recorded in the audit log with the optional reason). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -10337,42 +10340,42 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/admin/schedules (the `ListSchedules` operationId).
 	ListSchedulesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListSchedulesResponse, error)
 
-	// PauseSellerWithBodyWithResponse Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+	// PauseSellerWithBodyWithResponse Pause a seller (operator; recorded in the audit log with its reason). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
 	PauseSellerWithBodyWithResponse(ctx context.Context, id ID, params *PauseSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PauseSellerResponse, error)
 
-	// PauseSellerWithResponse Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+	// PauseSellerWithResponse Pause a seller (operator; recorded in the audit log with its reason). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/pause (the `PauseSeller` operationId).
 	PauseSellerWithResponse(ctx context.Context, id ID, params *PauseSellerParams, body PauseSellerJSONRequestBody, reqEditors ...RequestEditorFn) (*PauseSellerResponse, error)
 
-	// ReplaySellerWithBodyWithResponse Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+	// ReplaySellerWithBodyWithResponse Replay one seller's events to one consumer group (operator; a reason is required and recorded in the audit log, 400 without), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
 	ReplaySellerWithBodyWithResponse(ctx context.Context, id ID, params *ReplaySellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaySellerResponse, error)
 
-	// ReplaySellerWithResponse Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+	// ReplaySellerWithResponse Replay one seller's events to one consumer group (operator; a reason is required and recorded in the audit log, 400 without), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/replay (the `ReplaySeller` operationId).
 	ReplaySellerWithResponse(ctx context.Context, id ID, params *ReplaySellerParams, body ReplaySellerJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaySellerResponse, error)
 
-	// ResumeSellerWithBodyWithResponse Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+	// ResumeSellerWithBodyWithResponse Resume a paused seller (operator; recorded in the audit log with the optional reason). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/sellers/{id}/resume (the `ResumeSeller` operationId).
 	ResumeSellerWithBodyWithResponse(ctx context.Context, id ID, params *ResumeSellerParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ResumeSellerResponse, error)
 
-	// ResumeSellerWithResponse Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+	// ResumeSellerWithResponse Resume a paused seller (operator; recorded in the audit log with the optional reason). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -17249,7 +17252,7 @@ func (c *ClientWithResponses) ListSchedulesWithResponse(ctx context.Context, req
 	return ParseListSchedulesResponse(rsp)
 }
 
-// PauseSellerWithBodyWithResponse Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+// PauseSellerWithBodyWithResponse Pause a seller (operator; recorded in the audit log with its reason). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17262,7 +17265,7 @@ func (c *ClientWithResponses) PauseSellerWithBodyWithResponse(ctx context.Contex
 	return ParsePauseSellerResponse(rsp)
 }
 
-// PauseSellerWithResponse Pause a seller (admin). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
+// PauseSellerWithResponse Pause a seller (operator; recorded in the audit log with its reason). Within about a second every consumer group holds the seller's events back (in order, spending no delivery and blocking no other seller) until it is resumed; its new orders are accepted and wait, or refused with 423 seller-paused when BAZAAR_PAUSED_SELLER_ORDERS=refuse. Pausing a paused seller changes only the reason.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17275,7 +17278,7 @@ func (c *ClientWithResponses) PauseSellerWithResponse(ctx context.Context, id ID
 	return ParsePauseSellerResponse(rsp)
 }
 
-// ReplaySellerWithBodyWithResponse Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+// ReplaySellerWithBodyWithResponse Replay one seller's events to one consumer group (operator; a reason is required and recorded in the audit log, 400 without), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17288,7 +17291,7 @@ func (c *ClientWithResponses) ReplaySellerWithBodyWithResponse(ctx context.Conte
 	return ParseReplaySellerResponse(rsp)
 }
 
-// ReplaySellerWithResponse Replay one seller's events to one consumer group (admin), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
+// ReplaySellerWithResponse Replay one seller's events to one consumer group (operator; a reason is required and recorded in the audit log, 400 without), for a seller whose integration lost data. The seller's published events from `since` on, in the order they were recorded, go to the group's retry stream, which no other group reads; the group's handlers are idempotent, so what it had done already is done once. 404 for an unknown seller or group.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17301,7 +17304,7 @@ func (c *ClientWithResponses) ReplaySellerWithResponse(ctx context.Context, id I
 	return ParseReplaySellerResponse(rsp)
 }
 
-// ResumeSellerWithBodyWithResponse Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+// ResumeSellerWithBodyWithResponse Resume a paused seller (operator; recorded in the audit log with the optional reason). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -17314,7 +17317,7 @@ func (c *ClientWithResponses) ResumeSellerWithBodyWithResponse(ctx context.Conte
 	return ParseResumeSellerResponse(rsp)
 }
 
-// ResumeSellerWithResponse Resume a paused seller (admin). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
+// ResumeSellerWithResponse Resume a paused seller (operator; recorded in the audit log with the optional reason). Each consumer group handles the events it held back, in the order it read them, before the seller's new ones. Resuming a running seller changes nothing.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

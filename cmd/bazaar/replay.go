@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,16 +18,17 @@ func init() {
 	register(&command{
 		name:     "replay",
 		short:    "replay one seller's events to one consumer group from a time",
-		detail:   "The seller's published events from the time on go, in the order they were recorded, to the group's retry stream, which no other group reads.",
-		synopsis: "--group G --seller S --since T",
+		detail:   "The seller's published events from the time on go, in the order they were recorded, to the group's retry stream, which no other group reads. The replay is written to the audit log as cli:$USER with its reason.",
+		synopsis: "--group G --seller S --since T --reason R",
 		flags: func(fs *flag.FlagSet) {
 			fs.String("group", "", "the consumer group to replay to (required)")
 			fs.String("seller", "", "the seller's id (required)")
 			fs.String("since", "", "an RFC 3339 time, or a duration before now such as 6h (required)")
+			fs.String("reason", "", "why, for the audit log (required)")
 		},
 		run: func(ctx context.Context, env *environment, args []string) error {
 			if len(args) > 0 {
-				return usageError{"usage: bazaar replay --group G --seller S --since T"}
+				return usageError{"usage: bazaar replay --group G --seller S --since T --reason R"}
 			}
 			get := func(name string) string { return env.flags.Lookup(name).Value.String() }
 			group := get("group")
@@ -40,6 +42,15 @@ func init() {
 			since, err := parseReplaySince(get("since"), time.Now())
 			if err != nil {
 				return usageError{"replay: --since " + err.Error()}
+			}
+			reason := strings.TrimSpace(get("reason"))
+			if reason == "" {
+				return usageError{"replay: --reason is required (it goes to the audit log)"}
+			}
+			e, err := cliAudit(cliActor(env.getenv), "seller.replay", "seller:"+seller.String(), reason,
+				map[string]any{"group": group, "since": since.UTC()})
+			if err != nil {
+				return err
 			}
 			cfg, err := loadConfig(env.getenv)
 			if err != nil {
@@ -66,6 +77,18 @@ func init() {
 				return err
 			}
 			n, err := admin.ReplaySeller(ctx, group, seller, since)
+			// The replay's effect is in Redis: its row records the outcome
+			// after the fact; an unknown group changed nothing and leaves none.
+			if !errors.Is(err, stream.ErrUnknownGroup) {
+				count := int64(n)
+				e.Count = &count
+				if err != nil {
+					e.Result = "error: " + err.Error()
+				}
+				if _, aerr := store.InsertAuditEntry(ctx, db, e); aerr != nil {
+					return errors.Join(err, fmt.Errorf("audit log: %w", aerr))
+				}
+			}
 			if err != nil {
 				return explainDLQError(ctx, admin, err)
 			}
