@@ -167,6 +167,8 @@ func evaluate(snap *Snapshot, samples []sample) []Alert {
 	add(Alert{Name: "BazaarEventsInDefaultPartition", Severity: "warning", Unevaluated: "the scheduler counts the default partitions' rows (bazaar_event_log_default_rows): see Prometheus"})
 
 	add(Alert{Name: "BazaarBreakerOpen", Severity: "critical", Unevaluated: "the breakers live in the worker processes: see Prometheus"})
+	add(Alert{Name: "BazaarAuditMissingEvents", Severity: "critical", Unevaluated: "the relay's consistency audit reports it (bazaar_audit_missing_events); bazaar audit shows the findings"})
+	add(Alert{Name: "BazaarAuditNotRunning", Severity: "warning", Unevaluated: "the relay processes run the audit (bazaar_audit_last_run_timestamp_seconds): see Prometheus"})
 	return out
 }
 
