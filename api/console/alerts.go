@@ -43,6 +43,7 @@ var ruleNames = []string{
 	"BazaarDLQNotEmpty", "BazaarConsumerLagHigh", "BazaarConsumerStuck", "BazaarOutboxStale",
 	"BazaarArchivedTasksGrowing", "BazaarSchedulerMissedRun", "BazaarSSEDisconnectStorm",
 	"BazaarHTTPErrors", "BazaarInvoiceRunFailedAccounts", "BazaarEventsInDefaultPartition", "BazaarBreakerOpen",
+	"BazaarAuditMissingEvents", "BazaarAuditNotRunning",
 }
 
 func runbook(name string) string { return "docs/operations.md#" + lower(name) }
