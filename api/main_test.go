@@ -112,8 +112,10 @@ func setupVia(t *testing.T, p storetest.Pool) *testBundle {
 	// PgBouncer 1.18 in transaction mode carries no named prepared
 	// statements, so the server runs without them there, as
 	// BAZAAR_DB_PREPARED=false does (docs/operations.md).
-	srv, err := New(Config{DB: db, AdminToken: testAdminToken, MaxBodyBytes: 64 << 10, Observer: obs,
-		Webhooks: WebhooksConfig{AllowPrivate: true}, DisablePrepared: p == storetest.PgBouncer})
+	srv, err := New(Config{
+		DB: db, AdminToken: testAdminToken, MaxBodyBytes: 64 << 10, Observer: obs,
+		Webhooks: WebhooksConfig{AllowPrivate: true}, DisablePrepared: p == storetest.PgBouncer,
+	})
 	require.NoError(t, err)
 	b := &testBundle{t: t, srv: srv, db: db, admin: testAdminToken, observed: obs}
 	b.front = b.key(b.admin, "/v1/storefront-keys")
