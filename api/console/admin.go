@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,8 +13,12 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store"
 )
 
-// auditPageSize is how many audit rows the Audit page shows at once.
-const auditPageSize = 50
+// auditPageSize is how many audit rows the Audit page shows at once
+// unless ?limit= (1 to maxAuditPageSize) says otherwise.
+const (
+	auditPageSize    = 50
+	maxAuditPageSize = 200
+)
 
 // auditCursor is the Audit page's "after" parameter: the time and id of
 // the last row shown, as "<RFC 3339 time>_<id>".
@@ -49,6 +54,14 @@ func (c *Console) auditLog(g *gin.Context) {
 		Target: strings.TrimSpace(g.Query("target")),
 	}
 	p := store.Page{Limit: auditPageSize}
+	if v := g.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxAuditPageSize {
+			c.fail(g, http.StatusBadRequest, "Give a limit from 1 to "+strconv.Itoa(maxAuditPageSize)+" rows.")
+			return
+		}
+		p.Limit = n
+	}
 	if after := g.Query("after"); after != "" {
 		cur, ok := parseAuditCursor(after)
 		if !ok {
