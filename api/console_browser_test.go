@@ -437,7 +437,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`#f-actor`), "ada"),
 		chromedp.SendKeys(chromedp.CSS(`#f-action`), ActionOperatorCreate),
 		chromedp.Click(chromedp.CSS(`#audit-filter button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#audit tr[data-actor="ada"]`)),
+		// The Clear link shows once the filtered page has loaded.
+		chromedp.WaitVisible(chromedp.CSS(`#audit-filter a[href="/console/audit"]`)),
 	)
 	require.Equal(t, 1, count(`#audit tbody tr[data-action]`), "only ada's operator.create matches")
 	row = text(`#audit tr[data-actor="ada"]`)
