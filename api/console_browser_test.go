@@ -206,7 +206,8 @@ const layoutProblems = `(() => {
 // page (its audit row names the operator and the reason; the event is
 // handled), check the layout at 1280 and 390 px on every page, then log
 // out, log in as a viewer and see no mutating control while a forged POST
-// gets 403.
+// gets 403; then log in as an admin, add an operator on the Operators
+// page and find that action on the Audit page.
 func TestConsoleInABrowser(t *testing.T) {
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
@@ -257,6 +258,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// session to the form.
 	_, otto := b.operator("otto", RoleOperator)
 	_, vera := b.operator("vera", RoleViewer)
+	_, ada := b.operator("ada", RoleAdmin)
 	run(20*time.Second,
 		chromedp.Navigate(b.http.URL+"/console/dlq"),
 		chromedp.WaitVisible(chromedp.CSS(`#credential`)),
@@ -284,25 +286,29 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// Screenshots and layout at both widths, on every page.
 	shots := os.Getenv("BAZAAR_SCREENSHOTS")
-	pages := []string{"/console", "/console/groups", "/console/dlq/billing", "/console/tasks", "/console/invoicing", "/console/orders", "/console/printers", "/console/announcements"}
-	for _, w := range []int64{1280, 390} {
-		for _, p := range pages {
-			run(15*time.Second,
-				chromedp.EmulateViewport(w, 900),
-				chromedp.Navigate(b.http.URL+p),
-				chromedp.WaitVisible(chromedp.CSS(`h1`)),
-			)
-			require.Empty(t, eval(layoutProblems), "%s at %d px", p, w)
-			ctx, cancel := context.WithTimeout(bctx, 10*time.Second)
-			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-			cancel()
-			require.NoError(t, err)
-			if shots != "" {
-				name := strings.ReplaceAll(strings.Trim(p, "/"), "/", "-")
-				require.NoError(t, os.WriteFile(filepath.Join(shots, fmt.Sprintf("%s-%d.png", name, w)), png, 0o644))
+	pages := []string{"/console", "/console/groups", "/console/dlq/billing", "/console/tasks", "/console/invoicing", "/console/orders", "/console/printers", "/console/announcements", "/console/audit", "/console/operators"}
+	layout := func(suffix string, pages ...string) {
+		t.Helper()
+		for _, w := range []int64{1280, 390} {
+			for _, p := range pages {
+				run(15*time.Second,
+					chromedp.EmulateViewport(w, 900),
+					chromedp.Navigate(b.http.URL+p),
+					chromedp.WaitVisible(chromedp.CSS(`h1`)),
+				)
+				require.Empty(t, eval(layoutProblems), "%s at %d px%s", p, w, suffix)
+				ctx, cancel := context.WithTimeout(bctx, 10*time.Second)
+				png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+				cancel()
+				require.NoError(t, err)
+				if shots != "" {
+					name := strings.ReplaceAll(strings.Trim(p, "/"), "/", "-")
+					require.NoError(t, os.WriteFile(filepath.Join(shots, fmt.Sprintf("%s%s-%d.png", name, suffix, w)), png, 0o644))
+				}
 			}
 		}
 	}
+	layout("", pages...)
 	run(5*time.Second, chromedp.EmulateViewport(1280, 900))
 
 	// Orders live: one row per order with the seller's name and amount.
@@ -386,4 +392,59 @@ func TestConsoleInABrowser(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, res.StatusCode)
 	require.EqualValues(t, 1, b.deadLetters(), "nothing changed")
 	require.Len(t, b.audited(), 1, "nothing audited")
+	require.Equal(t, http.StatusForbidden, b.post("/console/operators", viewer, url.Values{"name": {"mallory"}, "role": {"admin"}}).StatusCode)
+
+	// Log in as an admin operator: add an operator on the Operators page,
+	// see its credential once and its row, then its action on the Audit
+	// page; the admin's controls fit at both widths too.
+	run(20*time.Second,
+		chromedp.EmulateViewport(1280, 900),
+		chromedp.Navigate(b.http.URL+"/console"),
+		chromedp.Click(chromedp.CSS(`#logout`)),
+		chromedp.WaitVisible(chromedp.CSS(`#credential`)),
+		chromedp.SendKeys(chromedp.CSS(`#credential`), ada),
+		chromedp.Click(chromedp.CSS(`#login`)),
+		chromedp.WaitVisible(`//h1[text()="Overview"]`),
+	)
+	require.Contains(t, text(`#who`), "ada admin")
+	run(20*time.Second,
+		chromedp.Navigate(b.http.URL+"/console/operators"),
+		chromedp.WaitVisible(chromedp.CSS(`#add-operator`)),
+		chromedp.SendKeys(chromedp.CSS(`#op-name`), "nina"),
+		chromedp.SetValue(chromedp.CSS(`#op-role`), "operator"),
+		chromedp.SendKeys(chromedp.CSS(`#op-reason`), "joins the on-call rota"),
+		chromedp.Click(chromedp.CSS(`#add`)),
+		chromedp.WaitVisible(chromedp.CSS(`#created`)),
+	)
+	cred := text(`code#credential`)
+	require.True(t, strings.HasPrefix(cred, store.OperatorTokenPrefix), cred)
+	require.Contains(t, text(`tr[data-operator="nina"]`), "operator")
+	require.Contains(t, text(`tr[data-operator="nina"]`), "active")
+	require.Equal(t, "nina", text(`#created strong`))
+	layout("-admin", "/console/operators", "/console/audit")
+	run(5*time.Second, chromedp.EmulateViewport(1280, 900))
+	run(10*time.Second,
+		chromedp.Navigate(b.http.URL+"/console/operators"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-operator="nina"]`)),
+	)
+	require.Zero(t, count(`#created`), "the credential is shown once")
+	run(10*time.Second,
+		chromedp.Navigate(b.http.URL+"/console/audit"),
+		chromedp.WaitVisible(chromedp.CSS(`#audit`)),
+	)
+	require.Greater(t, count(`#audit tbody tr[data-action="operator.create"]`), 1, "unfiltered: the setup's operators too")
+	run(10*time.Second,
+		chromedp.SendKeys(chromedp.CSS(`#f-actor`), "ada"),
+		chromedp.SendKeys(chromedp.CSS(`#f-action`), ActionOperatorCreate),
+		chromedp.Click(chromedp.CSS(`#audit-filter button[type=submit]`)),
+		// The Clear link shows once the filtered page has loaded.
+		chromedp.WaitVisible(chromedp.CSS(`#audit-filter a[href="/console/audit"]`)),
+	)
+	require.Equal(t, 1, count(`#audit tbody tr[data-action]`), "only ada's operator.create matches")
+	row = text(`#audit tr[data-actor="ada"]`)
+	for _, want := range []string{ActionOperatorCreate, "operator:nina", "joins the on-call rota", "admin", "ok"} {
+		require.Contains(t, row, want)
+	}
+	// The credential works: nina logs in with her role.
+	require.Contains(t, b.send(http.MethodGet, "/console", "", nil, "Cookie", b.loginCookie(cred)).Body, `nina <span class="role role-operator">operator</span>`)
 }

@@ -33,6 +33,7 @@ func (s *Server) mountConsole(r *gin.Engine) error {
 		Logout:    s.endSession,
 		Audit:     s.consoleAudit,
 		Announce:  s.consoleAnnounce, RetryFailed: s.consoleRetryFailed,
+		CreateOperator: s.consoleCreateOperator, SetOperatorRole: s.consoleSetOperatorRole, RevokeOperator: s.consoleRevokeOperator,
 		Registry: s.cfg.Registry, Logger: s.log.With("component", "console"),
 	}
 	if s.cfg.Monitor != nil {
@@ -172,14 +173,7 @@ func (s *Server) consoleAnnounce(ctx context.Context, a console.Announcement) er
 	}
 	data, err := validAnnouncement(announcementRequest{Message: a.Message, Level: a.Level, StartsAt: a.StartsAt, ExpiresAt: a.ExpiresAt, Reason: a.Reason}, time.Now().UTC())
 	if err != nil {
-		var msgs []string
-		var de *detailError
-		if errors.As(err, &de) {
-			for _, f := range de.fields {
-				msgs = append(msgs, f.Field+" "+f.Message)
-			}
-		}
-		return fmt.Errorf("%w: %s", console.ErrInvalid, strings.Join(msgs, "; "))
+		return consoleInvalid(err)
 	}
 	e := s.auditEntry(c, ActionAnnouncement, a.Reason)
 	return s.commitEvents(ctx, func(tx *sqlx.Tx) ([]store.Event, error) {
@@ -213,4 +207,87 @@ func (s *Server) consoleRetryFailed(ctx context.Context, run uuid.UUID, reason s
 		return events, s.audit(ctx, tx, e)
 	})
 	return n, err
+}
+
+// consoleInvalid turns the field errors of a request check into the
+// console's ErrInvalid with the fields in words.
+func consoleInvalid(err error) error {
+	var msgs []string
+	var de *detailError
+	if errors.As(err, &de) {
+		for _, f := range de.fields {
+			msgs = append(msgs, f.Field+" "+f.Message)
+		}
+	}
+	return fmt.Errorf("%w: %s", console.ErrInvalid, strings.Join(msgs, "; "))
+}
+
+// consoleCreateOperator adds an operator the way POST /v1/admin/operators
+// does (the same checks and code), with its audit row in the same
+// transaction, and returns its credential.
+func (s *Server) consoleCreateOperator(ctx context.Context, name, role, reason string) (store.Operator, string, error) {
+	c, ok := consoleGin(ctx)
+	if !ok {
+		return store.Operator{}, "", errors.New("console operator change outside a console request")
+	}
+	req := operatorRequest{Name: name, Role: role, Reason: reason}
+	if err := checkNewOperator(req); err != nil {
+		return store.Operator{}, "", consoleInvalid(err)
+	}
+	e := s.auditEntry(c, ActionOperatorCreate, reason)
+	var (
+		op     store.Operator
+		secret string
+	)
+	err := store.WithTx(ctx, s.cfg.DB, func(tx *sqlx.Tx) error {
+		var err error
+		op, secret, err = s.addOperator(ctx, tx, e, name, role)
+		return err
+	})
+	return op, secret, err
+}
+
+// consoleSetOperatorRole changes an operator's role the way PATCH
+// /v1/admin/operators/{id} does, with its audit row in the same
+// transaction.
+func (s *Server) consoleSetOperatorRole(ctx context.Context, id uuid.UUID, role, reason string) (store.Operator, error) {
+	c, ok := consoleGin(ctx)
+	if !ok {
+		return store.Operator{}, errors.New("console operator change outside a console request")
+	}
+	if err := checkRoleChange(operatorRequest{Role: role, Reason: reason}); err != nil {
+		return store.Operator{}, consoleInvalid(err)
+	}
+	e := s.auditEntry(c, ActionOperatorSetRole, reason)
+	var op store.Operator
+	err := store.WithTx(ctx, s.cfg.DB, func(tx *sqlx.Tx) error {
+		var err error
+		op, err = s.changeOperatorRole(ctx, tx, e, id, role)
+		return err
+	})
+	return op, err
+}
+
+// consoleRevokeOperator revokes an operator the way DELETE
+// /v1/admin/operators/{id} does, with its audit row in the same
+// transaction, and then ends the operator's live streams.
+func (s *Server) consoleRevokeOperator(ctx context.Context, id uuid.UUID, reason string) (store.Operator, error) {
+	c, ok := consoleGin(ctx)
+	if !ok {
+		return store.Operator{}, errors.New("console operator change outside a console request")
+	}
+	if len(reason) > maxAuditReasonLen {
+		return store.Operator{}, fmt.Errorf("%w: reason must be at most 500 bytes", console.ErrInvalid)
+	}
+	e := s.auditEntry(c, ActionOperatorRevoke, reason)
+	var op store.Operator
+	err := store.WithTx(ctx, s.cfg.DB, func(tx *sqlx.Tx) error {
+		var err error
+		op, err = s.revokeOperatorTx(ctx, tx, e, id)
+		return err
+	})
+	if err == nil {
+		s.announceRevocation(ctx, id)
+	}
+	return op, err
 }

@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -298,4 +300,137 @@ func TestConsoleRetryFailedInvoicingAccounts(t *testing.T) {
 	require.NotNil(t, a[0].count)
 	require.EqualValues(t, 1, *a[0].count)
 	require.Equal(t, res.Header.Get(HeaderRequestID), a[0].requestID)
+}
+
+// TestConsoleOperators: the Operators page lists the operators to every
+// role and lets only an admin add one (its credential shown once, and
+// working), change its role and revoke it, each with the audit row the
+// API writes; a viewer's or an operator's forged POST is 403 and changes
+// nothing. The Audit page shows those rows newest first, filtered and a
+// page at a time.
+func TestConsoleOperators(t *testing.T) {
+	t.Parallel()
+	b := consoleSetup(t)
+	ctx := context.Background()
+	viewer, oper, admin := b.as("vic", RoleViewer), b.as("olga", RoleOperator), b.as("ada", RoleAdmin)
+	get := func(cookie, path string) answer {
+		t.Helper()
+		return b.send(http.MethodGet, path, "", nil, "Cookie", cookie, "Accept", "text/html")
+	}
+	operatorActions := func() []store.AuditEntry {
+		t.Helper()
+		out := b.auditRows(store.AuditFilter{Actor: "ada"})
+		for _, who := range []string{"vic", "olga"} {
+			require.Empty(t, b.auditRows(store.AuditFilter{Actor: who}), who)
+		}
+		return out
+	}
+	vicID := uuid.Nil
+	ops, err := store.ListOperators(ctx, b.db, false)
+	require.NoError(t, err)
+	for _, o := range ops {
+		if o.Name == "vic" {
+			vicID = o.ID
+		}
+	}
+	require.NotEqual(t, uuid.Nil, vicID)
+
+	// Everyone reads the list; only an admin gets the controls.
+	for _, cookie := range []string{viewer, oper} {
+		page := get(cookie, "/console/operators")
+		require.Equal(t, http.StatusOK, page.StatusCode)
+		for _, name := range []string{"vic", "olga", "ada"} {
+			require.Contains(t, page.Body, `data-operator="`+name+`"`)
+		}
+		require.NotContains(t, page.Body, `method="post" action="/console/operators`)
+		require.Contains(t, page.Body, "Only an admin adds, changes or revokes operators.")
+	}
+	page := get(admin, "/console/operators")
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Contains(t, page.Body, `id="add-operator"`)
+	require.Contains(t, page.Body, `action="/console/operators/`+vicID.String()+`/revoke"`)
+
+	// Forged POSTs of a viewer and an operator change nothing.
+	for _, cookie := range []string{viewer, oper} {
+		for _, p := range []string{"/console/operators", "/console/operators/" + vicID.String() + "/role", "/console/operators/" + vicID.String() + "/revoke"} {
+			res := b.post(p, cookie, url.Values{"name": {"mallory"}, "role": {"admin"}, "reason": {"forged"}})
+			require.Equal(t, http.StatusForbidden, res.StatusCode, p)
+		}
+	}
+	vic, err := store.GetOperator(ctx, b.db, vicID)
+	require.NoError(t, err)
+	require.Equal(t, store.OperatorViewer, vic.Role)
+	require.Nil(t, vic.RevokedAt)
+	_, err = store.ActiveOperatorByName(ctx, b.db, "mallory")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Empty(t, operatorActions())
+
+	// Bad input is 400 and a taken name 409, with nothing written.
+	require.Equal(t, http.StatusBadRequest, b.post("/console/operators", admin, url.Values{"name": {"nina"}, "role": {"root"}}).StatusCode)
+	require.Equal(t, http.StatusBadRequest, b.post("/console/operators", admin, url.Values{"name": {"  "}, "role": {"viewer"}}).StatusCode)
+	require.Equal(t, http.StatusConflict, b.post("/console/operators", admin, url.Values{"name": {"vic"}, "role": {"viewer"}}).StatusCode)
+	require.Equal(t, http.StatusNotFound, b.post("/console/operators/"+uuid.NewString()+"/role", admin, url.Values{"role": {"viewer"}}).StatusCode)
+	require.Empty(t, operatorActions())
+
+	// An admin adds nina: the answer shows her credential, which logs in
+	// with her role.
+	res := b.post("/console/operators", admin, url.Values{"name": {"nina"}, "role": {"viewer"}, "reason": {"new on call"}})
+	require.Equal(t, http.StatusCreated, res.StatusCode, res.Body)
+	m := regexp.MustCompile(`id="credential">([^<]+)<`).FindStringSubmatch(res.Body)
+	require.Len(t, m, 2, "the credential is shown")
+	cred := html.UnescapeString(m[1])
+	require.True(t, strings.HasPrefix(cred, store.OperatorTokenPrefix))
+	nina := b.loginCookie(cred)
+	require.Contains(t, get(nina, "/console").Body, `nina <span class="role role-viewer">viewer</span>`)
+	require.NotContains(t, get(admin, "/console/operators").Body, cred, "shown once")
+	ninaOp, err := store.ActiveOperatorByName(ctx, b.db, "nina")
+	require.NoError(t, err)
+
+	// ...makes her an operator, then revokes her: her session ends.
+	res = b.post("/console/operators/"+ninaOp.ID.String()+"/role", admin, url.Values{"role": {"operator"}, "reason": {"trained"}})
+	require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+	require.Equal(t, "/console/operators?done=nina+is+now+operator.", res.Header.Get("Location"))
+	require.Contains(t, get(nina, "/console").Body, `nina <span class="role role-operator">operator</span>`)
+	res = b.post("/console/operators/"+ninaOp.ID.String()+"/revoke", admin, url.Values{"reason": {"left the team"}})
+	require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+	require.Equal(t, http.StatusSeeOther, get(nina, "/console").StatusCode, "a revoked operator's session no longer works")
+	require.Equal(t, http.StatusUnauthorized, b.send(http.MethodGet, "/console", cred, nil).StatusCode)
+
+	rows := operatorActions()
+	var got []string
+	for _, e := range rows {
+		require.Equal(t, "admin", e.Role)
+		require.NotEmpty(t, e.RequestID)
+		got = append(got, e.Action+" "+e.Target+" "+e.Reason)
+	}
+	require.Equal(t, []string{
+		"operator.revoke operator:nina left the team",
+		"operator.set_role operator:nina trained",
+		"operator.create operator:nina new on call",
+	}, got, "newest first, as the API writes them")
+	require.Contains(t, string(rows[1].Params), `"to": "operator"`)
+
+	// The Audit page, for a viewer too: filtered by actor, one row a page,
+	// newest first, following the Older link.
+	var seen []string
+	next := "/console/audit?actor=ada&limit=1"
+	for next != "" && len(seen) < 5 {
+		page := get(viewer, next)
+		require.Equal(t, http.StatusOK, page.StatusCode, next)
+		acts := regexp.MustCompile(`<tr data-action="([^"]+)" data-actor="ada">`).FindAllStringSubmatch(page.Body, -1)
+		require.Len(t, acts, 1, next)
+		seen = append(seen, acts[0][1])
+		next = ""
+		if m := regexp.MustCompile(`<a href="([^"]+)" id="audit-next">`).FindStringSubmatch(page.Body); m != nil {
+			next = html.UnescapeString(m[1])
+		}
+	}
+	require.Equal(t, []string{ActionOperatorRevoke, ActionOperatorSetRole, ActionOperatorCreate}, seen)
+	page = get(viewer, "/console/audit?action=operator.create&target=operator:nina")
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Contains(t, page.Body, "new on call")
+	require.NotContains(t, page.Body, "left the team")
+	require.Contains(t, get(viewer, "/console/audit?actor=nobody").Body, "No audit row matches these filters.")
+	require.Equal(t, http.StatusBadRequest, get(viewer, "/console/audit?after=garbage").StatusCode)
+	require.Equal(t, http.StatusBadRequest, get(viewer, "/console/audit?limit=0").StatusCode)
 }

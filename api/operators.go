@@ -321,35 +321,50 @@ func (s *Server) createOperator(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	var k checker
-	k.text("name", req.Name, true, 100)
-	checkOperatorRole(&k, req.Role)
-	k.text("reason", req.Reason, false, 500)
-	if err := k.err(); err != nil {
+	if err := checkNewOperator(req); err != nil {
 		s.fail(c, err)
 		return
 	}
 	e := s.auditEntry(c, ActionOperatorCreate, req.Reason)
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		secret, display, err := store.NewOperatorToken()
+		op, secret, err := s.addOperator(ctx, tx, e, req.Name, req.Role)
 		if err != nil {
-			return change{}, err
-		}
-		op, err := store.CreateOperator(ctx, tx, req.Name, store.OperatorRole(req.Role), secret, display)
-		if errors.Is(err, store.ErrConflict) {
-			return change{}, withDetail(err, "An active operator is named "+req.Name+"; revoke it first or pick another name.")
-		}
-		if err != nil {
-			return change{}, err
-		}
-		e.Target, e.Params = "operator:"+op.Name, auditParams(map[string]any{"id": op.ID, "name": op.Name, "role": op.Role})
-		if err := s.audit(ctx, tx, e); err != nil {
 			return change{}, err
 		}
 		out := operatorOut(op)
 		out.Token = secret
 		return change{status: http.StatusCreated, body: out}, nil
 	})
+}
+
+// checkNewOperator checks the fields of a new operator.
+func checkNewOperator(req operatorRequest) error {
+	var k checker
+	k.text("name", req.Name, true, 100)
+	checkOperatorRole(&k, req.Role)
+	k.text("reason", req.Reason, false, 500)
+	return k.err()
+}
+
+// addOperator creates an operator and its credential in tx with its audit
+// row e (POST /v1/admin/operators and the console's Operators page).
+func (s *Server) addOperator(ctx context.Context, tx *sqlx.Tx, e AuditEntry, name, role string) (store.Operator, string, error) {
+	secret, display, err := store.NewOperatorToken()
+	if err != nil {
+		return store.Operator{}, "", err
+	}
+	op, err := store.CreateOperator(ctx, tx, name, store.OperatorRole(role), secret, display)
+	if errors.Is(err, store.ErrConflict) {
+		return store.Operator{}, "", withDetail(err, "An active operator is named "+name+"; revoke it first or pick another name.")
+	}
+	if err != nil {
+		return store.Operator{}, "", err
+	}
+	e.Target, e.Params = "operator:"+op.Name, auditParams(map[string]any{"id": op.ID, "name": op.Name, "role": op.Role})
+	if err := s.audit(ctx, tx, e); err != nil {
+		return store.Operator{}, "", err
+	}
+	return op, secret, nil
 }
 
 // listOperators: GET /v1/admin/operators, oldest first; ?revoked=true adds
@@ -389,32 +404,46 @@ func (s *Server) updateOperator(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if err := checkRoleChange(req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	e := s.auditEntry(c, ActionOperatorSetRole, req.Reason)
+	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
+		op, err := s.changeOperatorRole(ctx, tx, e, id, req.Role)
+		if err != nil {
+			return change{}, err
+		}
+		return change{status: http.StatusOK, body: operatorOut(op)}, nil
+	})
+}
+
+// checkRoleChange checks the fields of a role change.
+func checkRoleChange(req operatorRequest) error {
 	var k checker
 	if req.Name != "" {
 		k.add("name", "cannot be changed; add an operator with the new name")
 	}
 	checkOperatorRole(&k, req.Role)
 	k.text("reason", req.Reason, false, 500)
-	if err := k.err(); err != nil {
-		s.fail(c, err)
-		return
+	return k.err()
+}
+
+// changeOperatorRole sets an operator's role in tx with its audit row e.
+func (s *Server) changeOperatorRole(ctx context.Context, tx *sqlx.Tx, e AuditEntry, id uuid.UUID, role string) (store.Operator, error) {
+	before, err := store.GetOperator(ctx, tx, id)
+	if err != nil {
+		return store.Operator{}, err
 	}
-	e := s.auditEntry(c, ActionOperatorSetRole, req.Reason)
-	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		before, err := store.GetOperator(ctx, tx, id)
-		if err != nil {
-			return change{}, err
-		}
-		op, err := store.SetOperatorRole(ctx, tx, id, store.OperatorRole(req.Role))
-		if err != nil {
-			return change{}, err
-		}
-		e.Target, e.Params = "operator:"+op.Name, auditParams(map[string]any{"id": op.ID, "from": before.Role, "to": op.Role})
-		if err := s.audit(ctx, tx, e); err != nil {
-			return change{}, err
-		}
-		return change{status: http.StatusOK, body: operatorOut(op)}, nil
-	})
+	op, err := store.SetOperatorRole(ctx, tx, id, store.OperatorRole(role))
+	if err != nil {
+		return store.Operator{}, err
+	}
+	e.Target, e.Params = "operator:"+op.Name, auditParams(map[string]any{"id": op.ID, "from": before.Role, "to": op.Role})
+	if err := s.audit(ctx, tx, e); err != nil {
+		return store.Operator{}, err
+	}
+	return op, nil
 }
 
 // revokeOperator: DELETE /v1/admin/operators/{id} (admin). The credential
@@ -428,12 +457,7 @@ func (s *Server) revokeOperator(c *gin.Context) {
 	}
 	e := s.auditEntry(c, ActionOperatorRevoke, c.Query("reason"))
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		op, err := store.RevokeOperator(ctx, tx, id)
-		if err != nil {
-			return change{}, err
-		}
-		e.Target, e.Params = "operator:"+op.Name, auditParams(map[string]any{"id": op.ID})
-		if err := s.audit(ctx, tx, e); err != nil {
+		if _, err := s.revokeOperatorTx(ctx, tx, e, id); err != nil {
 			return change{}, err
 		}
 		return change{status: http.StatusNoContent}, nil
@@ -442,4 +466,18 @@ func (s *Server) revokeOperator(c *gin.Context) {
 		// Committed: end the operator's live streams on every API process.
 		s.announceRevocation(c.Request.Context(), id)
 	}
+}
+
+// revokeOperatorTx revokes an operator in tx with its audit row e; the
+// caller announces the revocation once tx has committed.
+func (s *Server) revokeOperatorTx(ctx context.Context, tx *sqlx.Tx, e AuditEntry, id uuid.UUID) (store.Operator, error) {
+	op, err := store.RevokeOperator(ctx, tx, id)
+	if err != nil {
+		return store.Operator{}, err
+	}
+	e.Target, e.Params = "operator:"+op.Name, auditParams(map[string]any{"id": op.ID})
+	if err := s.audit(ctx, tx, e); err != nil {
+		return store.Operator{}, err
+	}
+	return op, nil
 }

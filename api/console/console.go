@@ -20,6 +20,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
 )
 
@@ -86,6 +87,22 @@ type Config struct {
 	// it in the audit log with reason in the same transaction, and returns
 	// how many. nil hides the button.
 	RetryFailed func(ctx context.Context, run uuid.UUID, reason string) (int, error)
+	// CreateOperator adds a named operator with a role the way POST
+	// /v1/admin/operators does, records it in the audit log with reason in
+	// the same transaction, and returns the operator and its credential
+	// (shown once). An error wrapping ErrInvalid is shown to the admin,
+	// store.ErrConflict means an active operator has the name. nil (with
+	// SetOperatorRole and RevokeOperator) makes the Operators page
+	// read-only.
+	CreateOperator func(ctx context.Context, name, role, reason string) (op store.Operator, credential string, err error)
+	// SetOperatorRole changes an operator's role the way PATCH
+	// /v1/admin/operators/{id} does, with its audit row in the same
+	// transaction.
+	SetOperatorRole func(ctx context.Context, id uuid.UUID, role, reason string) (store.Operator, error)
+	// RevokeOperator revokes an operator's credential and sessions the
+	// way DELETE /v1/admin/operators/{id} does, with its audit row in the
+	// same transaction.
+	RevokeOperator func(ctx context.Context, id uuid.UUID, reason string) (store.Operator, error)
 	// Registry receives the business figures as Prometheus series; nil
 	// leaves them unexported.
 	Registry prometheus.Registerer
@@ -98,7 +115,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// ErrInvalid marks an Announce error caused by the operator's input.
+// ErrInvalid marks an Announce or CreateOperator error caused by the
+// operator's input.
 var ErrInvalid = errors.New("invalid input")
 
 // Console serves the console's pages.
@@ -225,6 +243,11 @@ func (c *Console) routes() *gin.Engine {
 	v.GET("/printers", c.printers)
 	v.GET("/announcements", c.announcements)
 	v.POST("/announcements", c.mutating(RoleOperator), c.announce)
+	v.GET("/audit", c.auditLog)
+	v.GET("/operators", c.operators)
+	v.POST("/operators", c.mutating(RoleAdmin), c.createOperator)
+	v.POST("/operators/:id/role", c.mutating(RoleAdmin), c.setOperatorRole)
+	v.POST("/operators/:id/revoke", c.mutating(RoleAdmin), c.revokeOperator)
 	return e
 }
 
@@ -258,6 +281,10 @@ func (o operator) CanRepair() bool { return o.Role == RoleOperator || o.Role == 
 
 // CanPurge tells whether the operator may purge dead letters.
 func (o operator) CanPurge() bool { return o.Role == RoleAdmin }
+
+// CanManage tells whether the operator may add, change and revoke
+// operators.
+func (o operator) CanManage() bool { return o.Role == RoleAdmin }
 
 // guard refuses cross-origin state changes (the session cookie is
 // SameSite=Strict besides) and marks every answer uncacheable.

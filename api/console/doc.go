@@ -1,9 +1,10 @@
 // Package console is the operator console served at /console: one place
 // to see the whole backbone (outbox, relay, streams, consumer groups, dead
 // letters, asynq queues, schedules, invoicing, live clients, printers,
-// orders, the alert conditions and the business figures) and to repair it
-// (redrive or purge dead letters, pause or resume a group or a queue,
-// retry failed invoicing accounts, announce maintenance).
+// orders, the alert conditions, the business figures, the audit log and
+// the operators) and to repair it (redrive or purge dead letters, pause or
+// resume a group or a queue, retry failed invoicing accounts, announce
+// maintenance, add, change and revoke operators).
 //
 // It owns its pages (html/template, one stylesheet and a little plain
 // JavaScript, all embedded), their live feed (Server-Sent Events at
@@ -16,5 +17,5 @@
 // it knows through Config: who is asking (Authorize), the login check and
 // the logout (Login, Logout), the audit log (Audit), and the writes that go
 // through the API's transactions, their audit rows included (Announce,
-// RetryFailed).
+// RetryFailed, CreateOperator, SetOperatorRole, RevokeOperator).
 package console
