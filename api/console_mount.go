@@ -33,6 +33,7 @@ func (s *Server) mountConsole(r *gin.Engine) error {
 		Logout:    s.endSession,
 		Audit:     s.consoleAudit,
 		Announce:  s.consoleAnnounce, RetryFailed: s.consoleRetryFailed,
+		InvoicePDF:     s.consoleInvoicePDF,
 		CreateOperator: s.consoleCreateOperator, SetOperatorRole: s.consoleSetOperatorRole, RevokeOperator: s.consoleRevokeOperator,
 		Registry: s.cfg.Registry, Logger: s.log.With("component", "console"),
 	}
@@ -290,4 +291,18 @@ func (s *Server) consoleRevokeOperator(ctx context.Context, id uuid.UUID, reason
 		s.announceRevocation(ctx, id)
 	}
 	return op, err
+}
+
+// consoleInvoicePDF renders an invoice's PDF with the renderer GET
+// /v1/invoices/{id}/pdf uses, and names it the same way.
+func (s *Server) consoleInvoicePDF(ctx context.Context, id uuid.UUID) ([]byte, string, error) {
+	inv, err := store.GetInvoice(ctx, s.cfg.DB, id)
+	if err != nil {
+		return nil, "", err
+	}
+	pdf, err := workers.RenderInvoicePDF(ctx, s.cfg.DB, id)
+	if err != nil {
+		return nil, "", err
+	}
+	return pdf, workers.InvoicePDFName(inv), nil
 }

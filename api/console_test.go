@@ -302,6 +302,80 @@ func TestConsoleRetryFailedInvoicingAccounts(t *testing.T) {
 	require.Equal(t, res.Header.Get(HeaderRequestID), a[0].requestID)
 }
 
+// TestConsoleInvoiceSearchAndPDF: the Invoicing page's search runs over
+// every invoice, so it finds by number one older than the newest hundred,
+// and its row links to the invoice's PDF, the same document GET
+// /v1/invoices/{id}/pdf serves, for any signed-in role and nobody else.
+func TestConsoleInvoiceSearchAndPDF(t *testing.T) {
+	t.Parallel()
+	b := consoleSetup(t)
+	ctx := context.Background()
+	acct, _ := b.corporateOrder("Oldest GmbH", time.Date(2025, 10, 20, 10, 0, 0, 0, time.UTC))
+	runID := b.do(http.MethodPost, "/v1/admin/invoicing/runs", b.admin,
+		map[string]any{"period_start": "2025-10-15", "period_end": "2025-10-31"}).status(http.StatusCreated).id()
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never dialled: billing does not enqueue
+	defer client.Close()
+	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client})
+	require.NoError(t, err)
+	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{acct}, uuid.Nil, true)
+	require.NoError(t, err)
+	payload := mustJSON(t, workers.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
+	require.NoError(t, iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload)))
+	var old store.Invoice
+	invs, _, err := store.ListInvoices(ctx, b.db, store.InvoiceFilter{AccountID: &acct}, store.Page{Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, invs, 1)
+	old = invs[0]
+	require.NotEmpty(t, old.Number)
+	// 120 newer invoices of another account push it out of the newest 100.
+	other, _ := b.corporateOrder("Newer AG", time.Date(2025, 10, 22, 10, 0, 0, 0, time.UTC))
+	_, err = b.db.Exec(`INSERT INTO invoices (id, number, run_id, account_id, account_name, billing_email, period_start, period_end,
+  timezone, currency, orders_minor, credits_minor, subtotal_minor, tax_rate_bps, tax_minor, total_minor, issued_at, due_on, created_at)
+SELECT gen_random_uuid(), 'NEW-' || n, run_id, $2, 'Newer AG', billing_email, period_start - n, period_end - n,
+  timezone, currency, 0, 0, 0, 0, 0, 0, issued_at, due_on, created_at + n * interval '1 second'
+FROM invoices, generate_series(1, 120) AS n WHERE id = $1`, old.ID, other)
+	require.NoError(t, err)
+
+	viewer := b.as("vera", RoleViewer)
+	page := b.send(http.MethodGet, "/console/invoicing", "", nil, "Cookie", viewer)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.NotContains(t, page.Body, old.Number, "the newest page shows only newer invoices")
+	require.Contains(t, page.Body, `id="invoices-next"`, "more invoices are a page away")
+
+	q := url.Values{"q": {strings.ToLower(old.Number)}}
+	page = b.send(http.MethodGet, "/console/invoicing?"+q.Encode(), "", nil, "Cookie", viewer)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Contains(t, page.Body, ">"+old.Number+"<")
+	require.Contains(t, page.Body, "Oldest GmbH")
+	require.NotContains(t, page.Body, "NEW-")
+	link := "/console/invoices/" + old.ID.String() + "/pdf"
+	require.Contains(t, page.Body, `href="`+link+`"`)
+
+	page = b.send(http.MethodGet, "/console/invoicing?"+url.Values{"q": {"newer ag"}}.Encode(), "", nil, "Cookie", viewer)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Equal(t, 50, strings.Count(page.Body, ">NEW-"), "a page of the account's invoices")
+	next := regexp.MustCompile(`href="([^"]+)" id="invoices-next"`).FindStringSubmatch(page.Body)
+	require.Len(t, next, 2)
+	page = b.send(http.MethodGet, html.UnescapeString(next[1]), "", nil, "Cookie", viewer)
+	require.Equal(t, http.StatusOK, page.StatusCode)
+	require.Equal(t, 50, strings.Count(page.Body, ">NEW-"), "the next page")
+	require.Contains(t, page.Body, `id="invoices-first"`)
+
+	pdf := b.send(http.MethodGet, link, "", nil, "Cookie", viewer)
+	require.Equal(t, http.StatusOK, pdf.StatusCode)
+	require.Equal(t, "application/pdf", pdf.Header.Get("Content-Type"))
+	require.True(t, strings.HasPrefix(pdf.Body, "%PDF-"))
+	api := b.send(http.MethodGet, "/v1/invoices/"+old.ID.String()+"/pdf", b.admin, nil)
+	require.Equal(t, http.StatusOK, api.StatusCode)
+	require.Equal(t, api.Body, pdf.Body, "the same document as the API's")
+
+	anon := b.send(http.MethodGet, link, "", nil)
+	require.Contains(t, []int{http.StatusUnauthorized, http.StatusSeeOther, http.StatusFound}, anon.StatusCode)
+	require.NotContains(t, anon.Body, "%PDF-")
+	missing := b.send(http.MethodGet, "/console/invoices/"+uuid.NewString()+"/pdf", "", nil, "Cookie", viewer)
+	require.Equal(t, http.StatusNotFound, missing.StatusCode)
+}
+
 // TestConsoleOperators: the Operators page lists the operators to every
 // role and lets only an admin add one (its credential shown once, and
 // working), change its role and revoke it, each with the audit row the

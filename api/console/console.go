@@ -87,6 +87,10 @@ type Config struct {
 	// it in the audit log with reason in the same transaction, and returns
 	// how many. nil hides the button.
 	RetryFailed func(ctx context.Context, run uuid.UUID, reason string) (int, error)
+	// InvoicePDF renders an invoice's PDF the way GET
+	// /v1/invoices/{id}/pdf does and returns it with its file name;
+	// store.ErrNotFound for an unknown invoice. nil hides the PDF links.
+	InvoicePDF func(ctx context.Context, id uuid.UUID) (pdf []byte, name string, err error)
 	// CreateOperator adds a named operator with a role the way POST
 	// /v1/admin/operators does, records it in the audit log with reason in
 	// the same transaction, and returns the operator and its credential
@@ -238,6 +242,7 @@ func (c *Console) routes() *gin.Engine {
 	v.POST("/tasks/:queue/resume", c.mutating(RoleOperator), c.resumeQueue)
 	v.GET("/invoicing", c.invoicing)
 	v.POST("/invoicing/:run/retry-failed", c.mutating(RoleOperator), c.retryFailed)
+	v.GET("/invoices/:id/pdf", c.invoicePDF)
 	v.GET("/orders", c.orders)
 	v.GET("/live/orders", c.liveOrders)
 	v.GET("/printers", c.printers)

@@ -405,32 +405,83 @@ func (c *Console) invoicing(g *gin.Context) {
 			return
 		}
 	}
-	f := store.InvoiceFilter{}
+	// The search runs in SQL over every invoice, a page at a time.
 	q := strings.TrimSpace(g.Query("q"))
+	f := store.InvoiceFilter{Search: q}
 	if id, err := uuid.Parse(q); err == nil {
-		f.AccountID = &id
+		f = store.InvoiceFilter{AccountID: &id}
 	}
-	var period *time.Time
 	if p := g.Query("period"); p != "" {
-		if t, err := time.Parse("2006-01-02", p); err == nil {
-			period = &t
-			f.PeriodStart = period
+		t, err := time.Parse("2006-01-02", p)
+		if err != nil {
+			c.fail(g, http.StatusBadRequest, "Give the period start as a date, like 2025-10-01.")
+			return
 		}
+		f.PeriodStart = &t
 	}
-	invoices, _, err := store.ListInvoices(ctx, c.cfg.DB, f, store.Page{Limit: 100})
+	page := store.Page{Limit: invoicePageSize}
+	if after := g.Query("after"); after != "" {
+		cur, ok := parseAuditCursor(after)
+		if !ok {
+			c.fail(g, http.StatusBadRequest, "That page of invoices does not exist; start from the first page.")
+			return
+		}
+		page.After = cur
+	}
+	invoices, next, err := store.ListInvoices(ctx, c.cfg.DB, f, page)
 	if err != nil {
+		c.log.Error("console: invoices", "err", err)
 		c.fail(g, http.StatusInternalServerError, "The invoices could not be read; try again.")
 		return
 	}
-	if q != "" && f.AccountID == nil {
-		invoices = slices.DeleteFunc(invoices, func(inv store.Invoice) bool {
-			return !strings.Contains(strings.ToLower(inv.Number), strings.ToLower(q)) && !strings.Contains(strings.ToLower(inv.AccountName), strings.ToLower(q))
-		})
+	var nextURL, firstURL string
+	if next != nil {
+		v := g.Request.URL.Query()
+		v.Set("after", auditCursor(next))
+		v.Del("done")
+		nextURL = Root + "/invoicing?" + v.Encode() + "#invoices"
+	}
+	if page.After != nil {
+		v := g.Request.URL.Query()
+		v.Del("after")
+		v.Del("done")
+		firstURL = Root + "/invoicing?" + v.Encode() + "#invoices"
 	}
 	snap := c.snaps.get(ctx)
 	c.render(g, http.StatusOK, "invoicing", "Invoicing", map[string]any{
 		"Runs": rows, "Invoices": invoices, "Q": q, "Period": g.Query("period"), "Schedules": snap.Schedules, "CanRetry": c.cfg.RetryFailed != nil,
+		"Next": nextURL, "First": firstURL, "CanPDF": c.cfg.InvoicePDF != nil,
 	})
+}
+
+// invoicePageSize is how many invoices the Invoicing page lists at a time.
+const invoicePageSize = 50
+
+// invoicePDF serves an invoice's PDF, the same document as GET
+// /v1/invoices/{id}/pdf, to any signed-in role.
+func (c *Console) invoicePDF(g *gin.Context) {
+	if c.cfg.InvoicePDF == nil {
+		c.fail(g, http.StatusServiceUnavailable, "Invoice PDFs are not configured on this server.")
+		return
+	}
+	id, err := uuid.Parse(g.Param("id"))
+	if err != nil {
+		c.fail(g, http.StatusNotFound, "No such invoice.")
+		return
+	}
+	pdf, name, err := c.cfg.InvoicePDF(g.Request.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		c.fail(g, http.StatusNotFound, "No such invoice.")
+		return
+	}
+	if err != nil {
+		c.log.Error("console: invoice pdf", "invoice", id, "err", err)
+		c.fail(g, http.StatusInternalServerError, "The invoice PDF could not be made; try again.")
+		return
+	}
+	g.Header("Content-Disposition", `inline; filename="`+name+`"`)
+	g.Header("Cache-Control", "private, max-age=3600")
+	g.Data(http.StatusOK, "application/pdf", pdf)
 }
 
 func (c *Console) retryFailed(g *gin.Context) {

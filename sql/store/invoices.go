@@ -792,6 +792,9 @@ type InvoiceFilter struct {
 	RunID       *uuid.UUID
 	PeriodStart *time.Time
 	Currency    string
+	// Search matches invoices whose number or account name contains it,
+	// case-insensitively (LIKE wildcards in it are literal).
+	Search string
 }
 
 // ListInvoices returns one page of invoices matching f, newest first, and
@@ -817,6 +820,10 @@ func ListInvoices(ctx context.Context, q sqlx.QueryerContext, f InvoiceFilter, p
 	if f.Currency != "" {
 		where = append(where, "currency = "+arg(f.Currency))
 	}
+	if f.Search != "" {
+		pat := arg("%" + likeEscaper.Replace(f.Search) + "%")
+		where = append(where, fmt.Sprintf("(number ILIKE %s OR account_name ILIKE %s)", pat, pat))
+	}
 	if p.After != nil {
 		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(p.After.CreatedAt), arg(p.After.ID)))
 	}
@@ -832,6 +839,10 @@ func ListInvoices(ctx context.Context, q sqlx.QueryerContext, f InvoiceFilter, p
 	rows, next := pageOf(out, p.limit(), func(i Invoice) Cursor { return Cursor{i.CreatedAt, i.ID} })
 	return rows, next, nil
 }
+
+// likeEscaper makes a string match itself in a LIKE pattern (the default
+// escape character is the backslash).
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 func uuidStrings(ids []uuid.UUID) []string {
 	out := make([]string, len(ids))
