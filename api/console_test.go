@@ -376,6 +376,47 @@ FROM invoices, generate_series(1, 120) AS n WHERE id = $1`, old.ID, other)
 	require.Equal(t, http.StatusNotFound, missing.StatusCode)
 }
 
+// TestConsoleOrderSteps: an order's row on the Orders live page shows its
+// saga, created → reserved → paid → confirmed or cancelled with the reason,
+// from its stock reservation and payment records and its status.
+func TestConsoleOrderSteps(t *testing.T) {
+	t.Parallel()
+	b := consoleSetup(t)
+	p, u := b.product(b.keyA, nil), b.user()
+	order := b.order(p, u, store.OrderPending)
+	viewer := b.as("vera", RoleViewer)
+	steps := func() string {
+		t.Helper()
+		page := b.send(http.MethodGet, "/console/orders", "", nil, "Cookie", viewer)
+		require.Equal(t, http.StatusOK, page.StatusCode)
+		row := regexp.MustCompile(`(?s)<tr data-order="` + order.String() + `">.*?</tr>`).FindString(page.Body)
+		require.NotEmpty(t, row)
+		var out []string
+		for _, m := range regexp.MustCompile(`<li class="step step-(\w+)">([^<]*)</li>`).FindAllStringSubmatch(row, -1) {
+			out = append(out, html.UnescapeString(m[2])+"="+m[1])
+		}
+		return strings.Join(out, " ")
+	}
+	require.Equal(t, "created=done reserved=todo paid=todo confirmed=todo", steps())
+	_, err := b.db.Exec(`INSERT INTO inventory_reservations (order_id, status) VALUES ($1, 'reserved')`, order)
+	require.NoError(t, err)
+	require.Equal(t, "created=done reserved=done paid=todo confirmed=todo", steps())
+	_, err = b.db.Exec(`INSERT INTO payments (id, order_id, status, amount_minor, currency, gateway, idempotency_key)
+SELECT gen_random_uuid(), id, 'failed', total_minor, currency, 'sandbox', 'pay:' || id FROM orders WHERE id = $1`, order)
+	require.NoError(t, err)
+	b.do(http.MethodPost, "/v1/orders/"+order.String()+"/cancellation", b.front, map[string]any{"reason": "payment declined"}).status(http.StatusOK)
+	require.Equal(t, "created=done reserved=done paid=failed cancelled: payment declined=failed", steps())
+
+	paid := b.order(p, u, store.OrderConfirmed)
+	order = paid
+	_, err = b.db.Exec(`INSERT INTO inventory_reservations (order_id, status) VALUES ($1, 'reserved')`, order)
+	require.NoError(t, err)
+	_, err = b.db.Exec(`INSERT INTO payments (id, order_id, status, amount_minor, currency, gateway, idempotency_key)
+SELECT gen_random_uuid(), id, 'succeeded', total_minor, currency, 'sandbox', 'pay:' || id FROM orders WHERE id = $1`, order)
+	require.NoError(t, err)
+	require.Equal(t, "created=done reserved=done paid=done confirmed=done", steps())
+}
+
 // TestConsoleOperators: the Operators page lists the operators to every
 // role and lets only an admin add one (its credential shown once, and
 // working), change its role and revoke it, each with the audit row the

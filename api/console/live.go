@@ -110,6 +110,47 @@ type OrderRow struct {
 	Status    string `json:"status"`
 	Reason    string `json:"reason"`
 	CreatedAt string `json:"created_at"`
+	// Steps are the order's saga so far: created, reserved, paid, then
+	// confirmed or cancelled (with the reason).
+	Steps []OrderStep `json:"steps"`
+}
+
+// OrderStep is one step of an order's saga: done, failed or todo.
+type OrderStep struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+}
+
+// orderSteps derives the saga steps from the order's status and its
+// stock reservation and payment records.
+func orderSteps(o store.OrderLine) []OrderStep {
+	step := func(name string, done, failed bool) OrderStep {
+		switch {
+		case done:
+			return OrderStep{name, "done"}
+		case failed:
+			return OrderStep{name, "failed"}
+		}
+		return OrderStep{name, "todo"}
+	}
+	steps := []OrderStep{
+		{"created", "done"},
+		step("reserved", o.Reservation == "reserved" || o.Reservation == "released", o.Reservation == "failed"),
+		step("paid", o.Payment == "succeeded" || o.Payment == "refunded", o.Payment == "failed"),
+	}
+	switch o.Status {
+	case store.OrderCancelled:
+		name := "cancelled"
+		if o.CancelReason != "" {
+			name += ": " + o.CancelReason
+		}
+		steps = append(steps, OrderStep{name, "failed"})
+	case store.OrderPending:
+		steps = append(steps, OrderStep{"confirmed", "todo"})
+	default: // confirmed, shipped, delivered
+		steps = append(steps, OrderStep{"confirmed", "done"})
+	}
+	return steps
 }
 
 func orderRow(o store.OrderLine) OrderRow {
@@ -120,7 +161,7 @@ func orderRow(o store.OrderLine) OrderRow {
 	return OrderRow{
 		ID: o.ID.String(), Short: o.ID.String()[:8], Seller: o.SellerName, SellerID: o.SellerID.String(), Buyer: buyer,
 		Items: o.Items, Amount: money(o.TotalMinor, o.Currency), Status: string(o.Status), Reason: o.CancelReason,
-		CreatedAt: o.CreatedAt.UTC().Format("15:04:05"),
+		CreatedAt: o.CreatedAt.UTC().Format("15:04:05"), Steps: orderSteps(o),
 	}
 }
 

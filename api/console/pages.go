@@ -535,9 +535,18 @@ func (c *Console) orders(g *gin.Context) {
 	}
 	ann, _ := c.currentAnnouncement(g)
 	c.render(g, http.StatusOK, "orders", "Orders live", map[string]any{
-		"Orders": rows, "Sellers": sellers, "Seller": g.Query("seller"), "Status": string(status), "Statuses": orderStatuses,
+		"Orders": orderRows(rows), "Sellers": sellers, "Seller": g.Query("seller"), "Status": string(status), "Statuses": orderStatuses,
 		"Announcement": ann, "Live": c.cfg.Hub != nil,
 	})
+}
+
+// orderRows are the Orders live page's rows, as the live feed sends them.
+func orderRows(lines []store.OrderLine) []OrderRow {
+	out := make([]OrderRow, len(lines))
+	for i, o := range lines {
+		out[i] = orderRow(o)
+	}
+	return out
 }
 
 // printerRow is one printer of a seller.

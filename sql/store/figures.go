@@ -105,15 +105,24 @@ type OrderLine struct {
 	CancelReason string      `db:"cancel_reason"`
 	CreatedAt    time.Time   `db:"created_at"`
 	UpdatedAt    time.Time   `db:"updated_at"`
+	// Reservation is the stock reservation's status (reserved, released
+	// or failed), empty before the inventory worker saw the order.
+	Reservation string `db:"reservation"`
+	// Payment is the payment's status (succeeded, failed or refunded),
+	// empty before the payment worker charged it.
+	Payment string `db:"payment"`
 }
 
 const recentOrderLinesQuery = `
 SELECT o.id, o.seller_id, s.name AS seller_name, u.name AS buyer_name, u.email AS buyer_email,
        (SELECT coalesce(sum(i.quantity), 0) FROM order_items i WHERE i.order_id = o.id) AS items,
-       o.currency, o.total_minor, o.status, o.cancel_reason, o.created_at, o.updated_at
+       o.currency, o.total_minor, o.status, o.cancel_reason, o.created_at, o.updated_at,
+       coalesce(r.status, '') AS reservation, coalesce(p.status, '') AS payment
 FROM orders o
 JOIN sellers s ON s.id = o.seller_id
 JOIN users u ON u.id = o.user_id
+LEFT JOIN inventory_reservations r ON r.order_id = o.id
+LEFT JOIN payments p ON p.order_id = o.id
 WHERE ($1::uuid IS NULL OR o.seller_id = $1) AND ($2 = '' OR o.status = $2) AND ($3::uuid IS NULL OR o.id = $3)
 ORDER BY o.created_at DESC, o.id DESC
 LIMIT $4`

@@ -109,6 +109,12 @@
       cell(tr, "Amount", o.amount);
       var st = cell(tr, "Status", o.status, "status st-" + o.status);
       if (o.reason) { var r = document.createElement("span"); r.className = "muted"; r.textContent = " (" + o.reason + ")"; st.appendChild(r); }
+      var steps = cell(tr, "Steps", "");
+      var ol = document.createElement("ol"); ol.className = "steps";
+      (o.steps || []).forEach(function (s) {
+        var li = document.createElement("li"); li.className = "step step-" + s.state; li.textContent = s.name; ol.appendChild(li);
+      });
+      steps.appendChild(ol);
       cell(tr, "Created", o.created_at);
       if (old) old.replaceWith(tr); else body.prepend(tr);
       while (body.rows.length > 200) body.deleteRow(-1);
