@@ -324,6 +324,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.do(http.MethodPost, "/v1/orders/"+second.String()+"/cancellation", b.front, map[string]any{"reason": "changed mind"}).status(http.StatusOK)
 	run(10*time.Second, chromedp.WaitVisible(`//tr[@data-order="`+second.String()+`"]//span[contains(@class, "st-cancelled") and text()="cancelled"]`))
 	require.Contains(t, text(`tr[data-order="`+second.String()+`"]`), "(changed mind)")
+	// The live row carries its saga steps, ending in the cancellation.
+	run(10*time.Second, chromedp.WaitVisible(`//tr[@data-order="`+second.String()+`"]//li[contains(@class, "step-failed") and text()="cancelled: changed mind"]`))
+	run(5*time.Second, chromedp.WaitVisible(`//tr[@data-order="`+second.String()+`"]//li[contains(@class, "step-done") and text()="created"]`))
 	require.Equal(t, 1, count(`tr[data-order="`+second.String()+`"]`), "one row per order")
 
 	// Redrive the dead letter with a reason, once the cause is fixed.
@@ -364,6 +367,17 @@ func TestConsoleInABrowser(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	require.EqualValues(t, 1, b.billed.Load(), "the redriven event was handled")
+
+	// The Audit page shows that redrive: who did it, to what, and why.
+	run(15*time.Second,
+		chromedp.Navigate(b.http.URL+"/console/audit"),
+		chromedp.WaitVisible(`//table[@id="audit"]//tr[@data-action="dlq.redrive" and @data-actor="otto"]`),
+	)
+	require.Equal(t, 1, count(`#audit tbody tr[data-action="dlq.redrive"]`), "one row for the one redrive")
+	redrive := text(`#audit tbody tr[data-action="dlq.redrive"]`)
+	for _, want := range []string{"otto", "operator", "group:billing", "billing provider back", "ok"} {
+		require.Contains(t, redrive, want)
+	}
 
 	// A redrive without a reason is refused and changes nothing.
 	res := b.post("/console/dlq/billing/redrive", b.loginCookie(otto), url.Values{"id": {"0-1"}})
