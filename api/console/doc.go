@@ -17,5 +17,7 @@
 // it knows through Config: who is asking (Authorize), the login check and
 // the logout (Login, Logout), the audit log (Audit), and the writes that go
 // through the API's transactions, their audit rows included (Announce,
-// RetryFailed, CreateOperator, SetOperatorRole, RevokeOperator).
+// RetryFailed, CreateOperator, SetOperatorRole, RevokeOperator), and the
+// invoice PDF the API renders (InvoicePDF, served at
+// /console/invoices/{id}/pdf).
 package console
