@@ -379,6 +379,28 @@ func TestConsoleInABrowser(t *testing.T) {
 		require.Contains(t, redrive, want)
 	}
 
+	// A failed invoicing run: the operator retries its failed account from
+	// the Invoicing page with a reason, and the Audit page shows it.
+	runID := b.failedInvoiceRun(t)
+	run(20*time.Second,
+		chromedp.Navigate(b.http.URL+"/console/invoicing"),
+		chromedp.WaitVisible(chromedp.CSS(`#rf-`+runID.String())),
+		chromedp.SendKeys(chromedp.CSS(`#rf-`+runID.String()), "totals fixed"),
+		chromedp.Click(chromedp.CSS(`form[action="/console/invoicing/`+runID.String()+`/retry-failed"] button.retry-failed`)),
+		chromedp.WaitVisible(`//p[@id="flash" and contains(., "Retrying 1 failed account.")]`),
+	)
+	p, err := store.InvoiceRunProgress(context.Background(), b.db, runID)
+	require.NoError(t, err)
+	require.Equal(t, 1, p.Pending, "the failed account waits to be billed again")
+	run(15*time.Second,
+		chromedp.Navigate(b.http.URL+"/console/audit"),
+		chromedp.WaitVisible(`//table[@id="audit"]//tr[@data-action="invoicing.run.retry_failed" and @data-actor="otto"]`),
+	)
+	retry := text(`#audit tbody tr[data-action="invoicing.run.retry_failed"]`)
+	for _, want := range []string{"otto", "operator", "invoice_run:" + runID.String(), "totals fixed"} {
+		require.Contains(t, retry, want)
+	}
+
 	// A redrive without a reason is refused and changes nothing.
 	res := b.post("/console/dlq/billing/redrive", b.loginCookie(otto), url.Values{"id": {"0-1"}})
 	require.Equal(t, http.StatusBadRequest, res.StatusCode)
@@ -405,7 +427,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	res = b.post("/console/groups/billing/pause", viewer, url.Values{"reason": {"forged"}})
 	require.Equal(t, http.StatusForbidden, res.StatusCode)
 	require.EqualValues(t, 1, b.deadLetters(), "nothing changed")
-	require.Len(t, b.audited(), 1, "nothing audited")
+	require.Len(t, b.audited(), 2, "nothing audited beyond the redrive and the retry")
 	require.Equal(t, http.StatusForbidden, b.post("/console/operators", viewer, url.Values{"name": {"mallory"}, "role": {"admin"}}).StatusCode)
 
 	// Log in as an admin operator: add an operator on the Operators page,

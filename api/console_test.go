@@ -262,22 +262,7 @@ func TestConsoleRetryFailedInvoicingAccounts(t *testing.T) {
 	t.Parallel()
 	b := consoleSetup(t)
 	ctx := context.Background()
-	good, _ := b.corporateOrder("Good GmbH", time.Date(2025, 10, 20, 10, 0, 0, 0, time.UTC))
-	bad, badOrder := b.corporateOrder("Bad GmbH", time.Date(2025, 10, 21, 10, 0, 0, 0, time.UTC))
-	_, err := b.db.Exec(`UPDATE orders SET subtotal_minor = subtotal_minor + 1 WHERE id = $1`, badOrder)
-	require.NoError(t, err)
-	runID := b.do(http.MethodPost, "/v1/admin/invoicing/runs", b.admin,
-		map[string]any{"period_start": "2025-10-15", "period_end": "2025-10-31"}).status(http.StatusCreated).id()
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never dialled: billing does not enqueue
-	defer client.Close()
-	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client})
-	require.NoError(t, err)
-	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{good, bad}, uuid.Nil, true)
-	require.NoError(t, err)
-	for _, acct := range []uuid.UUID{good, bad} {
-		payload := mustJSON(t, workers.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
-		_ = iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload))
-	}
+	runID := b.failedInvoiceRun(t)
 
 	oper := b.as("otto", RoleOperator)
 	page := b.send(http.MethodGet, "/console/invoicing", "", nil, "Cookie", oper)
@@ -548,4 +533,29 @@ func TestConsoleOperators(t *testing.T) {
 	require.Contains(t, get(viewer, "/console/audit?actor=nobody").Body, "No audit row matches these filters.")
 	require.Equal(t, http.StatusBadRequest, get(viewer, "/console/audit?after=garbage").StatusCode)
 	require.Equal(t, http.StatusBadRequest, get(viewer, "/console/audit?limit=0").StatusCode)
+}
+
+// failedInvoiceRun bills two accounts through the invoicer, one of whose
+// order totals no longer add up, so the run ends with one account done and
+// one failed; it returns the run's id.
+func (b *consoleBundle) failedInvoiceRun(t *testing.T) uuid.UUID {
+	t.Helper()
+	ctx := context.Background()
+	good, _ := b.corporateOrder("Good GmbH", time.Date(2025, 10, 20, 10, 0, 0, 0, time.UTC))
+	bad, badOrder := b.corporateOrder("Bad GmbH", time.Date(2025, 10, 21, 10, 0, 0, 0, time.UTC))
+	_, err := b.db.Exec(`UPDATE orders SET subtotal_minor = subtotal_minor + 1 WHERE id = $1`, badOrder)
+	require.NoError(t, err)
+	runID := b.do(http.MethodPost, "/v1/admin/invoicing/runs", b.admin,
+		map[string]any{"period_start": "2025-10-15", "period_end": "2025-10-31"}).status(http.StatusCreated).id()
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never dialled: billing does not enqueue
+	defer client.Close()
+	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client})
+	require.NoError(t, err)
+	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{good, bad}, uuid.Nil, true)
+	require.NoError(t, err)
+	for _, acct := range []uuid.UUID{good, bad} {
+		payload := mustJSON(t, workers.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
+		_ = iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload))
+	}
+	return runID
 }
