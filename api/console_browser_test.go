@@ -204,7 +204,9 @@ const layoutProblems = `(() => {
 // server: log in as an operator, watch the overview update live as an
 // event is dead-lettered, redrive it with a reason from the Dead letters
 // page (its audit row names the operator and the reason; the event is
-// handled), check the layout at 1280 and 390 px on every page, then log
+// handled, the Audit page shows it), retry a failed invoicing run's account
+// from the Invoicing page (also on the Audit page), check the layout at
+// 1280 and 390 px on every page, then log
 // out, log in as a viewer and see no mutating control while a forged POST
 // gets 403; then log in as an admin, add an operator on the Operators
 // page and find that action on the Audit page.
