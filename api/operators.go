@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -66,63 +65,6 @@ func operatorOf(p Principal) (Operator, bool) {
 		return Operator{Name: adminTokenActor, Role: RoleAdmin}, true
 	}
 	return Operator{}, false
-}
-
-// operatorFromRequest returns the operator of a request: the principal
-// authenticate (or requireOperator) stored, else the session cookie's
-// operator. It does no CSRF check; requireOperator does.
-func (s *Server) operatorFromRequest(c *gin.Context) (Operator, bool) {
-	if v, ok := c.Get(principalKey); ok {
-		return operatorOf(v.(Principal))
-	}
-	p, ok, err := s.sessionPrincipal(c)
-	if err != nil || !ok {
-		return Operator{}, false
-	}
-	c.Set(principalKey, p)
-	return operatorOf(p)
-}
-
-// requireOperator admits requests of an operator of minRole or above,
-// logged in with the session cookie (pages) or sending a credential: a
-// browser's GET without one is sent to the login form, anything else is
-// 401; a lower role is 403, and a state-changing request from another
-// origin (Sec-Fetch-Site, Origin) is 403 before anything is looked at. The
-// operator is then the request's principal (principalOf), so audit
-// entries name them.
-func (s *Server) requireOperator(minRole Role) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if err := crossOrigin.Check(c.Request); err != nil {
-			s.fail(c, withDetail(errForbidden, "Cross-origin requests to the console are refused."))
-			return
-		}
-		var (
-			op Operator
-			ok bool
-		)
-		if _, has := c.Get(principalKey); !has && c.GetHeader("Authorization") != "" {
-			p, authed := s.bearerPrincipal(c)
-			if !authed {
-				return // answered
-			}
-			c.Set(principalKey, p)
-		}
-		op, ok = s.operatorFromRequest(c)
-		if !ok {
-			if c.Request.Method == http.MethodGet && strings.Contains(c.GetHeader("Accept"), "text/html") {
-				c.Redirect(http.StatusSeeOther, consoleRoot+"/login?next="+url.QueryEscape(c.Request.URL.RequestURI()))
-				c.Abort()
-				return
-			}
-			s.fail(c, withDetail(errUnauthorized, "Log in at "+consoleRoot+"/login, or send Authorization: Bearer <operator token>."))
-			return
-		}
-		if staffRank(op.Role) < staffRank(minRole) {
-			s.fail(c, withDetail(errForbidden, "This needs the "+string(minRole)+" role; "+op.Name+" is "+string(op.Role)+"."))
-			return
-		}
-		c.Next()
-	}
 }
 
 // sessionPrincipal resolves the session cookie: false without a cookie or

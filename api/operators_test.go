@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
@@ -414,39 +413,6 @@ func TestConsoleSession(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, out.Code)
 	require.Equal(t, -1, out.Result().Cookies()[0].MaxAge)
 	require.Equal(t, http.StatusUnauthorized, b.browser(http.MethodGet, "/v1/admin/operators", admin, nil).Code)
-}
-
-// TestRequireOperator: the helpers the console pages use admit a session
-// or a bearer credential of the role or above, send a browser without one
-// to the login form, and refuse lower roles and cross-origin posts.
-func TestRequireOperator(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	probe := func(c *gin.Context) {
-		op, ok := b.srv.operatorFromRequest(c)
-		require.True(t, ok)
-		c.String(http.StatusOK, op.Name+" "+string(op.Role))
-	}
-	b.srv.engine.GET("/ops/probe", b.srv.requireOperator(RoleOperator), probe)
-	b.srv.engine.POST("/ops/probe", b.srv.requireOperator(RoleOperator), probe)
-	_, viewer := b.operator("val", RoleViewer)
-	_, oper := b.operator("oz", RoleOperator)
-
-	anon := b.browser(http.MethodGet, "/ops/probe?x=1", "", nil, "Accept", "text/html")
-	require.Equal(t, http.StatusSeeOther, anon.Code)
-	require.Equal(t, "/console/login?next="+url.QueryEscape("/ops/probe?x=1"), anon.Header().Get("Location"))
-	require.Equal(t, http.StatusUnauthorized, b.browser(http.MethodGet, "/ops/probe", "", nil).Code)
-	require.Equal(t, http.StatusForbidden, b.browser(http.MethodGet, "/ops/probe", b.login(viewer), nil).Code)
-
-	sess := b.login(oper)
-	got := b.browser(http.MethodGet, "/ops/probe", sess, nil)
-	require.Equal(t, http.StatusOK, got.Code)
-	require.Equal(t, "oz operator", got.Body.String())
-	require.Equal(t, http.StatusForbidden, b.browser(http.MethodPost, "/ops/probe", sess, url.Values{}, "Sec-Fetch-Site", "cross-site").Code)
-	require.Equal(t, http.StatusOK, b.browser(http.MethodPost, "/ops/probe", sess, url.Values{}, "Sec-Fetch-Site", "same-origin").Code)
-	bearer := b.browser(http.MethodGet, "/ops/probe", "", nil, "Authorization", "Bearer "+b.admin)
-	require.Equal(t, http.StatusOK, bearer.Code)
-	require.Equal(t, adminTokenActor+" admin", bearer.Body.String())
 }
 
 // TestConsoleLoginLockout: failed console logins from one address share

@@ -89,15 +89,23 @@ func periodicAudit(getenv func(string) string, db *sqlx.DB, rdb redis.UniversalC
 	return []component{a}, nil
 }
 
-// parseSince reads --since: a time (RFC 3339) or a duration before now.
+// parseSince reads a --since flag: an RFC 3339 time or a positive
+// duration before now, never in the future. The error names no command;
+// callers prefix it.
 func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, errors.New("is required")
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if t.After(now) {
+			return time.Time{}, fmt.Errorf("%q is in the future", s)
+		}
+		return t, nil
+	}
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return now.Add(-d), nil
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, usageError{fmt.Sprintf("audit: --since %q is neither a time such as 2026-01-02T15:04:05Z nor a duration such as 6h", s)}
+	return time.Time{}, fmt.Errorf("%q is neither a time such as 2026-01-02T15:04:05Z nor a duration such as 6h", s)
 }
 
 func init() {
@@ -130,7 +138,7 @@ look at (missing events not repaired, orphan entries, old dead letters).`,
 			from := time.Now().Add(-ac.Window)
 			if since != "" {
 				if from, err = parseSince(since, time.Now()); err != nil {
-					return err
+					return usageError{"audit: --since " + err.Error()}
 				}
 			}
 			db, rdb, closeAll, err := connect(ctx, cfg)

@@ -39,7 +39,7 @@ func init() {
 			if err != nil {
 				return usageError{fmt.Sprintf("replay: --seller %q is no seller id", get("seller"))}
 			}
-			since, err := parseReplaySince(get("since"), time.Now())
+			since, err := parseSince(get("since"), time.Now())
 			if err != nil {
 				return usageError{"replay: --since " + err.Error()}
 			}
@@ -56,16 +56,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			rdb, err := openRedis(ctx, cfg)
+			db, rdb, closeAll, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			db, err := openDB(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
+			defer closeAll()
 			if _, err := store.GetSeller(ctx, db, seller); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
 					return fmt.Errorf("no seller %s", seller)
@@ -96,23 +91,4 @@ func init() {
 			return nil
 		},
 	})
-}
-
-// parseReplaySince reads an RFC 3339 time, or a duration before now; a
-// time in the future is refused.
-func parseReplaySince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, errors.New("is required")
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		if t.After(now) {
-			return time.Time{}, fmt.Errorf("%q is in the future", s)
-		}
-		return t, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 6h", s)
-	}
-	return now.Add(-d), nil
 }

@@ -50,7 +50,7 @@ INSERT INTO event_positions (seq, time, stream, ms, n) SELECT seq, time, $1, 1, 
 	_, err = cli("--group", "hooks", "--seller", "nope", "--since", "1h", "--reason", "lost data")
 	require.ErrorContains(t, err, `--seller "nope" is no seller id`)
 	_, err = cli("--group", "hooks", "--seller", lost.ID.String(), "--since", "yesterday", "--reason", "lost data")
-	require.ErrorContains(t, err, "neither an RFC 3339 time nor a duration")
+	require.ErrorContains(t, err, "is neither a time such as 2026-01-02T15:04:05Z nor a duration such as 6h")
 	_, err = cli("--group", "nobody", "--seller", lost.ID.String(), "--since", "1h", "--reason", "lost data")
 	require.ErrorContains(t, err, `unknown consumer group "nobody" (known groups: books, hooks)`)
 
