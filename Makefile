@@ -158,7 +158,8 @@ bench/relay: ## the relay draining 100k events, beside redis-benchmark XADD (pip
 # Each benchmark beside the machine's own limit (pgbench, redis-benchmark,
 # a bare asynq server) in one go, as one table (docs/benchmarks.md). The Go
 # benchmarks start their own databases and redis-server; the program starts
-# one more redis-server for redis-benchmark. About 10 minutes.
+# one more redis-server for redis-benchmark. Over 10 minutes on a loaded
+# 2-core machine; the fairness row's flood is the longest (-flood N).
 bench/compare: ## every speed benchmark beside its baseline, one table of figures and ratios (pgbench, redis-benchmark)
 	@deploy/local/need.sh pgbench postgresql-client
 	@deploy/local/need.sh redis-benchmark redis-tools
