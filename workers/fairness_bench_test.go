@@ -25,7 +25,7 @@ import (
 //   - the big seller's throughput (orders confirmed per second) during
 //     the flood, as a ratio of its throughput alone.
 //
-// BAZAAR_BENCH_FLOOD sets the flood's size (default 1000; the issue's
+// BAZAAR_BENCH_FLOOD sets the flood's size (default 1000; the target's
 // figure is 10000, which takes many minutes per run on a small machine).
 // The workers and the relay with the consumer groups each have a
 // PostgreSQL pool of storetest.MaxConns (4) connections, as tests do, so
