@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -84,6 +85,9 @@ func (w *Workers) fairQueue(q string) bool {
 // so the tasks a task makes from its own Meta never carry it.
 const fairField = "fair"
 
+// fairMark is how the mark's key appears in a marked payload.
+var fairMark = []byte(`"` + fairField + `"`)
+
 // markFair returns t with the tenant mark in its payload.
 func markFair(t *asynq.Task, key string) (*asynq.Task, error) {
 	var fields map[string]json.RawMessage
@@ -139,6 +143,11 @@ func (w *Workers) releaseFair(ctx context.Context, t *asynq.Task, oc string) {
 	}
 	q, _ := asynq.GetQueueName(ctx)
 	if !w.fairQueue(q) {
+		return
+	}
+	// Most tasks carry no mark; finding that out must not cost a decode
+	// of every payload.
+	if !bytes.Contains(t.Payload(), fairMark) {
 		return
 	}
 	var m struct {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/hibiken/asynq"
 )
@@ -17,31 +18,59 @@ type loggerKey struct{}
 // task's type and id, its retry count and the event, request id and trace
 // context the task came from. Outside a task it returns fallback.
 func Logger(ctx context.Context, fallback *slog.Logger) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+	switch l := ctx.Value(loggerKey{}).(type) {
+	case *taskLog:
+		return l.logger()
+	case *slog.Logger:
 		return l
 	}
 	return fallback
 }
 
-func withLogger(ctx context.Context, l *slog.Logger) context.Context {
-	return context.WithValue(ctx, loggerKey{}, l)
+// taskLog is a task's logger, built on first use: most attempts succeed
+// without logging a line, and building it (the payload's Meta decoded, a
+// child logger holding the attributes) was most of the middleware's
+// allocations per task.
+type taskLog struct {
+	base  *slog.Logger
+	task  *asynq.Task
+	id    string
+	queue string
+	retry int
+
+	once sync.Once
+	log  *slog.Logger
 }
 
-// taskAttrs are the attributes every log line of a task carries.
-func taskAttrs(ctx context.Context, t *asynq.Task) []any {
-	attrs := []any{slog.String("task_type", t.Type())}
-	if id, ok := asynq.GetTaskID(ctx); ok {
-		attrs = append(attrs, slog.String("task_id", id))
+func newTaskLog(ctx context.Context, base *slog.Logger, t *asynq.Task) *taskLog {
+	l := &taskLog{base: base, task: t}
+	l.id, _ = asynq.GetTaskID(ctx)
+	l.queue, _ = asynq.GetQueueName(ctx)
+	l.retry, _ = asynq.GetRetryCount(ctx)
+	return l
+}
+
+// logger returns the task's logger; safe for the goroutines of a handler.
+func (l *taskLog) logger() *slog.Logger {
+	l.once.Do(func() { l.log = l.base.With(l.attrs()...) })
+	return l.log
+}
+
+// attrs are the attributes every log line of a task carries.
+func (l *taskLog) attrs() []any {
+	attrs := []any{slog.String("task_type", l.task.Type())}
+	if l.id != "" {
+		attrs = append(attrs, slog.String("task_id", l.id))
 	}
-	if q, ok := asynq.GetQueueName(ctx); ok {
-		attrs = append(attrs, slog.String("queue", q))
+	if l.queue != "" {
+		attrs = append(attrs, slog.String("queue", l.queue))
 	}
-	if n, ok := asynq.GetRetryCount(ctx); ok && n > 0 {
-		attrs = append(attrs, slog.Int("retry", n))
+	if l.retry > 0 {
+		attrs = append(attrs, slog.Int("retry", l.retry))
 	}
 	// Only the Meta fields are read; the rest of the payload stays opaque.
 	var m Meta
-	if json.Unmarshal(t.Payload(), &m) == nil {
+	if json.Unmarshal(l.task.Payload(), &m) == nil {
 		if m.EventID != "" {
 			attrs = append(attrs, slog.String("event_id", m.EventID), slog.String("event_type", m.EventType))
 		}

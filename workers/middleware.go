@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -21,11 +22,59 @@ const (
 	outcomeDeferred = "deferred"
 )
 
+// outcomes lists the outcomes in the order of typeMetrics.outcomes.
+var outcomes = [...]string{outcomeSuccess, outcomeRetry, outcomeArchived, outcomeRevoked, outcomeDeferred}
+
 // metrics counts and times tasks by type: asynq's own exporter reports per
 // queue only.
 type metrics struct {
 	processed *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+
+	// byType holds each task type's series, looked up once per type:
+	// WithLabelValues hashes the labels and allocates on every call.
+	mu     sync.RWMutex
+	byType map[string]*typeMetrics
+}
+
+// typeMetrics are the series of one task type.
+type typeMetrics struct {
+	outcomes [len(outcomes)]prometheus.Counter
+	duration prometheus.Observer
+}
+
+// of returns the series of task type typ, made on first use.
+func (m *metrics) of(typ string) *typeMetrics {
+	m.mu.RLock()
+	tm, ok := m.byType[typ]
+	m.mu.RUnlock()
+	if ok {
+		return tm
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if tm, ok := m.byType[typ]; ok {
+		return tm
+	}
+	tm = &typeMetrics{duration: m.duration.WithLabelValues(typ)}
+	for i, oc := range outcomes {
+		tm.outcomes[i] = m.processed.WithLabelValues(typ, oc)
+	}
+	if m.byType == nil {
+		m.byType = make(map[string]*typeMetrics)
+	}
+	m.byType[typ] = tm
+	return tm
+}
+
+// count returns the counter of outcome oc.
+func (tm *typeMetrics) count(oc string) prometheus.Counter {
+	for i, o := range outcomes {
+		if o == oc {
+			return tm.outcomes[i]
+		}
+	}
+	return tm.outcomes[0]
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -85,27 +134,33 @@ func outcome(ctx context.Context, err error) string {
 
 // instrument is the task middleware: it gives the task a logger carrying
 // its ids and request context, logs a failed attempt once, and counts and
-// times the attempt by type.
+// times the attempt by type. An attempt that succeeds costs two
+// allocations here (the lazy logger and its context): the logger's
+// attributes are built only when something logs, and the series are
+// looked up once per type.
 func (w *Workers) instrument(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-		log := w.log.With(taskAttrs(ctx, t)...)
-		ctx = withLogger(ctx, log)
+		tl := newTaskLog(ctx, w.log, t)
+		ctx = context.WithValue(ctx, loggerKey{}, tl)
 		start := time.Now()
 		err := next.ProcessTask(ctx, t)
 		elapsed := time.Since(start)
 		oc := outcome(ctx, err)
 		w.releaseFair(ctx, t, oc)
-		w.metrics.processed.WithLabelValues(t.Type(), oc).Inc()
-		w.metrics.duration.WithLabelValues(t.Type()).Observe(elapsed.Seconds())
+		tm := w.metrics.of(t.Type())
+		tm.count(oc).Inc()
+		tm.duration.Observe(elapsed.Seconds())
 		switch oc {
 		case outcomeSuccess:
-			log.Debug("task done", slog.Duration("took", elapsed))
+			if w.log.Enabled(ctx, slog.LevelDebug) {
+				tl.logger().LogAttrs(ctx, slog.LevelDebug, "task done", slog.Duration("took", elapsed))
+			}
 		case outcomeRetry:
-			log.Warn("task failed, will retry", slog.Duration("took", elapsed), slog.Any("error", err))
+			tl.logger().Warn("task failed, will retry", slog.Duration("took", elapsed), slog.Any("error", err))
 		case outcomeDeferred:
-			log.Info("task deferred; retries not spent", slog.Duration("took", elapsed), slog.Any("error", err))
+			tl.logger().Info("task deferred; retries not spent", slog.Duration("took", elapsed), slog.Any("error", err))
 		default:
-			log.Error("task failed for good", slog.String("outcome", oc), slog.Duration("took", elapsed), slog.Any("error", err))
+			tl.logger().Error("task failed for good", slog.String("outcome", oc), slog.Duration("took", elapsed), slog.Any("error", err))
 		}
 		return err
 	})
