@@ -93,6 +93,10 @@ type workConfig struct {
 	Concurrency   int
 	FollowUpDelay time.Duration
 	ReminderLead  time.Duration
+	// TaskRetention is BAZAAR_TASK_RETENTION: how long asynq keeps a
+	// finished task so its TaskID refuses a duplicate (default 0: not at
+	// all; duplicates are refused in PostgreSQL, workers.Config.Retention).
+	TaskRetention time.Duration
 	// DevMailAddr is where "bazaar dev" runs its mail sink when no SMTP host
 	// is configured.
 	DevMailAddr string
@@ -125,6 +129,7 @@ func loadWorkConfig(getenv func(string) string, dev bool) (workConfig, error) {
 		Concurrency:   int(r.integer("BAZAAR_WORKER_CONCURRENCY", 10)),
 		FollowUpDelay: r.duration("BAZAAR_FOLLOWUP_DELAY", 5*time.Minute),
 		ReminderLead:  r.duration("BAZAAR_REMINDER_LEAD", 24*time.Hour),
+		TaskRetention: r.duration("BAZAAR_TASK_RETENTION", workers.DefaultRetention),
 		DevMailAddr:   r.addr("BAZAAR_DEV_SMTP_ADDR", "127.0.0.1:2525"),
 	}
 	wc.WebhookAllowPrivate = r.boolean("BAZAAR_WEBHOOK_ALLOW_PRIVATE", false)
@@ -151,6 +156,9 @@ func loadWorkConfig(getenv func(string) string, dev bool) (workConfig, error) {
 	if wc.SMTP.Host == "" && !dev {
 		r.fail("BAZAAR_SMTP_HOST", "is required to send mail (bazaar dev uses a built-in mail sink instead)")
 	}
+	if wc.TaskRetention < 0 {
+		r.fail("BAZAAR_TASK_RETENTION", "must not be negative")
+	}
 	if wc.Concurrency < 1 {
 		r.fail("BAZAAR_WORKER_CONCURRENCY", "must be at least 1")
 	}
@@ -172,6 +180,7 @@ func (w workConfig) LogValue() slog.Value {
 		slog.Int("concurrency", w.Concurrency),
 		slog.Duration("followup_delay", w.FollowUpDelay),
 		slog.Duration("reminder_lead", w.ReminderLead),
+		slog.Duration("task_retention", w.TaskRetention),
 		slog.Duration("webhook_disable_after", w.WebhookDisableAfter),
 		slog.Bool("fairness", !w.Fairness.Off),
 		slog.Int("fair_seller_cap", w.Fairness.SellerCap),
@@ -235,7 +244,7 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 	w, err := workers.New(workers.Config{
 		DB: d.DB, Redis: d.Redis, Logger: d.Logger, Registry: d.Registry, TracerProvider: d.TracerProvider, Observer: d.Observer,
 		Mailer: mailer, Concurrency: d.Work.Concurrency, ShutdownTimeout: d.Config.ShutdownTimeout,
-		FollowUpDelay: d.Work.FollowUpDelay, ReminderLead: d.Work.ReminderLead,
+		FollowUpDelay: d.Work.FollowUpDelay, ReminderLead: d.Work.ReminderLead, Retention: d.Work.TaskRetention,
 		Gateway: gw, MarketplaceFeeBPS: d.Payments.FeeBPS, Fairness: d.Work.Fairness,
 	})
 	if err != nil {

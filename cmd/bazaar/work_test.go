@@ -40,7 +40,8 @@ func TestLoadWorkConfig(t *testing.T) {
 		{"zero concurrency", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_WORKER_CONCURRENCY": "0"}, false, "BAZAAR_WORKER_CONCURRENCY"},
 		{"zero webhook disable", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_WEBHOOK_DISABLE_AFTER": "0s"}, false, "BAZAAR_WEBHOOK_DISABLE_AFTER"},
 		{"bad webhook disable", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_WEBHOOK_DISABLE_AFTER": "5d"}, false, "BAZAAR_WEBHOOK_DISABLE_AFTER"},
-		{"complete", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_SMTP_PORT": "465", "BAZAAR_SMTP_TLS": "tls", "BAZAAR_FOLLOWUP_DELAY": "2m", "BAZAAR_WEBHOOK_DISABLE_AFTER": "48h"}, false, ""},
+		{"negative task retention", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_TASK_RETENTION": "-1m"}, false, "BAZAAR_TASK_RETENTION"},
+		{"complete", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_SMTP_PORT": "465", "BAZAAR_SMTP_TLS": "tls", "BAZAAR_FOLLOWUP_DELAY": "2m", "BAZAAR_WEBHOOK_DISABLE_AFTER": "48h", "BAZAAR_TASK_RETENTION": "10m"}, false, ""},
 	}
 	for _, tc := range tests {
 		wc, err := loadWorkConfig(envOf(tc.env), tc.dev)
@@ -53,10 +54,10 @@ func TestLoadWorkConfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if tc.name == "dev does not" && wc.WebhookDisableAfter != 120*time.Hour {
+		if tc.name == "dev does not" && (wc.WebhookDisableAfter != 120*time.Hour || wc.TaskRetention != 0) {
 			t.Fatalf("default webhook disable after: %v", wc.WebhookDisableAfter)
 		}
-		if tc.name == "complete" && (wc.SMTP.Port != 465 || wc.FollowUpDelay != 2*time.Minute || wc.WebhookDisableAfter != 48*time.Hour) {
+		if tc.name == "complete" && (wc.SMTP.Port != 465 || wc.FollowUpDelay != 2*time.Minute || wc.WebhookDisableAfter != 48*time.Hour || wc.TaskRetention != 10*time.Minute) {
 			t.Fatalf("complete: got %+v", wc)
 		}
 	}
