@@ -191,6 +191,24 @@ func TestRedeliveredEventSendsNoSecondMail(t *testing.T) {
 			return errors.Is(err, asynq.ErrTaskNotFound) // finished and deleted
 		}, "hand-made task ran")
 		require.Equal(t, 1, b.sink.Count(u.Email, "Welcome"), "still one welcome mail")
+
+		// A crash between the enqueue and the commit leaves no mark, and
+		// with no retention nothing in Redis remembers the finished task:
+		// the redelivered event runs its task again under the same id,
+		// and the effect's own key keeps it to one mail.
+		_, err = b.db.Exec(`DELETE FROM processed_events WHERE event_id = $1 AND group_name = $2`, env.ID, reactorMark+GroupNotifications)
+		require.NoError(t, err)
+		require.NoError(t, notify.Handle(ctx, env))
+		var marks int
+		require.NoError(t, b.db.Get(&marks, `SELECT count(*) FROM processed_events WHERE event_id = $1 AND group_name = $2`, env.ID, reactorMark+GroupNotifications))
+		require.Equal(t, 1, marks, "the group enqueued the task again")
+		id := TaskID(GroupNotifications, env.ID, "")
+		eventually(t, 5*time.Second, func() bool {
+			_, err := b.insp.GetTaskInfo(QueueDefault, id)
+			return errors.Is(err, asynq.ErrTaskNotFound)
+		}, "the task ran again")
+		b.settle(t, 5*time.Second)
+		require.Equal(t, 1, b.sink.Count(u.Email, "Welcome"), "one welcome mail after the task ran twice")
 		n, err := store.CountSentEmails(ctx, b.db, "welcome")
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
