@@ -77,6 +77,8 @@ type Config struct {
 	// instead: each group records the events it turned into tasks in
 	// processed_events (reactor), in a transaction that commits after the
 	// enqueue, and below that every handler is idempotent on its own keys.
+	// Set, it need be no longer than the window in which a stream entry is
+	// redelivered (BAZAAR_TASK_RETENTION).
 	Retention time.Duration
 
 	// MailClaimTTL is how long a claim on a mail (taken before handing it

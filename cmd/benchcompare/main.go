@@ -139,9 +139,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if want("tasks") && gotest(bench{pkg: "./workers/", pattern: "^BenchmarkTaskThroughput$", benchtime: fmt.Sprintf("%dx", *tasks)}) == nil {
 		m := res["BenchmarkTaskThroughput"]
 		add("no-op task throughput (`BenchmarkTaskThroughput`)",
-			fmt.Sprintf("%s tasks/s (10 min retention: %s/s; one queue: %s/s)", num(m["tasks/s"]), num(m["retained_tasks/s"]), num(m["one_queue_tasks/s"])),
-			fmt.Sprintf("bare asynq server, same run: %s tasks/s", num(m["bare_tasks/s"])),
-			ratio(m["ratio"]))
+			fmt.Sprintf("%s tasks/s (10 min retention: %s/s)", num(m["tasks/s"]), num(m["retained_tasks/s"])),
+			fmt.Sprintf("bare asynq server, same run: one queue %s tasks/s; Bazaar's queues and weights %s tasks/s", num(m["bare_tasks/s"]), num(m["bare_queues_tasks/s"])),
+			ratio(m["ratio"])+" / "+ratio(m["queues_ratio"]))
 	}
 	if want("latency") && gotest(bench{pkg: "./stream/", pattern: "^Benchmark(Commit|IdlePoll|.*Latency)", benchtime: "2000x"}) == nil {
 		for _, n := range sortedNames(res, func(n string) bool {
