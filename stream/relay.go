@@ -66,8 +66,9 @@ type RelayConfig struct {
 // against one database: rows are claimed with FOR UPDATE SKIP LOCKED, and an
 // event is published only when no older event of its subject is still
 // waiting, so each subject's events reach Redis in the order they were
-// recorded. A relay crash between XADD and commit republishes the batch:
-// delivery is at least once.
+// recorded. Within one relay, Lanes batches are in flight at once, each on
+// the outbox rows of its own subject-hash slice. A relay crash between XADD
+// and commit republishes the batch: delivery is at least once.
 type Relay struct {
 	cfg  RelayConfig
 	log  *slog.Logger
