@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -54,39 +55,50 @@ func BenchmarkRelay(b *testing.B) {
 }
 
 // BenchmarkRelayDrain measures one relay draining a backlog of 100,000
-// events over 1,000 subjects with its default batch, and in the same run
-// redis-benchmark's XADD rate on the same redis-server, pipelined 32 deep
-// and not: the relay's rate is reported beside both and as a ratio of each.
-// Run it with -benchtime 1x (each iteration drains a fresh backlog).
+// events over 1,000 subjects with its default batch, once per lane count,
+// and in the same run redis-benchmark's XADD rate on the same
+// redis-server, pipelined 32 deep and not: the relay's rate is reported
+// beside both and as a ratio of each. Run it with -benchtime 1x (each
+// iteration drains a fresh backlog); BAZAAR_BENCH_RELAY_EVENTS changes the
+// backlog.
 func BenchmarkRelayDrain(b *testing.B) {
-	const backlog = 100_000
-	tb := benchBundle(b)
-	r := newRelay(b, tb, RelayConfig{})
-	var elapsed time.Duration
-	b.ResetTimer()
-	for range b.N {
-		b.StopTimer()
-		benchEvents(b, tb.db, backlog)
-		_, err := tb.db.Exec(`VACUUM ANALYZE outbox`)
-		require.NoError(b, err)
-		b.StartTimer()
-		start := time.Now()
-		drain(b, r)
-		elapsed += time.Since(start)
+	backlog := 100_000
+	if v := os.Getenv("BAZAAR_BENCH_RELAY_EVENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(b, err, "BAZAAR_BENCH_RELAY_EVENTS")
+		backlog = n
 	}
-	b.StopTimer()
-	require.Zero(b, unpublished(b, tb.db))
-	var positions int
-	require.NoError(b, tb.db.Get(&positions, `SELECT count(*) FROM event_positions`))
-	require.Equal(b, backlog*b.N, positions, "every event published once")
-	rate := float64(backlog*b.N) / elapsed.Seconds()
-	pipelined := xaddRate(b, tb, 32)
-	plain := xaddRate(b, tb, 1)
-	b.ReportMetric(rate, "events/s")
-	b.ReportMetric(pipelined, "xadd-p32/s")
-	b.ReportMetric(plain, "xadd/s")
-	b.ReportMetric(rate/pipelined, "ratio-p32")
-	b.ReportMetric(rate/plain, "ratio-xadd")
+	for _, lanes := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("lanes=%d", lanes), func(b *testing.B) {
+			tb := benchBundle(b)
+			r := newRelay(b, tb, RelayConfig{Lanes: lanes})
+			var elapsed time.Duration
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				benchEvents(b, tb.db, backlog)
+				_, err := tb.db.Exec(`VACUUM ANALYZE outbox`)
+				require.NoError(b, err)
+				b.StartTimer()
+				start := time.Now()
+				drain(b, r)
+				elapsed += time.Since(start)
+			}
+			b.StopTimer()
+			require.Zero(b, unpublished(b, tb.db))
+			var positions int
+			require.NoError(b, tb.db.Get(&positions, `SELECT count(*) FROM event_positions`))
+			require.Equal(b, backlog*b.N, positions, "every event published once")
+			rate := float64(backlog*b.N) / elapsed.Seconds()
+			pipelined := xaddRate(b, tb, 32)
+			plain := xaddRate(b, tb, 1)
+			b.ReportMetric(rate, "events/s")
+			b.ReportMetric(pipelined, "xadd-p32/s")
+			b.ReportMetric(plain, "xadd/s")
+			b.ReportMetric(rate/pipelined, "ratio-p32")
+			b.ReportMetric(rate/plain, "ratio-xadd")
+		})
+	}
 }
 
 // xaddRate runs redis-benchmark's XADD with the given pipeline depth on a

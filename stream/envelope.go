@@ -65,9 +65,9 @@ const (
 
 // Values returns the fields of the stream entry that carries env.
 func (env Envelope) Values() (map[string]any, error) {
-	b, err := json.Marshal(env)
+	b, err := env.appendJSON(nil)
 	if err != nil {
-		return nil, fmt.Errorf("marshal envelope %s: %w", env.ID, err)
+		return nil, err
 	}
 	return map[string]any{
 		FieldID:       env.ID,
@@ -76,6 +76,23 @@ func (env Envelope) Values() (map[string]any, error) {
 		FieldSeller:   env.Seller,
 		FieldEnvelope: string(b),
 	}, nil
+}
+
+// fields is Values as the flat field-value list XADD takes, which spares
+// the relay a map per event. scratch is reused for the encoding and
+// returned grown.
+func (env *Envelope) fields(scratch []byte) ([]string, []byte, error) {
+	b, err := env.appendJSON(scratch[:0])
+	if err != nil {
+		return nil, b, err
+	}
+	return []string{
+		FieldID, env.ID,
+		FieldType, env.Type,
+		FieldSubject, env.Subject,
+		FieldSeller, env.Seller,
+		FieldEnvelope, string(b),
+	}, b, nil
 }
 
 // DecodeEnvelope reads the envelope from a stream entry's fields.

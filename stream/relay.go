@@ -26,6 +26,12 @@ type RelayConfig struct {
 	Logger *slog.Logger
 	// BatchSize is how many events one transaction claims (default 5000).
 	BatchSize int
+	// Lanes is how many batches the relay keeps in flight at once (default
+	// 2), each in its own transaction and on its own connection. The
+	// outbox is split between them by subject hash (store.Lane), so one
+	// lane's PostgreSQL work overlaps another's XADDs while every subject
+	// stays in one lane, in order.
+	Lanes int
 	// PollInterval is how often the relay looks for events when nothing
 	// wakes it (default 100ms). Commits in this process wake it at once
 	// through EventsCommitted; the poll finds those of other processes.
@@ -60,12 +66,13 @@ type RelayConfig struct {
 // against one database: rows are claimed with FOR UPDATE SKIP LOCKED, and an
 // event is published only when no older event of its subject is still
 // waiting, so each subject's events reach Redis in the order they were
-// recorded. A relay crash between XADD and commit republishes the batch:
-// delivery is at least once.
+// recorded. Within one relay, Lanes batches are in flight at once, each on
+// the outbox rows of its own subject-hash slice. A relay crash between XADD
+// and commit republishes the batch: delivery is at least once.
 type Relay struct {
 	cfg  RelayConfig
 	log  *slog.Logger
-	wake chan struct{}
+	wake []chan struct{} // one per lane
 	tel  relayTelemetry
 
 	mu     sync.Mutex
@@ -87,9 +94,10 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("relay: Redis is required")
 	}
-	if cfg.BatchSize < 0 || cfg.MaxLen < 0 || cfg.MaxAge < 0 || cfg.PollInterval < 0 || cfg.MinReplicas < 0 || cfg.ReplicaTimeout < 0 {
-		return nil, errors.New("relay: BatchSize, MaxLen, MaxAge, PollInterval, MinReplicas and ReplicaTimeout must not be negative")
+	if cfg.BatchSize < 0 || cfg.Lanes < 0 || cfg.MaxLen < 0 || cfg.MaxAge < 0 || cfg.PollInterval < 0 || cfg.MinReplicas < 0 || cfg.ReplicaTimeout < 0 {
+		return nil, errors.New("relay: BatchSize, Lanes, MaxLen, MaxAge, PollInterval, MinReplicas and ReplicaTimeout must not be negative")
 	}
+	cfg.Lanes = cmp.Or(cfg.Lanes, 2)
 	cfg.ReplicaTimeout = cmp.Or(cfg.ReplicaTimeout, time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
@@ -100,15 +108,21 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: metrics: %w", err)
 	}
-	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "relay"), wake: make(chan struct{}, 1), tel: tel}, nil
+	wake := make([]chan struct{}, cfg.Lanes)
+	for i := range wake {
+		wake[i] = make(chan struct{}, 1)
+	}
+	return &Relay{cfg: cfg, log: cfg.Logger.With("component", "relay"), wake: wake, tel: tel}, nil
 }
 
 // EventsCommitted wakes the relay; it never blocks, so the API can call it
 // after every commit.
 func (r *Relay) EventsCommitted() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	for _, w := range r.wake {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -123,11 +137,13 @@ func (r *Relay) Start(ctx context.Context) error {
 	r.cancel = cancel
 	r.done = make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); r.publishLoop(runCtx) }()
+	wg.Add(1 + r.cfg.Lanes)
+	for i := range r.cfg.Lanes {
+		go func() { defer wg.Done(); r.publishLoop(runCtx, i) }()
+	}
 	go func() { defer wg.Done(); r.trimLoop(runCtx) }()
 	go func() { wg.Wait(); close(r.done) }()
-	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "poll_interval", r.cfg.PollInterval.String())
+	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "lanes", r.cfg.Lanes, "poll_interval", r.cfg.PollInterval.String())
 	return nil
 }
 
@@ -151,12 +167,16 @@ func (r *Relay) Stop(ctx context.Context) error {
 	}
 }
 
-func (r *Relay) publishLoop(ctx context.Context) {
+// publishLoop publishes one lane's batches until ctx ends.
+func (r *Relay) publishLoop(ctx context.Context, lane int) {
 	ticker := time.NewTicker(r.cfg.PollInterval)
 	defer ticker.Stop()
 	failures := 0
+	full := false
 	for {
-		n, err := r.PublishBatch(ctx)
+		// After a full batch more is known to wait: the probe is skipped.
+		n, err := r.publishLane(ctx, lane, !full)
+		full = err == nil && n == r.cfg.BatchSize
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -165,7 +185,7 @@ func (r *Relay) publishLoop(ctx context.Context) {
 			// Log on the 1st, 2nd, 4th, 8th... failure in a row: an outage
 			// is visible at once without flooding the log.
 			if failures&(failures-1) == 0 {
-				r.log.Error("publish events; will retry", "err", err, "attempt", failures)
+				r.log.Error("publish events; will retry", "err", err, "attempt", failures, "lane", lane)
 			}
 			if !waitFor(ctx, retryDelay(failures, r.cfg.MaxBackoff)) {
 				return
@@ -175,13 +195,13 @@ func (r *Relay) publishLoop(ctx context.Context) {
 			r.log.Info("publishing resumed", "failed_attempts", failures)
 			failures = 0
 		}
-		if n == r.cfg.BatchSize {
+		if full {
 			continue // more is waiting
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.wake:
+		case <-r.wake[lane]:
 		case <-ticker.C:
 		}
 	}
@@ -207,33 +227,65 @@ func waitFor(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// PublishBatch claims one batch of outbox rows, adds their events to their
-// streams in one pipeline, then deletes the rows and records the events'
-// positions, all in one transaction.
-// It returns how many events it claimed (published or held back); Start
-// calls it in a loop, and tests and benchmarks call it directly.
+// PublishBatch publishes one batch in every lane, concurrently: each lane
+// claims its outbox rows, adds their events to their streams in one
+// pipeline, then deletes the rows and records the events' positions, all
+// in one transaction.
+// It returns how many events the lanes claimed together (published or held
+// back); Start runs each lane in a loop of its own, and tests and
+// benchmarks call it directly.
 func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
-	waiting, err := store.HasUnpublished(ctx, r.cfg.DB)
-	if err != nil || !waiting {
-		return 0, err
+	if r.cfg.Lanes == 1 {
+		return r.publishLane(ctx, 0, true)
 	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		errs  []error
+		total int
+	)
+	for lane := range r.cfg.Lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := r.publishLane(ctx, lane, true)
+			mu.Lock()
+			defer mu.Unlock()
+			total += n
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return total, errors.Join(errs...)
+}
+
+// publishLane publishes one batch of a lane's outbox rows. With probe it
+// first checks, outside any transaction, that anything waits at all, so an
+// idle relay's poll stays one cheap round trip per lane.
+func (r *Relay) publishLane(ctx context.Context, lane int, probe bool) (claimed int, err error) {
+	if probe {
+		waiting, err := store.HasUnpublished(ctx, r.cfg.DB)
+		if err != nil || !waiting {
+			return 0, err
+		}
+	}
+	l := store.Lane{Index: lane, Of: r.cfg.Lanes}
 	var (
 		batch []store.Event
 		pubs  []store.Publication
 	)
 	err = store.WithTx(ctx, r.cfg.DB, func(tx *sqlx.Tx) error {
-		if err := store.LockPublishShared(ctx, tx); err != nil {
+		if err := store.BeginPublish(ctx, tx); err != nil {
 			return err
 		}
-		if err := store.RelaxCommit(ctx, tx); err != nil {
-			return err
-		}
-		events, err := store.ClaimUnpublished(ctx, tx, r.cfg.BatchSize)
+		events, err := store.ClaimLane(ctx, tx, r.cfg.BatchSize, l)
 		if err != nil || len(events) == 0 {
 			return err
 		}
 		claimed = len(events)
-		events, err = r.inOrder(ctx, tx, events)
+		events, err = r.inOrder(ctx, tx, l, events)
 		if err != nil {
 			return err
 		}
@@ -270,7 +322,7 @@ func (r *Relay) PublishBatch(ctx context.Context) (claimed int, err error) {
 // another relay already added to Redis is either committed as published by
 // now, or still looks waiting and holds this one back. Either way a
 // subject's events reach the stream in seq order.
-func (r *Relay) inOrder(ctx context.Context, tx *sqlx.Tx, events []store.Event) ([]store.Event, error) {
+func (r *Relay) inOrder(ctx context.Context, tx *sqlx.Tx, lane store.Lane, events []store.Event) ([]store.Event, error) {
 	seqs := make([]int64, len(events))
 	index := make(map[string]int)
 	claims := make([]store.Claim, 0, len(events))
@@ -283,7 +335,7 @@ func (r *Relay) inOrder(ctx context.Context, tx *sqlx.Tx, events []store.Event) 
 		index[e.Subject] = len(claims)
 		claims = append(claims, store.Claim{Subject: e.Subject, MaxSeq: e.Seq})
 	}
-	first, err := store.FirstWaiting(ctx, tx, claims, seqs)
+	first, err := store.FirstWaitingInLane(ctx, tx, lane, claims, seqs)
 	if err != nil {
 		return nil, err
 	}
@@ -309,16 +361,18 @@ func (r *Relay) add(ctx context.Context, events []store.Event) ([]store.Publicat
 	streams := make([]string, len(events))
 	spans := r.tel.publishSpans(len(events))
 	defer endPublish(spans, cmds) // the elements of cmds are filled in below
+	var scratch []byte
 	for i, e := range events {
 		env := EnvelopeOf(e)
 		streams[i] = r.cfg.Names.ForEvent(e.Type, e.Subject)
 		if spans != nil {
 			env.TraceParent, spans[i] = startPublish(ctx, r.tel.tracer, env, streams[i])
 		}
-		values, err := env.Values()
+		values, b, err := env.fields(scratch)
 		if err != nil {
 			return nil, err
 		}
+		scratch = b
 		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: streams[i], ID: "*", Values: values})
 	}
 	_, execErr := pipe.Exec(ctx)

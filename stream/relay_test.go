@@ -222,9 +222,12 @@ func TestSeveralRelaysKeepSubjectOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
+	// Lane counts differ between relays, so their lanes overlap: a lane
+	// can claim events of a subject whose older events another relay's
+	// lane holds.
 	relays := make([]*Relay, 4)
-	for i := range relays {
-		relays[i] = newRelay(t, b, RelayConfig{BatchSize: 7})
+	for i, lanes := range []int{1, 2, 3, 2} {
+		relays[i] = newRelay(t, b, RelayConfig{BatchSize: 7, Lanes: lanes})
 	}
 	const writers, perWriter = 3, 40
 	var writing sync.WaitGroup

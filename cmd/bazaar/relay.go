@@ -18,6 +18,7 @@ import (
 // a relay without them lets Redis grow without bound.
 type relayOptions struct {
 	batch        int
+	lanes        int
 	poll         time.Duration
 	maxLen       int64
 	maxAge       time.Duration
@@ -27,6 +28,7 @@ type relayOptions struct {
 func defaultRelayOptions() relayOptions {
 	return relayOptions{
 		batch:        5000,
+		lanes:        2,
 		poll:         100 * time.Millisecond,
 		maxLen:       1_000_000,
 		maxAge:       7 * 24 * time.Hour,
@@ -37,7 +39,8 @@ func defaultRelayOptions() relayOptions {
 // register binds o to the relay's flags, with the defaults as values.
 func (o *relayOptions) register(fs *flag.FlagSet) {
 	d := defaultRelayOptions()
-	fs.IntVar(&o.batch, "batch", d.batch, "events claimed per transaction")
+	fs.IntVar(&o.batch, "batch", d.batch, "events each lane claims per transaction")
+	fs.IntVar(&o.lanes, "lanes", d.lanes, "batches in flight at once, each on its own PostgreSQL connection; the outbox is split between them by subject hash")
 	fs.DurationVar(&o.poll, "poll", d.poll, "how often to look for events written by other processes")
 	fs.Int64Var(&o.maxLen, "maxlen", d.maxLen, "keep about this many entries per stream (0 = no length limit)")
 	fs.DurationVar(&o.maxAge, "maxage", d.maxAge, "drop stream entries older than this (0 = no age limit)")
@@ -48,7 +51,7 @@ func (o *relayOptions) register(fs *flag.FlagSet) {
 func (o relayOptions) config(db *sqlx.DB, rdb redis.UniversalClient, names stream.Names, log *slog.Logger, obs *observability) stream.RelayConfig {
 	return stream.RelayConfig{
 		DB: db, Redis: rdb, Names: names, Logger: log,
-		BatchSize: o.batch, PollInterval: o.poll, MaxLen: o.maxLen, MaxAge: o.maxAge, TrimInterval: o.trimInterval,
+		BatchSize: o.batch, Lanes: o.lanes, PollInterval: o.poll, MaxLen: o.maxLen, MaxAge: o.maxAge, TrimInterval: o.trimInterval,
 		Registry: obs.Registry, TracerProvider: obs.TracerProvider(),
 	}
 }

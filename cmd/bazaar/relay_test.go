@@ -35,5 +35,6 @@ func TestDevRelayTrimsLikeTheRelayRole(t *testing.T) {
 	require.Equal(t, flagValue("maxage"), dev.MaxAge.String())
 	require.Equal(t, flagValue("trim-interval"), dev.TrimInterval.String())
 	require.Equal(t, flagValue("batch"), strconv.Itoa(dev.BatchSize))
+	require.Equal(t, flagValue("lanes"), strconv.Itoa(dev.Lanes))
 	require.Equal(t, flagValue("poll"), dev.PollInterval.String())
 }

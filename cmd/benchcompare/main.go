@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("benchcompare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	relayEvents := fs.Int("relay-events", 100_000, "events the relay drains (the backlog BenchmarkRelayDrain builds)")
-	relayPattern := fs.String("relay-bench", "^BenchmarkRelayDrain$", "the relay benchmark to run (its fastest result is the row); BenchmarkRelayDrain drains 100,000 events per iteration")
+	relayPattern := fs.String("relay-bench", "^BenchmarkRelayDrain$/^lanes=2$", "the relay benchmark to run (its fastest result is the row); BenchmarkRelayDrain drains 100,000 events per iteration, once per lane count (1, 2, 4; 2 is the default)")
 	tasks := fs.Int("tasks", 5000, "tasks per side of the task benchmark")
 	only := fs.String("only", "", "run only the rows whose name contains this (orders, xadd, relay, tasks, latency, sse, invoicing, fairness)")
 	flood := fs.Int("flood", 10_000, "orders of the big seller in the fairness benchmark")
@@ -124,7 +124,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if want("relay") && gotest(bench{pkg: "./stream/", pattern: *relayPattern, benchtime: relayBenchtime(*relayPattern, *relayEvents)}) == nil {
+	if want("relay") && gotest(bench{pkg: "./stream/", pattern: *relayPattern, benchtime: relayBenchtime(*relayPattern, *relayEvents), env: []string{fmt.Sprintf("BAZAAR_BENCH_RELAY_EVENTS=%d", *relayEvents)}}) == nil {
 		best, name := 0.0, ""
 		for n, m := range res {
 			if strings.HasPrefix(n, "BenchmarkRelay") && m["events/s"] > best {

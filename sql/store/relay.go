@@ -66,6 +66,16 @@ func RelaxCommit(ctx context.Context, tx *sqlx.Tx) error {
 	return nil
 }
 
+// BeginPublish prepares tx for a relay batch in one round trip: it takes
+// the publish lock shared (LockPublishShared) and relaxes the commit
+// (RelaxCommit).
+func BeginPublish(ctx context.Context, tx *sqlx.Tx) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock_shared($1), set_config('synchronous_commit', 'off', true)`, publishLockKey); err != nil {
+		return fmt.Errorf("begin publish: %w", translate(err))
+	}
+	return nil
+}
+
 // HasUnpublished reports whether any event waits for the relay: one cheap
 // probe of the outbox, so an idle relay's poll costs a single round trip.
 func HasUnpublished(ctx context.Context, q sqlx.QueryerContext) (bool, error) {
@@ -89,12 +99,48 @@ FROM events e
 WHERE e.seq = ANY(ARRAY(SELECT seq FROM c))
   AND e.time >= (SELECT min(time) FROM c) AND e.time <= (SELECT max(time) FROM c)`
 
+// claimLaneQuery is claimUnpublishedQuery restricted to one lane: the
+// outbox rows whose subject hashes to $3 modulo $2. The seq index is walked
+// in order and the other lanes' rows are skipped without being locked.
+const claimLaneQuery = `
+WITH c AS (SELECT seq, time FROM outbox WHERE ` + laneFilter + `
+           ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+SELECT ` + eventColumns + `
+FROM events e
+WHERE e.seq = ANY(ARRAY(SELECT seq FROM c))
+  AND e.time >= (SELECT min(time) FROM c) AND e.time <= (SELECT max(time) FROM c)`
+
+// laneFilter keeps the outbox rows of lane $3 of $2. hashtext is stable
+// within a cluster, which is all relays sharing one database need.
+const laneFilter = `(hashtext(subject) & 2147483647) % $2 = $3`
+
+// Lane is one of Of disjoint slices of the outbox, by subject hash: every
+// event of a subject is in the same lane, so lanes can publish
+// concurrently without reordering any subject. The zero Lane and Of <= 1
+// mean the whole outbox.
+type Lane struct {
+	Index, Of int
+}
+
+func (l Lane) whole() bool { return l.Of <= 1 }
+
 // ClaimUnpublished locks up to limit outbox rows, oldest first, skipping
 // rows another relay holds, and returns their events in seq order. The
 // locks last until tx ends.
 func ClaimUnpublished(ctx context.Context, tx *sqlx.Tx, limit int) ([]Event, error) {
+	return ClaimLane(ctx, tx, limit, Lane{})
+}
+
+// ClaimLane is ClaimUnpublished for the rows of one lane.
+func ClaimLane(ctx context.Context, tx *sqlx.Tx, limit int, lane Lane) ([]Event, error) {
 	out := make([]Event, 0, limit)
-	if err := tx.SelectContext(ctx, &out, claimUnpublishedQuery, limit); err != nil {
+	var err error
+	if lane.whole() {
+		err = tx.SelectContext(ctx, &out, claimUnpublishedQuery, limit)
+	} else {
+		err = tx.SelectContext(ctx, &out, claimLaneQuery, limit, lane.Of, lane.Index)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("claim unpublished events: %w", translate(err))
 	}
 	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
@@ -105,6 +151,10 @@ func ClaimUnpublished(ctx context.Context, tx *sqlx.Tx, limit int) ([]Event, err
 // seq: when they are only the claimed ones, no claimed event has an older
 // one waiting, whatever its subject.
 const olderWaitingQuery = `SELECT count(*) FROM outbox WHERE seq <= $1`
+
+// olderWaitingInLaneQuery is olderWaitingQuery within one lane: the claimed
+// subjects are all in it, so the other lanes' rows cannot hold them back.
+const olderWaitingInLaneQuery = `SELECT count(*) FROM outbox WHERE seq <= $1 AND ` + laneFilter
 
 // firstWaitingQuery finds, per claimed subject, its lowest outbox seq below
 // the subject's highest claimed one that is not claimed; the claimed seqs
@@ -136,6 +186,12 @@ type Claim struct {
 // common case: one relay, or relays that did not interleave); each check is
 // a statement of its own, so it sees every commit made before it.
 func FirstWaiting(ctx context.Context, tx *sqlx.Tx, claims []Claim, claimed []int64) (map[string]int64, error) {
+	return FirstWaitingInLane(ctx, tx, Lane{}, claims, claimed)
+}
+
+// FirstWaitingInLane is FirstWaiting for claims taken from one lane
+// (ClaimLane): its first count covers only that lane's rows.
+func FirstWaitingInLane(ctx context.Context, tx *sqlx.Tx, lane Lane, claims []Claim, claimed []int64) (map[string]int64, error) {
 	if len(claimed) == 0 {
 		return map[string]int64{}, nil
 	}
@@ -144,7 +200,13 @@ func FirstWaiting(ctx context.Context, tx *sqlx.Tx, claims []Claim, claimed []in
 		top = max(top, c.MaxSeq)
 	}
 	var n int
-	if err := tx.GetContext(ctx, &n, olderWaitingQuery, top); err != nil {
+	var err error
+	if lane.whole() {
+		err = tx.GetContext(ctx, &n, olderWaitingQuery, top)
+	} else {
+		err = tx.GetContext(ctx, &n, olderWaitingInLaneQuery, top, lane.Of, lane.Index)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("first waiting events: %w", translate(err))
 	}
 	if n <= len(claimed) {

@@ -113,3 +113,47 @@ func TestMarkProcessed(t *testing.T) {
 	}))
 	require.True(t, first)
 }
+
+// Lanes split the outbox by subject: each event is claimed by exactly one
+// lane, every event of a subject by the same one, and a lane's order check
+// is not held back by the other lanes' rows.
+func TestClaimLanesSplitBySubject(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, _ := storetest.NewDB(t)
+	var events []store.Event
+	for i := range 60 {
+		events = append(events, outboxEvent(t, "order.created", string(rune('a'+i%20))))
+	}
+	require.NoError(t, store.InsertEvents(ctx, db, events...))
+
+	const lanes = 3
+	laneOf := map[string]int{}
+	claimed := map[int64]bool{}
+	txs := make([]*sqlx.Tx, lanes)
+	for i := range lanes {
+		tx, err := db.BeginTxx(ctx, nil)
+		require.NoError(t, err)
+		defer tx.Rollback() //nolint:errcheck
+		txs[i] = tx
+		lane := store.Lane{Index: i, Of: lanes}
+		got, err := store.ClaimLane(ctx, tx, 100, lane)
+		require.NoError(t, err)
+		var claims []store.Claim
+		var seqs []int64
+		for _, e := range got {
+			require.False(t, claimed[e.Seq], "event %d claimed by two lanes", e.Seq)
+			claimed[e.Seq] = true
+			if l, ok := laneOf[e.Subject]; ok {
+				require.Equal(t, l, i, "subject %s in two lanes", e.Subject)
+			}
+			laneOf[e.Subject] = i
+			claims = append(claims, store.Claim{Subject: e.Subject, MaxSeq: e.Seq})
+			seqs = append(seqs, e.Seq)
+		}
+		first, err := store.FirstWaitingInLane(ctx, tx, lane, claims, seqs)
+		require.NoError(t, err)
+		require.Empty(t, first, "nothing older of this lane's subjects waits outside its claim")
+	}
+	require.Len(t, claimed, len(events), "the lanes together claim every event")
+}
