@@ -143,7 +143,10 @@ func (r *Relay) listen(ctx context.Context) {
 	l := pq.NewListener(r.cfg.ListenDSN, 10*time.Millisecond, 2*time.Second, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventConnected:
+			// Events committed before the LISTEN took effect were
+			// announced to nobody.
 			r.log.Info("listening for commits", "channel", channel)
+			r.EventsCommitted()
 		case pq.ListenerEventDisconnected:
 			r.log.Warn("listen connection lost; polling until it is back", "err", err)
 		case pq.ListenerEventReconnected:
