@@ -53,7 +53,8 @@ func TestRelayListenLostNotifyFallsBackToPoll(t *testing.T) {
 	t.Parallel()
 	b, direct := listenBundle(t, storetest.Direct)
 	startRelay(t, b, RelayConfig{PollInterval: 100 * time.Millisecond, ListenDSN: direct})
-	time.Sleep(50 * time.Millisecond) // past the first batch and the wake at connect
+	eventually(t, "relay listening", func() bool { return listenerPID(t, b) != 0 })
+	time.Sleep(50 * time.Millisecond) // past the wake at connect
 	record(t, b.db, "order.created", "ord-1")
 	eventually(t, "event published by the poll", func() bool { return unpublished(t, b.db) == 0 })
 }
@@ -67,13 +68,7 @@ func TestRelayListenReconnects(t *testing.T) {
 	startRelay(t, b, RelayConfig{PollInterval: time.Hour, ListenDSN: direct})
 	n := startNotifier(t, b)
 	ctx := context.Background()
-	// The listener's backend in this test's own database.
-	listener := func() (pid int) {
-		err := b.db.GetContext(ctx, &pid, `SELECT coalesce(max(pid), 0) FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'`)
-		require.NoError(t, err)
-		return pid
-	}
+	listener := func() int { return listenerPID(t, b) }
 	eventually(t, "relay listening", func() bool { return listener() != 0 })
 	first := listener()
 	_, err := b.db.ExecContext(ctx, `SELECT pg_terminate_backend($1)`, first)
@@ -84,4 +79,14 @@ func TestRelayListenReconnects(t *testing.T) {
 	record(t, b.db, "order.created", "ord-2")
 	n.EventsCommitted()
 	eventually(t, "event published after NOTIFY on the new connection", func() bool { return unpublished(t, b.db) == 0 })
+}
+
+// listenerPID is the relay's listening backend in the test's own database
+// (0 while there is none).
+func listenerPID(t *testing.T, b testBundle) (pid int) {
+	t.Helper()
+	err := b.db.GetContext(context.Background(), &pid, `SELECT coalesce(max(pid), 0) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'`)
+	require.NoError(t, err)
+	return pid
 }
