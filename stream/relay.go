@@ -36,6 +36,13 @@ type RelayConfig struct {
 	// wakes it (default 100ms). Commits in this process wake it at once
 	// through EventsCommitted; the poll finds those of other processes.
 	PollInterval time.Duration
+	// ListenDSN, when set, is a direct PostgreSQL connection (not through
+	// a transaction pooler) on which the relay LISTENs for the NOTIFYs a
+	// Notifier sends after commits in other processes, and wakes at once.
+	// The poll stays on as the fallback for a lost NOTIFY.
+	ListenDSN string
+	// ListenChannel is the channel listened on (default NotifyChannel).
+	ListenChannel string
 	// MaxLen keeps about this many entries per stream (0: no length limit).
 	MaxLen int64
 	// MaxAge drops entries older than this (0: no age limit).
@@ -142,8 +149,12 @@ func (r *Relay) Start(ctx context.Context) error {
 		go func() { defer wg.Done(); r.publishLoop(runCtx, i) }()
 	}
 	go func() { defer wg.Done(); r.trimLoop(runCtx) }()
+	if r.cfg.ListenDSN != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.listen(runCtx) }()
+	}
 	go func() { wg.Wait(); close(r.done) }()
-	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "lanes", r.cfg.Lanes, "poll_interval", r.cfg.PollInterval.String())
+	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "lanes", r.cfg.Lanes, "poll_interval", r.cfg.PollInterval.String(), "listen", r.cfg.ListenDSN != "")
 	return nil
 }
 

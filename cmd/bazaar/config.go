@@ -36,8 +36,13 @@ type Config struct {
 	DBMaxConns int
 	// DatabaseDirectURL reaches PostgreSQL without a transaction pooler,
 	// for what needs a session of its own: migrations, which hold a session
-	// advisory lock (BAZAAR_DATABASE_DIRECT_URL; default DATABASE_URL).
+	// advisory lock, and the relay's LISTEN ("bazaar relay -listen")
+	// (BAZAAR_DATABASE_DIRECT_URL; default DATABASE_URL).
 	DatabaseDirectURL string
+	// OutboxNotify is BAZAAR_OUTBOX_NOTIFY (default false): the roles that
+	// record events send a NOTIFY after each commit (coalesced), so relays
+	// run with -listen publish at once rather than at their next poll.
+	OutboxNotify bool
 }
 
 // defaultAdminToken lets a developer follow the README at once with "bazaar
@@ -143,6 +148,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	c.Redis = loadRedisConfig(r, c.RedisURL)
 	c.DBMaxConns = int(r.integer("BAZAAR_DB_MAX_CONNS", 25))
 	c.DatabaseDirectURL = r.url("BAZAAR_DATABASE_DIRECT_URL", c.DatabaseURL, "postgres", "postgresql")
+	c.OutboxNotify = r.boolean("BAZAAR_OUTBOX_NOTIFY", false)
 	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
 		r.fail("BAZAAR_DB_MAX_CONNS", "must be from 1 to 10000")
 	}
@@ -189,6 +195,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.String("database_direct_url", redactURL(c.DatabaseDirectURL)),
+		slog.Bool("outbox_notify", c.OutboxNotify),
 	)
 }
 

@@ -16,20 +16,24 @@ func TestDatabaseConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 25, c.DBMaxConns)
 	require.Equal(t, c.DatabaseURL, c.DatabaseDirectURL, "the direct URL defaults to DATABASE_URL")
+	require.False(t, c.OutboxNotify, "NOTIFY after commit is opt-in")
 
 	c, err = loadConfig(envOf(map[string]string{
 		"DATABASE_URL":               "postgres://app@pgbouncer:6432/bazaar?sslmode=disable&binary_parameters=yes",
 		"BAZAAR_DATABASE_DIRECT_URL": "postgres://app@db:5432/bazaar?sslmode=disable",
 		"BAZAAR_DB_MAX_CONNS":        "8",
+		"BAZAAR_OUTBOX_NOTIFY":       "true",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, 8, c.DBMaxConns)
+	require.True(t, c.OutboxNotify)
 	require.Equal(t, "postgres://app@db:5432/bazaar?sslmode=disable", c.DatabaseDirectURL)
 
 	for _, tc := range []struct{ key, value string }{
 		{"BAZAAR_DB_MAX_CONNS", "0"},
 		{"BAZAAR_DB_MAX_CONNS", "many"},
 		{"BAZAAR_DATABASE_DIRECT_URL", "mysql://db/bazaar"},
+		{"BAZAAR_OUTBOX_NOTIFY", "sometimes"},
 	} {
 		_, err := loadConfig(envOf(map[string]string{tc.key: tc.value}))
 		require.ErrorContains(t, err, tc.key, "%s=%s", tc.key, tc.value)

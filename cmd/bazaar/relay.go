@@ -9,6 +9,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
 )
 
@@ -23,6 +24,9 @@ type relayOptions struct {
 	maxLen       int64
 	maxAge       time.Duration
 	trimInterval time.Duration
+	// listen is -listen: LISTEN on BAZAAR_DATABASE_DIRECT_URL for the
+	// NOTIFYs of BAZAAR_OUTBOX_NOTIFY, with the poll as the fallback.
+	listen bool
 }
 
 func defaultRelayOptions() relayOptions {
@@ -44,6 +48,7 @@ func (o *relayOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.poll, "poll", d.poll, "how often to look for events written by other processes")
 	fs.Int64Var(&o.maxLen, "maxlen", d.maxLen, "keep about this many entries per stream (0 = no length limit)")
 	fs.DurationVar(&o.maxAge, "maxage", d.maxAge, "drop stream entries older than this (0 = no age limit)")
+	fs.BoolVar(&o.listen, "listen", d.listen, "wake on the NOTIFYs that BAZAAR_OUTBOX_NOTIFY sends, listening on BAZAAR_DATABASE_DIRECT_URL; the poll stays as the fallback")
 	fs.DurationVar(&o.trimInterval, "trim-interval", d.trimInterval, "how often streams are trimmed; never past what a consumer group still needs")
 }
 
@@ -81,7 +86,13 @@ func init() {
 				return err
 			}
 			defer closeAll()
-			relay, err := stream.NewRelay(cfg.Redis.replicated(opts.config(db, rdb, cfg.names(), log, obs)))
+			rc := opts.config(db, rdb, cfg.names(), log, obs)
+			if opts.listen {
+				// LISTEN needs a session of its own, which a transaction
+				// pooler in front of DATABASE_URL does not give.
+				rc.ListenDSN = cfg.DatabaseDirectURL
+			}
+			relay, err := stream.NewRelay(cfg.Redis.replicated(rc))
 			if err != nil {
 				return err
 			}
@@ -101,4 +112,19 @@ func init() {
 			return runComponents(ctx, log, cfg.ShutdownTimeout, append(parts, ops...)...)
 		},
 	})
+}
+
+// outboxNotifier is what a role that records events tells after each
+// commit: with BAZAAR_OUTBOX_NOTIFY, a Notifier that wakes the relays
+// listening in other processes (returned as a component to run too);
+// otherwise nil, and those relays find the events by their poll.
+func outboxNotifier(cfg Config, db *sqlx.DB, log *slog.Logger) (store.TxObserver, []component, error) {
+	if !cfg.OutboxNotify {
+		return nil, nil, nil
+	}
+	n, err := stream.NewNotifier(stream.NotifierConfig{DB: db, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, []component{n}, nil
 }

@@ -49,7 +49,11 @@ func init() {
 			defer closeAll()
 			client := asynq.NewClientFromRedisClient(rdb)
 			defer client.Close()
-			iv, err := newInvoicer(sc, db, client, nil, log, nil)
+			notify, notifyParts, err := outboxNotifier(cfg, db, log)
+			if err != nil {
+				return err
+			}
+			iv, err := newInvoicer(sc, db, client, nil, log, notify)
 			if err != nil {
 				return err
 			}
@@ -61,7 +65,8 @@ func init() {
 				return err
 			}
 			ops := obs.OpsServers(cfg.HTTPAddr, hc, log, postgresReady(db), redisReady(rdb))
-			return runComponents(ctx, log, cfg.ShutdownTimeout, append([]component{obs, s}, ops...)...)
+			parts := append(append([]component{obs}, notifyParts...), s)
+			return runComponents(ctx, log, cfg.ShutdownTimeout, append(parts, ops...)...)
 		},
 	})
 }

@@ -56,13 +56,17 @@ func init() {
 			if err != nil {
 				return err
 			}
-			hooks, err := stripeWebhooks(env.getenv, db, log, nil)
+			notify, notifyParts, err := outboxNotifier(cfg, db, log)
+			if err != nil {
+				return err
+			}
+			hooks, err := stripeWebhooks(env.getenv, db, log, notify)
 			if err != nil {
 				return err
 			}
 			// api.New only builds the router; handlers use their request's context.
 			srv, err := api.New(api.Config{ //nolint:contextcheck // see above
-				DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes,
+				DB: db, Logger: log, AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes, Observer: notify,
 				Streams: admin, Monitor: mon, InvoiceLocation: sc.Location, Hub: hub, SSE: ac.SSE,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), StripeWebhooks: hooks,
 				Redis: rdb, RedisPrefix: cfg.RedisPrefix, Limits: ac.Limits, TrustedProxies: ac.TrustedProxies,
@@ -77,7 +81,9 @@ func init() {
 			}
 			// /metrics stays off the API port, which faces clients: it is
 			// served on a listener of its own, or not at all.
-			parts := []component{obs}
+			// The notifier starts before the HTTP server and stops after it,
+			// so every commit the API makes is announced.
+			parts := append([]component{obs}, notifyParts...)
 			if hc.MetricsAddr != "" {
 				parts = append(parts, obs.MetricsServer(hc, log))
 			} else {

@@ -60,12 +60,16 @@ func init() {
 			// handed; the client shares rdb, so it is closed before it.
 			client := asynq.NewClientFromRedisClient(rdb)
 			defer func() { _ = client.Close() }()
-			iv, err := newInvoicer(sc, db, client, asynq.NewInspectorFromRedisClient(rdb), log, nil)
+			notify, notifyParts, err := outboxNotifier(cfg, db, log)
+			if err != nil {
+				return err
+			}
+			iv, err := newInvoicer(sc, db, client, asynq.NewInspectorFromRedisClient(rdb), log, notify)
 			if err != nil {
 				return err
 			}
 			parts, err := newWorkerParts(workerDeps{
-				Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log,
+				Config: cfg, Work: wc, DB: db, Redis: rdb, Logger: log, Observer: notify,
 				Registry: obs.Registry, TracerProvider: obs.TracerProvider(), Invoicer: iv, Payments: pc,
 			})
 			if err != nil {
@@ -81,7 +85,7 @@ func init() {
 				return err
 			}
 			ops := obs.OpsServers(cfg.HTTPAddr, hc, log, postgresReady(db), redisReady(rdb))
-			components := append([]component{obs}, parts.Components()...)
+			components := append(append([]component{obs}, notifyParts...), parts.Components()...)
 			return runComponents(ctx, log, cfg.ShutdownTimeout, append(components, ops...)...)
 		},
 	})
@@ -201,7 +205,8 @@ type workerDeps struct {
 	Registry prometheus.Registerer
 	// TracerProvider traces tasks and handler calls; nil turns tracing off.
 	TracerProvider trace.TracerProvider
-	// Observer is the in-process relay, woken when a task commits events.
+	// Observer is told when a task commits events: the in-process relay
+	// (dev), or the outbox notifier (BAZAAR_OUTBOX_NOTIFY).
 	Observer store.TxObserver
 	// Invoicer, when set, runs batch invoicing on these workers: its task
 	// handlers go on their mux and its consumer group (which hands runs

@@ -150,6 +150,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			add("stream `"+n+"`", metrics(res[n]), "—", "—")
 		}
 	}
+	if want("latency") && gotest(bench{pkg: "./cmd/bazaar/", pattern: "^BenchmarkCommitToHandlerLatency$", benchtime: "1x"}) == nil {
+		for _, n := range sortedNames(res, func(n string) bool { return strings.HasPrefix(n, "BenchmarkCommitToHandlerLatency") }) {
+			m := res[n]
+			add(fmt.Sprintf("commit → handler / SSE client, relay in its own process (`%s`)", n),
+				fmt.Sprintf("%s orders/s; handler p50 %s ms, p99 %s ms; SSE p50 %s ms, p99 %s ms", num(m["orders/s"]),
+					dec(m["handler_p50_ms"]), dec(m["handler_p99_ms"]), dec(m["sse_p50_ms"]), dec(m["sse_p99_ms"])),
+				"—", "—")
+		}
+	}
 	if want("sse") && gotest(bench{pkg: "./api/", pattern: "^BenchmarkSSELoad$", benchtime: "1x"}) == nil {
 		m := res["BenchmarkSSELoad"]
 		add("SSE, 5,000 clients, marketplace mix",
