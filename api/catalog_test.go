@@ -30,6 +30,7 @@ import (
 	"github.com/bazaarhq/bazaar/stream"
 	"github.com/bazaarhq/bazaar/stream/redistest"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 )
 
 const catalogURL = "https://bazaar.test/asyncapi.yaml"
@@ -168,7 +169,7 @@ func catalogSetup(t *testing.T) *catalogBundle {
 	})
 	require.NoError(t, err)
 	client := asynq.NewClientFromRedisClient(qrdb)
-	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client, Observer: b.relay})
+	iv, err := invoicing.New(invoicing.Config{DB: b.db, Client: client, Observer: b.relay})
 	require.NoError(t, err)
 	iv.Register(w.Mux())
 	groups, err := stream.NewGroups(stream.GroupsConfig{Redis: b.rdb, DB: b.db, Names: b.names, Block: 100 * time.Millisecond})

@@ -15,6 +15,7 @@ import (
 	"github.com/bazaarhq/bazaar/api/console"
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 )
 
 // mountConsole serves the operator console (api/console) at /console.
@@ -201,7 +202,7 @@ func (s *Server) consoleRetryFailed(ctx context.Context, run uuid.UUID, reason s
 	err := s.commitEvents(ctx, func(tx *sqlx.Tx) ([]store.Event, error) {
 		var events []store.Event
 		var err error
-		if n, _, events, err = workers.ResetFailedAccounts(ctx, tx, run); err != nil {
+		if n, _, events, err = invoicing.ResetFailedAccounts(ctx, tx, run); err != nil {
 			return nil, err
 		}
 		e.Target, e.Count = "invoice_run:"+run.String(), auditCount(n)

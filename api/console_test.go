@@ -17,6 +17,7 @@ import (
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 )
 
 // send makes a console request with a bearer token (or none) and extra
@@ -300,11 +301,11 @@ func TestConsoleInvoiceSearchAndPDF(t *testing.T) {
 		map[string]any{"period_start": "2025-10-15", "period_end": "2025-10-31"}).status(http.StatusCreated).id()
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never dialled: billing does not enqueue
 	defer client.Close()
-	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client})
+	iv, err := invoicing.New(invoicing.Config{DB: b.db, Client: client})
 	require.NoError(t, err)
 	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{acct}, uuid.Nil, true)
 	require.NoError(t, err)
-	payload := mustJSON(t, workers.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
+	payload := mustJSON(t, invoicing.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
 	require.NoError(t, iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload)))
 	var old store.Invoice
 	invs, _, err := store.ListInvoices(ctx, b.db, store.InvoiceFilter{AccountID: &acct}, store.Page{Limit: 1})
@@ -549,12 +550,12 @@ func (b *consoleBundle) failedInvoiceRun(t *testing.T) uuid.UUID {
 		map[string]any{"period_start": "2025-10-15", "period_end": "2025-10-31"}).status(http.StatusCreated).id()
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never dialled: billing does not enqueue
 	defer client.Close()
-	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client})
+	iv, err := invoicing.New(invoicing.Config{DB: b.db, Client: client})
 	require.NoError(t, err)
 	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{good, bad}, uuid.Nil, true)
 	require.NoError(t, err)
 	for _, acct := range []uuid.UUID{good, bad} {
-		payload := mustJSON(t, workers.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
+		payload := mustJSON(t, invoicing.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
 		_ = iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload))
 	}
 	return runID

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 )
 
 // Invoicing routes: runs are started and retried here by recording the run
@@ -120,7 +121,7 @@ func (s *Server) startInvoiceRun(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	period, err := workers.NewPeriod(first, last)
+	period, err := invoicing.NewPeriod(first, last)
 	if err != nil {
 		s.fail(c, invalid(FieldError{Field: "period_end", Message: "must be on or after period_start, at most 92 days later"}))
 		return
@@ -128,11 +129,11 @@ func (s *Server) startInvoiceRun(c *gin.Context) {
 	loc := s.invoiceLocation()
 	e := s.auditEntry(c, ActionInvoiceRunStart, in.Reason)
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		run, created, events, err := workers.CreateRun(ctx, tx, workers.RunRequest{
-			Period: period, Trigger: workers.TriggerManual, RequestID: requestID(c),
+		run, created, events, err := invoicing.CreateRun(ctx, tx, invoicing.RunRequest{
+			Period: period, Trigger: invoicing.TriggerManual, RequestID: requestID(c),
 		}, loc, time.Now())
 		switch {
-		case errors.Is(err, workers.ErrPeriodOpen):
+		case errors.Is(err, invoicing.ErrPeriodOpen):
 			return change{}, invalid(FieldError{Field: "period_end", Message: "the period has not ended yet in " + loc.String()})
 		case errors.Is(err, store.ErrConflict):
 			return change{}, withDetail(err, "The period overlaps another invoice run's; an order is billed in one run only.")
@@ -231,7 +232,7 @@ func (s *Server) retryFailedAccounts(c *gin.Context) {
 	}
 	e := s.auditEntry(c, ActionInvoiceRunRetry, req.Reason)
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		n, run, events, err := workers.ResetFailedAccounts(ctx, tx, id)
+		n, run, events, err := invoicing.ResetFailedAccounts(ctx, tx, id)
 		if err != nil {
 			return change{}, err
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 )
 
 func init() {
@@ -104,12 +105,12 @@ func TestInvoicingRoutes(t *testing.T) {
 	// discover the accounts and bill each.
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1"}) // never dialled: billing does not enqueue
 	defer client.Close()
-	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: b.db, Client: client})
+	iv, err := invoicing.New(invoicing.Config{DB: b.db, Client: client})
 	require.NoError(t, err)
 	_, err = store.AddRunAccounts(ctx, b.db, runID, []uuid.UUID{good, bad}, uuid.Nil, true)
 	require.NoError(t, err)
 	for _, acct := range []uuid.UUID{good, bad} {
-		payload := mustJSON(t, workers.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
+		payload := mustJSON(t, invoicing.InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: runID, AccountID: acct, Attempt: 1})
 		_ = iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload))
 	}
 

@@ -9,7 +9,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/bazaarhq/bazaar/sql/store"
-	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 )
 
 // InvoicingSchedule is the name of the invoicing schedule.
@@ -25,20 +25,20 @@ const DefaultInvoicingSpec = "0 2 1,15 * *"
 // firing's day, in the invoicer's time zone. Orders confirmed between
 // midnight and the firing time belong to the next period.
 type InvoicingJob struct {
-	Invoicer *workers.Invoicer
+	Invoicer *invoicing.Invoicer
 }
 
 // NewInvoicingSchedule returns the invoicing schedule on spec.
-func NewInvoicingSchedule(spec string, iv *workers.Invoicer) Schedule {
+func NewInvoicingSchedule(spec string, iv *invoicing.Invoicer) Schedule {
 	return Schedule{Name: InvoicingSchedule, Spec: spec, Job: InvoicingJob{Invoicer: iv}}
 }
 
-func (j InvoicingJob) period(f Firing) workers.Period {
+func (j InvoicingJob) period(f Firing) invoicing.Period {
 	prev := f.Previous
 	if prev.IsZero() {
 		prev = f.Due.AddDate(0, 0, -1)
 	}
-	return workers.PeriodBetween(prev, f.Due, j.Invoicer.Location())
+	return invoicing.PeriodBetween(prev, f.Due, j.Invoicer.Location())
 }
 
 // CheckSpec refuses a schedule that fires more than once on a calendar
@@ -61,14 +61,14 @@ func CheckInvoicingSpec(spec string, loc *time.Location) error {
 // Plan names the period by its first day; the TaskID is the run task's.
 func (j InvoicingJob) Plan(f Firing) (string, string) {
 	p := j.period(f)
-	return p.Key(), workers.InvoiceRunTaskID(p)
+	return p.Key(), invoicing.InvoiceRunTaskID(p)
 }
 
 // Fire starts (or finds) the period's run and enqueues its task. A period
 // that overlaps a run started by hand is skipped: those orders are billed.
 func (j InvoicingJob) Fire(ctx context.Context, f Firing) error {
 	p := j.period(f)
-	_, _, err := j.Invoicer.StartRun(ctx, workers.RunRequest{Period: p, Trigger: workers.TriggerSchedule})
+	_, _, err := j.Invoicer.StartRun(ctx, invoicing.RunRequest{Period: p, Trigger: invoicing.TriggerSchedule})
 	if errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("%w: %w", ErrSkipFiring, err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream/redistest"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 )
 
 func TestMain(m *testing.M) {
@@ -100,7 +101,7 @@ func setup(t *testing.T) *bundle {
 		TaskCheckInterval: 20 * time.Millisecond, LogLevel: asynq.FatalLevel, ShutdownTimeout: 2 * time.Second,
 	})
 	mux := asynq.NewServeMux()
-	workers.RegisterInvoiceTasks(mux, worker)
+	invoicing.RegisterInvoiceTasks(mux, worker)
 	require.NoError(t, srv.Start(mux))
 	t.Cleanup(srv.Shutdown)
 	return b
@@ -108,13 +109,13 @@ func setup(t *testing.T) *bundle {
 
 // invoicer builds an invoicer with an asynq client of its own, as each
 // scheduler process has.
-func (b *bundle) invoicer(t *testing.T) *workers.Invoicer {
+func (b *bundle) invoicer(t *testing.T) *invoicing.Invoicer {
 	t.Helper()
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: b.redisOpt.Addr, DB: b.redisOpt.DB, Password: b.redisOpt.Password})
 	t.Cleanup(func() { _ = client.Close() })
-	tax, err := workers.ParseTaxTable("EUR=1900,USD=0")
+	tax, err := invoicing.ParseTaxTable("EUR=1900,USD=0")
 	require.NoError(t, err)
-	iv, err := workers.NewInvoicer(workers.InvoicingConfig{
+	iv, err := invoicing.New(invoicing.Config{
 		DB: b.db, Client: client, Location: b.loc, Tax: &tax, ChunkSize: 2, Now: b.clock.Now, Logger: quiet(),
 	})
 	require.NoError(t, err)
@@ -234,7 +235,7 @@ func TestThreeSchedulersFireOncePerPeriodWhenOneIsKilled(t *testing.T) {
 
 			require.Equal(t, "2026-10-15", run.PeriodStart.Format(store.DateLayout))
 			require.Equal(t, "2026-11-01", run.PeriodEnd.Format(store.DateLayout))
-			require.Equal(t, workers.TriggerSchedule, run.Trigger)
+			require.Equal(t, invoicing.TriggerSchedule, run.Trigger)
 			progress, err := store.InvoiceRunProgress(ctx, b.db, run.ID)
 			require.NoError(t, err)
 			require.Equal(t, store.RunProgress{Accounts: 3, Done: 3, Invoices: 4}, progress)
@@ -364,11 +365,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	require.NoError(t, s.Stop(context.Background()), "stop without start")
 }
 
-func mustInvoicer(t *testing.T, loc *time.Location) *workers.Invoicer {
+func mustInvoicer(t *testing.T, loc *time.Location) *invoicing.Invoicer {
 	t.Helper()
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:0"})
 	t.Cleanup(func() { _ = client.Close() })
-	iv, err := workers.NewInvoicer(workers.InvoicingConfig{DB: &sqlx.DB{}, Client: client, Location: loc})
+	iv, err := invoicing.New(invoicing.Config{DB: &sqlx.DB{}, Client: client, Location: loc})
 	require.NoError(t, err)
 	return iv
 }

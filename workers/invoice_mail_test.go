@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -18,32 +19,65 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
 )
 
-// setupInvoiceMail runs the workers with the invoicing tasks on their mux,
-// as "bazaar work" does, on a clock just after the 15-31 October period
-// closed (Europe/Berlin).
-func setupInvoiceMail(t *testing.T) (*testBundle, *Invoicer, *invFixture, *time.Location) {
+// issueInvoices writes one completed run of 15-31 October (Europe/Berlin)
+// with an unnumbered invoice per total given, then numbers them and
+// records their invoice.created events in one transaction, the way an
+// invoice run's batch ends (workers/invoicing bills; here only its output
+// matters).
+func issueInvoices(t *testing.T, b *testBundle, totals ...int64) []store.Invoice {
 	t.Helper()
-	b := setup(t, setupOpts{noStart: true})
+	ctx := context.Background()
 	loc, err := time.LoadLocation("Europe/Berlin")
 	require.NoError(t, err)
-	clock := &testClock{t: time.Date(2026, 11, 1, 2, 0, 0, 0, loc)}
-	client := asynq.NewClientFromRedisClient(b.rdb)
-	tax, err := ParseTaxTable("EUR=1900,GBP=2000,USD=0")
-	require.NoError(t, err)
-	iv, err := NewInvoicer(InvoicingConfig{
-		DB: b.db, Client: client, Location: loc, Tax: &tax, Now: clock.Now, Logger: testLogger(t), Observer: b.waker,
+	start, end := time.Date(2026, 10, 15, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	issued := time.Date(2026, 11, 1, 2, 0, 0, 0, loc)
+	var invs []store.Invoice
+	err = store.WithTx(ctx, b.db, func(tx *sqlx.Tx) error {
+		run, _, err := store.CreateInvoiceRun(ctx, tx, store.InvoiceRun{
+			ID: uuid.New(), PeriodStart: start, PeriodEnd: end, Timezone: loc.String(),
+			StartsAt: time.Date(2026, 10, 15, 0, 0, 0, 0, loc), EndsAt: time.Date(2026, 11, 1, 0, 0, 0, 0, loc), Trigger: "manual",
+		})
+		if err != nil {
+			return err
+		}
+		ids := make([]uuid.UUID, len(totals))
+		events := make([]store.Event, len(totals))
+		for i, total := range totals {
+			id, account := uuid.New(), uuid.New()
+			ids[i] = id
+			if _, err := tx.ExecContext(ctx, `INSERT INTO corporate_accounts (id, name, billing_email) VALUES ($1, $2, $3)`,
+				account, fmt.Sprintf("Account %d GmbH", i), fmt.Sprintf("billing-%d@corp.test", i)); err != nil {
+				return err
+			}
+			invs = append(invs, store.Invoice{
+				ID: id, RunID: run.ID, AccountID: account, AccountName: fmt.Sprintf("Account %d GmbH", i),
+				BillingEmail: fmt.Sprintf("billing-%d@corp.test", i), PeriodStart: start, PeriodEnd: end,
+				Timezone: loc.String(), Currency: "EUR", OrdersMinor: total, SubtotalMinor: total,
+				TotalMinor: total, IssuedAt: issued, DueOn: time.Date(2026, 11, 15, 0, 0, 0, 0, time.UTC),
+			})
+			if events[i], err = store.NewEvent(EventInvoiceCreated, id.String(), nil, 1, map[string]any{"invoice_id": id}); err != nil {
+				return err
+			}
+		}
+		if err := store.InsertInvoices(ctx, tx, invs, nil); err != nil {
+			return err
+		}
+		numbers, err := store.NumberInvoices(ctx, tx, 2026, ids, events)
+		for i := range invs {
+			invs[i].Number = numbers[invs[i].ID]
+		}
+		return err
 	})
 	require.NoError(t, err)
-	iv.Register(b.w.Mux())
-	require.NoError(t, b.w.Start(context.Background()))
-	b.startStreams(t)
-	return b, iv, newInvFixture(t, b.db), loc
+	b.waker.EventsCommitted()
+	return invs
 }
 
 // attachment returns the one attachment of a raw mail: its file name,
@@ -86,26 +120,9 @@ func TestInvoiceCreatedMailsTheInvoiceWithItsPDFOnce(t *testing.T) {
 	if _, err := exec.LookPath("pdftotext"); err != nil {
 		t.Fatal("pdftotext is missing: install poppler-utils (apt-get install -y poppler-utils)")
 	}
-	b, iv, fx, loc := setupInvoiceMail(t)
+	b := setup(t)
 	ctx := context.Background()
-
-	alpha, beta := fx.account(t, "Alpha GmbH"), fx.account(t, "Beta Ltd")
-	a, bb := fx.user(t, alpha), fx.user(t, beta)
-	fx.order(t, a, "EUR", "confirmed", at(loc, 2026, 10, 16, 10, 0), 1000, 2500)
-	fx.order(t, a, "GBP", "shipped", at(loc, 2026, 10, 20, 9, 0), 4000)
-	fx.order(t, bb, "EUR", "delivered", at(loc, 2026, 10, 31, 23, 0), 700)
-	fx.order(t, bb, "EUR", "pending", nil, 900)
-
-	run, created, err := iv.StartRun(ctx, RunRequest{Period: mustPeriod(t, "2026-10-15", "2026-10-31"), Trigger: TriggerManual})
-	require.NoError(t, err)
-	require.True(t, created)
-	eventually(t, 20*time.Second, func() bool {
-		r, err := store.GetInvoiceRun(ctx, b.db, run.ID)
-		return err == nil && r.Status == store.RunCompleted
-	}, "run completed")
-	invs, _, err := store.ListInvoices(ctx, b.db, store.InvoiceFilter{RunID: &run.ID}, store.Page{Limit: 100})
-	require.NoError(t, err)
-	require.Len(t, invs, 3, "Alpha in EUR and GBP, Beta in EUR")
+	invs := issueInvoices(t, b, 832800, 4000, 70000)
 
 	for _, inv := range invs {
 		eventually(t, 20*time.Second, func() bool { return b.sink.Count(inv.BillingEmail, inv.Number) == 1 }, "mail of %s", inv.Number)

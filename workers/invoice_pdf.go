@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"codeberg.org/go-pdf/fpdf"
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+	"golang.org/x/text/currency"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 )
@@ -159,4 +162,41 @@ func renderInvoice(inv store.Invoice, lines []store.InvoiceLine) ([]byte, error)
 		return nil, fmt.Errorf("render invoice %s: %w", inv.Number, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// FormatMoney writes minor units as the currency's major units with its
+// ISO 4217 number of decimals and thousands separators: "EUR 1,234.56",
+// "JPY 1,200", "EUR -12.00".
+func FormatMoney(minor int64, code string) string {
+	scale := 2
+	if u, err := currency.ParseISO(code); err == nil {
+		scale, _ = currency.Standard.Rounding(u)
+	}
+	neg := minor < 0
+	abs := uint64(minor)
+	if neg {
+		abs = uint64(-minor)
+	}
+	digits := strconv.FormatUint(abs, 10)
+	if len(digits) <= scale {
+		digits = strings.Repeat("0", scale-len(digits)+1) + digits
+	}
+	intPart, frac := digits[:len(digits)-scale], digits[len(digits)-scale:]
+	var b strings.Builder
+	b.WriteString(code)
+	b.WriteByte(' ')
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if scale > 0 {
+		b.WriteByte('.')
+		b.WriteString(frac)
+	}
+	return b.String()
 }

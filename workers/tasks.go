@@ -39,6 +39,24 @@ const (
 	TypeOrderFollowUp        = "order:followup"
 )
 
+// Task types of batch invoicing (workers/invoicing): one run task per
+// period discovers the accounts to bill and hands each to an account task.
+const (
+	TypeInvoiceRun     = "invoice:run"
+	TypeInvoiceAccount = "invoice:account"
+)
+
+// Event types recorded by invoicing (workers/invoicing); the
+// notifications group mails each invoice on invoice.created.
+const (
+	EventInvoiceCreated      = "invoice.created"
+	EventInvoiceRunStarted   = "invoicing.run_started"
+	EventInvoiceRunCompleted = "invoicing.run_completed"
+	// EventInvoiceRetryRequested asks for a run's failed accounts to be
+	// billed again (they are pending again when it is recorded).
+	EventInvoiceRetryRequested = "invoicing.retry_requested"
+)
+
 // Queue names, from most to least urgent.
 const (
 	QueueCritical = "critical"

@@ -17,6 +17,7 @@ import (
 	"github.com/bazaarhq/bazaar/scheduler"
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 )
 
 func init() {
@@ -82,7 +83,7 @@ type scheduleConfig struct {
 	CatchUp         time.Duration
 	Poll            time.Duration
 	LeaseTTL        time.Duration
-	Tax             workers.TaxTable
+	Tax             invoicing.TaxTable
 	Queue           string
 	ChunkSize       int
 	PaymentTermDays int
@@ -147,7 +148,7 @@ func loadScheduleConfig(getenv func(string) string) (scheduleConfig, error) {
 			r.fail("BAZAAR_INVOICE_SCHEDULE", "%q %v", sc.InvoiceSpec, err)
 		}
 	}
-	tax, err := workers.ParseTaxTable(r.str("BAZAAR_INVOICE_TAX", workers.DefaultTaxRates))
+	tax, err := invoicing.ParseTaxTable(r.str("BAZAAR_INVOICE_TAX", invoicing.DefaultTaxRates))
 	if err != nil {
 		r.fail("BAZAAR_INVOICE_TAX", "%v", err)
 	}
@@ -241,9 +242,9 @@ func (sc scheduleConfig) LogValue() slog.Value {
 // API to start runs and retry failed accounts by hand. insp is set where
 // the account tasks run (work, dev), to clear their failed attempts from
 // the archive.
-func newInvoicer(sc scheduleConfig, db *sqlx.DB, client *asynq.Client, insp *asynq.Inspector, log *slog.Logger, observer store.TxObserver) (*workers.Invoicer, error) {
+func newInvoicer(sc scheduleConfig, db *sqlx.DB, client *asynq.Client, insp *asynq.Inspector, log *slog.Logger, observer store.TxObserver) (*invoicing.Invoicer, error) {
 	tax := sc.Tax
-	return workers.NewInvoicer(workers.InvoicingConfig{
+	return invoicing.New(invoicing.Config{
 		DB: db, Client: client, Inspector: insp, Location: sc.Location, Tax: &tax, Queue: sc.Queue,
 		ChunkSize: sc.ChunkSize, PaymentTermDays: sc.PaymentTermDays,
 		Logger: log.With("component", "invoicing"), Observer: observer,
@@ -252,7 +253,7 @@ func newInvoicer(sc scheduleConfig, db *sqlx.DB, client *asynq.Client, insp *asy
 
 // newScheduler builds the scheduler with the invoicing schedule (unless it
 // is off).
-func newScheduler(sc scheduleConfig, db *sqlx.DB, iv *workers.Invoicer, log *slog.Logger) (*scheduler.Scheduler, error) {
+func newScheduler(sc scheduleConfig, db *sqlx.DB, iv *invoicing.Invoicer, log *slog.Logger) (*scheduler.Scheduler, error) {
 	var schedules []scheduler.Schedule
 	if sc.InvoiceSpec != "" {
 		schedules = append(schedules, scheduler.NewInvoicingSchedule(sc.InvoiceSpec, iv))

@@ -17,6 +17,7 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 	"github.com/bazaarhq/bazaar/workers/webhooks"
 )
 
@@ -211,7 +212,7 @@ type workerDeps struct {
 	// Invoicer, when set, runs batch invoicing on these workers: its task
 	// handlers go on their mux and its consumer group (which hands runs
 	// started through the API to the workers) joins theirs.
-	Invoicer *workers.Invoicer
+	Invoicer *invoicing.Invoicer
 	// Payments picks the gateway that charges orders.
 	Payments paymentConfig
 }

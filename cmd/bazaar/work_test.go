@@ -21,6 +21,7 @@ import (
 	"github.com/bazaarhq/bazaar/stream"
 	"github.com/bazaarhq/bazaar/stream/redistest"
 	"github.com/bazaarhq/bazaar/workers"
+	"github.com/bazaarhq/bazaar/workers/invoicing"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -180,18 +181,18 @@ func TestWorkRunsInvoicing(t *testing.T) {
 			return false
 		}
 		for _, g := range groups {
-			if g.Name == workers.InvoicingGroup {
+			if g.Name == invoicing.InvoicingGroup {
 				return true
 			}
 		}
 		return false
 	}, 15*time.Second, 20*time.Millisecond, "bazaar work did not create the invoicing group")
 
-	period, err := workers.ParsePeriod("2026-10-15", "2026-10-31")
+	period, err := invoicing.ParsePeriod("2026-10-15", "2026-10-31")
 	require.NoError(t, err)
 	var runID uuid.UUID
 	require.NoError(t, store.WithTx(ctx, db, func(tx *sqlx.Tx) error {
-		run, created, events, err := workers.CreateRun(ctx, tx, workers.RunRequest{Period: period, Trigger: workers.TriggerManual}, time.UTC, time.Now())
+		run, created, events, err := invoicing.CreateRun(ctx, tx, invoicing.RunRequest{Period: period, Trigger: invoicing.TriggerManual}, time.UTC, time.Now())
 		if err != nil {
 			return err
 		}

@@ -164,7 +164,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		add("SSE, 5,000 clients, marketplace mix",
 			fmt.Sprintf("p50 %s ms, p99 %s ms, %s KiB/conn", dec(m["p50-ms"]), dec(m["p99-ms"]), dec(m["rss-B/conn"]/1024)), "—", "—")
 	}
-	if want("invoicing") && gotest(bench{pkg: "./workers/", pattern: "^BenchmarkInvoiceRun$", benchtime: "1x"}) == nil {
+	if want("invoicing") && gotest(bench{pkg: "./workers/invoicing/", pattern: "^BenchmarkInvoiceRun$", benchtime: "1x"}) == nil {
 		accounts := 10_000.0
 		if v, err := strconv.Atoi(os.Getenv("BENCH_INVOICE_ACCOUNTS")); err == nil && v > 0 {
 			accounts = float64(v)

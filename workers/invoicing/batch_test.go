@@ -1,4 +1,4 @@
-package workers
+package invoicing
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bazaarhq/bazaar/sql/store"
+	"github.com/bazaarhq/bazaar/workers"
 )
 
 // pendingRun records the run of p with accounts pending and its discovery
@@ -30,9 +31,9 @@ func (e *invEnv) pendingRun(t *testing.T, p Period, accounts ...uuid.UUID) store
 // billAccount runs the account task of one account as a worker would.
 func (e *invEnv) billAccount(t *testing.T, run store.InvoiceRun, account uuid.UUID) error {
 	t.Helper()
-	payload, err := json.Marshal(InvoiceAccountPayload{Meta: Meta{Version: PayloadVersion}, RunID: run.ID, AccountID: account, Attempt: 1})
+	payload, err := json.Marshal(InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: run.ID, AccountID: account, Attempt: 1})
 	require.NoError(t, err)
-	return e.iv.HandleAccount(context.Background(), asynq.NewTask(TypeInvoiceAccount, payload))
+	return e.iv.HandleAccount(context.Background(), asynq.NewTask(workers.TypeInvoiceAccount, payload))
 }
 
 func (e *invEnv) runAccount(t *testing.T, run store.InvoiceRun, account uuid.UUID) store.RunAccount {
@@ -78,7 +79,7 @@ func TestInvoiceAccountTaskBillsABatchWithConsecutiveNumbers(t *testing.T) {
 	require.Equal(t, store.RunProgress{Accounts: 5, Done: 5, Invoices: 6}, e.progress(t, run.ID),
 		"one task billed every pending account of the run")
 	require.Equal(t, invoiceNumbers(1, 6), e.numbers(t), "one batch takes consecutive numbers")
-	require.Equal(t, 6, e.eventCount(t, EventInvoiceCreated))
+	require.Equal(t, 6, e.eventCount(t, workers.EventInvoiceCreated))
 	for _, inv := range e.invoices(t, store.InvoiceFilter{}) {
 		events, err := store.EventsBySubject(context.Background(), e.db, inv.ID.String())
 		require.NoError(t, err)
@@ -92,14 +93,14 @@ func TestInvoiceAccountTaskBillsABatchWithConsecutiveNumbers(t *testing.T) {
 	got, err := store.GetInvoiceRun(context.Background(), e.db, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, store.RunCompleted, got.Status)
-	require.Equal(t, 1, e.eventCount(t, EventInvoiceRunCompleted))
+	require.Equal(t, 1, e.eventCount(t, workers.EventInvoiceRunCompleted))
 
 	// The other accounts' own tasks find them billed and change nothing.
 	for _, a := range accounts[1:] {
 		require.NoError(t, e.billAccount(t, run, a))
 	}
 	require.Len(t, e.invoices(t, store.InvoiceFilter{}), 6)
-	require.Equal(t, 1, e.eventCount(t, EventInvoiceRunCompleted))
+	require.Equal(t, 1, e.eventCount(t, workers.EventInvoiceRunCompleted))
 }
 
 func TestInvoiceBatchLeavesAnUnbillableAccountToFailAlone(t *testing.T) {
@@ -171,7 +172,7 @@ func TestInvoiceBatchTheDatabaseRefusesIsBilledAccountByAccount(t *testing.T) {
 
 func TestConcurrentInvoiceBatchesBillEveryAccountOnceWithGaplessNumbers(t *testing.T) {
 	t.Parallel()
-	e := newInvEnv(t, func(c *InvoicingConfig) { c.BatchSize = 4 })
+	e := newInvEnv(t, func(c *Config) { c.BatchSize = 4 })
 	fx, loc := e.fx, e.loc
 	const accounts = 30
 	for i := range accounts {
@@ -185,6 +186,6 @@ func TestConcurrentInvoiceBatchesBillEveryAccountOnceWithGaplessNumbers(t *testi
 	var lines int
 	require.NoError(t, e.db.GetContext(context.Background(), &lines, `SELECT count(*) FROM invoice_lines`))
 	require.Equal(t, 2*accounts, lines, "every order billed once")
-	require.Equal(t, accounts, e.eventCount(t, EventInvoiceCreated))
-	require.Equal(t, 1, e.eventCount(t, EventInvoiceRunCompleted))
+	require.Equal(t, accounts, e.eventCount(t, workers.EventInvoiceCreated))
+	require.Equal(t, 1, e.eventCount(t, workers.EventInvoiceRunCompleted))
 }

@@ -1,4 +1,4 @@
-package workers
+package invoicing
 
 import (
 	"errors"
@@ -212,43 +212,6 @@ func taxOf(amount int64, bps int) (int64, error) {
 		return -((-p + 5000) / 10000), nil
 	}
 	return (p + 5000) / 10000, nil
-}
-
-// FormatMoney writes minor units as the currency's major units with its
-// ISO 4217 number of decimals and thousands separators: "EUR 1,234.56",
-// "JPY 1,200", "EUR -12.00".
-func FormatMoney(minor int64, code string) string {
-	scale := 2
-	if u, err := currency.ParseISO(code); err == nil {
-		scale, _ = currency.Standard.Rounding(u)
-	}
-	neg := minor < 0
-	abs := uint64(minor)
-	if neg {
-		abs = uint64(-minor)
-	}
-	digits := strconv.FormatUint(abs, 10)
-	if len(digits) <= scale {
-		digits = strings.Repeat("0", scale-len(digits)+1) + digits
-	}
-	intPart, frac := digits[:len(digits)-scale], digits[len(digits)-scale:]
-	var b strings.Builder
-	b.WriteString(code)
-	b.WriteByte(' ')
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range intPart {
-		if i > 0 && (len(intPart)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if scale > 0 {
-		b.WriteByte('.')
-		b.WriteString(frac)
-	}
-	return b.String()
 }
 
 func plural(n int, one, many string) string {

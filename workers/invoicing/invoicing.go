@@ -1,4 +1,4 @@
-package workers
+package invoicing
 
 import (
 	"cmp"
@@ -15,23 +15,7 @@ import (
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
-)
-
-// Task types of batch invoicing: one run task per period discovers the
-// accounts to bill and hands each to an account task.
-const (
-	TypeInvoiceRun     = "invoice:run"
-	TypeInvoiceAccount = "invoice:account"
-)
-
-// Event types recorded by invoicing.
-const (
-	EventInvoiceCreated      = "invoice.created"
-	EventInvoiceRunStarted   = "invoicing.run_started"
-	EventInvoiceRunCompleted = "invoicing.run_completed"
-	// EventInvoiceRetryRequested asks for a run's failed accounts to be
-	// billed again (they are pending again when it is recorded).
-	EventInvoiceRetryRequested = "invoicing.retry_requested"
+	"github.com/bazaarhq/bazaar/workers"
 )
 
 // How an invoice run was started.
@@ -129,13 +113,13 @@ func InvoiceAccountTaskID(accountID uuid.UUID, p Period, attempt int) string {
 
 // InvoiceRunPayload is the payload of an invoice:run task.
 type InvoiceRunPayload struct {
-	Meta
+	workers.Meta
 	RunID uuid.UUID `json:"run_id"`
 }
 
 // InvoiceAccountPayload is the payload of an invoice:account task.
 type InvoiceAccountPayload struct {
-	Meta
+	workers.Meta
 	RunID     uuid.UUID `json:"run_id"`
 	AccountID uuid.UUID `json:"account_id"`
 	Attempt   int       `json:"attempt"`
@@ -153,9 +137,9 @@ const (
 
 // NewInvoiceRunTask builds the task that discovers and hands out the
 // accounts of run, with its TaskID, queue, retry budget and time limit.
-func NewInvoiceRunTask(m Meta, run store.InvoiceRun, queue string) (*asynq.Task, error) {
-	m.Version = PayloadVersion
-	t, err := newTask(TypeInvoiceRun, InvoiceRunPayload{Meta: m, RunID: run.ID})
+func NewInvoiceRunTask(m workers.Meta, run store.InvoiceRun, queue string) (*asynq.Task, error) {
+	m.Version = workers.PayloadVersion
+	t, err := newTask(workers.TypeInvoiceRun, InvoiceRunPayload{Meta: m, RunID: run.ID})
 	if err != nil {
 		return nil, err
 	}
@@ -165,9 +149,9 @@ func NewInvoiceRunTask(m Meta, run store.InvoiceRun, queue string) (*asynq.Task,
 }
 
 // NewInvoiceAccountTask builds the task that bills one account in run.
-func NewInvoiceAccountTask(m Meta, run store.InvoiceRun, accountID uuid.UUID, attempt int, queue string) (*asynq.Task, error) {
-	m.Version = PayloadVersion
-	t, err := newTask(TypeInvoiceAccount, InvoiceAccountPayload{Meta: m, RunID: run.ID, AccountID: accountID, Attempt: attempt})
+func NewInvoiceAccountTask(m workers.Meta, run store.InvoiceRun, accountID uuid.UUID, attempt int, queue string) (*asynq.Task, error) {
+	m.Version = workers.PayloadVersion
+	t, err := newTask(workers.TypeInvoiceAccount, InvoiceAccountPayload{Meta: m, RunID: run.ID, AccountID: accountID, Attempt: attempt})
 	if err != nil {
 		return nil, err
 	}
@@ -209,8 +193,8 @@ type InvoiceRunData struct {
 	Completion  int       `json:"completion,omitempty"`
 }
 
-// InvoicingConfig holds the dependencies and settings of batch invoicing.
-type InvoicingConfig struct {
+// Config holds the dependencies and settings of batch invoicing.
+type Config struct {
 	// DB is the PostgreSQL pool (required).
 	DB *sqlx.DB
 	// Client enqueues the run and account tasks (required).
@@ -245,14 +229,14 @@ type InvoicingConfig struct {
 // Invoicer runs batch invoicing: it starts runs, bills accounts in asynq
 // tasks, retries failed accounts and tracks each run to its completion.
 type Invoicer struct {
-	cfg InvoicingConfig
+	cfg Config
 	db  *sqlx.DB
 	log *slog.Logger
 	tax TaxTable
 }
 
-// NewInvoicer validates cfg and builds an Invoicer.
-func NewInvoicer(cfg InvoicingConfig) (*Invoicer, error) {
+// New validates cfg and builds an Invoicer.
+func New(cfg Config) (*Invoicer, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("invoicing: DB is required")
 	}
@@ -272,7 +256,7 @@ func NewInvoicer(cfg InvoicingConfig) (*Invoicer, error) {
 		}
 		tax = t
 	}
-	cfg.Queue = cmp.Or(cfg.Queue, QueueLow)
+	cfg.Queue = cmp.Or(cfg.Queue, workers.QueueLow)
 	cfg.ChunkSize = cmp.Or(cfg.ChunkSize, 1000)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 100)
 	cfg.PaymentTermDays = cmp.Or(cfg.PaymentTermDays, 14)
@@ -291,8 +275,8 @@ func (iv *Invoicer) Location() *time.Location { return iv.cfg.Location }
 
 // Register adds the invoicing task handlers to mux.
 func (iv *Invoicer) Register(mux *asynq.ServeMux) {
-	mux.HandleFunc(TypeInvoiceRun, iv.HandleRun)
-	mux.HandleFunc(TypeInvoiceAccount, iv.HandleAccount)
+	mux.HandleFunc(workers.TypeInvoiceRun, iv.HandleRun)
+	mux.HandleFunc(workers.TypeInvoiceAccount, iv.HandleAccount)
 }
 
 // RegisterInvoiceTasks adds the invoicing task handlers of iv to mux.
@@ -336,7 +320,7 @@ func CreateRun(ctx context.Context, tx sqlx.ExtContext, req RunRequest, loc *tim
 	if err != nil || !created {
 		return run, false, nil, err
 	}
-	ev, err := newEvent(Meta{RequestID: req.RequestID}, EventInvoiceRunStarted, run.ID.String(), nil, runData(run, store.RunProgress{}))
+	ev, err := newEvent(workers.Meta{RequestID: req.RequestID}, workers.EventInvoiceRunStarted, run.ID.String(), nil, runData(run, store.RunProgress{}))
 	if err != nil {
 		return store.InvoiceRun{}, false, nil, err
 	}
@@ -361,7 +345,7 @@ func ResetFailedAccounts(ctx context.Context, tx sqlx.ExtContext, runID uuid.UUI
 	if err != nil {
 		return 0, store.InvoiceRun{}, nil, err
 	}
-	ev, err := newEvent(Meta{}, EventInvoiceRetryRequested, run.ID.String(), nil, runData(run, progress))
+	ev, err := newEvent(workers.Meta{}, workers.EventInvoiceRetryRequested, run.ID.String(), nil, runData(run, progress))
 	if err != nil {
 		return 0, store.InvoiceRun{}, nil, err
 	}
@@ -395,7 +379,7 @@ func (iv *Invoicer) StartRun(ctx context.Context, req RunRequest) (store.Invoice
 	if run.Status == store.RunCompleted {
 		return run, created, nil
 	}
-	if err := iv.enqueueRun(ctx, Meta{Version: PayloadVersion, RequestID: req.RequestID}, run); err != nil {
+	if err := iv.enqueueRun(ctx, workers.Meta{Version: workers.PayloadVersion, RequestID: req.RequestID}, run); err != nil {
 		return run, created, fmt.Errorf("start run for %s: %w", req.Period, err)
 	}
 	if created {
@@ -428,7 +412,7 @@ func (iv *Invoicer) RetryFailed(ctx context.Context, runID uuid.UUID) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("retry failed accounts of run %s: %w", runID, err)
 	}
-	if err := iv.enqueuePending(ctx, Meta{Version: PayloadVersion}, run); err != nil {
+	if err := iv.enqueuePending(ctx, workers.Meta{Version: workers.PayloadVersion}, run); err != nil {
 		return n, fmt.Errorf("retry failed accounts of run %s: %w", runID, err)
 	}
 	iv.log.Info("invoice run: failed accounts retried", "run_id", runID, "accounts", n)
@@ -443,10 +427,10 @@ const InvoicingGroup = "invoicing"
 // enqueues the run's task, on invoicing.retry_requested the run's pending
 // accounts. Both are idempotent by TaskID, so the events of runs the
 // scheduler already enqueued change nothing.
-func (iv *Invoicer) Group() Group {
-	return Group{
+func (iv *Invoicer) Group() workers.Group {
+	return workers.Group{
 		Name:     InvoicingGroup,
-		Patterns: []string{EventInvoiceRunStarted, EventInvoiceRetryRequested},
+		Patterns: []string{workers.EventInvoiceRunStarted, workers.EventInvoiceRetryRequested},
 		Handle:   iv.HandleEvent,
 	}
 }
@@ -486,17 +470,17 @@ func (iv *Invoicer) HandleEvent(ctx context.Context, env stream.Envelope) error 
 	if run.Status == store.RunCompleted {
 		return nil
 	}
-	m := MetaOf(env)
+	m := workers.MetaOf(env)
 	switch env.Type {
-	case EventInvoiceRunStarted:
+	case workers.EventInvoiceRunStarted:
 		return iv.enqueueRun(ctx, m, run)
-	case EventInvoiceRetryRequested:
+	case workers.EventInvoiceRetryRequested:
 		return iv.enqueuePending(ctx, m, run)
 	}
 	return nil
 }
 
-func (iv *Invoicer) enqueueRun(ctx context.Context, m Meta, run store.InvoiceRun) error {
+func (iv *Invoicer) enqueueRun(ctx context.Context, m workers.Meta, run store.InvoiceRun) error {
 	t, err := NewInvoiceRunTask(m, run, iv.cfg.Queue)
 	if err != nil {
 		return err
@@ -530,7 +514,7 @@ func (iv *Invoicer) HandleRun(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
-	log := Logger(ctx, iv.log).With("run_id", run.ID, "period", periodOf(run).String())
+	log := workers.Logger(ctx, iv.log).With("run_id", run.ID, "period", periodOf(run).String())
 	discovered := 0
 	for run.Status == store.RunDiscovering {
 		var ids []uuid.UUID
@@ -594,7 +578,7 @@ func (iv *Invoicer) HandleAccount(ctx context.Context, t *asynq.Task) error {
 		iv.dropFailedAttempts(ctx, p)
 		return iv.tryComplete(ctx, p.Meta, p.RunID)
 	}
-	log := Logger(ctx, iv.log).With("run_id", p.RunID, "account_id", p.AccountID)
+	log := workers.Logger(ctx, iv.log).With("run_id", p.RunID, "account_id", p.AccountID)
 	permanent := isBillingError(err) || errors.Is(err, store.ErrNotFound)
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
@@ -629,7 +613,7 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 	if err == nil || isBillingError(err) || errors.Is(err, store.ErrNotFound) || ctx.Err() != nil {
 		return err
 	}
-	log := Logger(ctx, iv.log).With("run_id", p.RunID)
+	log := workers.Logger(ctx, iv.log).With("run_id", p.RunID)
 	log.Warn("invoice batch failed, billing its accounts alone", "account_id", p.AccountID, "accounts", len(others)+1, "error", err.Error())
 	for _, id := range others {
 		q := p
@@ -763,7 +747,7 @@ func (iv *Invoicer) billBatch(ctx context.Context, p InvoiceAccountPayload, size
 		events := make([]store.Event, len(invs))
 		for i := range invs {
 			ids[i] = invs[i].ID
-			if events[i], err = newEvent(p.Meta, EventInvoiceCreated, invs[i].ID.String(), nil, invoiceData(invs[i])); err != nil {
+			if events[i], err = newEvent(p.Meta, workers.EventInvoiceCreated, invs[i].ID.String(), nil, invoiceData(invs[i])); err != nil {
 				return 0, err
 			}
 		}
@@ -781,7 +765,7 @@ func (iv *Invoicer) billBatch(ctx context.Context, p InvoiceAccountPayload, size
 		return others, err // HandleAccount names the account
 	}
 	for _, inv := range created {
-		Logger(ctx, iv.log).Info("invoice created", "invoice_id", inv.ID, "number", inv.Number,
+		workers.Logger(ctx, iv.log).Info("invoice created", "invoice_id", inv.ID, "number", inv.Number,
 			"account_id", inv.AccountID, "currency", inv.Currency, "total_minor", inv.TotalMinor)
 	}
 	return nil, ownErr
@@ -796,7 +780,7 @@ func (iv *Invoicer) dropFailedAttempts(ctx context.Context, p InvoiceAccountPayl
 	}
 	run, err := store.GetInvoiceRun(ctx, iv.db, p.RunID)
 	if err != nil {
-		Logger(ctx, iv.log).Warn("invoice account: archived attempts not deleted", "run_id", p.RunID, "error", err)
+		workers.Logger(ctx, iv.log).Warn("invoice account: archived attempts not deleted", "run_id", p.RunID, "error", err)
 		return
 	}
 	queue, _ := asynq.GetQueueName(ctx)
@@ -804,7 +788,7 @@ func (iv *Invoicer) dropFailedAttempts(ctx context.Context, p InvoiceAccountPayl
 		id := InvoiceAccountTaskID(p.AccountID, periodOf(run), attempt)
 		err := iv.cfg.Inspector.DeleteTask(cmp.Or(queue, iv.cfg.Queue), id)
 		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
-			Logger(ctx, iv.log).Warn("invoice account: archived attempt not deleted", "task_id", id, "error", err)
+			workers.Logger(ctx, iv.log).Warn("invoice account: archived attempt not deleted", "task_id", id, "error", err)
 		}
 	}
 }
@@ -829,7 +813,7 @@ func (iv *Invoicer) fail(ctx context.Context, p InvoiceAccountPayload, cause err
 // commit made before the lock was granted. The last account to commit
 // always gets here after its commit, so the run completes exactly once per
 // time its accounts run out.
-func (iv *Invoicer) tryComplete(ctx context.Context, m Meta, runID uuid.UUID) error {
+func (iv *Invoicer) tryComplete(ctx context.Context, m workers.Meta, runID uuid.UUID) error {
 	pending, err := store.HasPendingAccounts(ctx, iv.db, runID)
 	if err != nil || pending {
 		return err
@@ -853,7 +837,7 @@ func (iv *Invoicer) tryComplete(ctx context.Context, m Meta, runID uuid.UUID) er
 		if progress, err = store.InvoiceRunProgress(ctx, tx, runID); err != nil {
 			return 0, err
 		}
-		ev, err := newEvent(m, EventInvoiceRunCompleted, runID.String(), nil, runData(done, progress))
+		ev, err := newEvent(m, workers.EventInvoiceRunCompleted, runID.String(), nil, runData(done, progress))
 		if err != nil {
 			return 0, err
 		}
@@ -891,7 +875,7 @@ func (iv *Invoicer) lateWindow(ctx context.Context, q sqlx.QueryerContext, run s
 }
 
 // enqueuePending hands every pending account of a run to the workers again.
-func (iv *Invoicer) enqueuePending(ctx context.Context, m Meta, run store.InvoiceRun) error {
+func (iv *Invoicer) enqueuePending(ctx context.Context, m workers.Meta, run store.InvoiceRun) error {
 	after := uuid.Nil
 	for {
 		page, err := store.ListRunAccounts(ctx, iv.db, run.ID, store.RunAccountPending, after, iv.cfg.ChunkSize)
@@ -910,7 +894,7 @@ func (iv *Invoicer) enqueuePending(ctx context.Context, m Meta, run store.Invoic
 	}
 }
 
-func (iv *Invoicer) enqueueAccount(ctx context.Context, m Meta, run store.InvoiceRun, accountID uuid.UUID, attempt int) error {
+func (iv *Invoicer) enqueueAccount(ctx context.Context, m workers.Meta, run store.InvoiceRun, accountID uuid.UUID, attempt int) error {
 	t, err := NewInvoiceAccountTask(m, run, accountID, attempt, iv.cfg.Queue)
 	if err != nil {
 		return err

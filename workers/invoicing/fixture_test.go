@@ -1,4 +1,4 @@
-package workers
+package invoicing
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream/redistest"
+	"github.com/bazaarhq/bazaar/workers"
 )
 
 // testClock is a clock tests move by hand.
@@ -48,7 +49,7 @@ type invEnv struct {
 	fx     *invFixture
 }
 
-func newInvEnv(t *testing.T, mutate ...func(*InvoicingConfig)) *invEnv {
+func newInvEnv(t *testing.T, mutate ...func(*Config)) *invEnv {
 	t.Helper()
 	db, _ := storetest.NewDB(t)
 	rdb := redis.NewClient(redistest.DB(t))
@@ -60,13 +61,13 @@ func newInvEnv(t *testing.T, mutate ...func(*InvoicingConfig)) *invEnv {
 	t.Cleanup(func() { _ = client.Close() })
 	tax, err := ParseTaxTable("EUR=1900,GBP=2000,USD=0")
 	require.NoError(t, err)
-	cfg := InvoicingConfig{
+	cfg := Config{
 		DB: db, Client: client, Location: loc, Tax: &tax, ChunkSize: 2, Now: clock.Now, Logger: testLogger(t),
 	}
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	iv, err := NewInvoicer(cfg)
+	iv, err := New(cfg)
 	require.NoError(t, err)
 	e := &invEnv{db: db, rdb: rdb, clock: clock, loc: loc, iv: iv, client: client, fx: newInvFixture(t, db)}
 	e.startWorker(t)
@@ -78,7 +79,7 @@ func (e *invEnv) startWorker(t *testing.T) {
 	t.Helper()
 	srv := asynq.NewServerFromRedisClient(e.rdb, asynq.Config{
 		Concurrency:       4,
-		Queues:            map[string]int{QueueLow: 1},
+		Queues:            map[string]int{workers.QueueLow: 1},
 		TaskCheckInterval: 20 * time.Millisecond,
 		LogLevel:          asynq.FatalLevel,
 		ShutdownTimeout:   2 * time.Second,

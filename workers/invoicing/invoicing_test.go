@@ -1,4 +1,4 @@
-package workers
+package invoicing
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
+	"github.com/bazaarhq/bazaar/workers"
 )
 
 // billedRow is one (account, period, currency) amount, as the invoices say
@@ -166,12 +167,12 @@ func TestInvoiceRunsBillEachAccountPerPeriodAndCurrency(t *testing.T) {
 	require.Equal(t, "INV-2026-000001", numbers[0])
 	require.Equal(t, "INV-2026-000007", numbers[6])
 
-	require.Equal(t, 7, e.eventCount(t, EventInvoiceCreated))
-	require.Equal(t, 2, e.eventCount(t, EventInvoiceRunStarted))
-	require.Equal(t, 2, e.eventCount(t, EventInvoiceRunCompleted))
+	require.Equal(t, 7, e.eventCount(t, workers.EventInvoiceCreated))
+	require.Equal(t, 2, e.eventCount(t, workers.EventInvoiceRunStarted))
+	require.Equal(t, 2, e.eventCount(t, workers.EventInvoiceRunCompleted))
 	evs, err := store.EventsBySubject(ctx, e.db, run1.ID.String())
 	require.NoError(t, err)
-	require.Equal(t, EventInvoiceRunCompleted, evs[len(evs)-1].Type)
+	require.Equal(t, workers.EventInvoiceRunCompleted, evs[len(evs)-1].Type)
 	var data InvoiceRunData
 	require.NoError(t, json.Unmarshal(evs[len(evs)-1].Data, &data))
 	wantRun := InvoiceRunData{
@@ -194,11 +195,11 @@ func TestInvoiceRunsBillEachAccountPerPeriodAndCurrency(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, createdAgain)
 	require.Equal(t, run1.ID, again.ID)
-	payload, err := json.Marshal(InvoiceAccountPayload{Meta: Meta{Version: PayloadVersion}, RunID: run1.ID, AccountID: alpha, Attempt: 1})
+	payload, err := json.Marshal(InvoiceAccountPayload{Meta: workers.Meta{Version: workers.PayloadVersion}, RunID: run1.ID, AccountID: alpha, Attempt: 1})
 	require.NoError(t, err)
-	require.NoError(t, e.iv.HandleAccount(ctx, asynq.NewTask(TypeInvoiceAccount, payload)))
+	require.NoError(t, e.iv.HandleAccount(ctx, asynq.NewTask(workers.TypeInvoiceAccount, payload)))
 	require.Len(t, e.invoices(t, store.InvoiceFilter{}), 7)
-	require.Equal(t, 7, e.eventCount(t, EventInvoiceCreated))
+	require.Equal(t, 7, e.eventCount(t, workers.EventInvoiceCreated))
 }
 
 func TestLateOrdersGoToTheNextPeriodAndLeaveIssuedInvoicesAlone(t *testing.T) {
@@ -299,13 +300,13 @@ func TestFailingAccountEndsFailedAndRetryFailedBillsOnlyIt(t *testing.T) {
 			require.Equal(t, bad, failed[0].AccountID)
 			require.Contains(t, failed[0].Error, tc.wantErr)
 			require.NotContains(t, failed[0].Error, bad.String(), "the account's error is the cause alone")
-			archived, err := insp.ListArchivedTasks(QueueLow)
+			archived, err := insp.ListArchivedTasks(workers.QueueLow)
 			require.NoError(t, err)
 			require.Len(t, archived, 1, "the failed account's task is archived")
 			require.Equal(t, 1, strings.Count(archived[0].LastErr, "invoice account "), "wrapped once: %s", archived[0].LastErr)
 			require.Empty(t, e.invoices(t, store.InvoiceFilter{AccountID: &bad}))
 			before := e.invoices(t, store.InvoiceFilter{})
-			require.Equal(t, 1, e.eventCount(t, EventInvoiceRunCompleted))
+			require.Equal(t, 1, e.eventCount(t, workers.EventInvoiceRunCompleted))
 
 			_, err = e.db.ExecContext(ctx, tc.fixIt, badOrder)
 			require.NoError(t, err)
@@ -320,14 +321,14 @@ func TestFailingAccountEndsFailedAndRetryFailedBillsOnlyIt(t *testing.T) {
 			require.Equal(t, store.RunAccountDone, ra.Status)
 			require.Equal(t, 2, ra.Attempts)
 			eventually(t, 10*time.Second, func() bool {
-				archived, err := insp.ListArchivedTasks(QueueLow)
+				archived, err := insp.ListArchivedTasks(workers.QueueLow)
 				return err == nil && len(archived) == 0
 			}, "the failed attempt's task left the archive once the retry billed the account")
 			after := e.invoices(t, store.InvoiceFilter{})
 			require.Len(t, after, 3)
 			require.Equal(t, bad, after[0].AccountID, "the newest invoice is the retried account's")
 			require.Empty(t, cmp.Diff(before, after[1:]), "the other accounts' invoices are untouched")
-			require.Equal(t, 2, e.eventCount(t, EventInvoiceRunCompleted))
+			require.Equal(t, 2, e.eventCount(t, workers.EventInvoiceRunCompleted))
 
 			n, err = e.iv.RetryFailed(ctx, run.ID)
 			require.NoError(t, err)
@@ -392,15 +393,15 @@ func TestInvoicePDFShowsNumberAndTotal(t *testing.T) {
 	require.Len(t, invs, 1)
 	inv := invs[0]
 
-	pdf, err := RenderInvoicePDF(ctx, e.db, inv.ID)
+	pdf, err := workers.RenderInvoicePDF(ctx, e.db, inv.ID)
 	require.NoError(t, err)
 	require.True(t, bytes.HasPrefix(pdf, []byte("%PDF-")))
-	again, err := RenderInvoicePDF(ctx, e.db, inv.ID)
+	again, err := workers.RenderInvoicePDF(ctx, e.db, inv.ID)
 	require.NoError(t, err)
 	require.Equal(t, pdf, again, "an invoice renders to the same bytes every time")
 
 	dir := t.TempDir()
-	path := filepath.Join(dir, InvoicePDFName(inv))
+	path := filepath.Join(dir, workers.InvoicePDFName(inv))
 	require.NoError(t, os.WriteFile(path, pdf, 0o600))
 	text, err := exec.Command("pdftotext", "-layout", path, "-").Output()
 	require.NoError(t, err)
@@ -413,9 +414,9 @@ func TestInvoicePDFShowsNumberAndTotal(t *testing.T) {
 	require.GreaterOrEqual(t, n, 2)
 	require.Contains(t, pages[0], fmt.Sprintf("page 1 of %d", n))
 	last := pages[n-1]
-	require.Regexp(t, `Subtotal +`+regexp.QuoteMeta(FormatMoney(inv.SubtotalMinor, "EUR")), last)
-	require.Regexp(t, `Tax 19\.00% +`+regexp.QuoteMeta(FormatMoney(inv.TaxMinor, "EUR")), last)
-	require.Regexp(t, `Total +`+regexp.QuoteMeta(FormatMoney(inv.TotalMinor, "EUR")), last)
+	require.Regexp(t, `Subtotal +`+regexp.QuoteMeta(workers.FormatMoney(inv.SubtotalMinor, "EUR")), last)
+	require.Regexp(t, `Tax 19\.00% +`+regexp.QuoteMeta(workers.FormatMoney(inv.TaxMinor, "EUR")), last)
+	require.Regexp(t, `Total +`+regexp.QuoteMeta(workers.FormatMoney(inv.TotalMinor, "EUR")), last)
 	require.Contains(t, last, fmt.Sprintf("page %d of %d", n, n))
 
 	out, err := exec.Command("pdftoppm", "-png", "-r", "40", path, filepath.Join(dir, "page")).CombinedOutput()
@@ -424,7 +425,7 @@ func TestInvoicePDFShowsNumberAndTotal(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, bytes.HasPrefix(png, []byte("\x89PNG")))
 
-	_, err = RenderInvoicePDF(ctx, e.db, uuid.New())
+	_, err = workers.RenderInvoicePDF(ctx, e.db, uuid.New())
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -488,13 +489,13 @@ func TestTaxAndMoneyFormatting(t *testing.T) {
 	require.True(t, errors.As(err, &be))
 
 	money := map[string]string{
-		FormatMoney(123456789, "EUR"): "EUR 1,234,567.89",
-		FormatMoney(-1200, "EUR"):     "EUR -12.00",
-		FormatMoney(5, "GBP"):         "GBP 0.05",
-		FormatMoney(0, "USD"):         "USD 0.00",
-		FormatMoney(1200, "JPY"):      "JPY 1,200",
-		FormatMoney(1234, "KWD"):      "KWD 1.234",
-		FormatMoney(100, "EUR"):       "EUR 1.00",
+		workers.FormatMoney(123456789, "EUR"): "EUR 1,234,567.89",
+		workers.FormatMoney(-1200, "EUR"):     "EUR -12.00",
+		workers.FormatMoney(5, "GBP"):         "GBP 0.05",
+		workers.FormatMoney(0, "USD"):         "USD 0.00",
+		workers.FormatMoney(1200, "JPY"):      "JPY 1,200",
+		workers.FormatMoney(1234, "KWD"):      "KWD 1.234",
+		workers.FormatMoney(100, "EUR"):       "EUR 1.00",
 	}
 	for got, want := range money {
 		require.Equal(t, want, got)
@@ -567,7 +568,7 @@ func TestRunsStartedAndRetriedByEventsAreHandedOverByTheGroup(t *testing.T) {
 		return store.InsertEvents(ctx, tx, evs...)
 	}))
 	started := lastEvent(run.ID.String())
-	require.Equal(t, EventInvoiceRunStarted, started.Type)
+	require.Equal(t, workers.EventInvoiceRunStarted, started.Type)
 	require.Contains(t, e.iv.Group().Patterns, started.Type)
 	require.NoError(t, e.iv.HandleEvent(ctx, started))
 	require.NoError(t, e.iv.HandleEvent(ctx, started), "a redelivered event enqueues nothing twice")
@@ -586,16 +587,16 @@ func TestRunsStartedAndRetriedByEventsAreHandedOverByTheGroup(t *testing.T) {
 		return store.InsertEvents(ctx, tx, evs...)
 	}))
 	retry := lastEvent(run.ID.String())
-	require.Equal(t, EventInvoiceRetryRequested, retry.Type)
+	require.Equal(t, workers.EventInvoiceRetryRequested, retry.Type)
 	require.NoError(t, e.iv.HandleEvent(ctx, retry))
 	run = e.waitCompleted(t, run.ID, 2)
 	require.Equal(t, store.RunProgress{Accounts: 2, Done: 2, Invoices: 2}, e.progress(t, run.ID))
 
-	before := e.eventCount(t, EventInvoiceCreated)
+	before := e.eventCount(t, workers.EventInvoiceCreated)
 	require.NoError(t, e.iv.HandleEvent(ctx, started), "events of a completed run change nothing")
 	require.NoError(t, e.iv.HandleEvent(ctx, retry))
 	time.Sleep(100 * time.Millisecond)
-	require.Equal(t, before, e.eventCount(t, EventInvoiceCreated))
+	require.Equal(t, before, e.eventCount(t, workers.EventInvoiceCreated))
 	n, _, evs, err := ResetFailedAccounts(ctx, e.db, run.ID)
 	require.NoError(t, err)
 	require.Zero(t, n)
@@ -658,5 +659,5 @@ func TestRunWithNothingToBillCompletes(t *testing.T) {
 	require.Equal(t, store.RunProgress{}, e.progress(t, run.ID))
 	require.Equal(t, 1, run.Completions)
 	require.NotNil(t, run.DiscoveredAt)
-	require.Equal(t, 1, e.eventCount(t, EventInvoiceRunCompleted))
+	require.Equal(t, 1, e.eventCount(t, workers.EventInvoiceRunCompleted))
 }

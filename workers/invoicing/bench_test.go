@@ -1,4 +1,4 @@
-package workers
+package invoicing
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/sql/store/storetest"
 	"github.com/bazaarhq/bazaar/stream/redistest"
+	"github.com/bazaarhq/bazaar/workers"
 )
 
 const benchOrdersPerAccount = 10
@@ -105,7 +106,7 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 
 	rdb := redis.NewClient(redistest.DB(b))
 	client := asynq.NewClientFromRedisClient(rdb)
-	iv, err := NewInvoicer(InvoicingConfig{
+	iv, err := New(Config{
 		DB: db, Client: client, Now: func() time.Time { return time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC) },
 		Logger: slog.New(slog.DiscardHandler), BatchSize: batchSize,
 	})
@@ -113,7 +114,7 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 		b.Fatal(err)
 	}
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency: 10, Queues: map[string]int{QueueLow: 1},
+		Concurrency: 10, Queues: map[string]int{workers.QueueLow: 1},
 		TaskCheckInterval: 20 * time.Millisecond, LogLevel: asynq.FatalLevel,
 	})
 	mux := asynq.NewServeMux()
