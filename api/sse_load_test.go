@@ -58,7 +58,9 @@ func TestSSELoadServer(t *testing.T) {
 	db, err := sqlx.Open("postgres", os.Getenv("BAZAAR_SSE_LOAD_DB"))
 	require.NoError(t, err)
 	defer db.Close()
-	opt, err := redis.ParseURL(redistest.URL())
+	// The benchmark's Redis, where the relay publishes: redistest.URL here
+	// would start this process a server of its own, which nothing writes to.
+	opt, err := redis.ParseURL(os.Getenv("BAZAAR_SSE_LOAD_REDIS"))
 	require.NoError(t, err)
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
@@ -181,7 +183,7 @@ func BenchmarkSSELoad(b *testing.B) {
 	names := stream.Names{Prefix: prefix}
 
 	server := exec.Command(os.Args[0], "-test.run=^TestSSELoadServer$", "-test.count=1")
-	server.Env = append(os.Environ(), loadServerEnv+"=1", "BAZAAR_SSE_LOAD_DB="+dbURL, "BAZAAR_SSE_LOAD_PREFIX="+prefix)
+	server.Env = append(os.Environ(), loadServerEnv+"=1", "BAZAAR_SSE_LOAD_DB="+dbURL, "BAZAAR_SSE_LOAD_PREFIX="+prefix, "BAZAAR_SSE_LOAD_REDIS="+redistest.URL())
 	server.Stderr = os.Stderr
 	stdin, err := server.StdinPipe()
 	require.NoError(b, err)
