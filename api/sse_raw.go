@@ -109,8 +109,10 @@ var heartbeatFrame = []byte(": heartbeat\n\n")
 
 // heartbeatWait bounds a heartbeat's write: a stream idle for a whole
 // heartbeat has an empty socket buffer unless its client stopped reading,
-// and the wheel must not wait on one client.
-const heartbeatWait = 50 * time.Millisecond
+// and the wheel must not wait long on one client; the bound is generous
+// because a loaded machine may pause the wheel between setting the deadline
+// and writing.
+const heartbeatWait = time.Second
 
 // wheelTicks is the number of wheel ticks per heartbeat (at most): a
 // heartbeat is sent between Heartbeat and Heartbeat·(1+1/wheelTicks) after
