@@ -32,7 +32,7 @@ func BenchmarkSSEIdle(b *testing.B) {
 	limit := raiseFileLimit()
 	// The server process needs a few descriptors of its own beside the
 	// connections: its listener, PostgreSQL, Redis, the runtime.
-	const spare = 100
+	const spare = 500
 	clients := want
 	if uint64(want)+spare > limit {
 		clients = int(limit) - spare
