@@ -114,6 +114,8 @@ type Server struct {
 	stmts *store.Statements
 	// console serves /console (console_mount.go).
 	console *console.Console
+	// wheel beats the hearts of the streams on hijacked connections (sse_raw.go).
+	wheel sseWheel
 }
 
 // New validates cfg and builds the router.
@@ -136,6 +138,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, log: cfg.Logger, engine: gin.New(), tel: tel, stmts: store.NewStatements(cfg.DB, !cfg.DisablePrepared)}
+	conf := cfg.SSE.withDefaults()
+	s.wheel = sseWheel{s: s, every: conf.Heartbeat, timeout: conf.WriteTimeout}
 	if s.printers, err = s.newPrinters(); err != nil {
 		return nil, err
 	}

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -188,18 +190,24 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 	if !ok {
 		return
 	}
-	defer slot.release(c.Request.Context())
 	opts.Cursor = c.GetHeader("Last-Event-ID")
 	cursorName := "Last-Event-ID"
 	if opts.Cursor == "" {
 		opts.Cursor, cursorName = c.Query("last_event_id"), "last_event_id"
 	}
-	// Revoking the stream's key cancels ctx (revoke.go).
-	ctx, untrack := s.revocations.track(c.Request.Context(), principalOf(c).credentialID())
-	defer untrack()
+	// A hijacked stream outlives the request, whose context net/http ends
+	// when the handler returns; the stream's own cancel ends it instead.
+	// Revoking the stream's key cancels ctx too (revoke.go).
+	ctx, untrack := s.revocations.track(context.WithoutCancel(c.Request.Context()), principalOf(c).credentialID())
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	stop := context.AfterFunc(c.Request.Context(), cancel) // a client gone before the subscription
 	sub, err := s.cfg.Hub.Subscribe(sctx, opts)
+	stop()
 	cancel()
+	if err != nil {
+		untrack()
+		slot.release(ctx)
+	}
 	switch {
 	case errors.Is(err, stream.ErrBadCursor):
 		s.fail(c, badParam(cursorName, "must be the id of an event this API sent"))
@@ -211,10 +219,14 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 		s.fail(c, withDetail(errUnavailable, "Live events are unavailable right now; retry shortly.", FieldError{Field: "cause", Message: "event hub not ready"}))
 		return
 	}
-	defer sub.Close()
 	s.streamStarted(c)
 	s.tel.sseClients.Inc()
-	defer s.tel.sseClients.Dec()
+	end := func() {
+		sub.Close()
+		untrack()
+		s.tel.sseClients.Dec()
+		slot.release(ctx)
+	}
 
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -225,12 +237,40 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 	}
 	c.Status(http.StatusOK)
 	conf := s.cfg.SSE.withDefaults()
-	w := &sseWriter{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: conf.WriteTimeout}
 	log := s.logFor(c)
 
+	conn, hijacked, err := hijack(c)
+	if hijacked {
+		if err != nil {
+			end()
+			return
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		st := &rawStream{conn: conn, cancel: cancel, slot: slot}
+		st.last.Store(time.Now().UnixNano())
+		w := &sseWriter{w: connWriter{st: st, timeout: conf.WriteTimeout}}
+		go func() {
+			defer end()
+			defer conn.Close()
+			defer cancel()
+			s.wheel.add(st)
+			defer s.wheel.remove(st)
+			s.pump(sctx, w, sub, opts, conf, slot, log, nil)
+		}()
+		return
+	}
+	defer end()
+	w := &sseWriter{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: conf.WriteTimeout}
+	s.pump(ctx, w, sub, opts, conf, slot, log, &conf.Heartbeat)
+}
+
+// pump writes the stream until ctx ends, the client leaves or falls
+// behind, or the hub stops. With heartbeat set it sends the heartbeats
+// itself; a raw stream leaves them to the wheel.
+func (s *Server) pump(ctx context.Context, w *sseWriter, sub *stream.Subscriber, opts stream.SubscribeOptions, conf SSEConfig, slot *streamSlot, log *slog.Logger, heartbeat *time.Duration) {
 	// The first message carries the retry hint and an id, so a client that
 	// disconnects before any event still resumes from here.
-	fmt.Fprintf(&w.buf, "retry: %d\n", conf.Retry.Milliseconds())
+	w.buffer().WriteString("retry: " + strconv.FormatInt(conf.Retry.Milliseconds(), 10) + "\n")
 	if err := w.event(sub.Cursor(), "ready", []byte("{}")); err != nil {
 		return
 	}
@@ -246,9 +286,15 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 	var pushes []ssePush
 	for {
 		slot.refresh(ctx)
-		hctx, cancel := context.WithTimeout(ctx, conf.Heartbeat)
-		ev, err := sub.Next(hctx)
-		cancel()
+		var ev stream.LiveEvent
+		var err error
+		if heartbeat != nil {
+			hctx, cancel := context.WithTimeout(ctx, *heartbeat)
+			ev, err = sub.Next(hctx)
+			cancel()
+		} else {
+			ev, err = sub.Next(ctx)
+		}
 		switch {
 		case err == nil:
 			// Events already queued go out in the same write: under load
@@ -260,7 +306,7 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 				} else {
 					pushes = append(pushes, s.tel.startPush(ctx, ev))
 				}
-				if len(pushes) >= maxBatch || w.buf.Len() > maxBatchBytes || !sub.Buffered() {
+				if len(pushes) >= maxBatch || w.buffer().Len() > maxBatchBytes || !sub.Buffered() {
 					break
 				}
 				if ev, err = sub.Next(now); err != nil {
@@ -271,12 +317,13 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 			for _, p := range pushes {
 				p.end(err)
 			}
+			clear(pushes)
 			if err != nil {
 				s.tel.sseWriteFailed(err)
 				return
 			}
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			w.buf.WriteString(": heartbeat\n\n")
+			w.buffer().WriteString(": heartbeat\n\n")
 			if err := w.flush(); err != nil {
 				s.tel.sseWriteFailed(err)
 				return
@@ -324,17 +371,31 @@ var errUnsafeField = errors.New("CR or LF in an SSE id or event field")
 
 // sseWriter frames and writes events, each write under a deadline.
 type sseWriter struct {
-	w       io.Writer
+	w io.Writer
+	// rc flushes w and sets its deadline; nil on a raw stream, whose
+	// writer does both.
 	rc      *http.ResponseController
 	timeout time.Duration
-	buf     bytes.Buffer
+	// buf is taken from ssePool while a write is being framed and given
+	// back after it, so an idle stream holds no buffer.
+	buf *bytes.Buffer
 }
+
+// ssePool holds the framing buffers shared by every stream.
+var ssePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Write batching limits: events and bytes per write.
 const (
 	maxBatch      = 64
 	maxBatchBytes = 64 << 10
 )
+
+func (w *sseWriter) buffer() *bytes.Buffer {
+	if w.buf == nil {
+		w.buf = ssePool.Get().(*bytes.Buffer)
+	}
+	return w.buf
+}
 
 // event writes one event and flushes it.
 func (w *sseWriter) event(id, typ string, data []byte) error {
@@ -350,32 +411,44 @@ func (w *sseWriter) add(id, typ string, data []byte) error {
 	if strings.ContainsAny(id, "\r\n") || strings.ContainsAny(typ, "\r\n") {
 		return fmt.Errorf("%w: id %q, event %q", errUnsafeField, id, typ)
 	}
-	w.buf.WriteString("id: ")
-	w.buf.WriteString(id)
-	w.buf.WriteString("\nevent: ")
-	w.buf.WriteString(typ)
-	w.buf.WriteByte('\n')
+	b := w.buffer()
+	b.WriteString("id: ")
+	b.WriteString(id)
+	b.WriteString("\nevent: ")
+	b.WriteString(typ)
+	b.WriteByte('\n')
 	// JSON from json.Marshal has no raw newlines; split anyway so no data
 	// can end the event early.
 	for line := range bytes.Lines(data) {
-		w.buf.WriteString("data: ")
-		w.buf.Write(bytes.TrimRight(line, "\r\n"))
-		w.buf.WriteByte('\n')
+		b.WriteString("data: ")
+		b.Write(bytes.TrimRight(line, "\r\n"))
+		b.WriteByte('\n')
 	}
 	if len(data) == 0 {
-		w.buf.WriteString("data:\n")
+		b.WriteString("data:\n")
 	}
-	w.buf.WriteByte('\n')
+	b.WriteByte('\n')
 	return nil
 }
 
 func (w *sseWriter) flush() error {
+	b := w.buffer()
+	defer func() {
+		w.buf = nil
+		// A buffer grown by a large backlog is left to the collector.
+		if b.Cap() <= 2*maxBatchBytes {
+			b.Reset()
+			ssePool.Put(b)
+		}
+	}()
+	if w.rc == nil {
+		_, err := w.w.Write(b.Bytes())
+		return err
+	}
 	if err := w.rc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	_, err := w.w.Write(w.buf.Bytes())
-	w.buf.Reset()
-	if err != nil {
+	if _, err := w.w.Write(b.Bytes()); err != nil {
 		return err
 	}
 	if err := w.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {

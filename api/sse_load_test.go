@@ -58,7 +58,9 @@ func TestSSELoadServer(t *testing.T) {
 	db, err := sqlx.Open("postgres", os.Getenv("BAZAAR_SSE_LOAD_DB"))
 	require.NoError(t, err)
 	defer db.Close()
-	opt, err := redis.ParseURL(redistest.URL())
+	// The benchmark's Redis, where the relay publishes: redistest.URL here
+	// would start this process a server of its own, which nothing writes to.
+	opt, err := redis.ParseURL(os.Getenv("BAZAAR_SSE_LOAD_REDIS"))
 	require.NoError(t, err)
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
@@ -180,28 +182,7 @@ func BenchmarkSSELoad(b *testing.B) {
 	prefix := redistest.Prefix(b)
 	names := stream.Names{Prefix: prefix}
 
-	server := exec.Command(os.Args[0], "-test.run=^TestSSELoadServer$", "-test.count=1")
-	server.Env = append(os.Environ(), loadServerEnv+"=1", "BAZAAR_SSE_LOAD_DB="+dbURL, "BAZAAR_SSE_LOAD_PREFIX="+prefix)
-	server.Stderr = os.Stderr
-	stdin, err := server.StdinPipe()
-	require.NoError(b, err)
-	stdout, err := server.StdoutPipe()
-	require.NoError(b, err)
-	require.NoError(b, server.Start())
-	defer func() {
-		_ = stdin.Close()
-		_ = server.Wait()
-	}()
-	lines := bufio.NewScanner(stdout)
-	var addr string
-	for lines.Scan() {
-		if a, ok := strings.CutPrefix(lines.Text(), "ADDR "); ok {
-			addr = a
-			break
-		}
-	}
-	require.NotEmpty(b, addr, "server address")
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	addr, mem := startLoadServer(b, dbURL, prefix)
 	base := "http://" + addr
 
 	post := func(path, token string, body any) map[string]any {
@@ -225,14 +206,6 @@ func BenchmarkSSELoad(b *testing.B) {
 		printers[i] = post("/v1/sellers/"+sellers[i]+"/printer-tokens", testAdminToken, map[string]any{})["key"].(string)
 	}
 
-	mem := func() loadMem {
-		res, err := http.Get(base + "/loadtest/mem")
-		require.NoError(b, err)
-		defer res.Body.Close()
-		var m loadMem
-		require.NoError(b, json.NewDecoder(res.Body).Decode(&m))
-		return m
-	}
 	before := mem()
 
 	events := &loadEvents{index: map[string]int32{}}
@@ -375,6 +348,44 @@ func BenchmarkSSELoad(b *testing.B) {
 	b.Logf("%s mix: %d clients, %d events at %d/s: %d deliveries; commit to client p50 %s, p99 %s, max %s; server RSS %d MiB -> %d MiB (%.1f KiB/conn), heap+stacks %.1f KiB/conn, %d goroutines, %d dropped",
 		map[bool]string{true: "firehose", false: "marketplace"}[firehose], clients, len(events.commitAt), rate, len(lat), pct(0.5), pct(0.99), lat[len(lat)-1],
 		before.RSS>>20, after.RSS>>20, perConn/1024, heapPerConn/1024, after.Goroutines, after.Dropped)
+}
+
+// startLoadServer starts TestSSELoadServer in a process of its own on the
+// benchmark's database and Redis prefix; it returns the server's address
+// and a reading of its memory. The process ends with the benchmark.
+func startLoadServer(b *testing.B, dbURL, prefix string) (string, func() loadMem) {
+	b.Helper()
+	server := exec.Command(os.Args[0], "-test.run=^TestSSELoadServer$", "-test.count=1")
+	server.Env = append(os.Environ(), loadServerEnv+"=1", "BAZAAR_SSE_LOAD_DB="+dbURL, "BAZAAR_SSE_LOAD_PREFIX="+prefix, "BAZAAR_SSE_LOAD_REDIS="+redistest.URL())
+	server.Stderr = os.Stderr
+	stdin, err := server.StdinPipe()
+	require.NoError(b, err)
+	stdout, err := server.StdoutPipe()
+	require.NoError(b, err)
+	require.NoError(b, server.Start())
+	b.Cleanup(func() {
+		_ = stdin.Close()
+		_ = server.Wait()
+	})
+	lines := bufio.NewScanner(stdout)
+	var addr string
+	for lines.Scan() {
+		if a, ok := strings.CutPrefix(lines.Text(), "ADDR "); ok {
+			addr = a
+			break
+		}
+	}
+	require.NotEmpty(b, addr, "server address")
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	mem := func() loadMem {
+		res, err := http.Get("http://" + addr + "/loadtest/mem")
+		require.NoError(b, err)
+		defer res.Body.Close()
+		var m loadMem
+		require.NoError(b, json.NewDecoder(res.Body).Decode(&m))
+		return m
+	}
+	return addr, mem
 }
 
 // read parses the stream: it signals ready after the response head and the
