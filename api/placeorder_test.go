@@ -35,6 +35,7 @@ func TestOrderIdempotentReplay(t *testing.T) {
 
 		// The same key with another body is refused.
 		other := b.product(b.keyA, nil)
+		before = b.counts()
 		b.do(http.MethodPost, "/v1/orders", b.front, orderBody(user, other), HeaderIdempotencyKey, "replay-1").
 			problem(http.StatusUnprocessableEntity, "idempotency-key-reused")
 		require.Equal(t, before, b.counts())
