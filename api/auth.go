@@ -196,15 +196,31 @@ type idemPrecheck struct {
 // apiKey looks up the active key of a token's hash. For a POST with an
 // Idempotency-Key it reads the key's idempotency record in the same round
 // trip and leaves it to the idempotency middleware.
+//
+// A key found is kept in s.keys for keyCacheTTL, so most requests of a
+// busy key skip this round trip; revoking clears the cache (revokeKey and
+// the revocation listener).
 func (s *Server) apiKey(c *gin.Context, hash []byte) (store.APIKey, error) {
+	h := [32]byte(hash)
+	key, gen, ok := s.keys.get(h)
+	if ok {
+		return key, nil
+	}
 	ctx := c.Request.Context()
 	idem := c.GetHeader(HeaderIdempotencyKey)
+	var err error
 	if c.Request.Method != http.MethodPost || idem == "" {
-		return store.ActiveAPIKeyByHash(ctx, s.stmts.DB(), hash)
+		key, err = store.ActiveAPIKeyByHash(ctx, s.stmts.DB(), hash)
+	} else {
+		var found bool
+		var rec store.IdempotencyRecord
+		key, found, rec, err = store.ActiveAPIKeyWithIdempotency(ctx, s.stmts.DB(), hash, keyPrincipalPrefix, idem)
+		if err == nil {
+			c.Set(idemPrecheckKey, &idemPrecheck{key: idem, found: found, rec: rec})
+		}
 	}
-	key, found, rec, err := store.ActiveAPIKeyWithIdempotency(ctx, s.stmts.DB(), hash, keyPrincipalPrefix, idem)
 	if err == nil {
-		c.Set(idemPrecheckKey, &idemPrecheck{key: idem, found: found, rec: rec})
+		s.keys.put(h, key, gen)
 	}
 	return key, err
 }

@@ -125,6 +125,9 @@ func (s *Server) revokeKey(c *gin.Context, sellerID *uuid.UUID) {
 		}
 		return change{status: http.StatusNoContent}, nil
 	})
+	// Whatever the outcome, this process believes no cached key from now
+	// on (a commit whose answer failed has still revoked).
+	s.keys.clear()
 	if !c.IsAborted() && c.Writer.Status() == http.StatusNoContent {
 		// Committed: end the key's live streams on every API process.
 		s.announceRevocation(c.Request.Context(), keyID)

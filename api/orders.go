@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -85,60 +86,132 @@ func (s *Server) createOrder(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		// One prepared statement reads the products; the user is checked
-		// by the order's foreign key (ErrUnknownUser), not by a read.
-		q := s.stmts.Tx(tx)
-		products, err := store.ProductsByIDs(ctx, q, ids)
+	s.placeOrder(c, *userID, req, ids, scheduledAt)
+}
+
+// placeOrder prices and writes a checked order request in two round trips
+// to PostgreSQL: one prepared statement reads the products, their
+// seller's pause and order limit and the idempotency record
+// (store.ReadOrderInputs); another writes the order, its items, its event
+// with the outbox row and the idempotency record as one implicit
+// transaction (store.PlaceOrder). Every id and time of the order is chosen
+// here, so the response is known, and stored with the order, before the
+// write. The user is checked by the order's foreign key.
+func (s *Server) placeOrder(c *gin.Context, userID uuid.UUID, req createOrderRequest, ids []uuid.UUID, scheduledAt *time.Time) {
+	ctx := c.Request.Context()
+	idem := idempotentRequest(c)
+	var principal, key string
+	if idem != nil {
+		principal, key = idem.principal, idem.key
+	}
+	in, err := store.ReadOrderInputs(ctx, s.stmts.DB(), ids, principal, key)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if in.Found {
+		s.replay(c, idem, in.Record)
+		return
+	}
+	o := store.Order{UserID: userID, PaymentMethod: req.PaymentMethod, ScheduledAt: scheduledAt}
+	var first store.OrderProduct
+	var k checker
+	for i, it := range req.Items {
+		p, ok := in.Products[ids[i]]
+		switch {
+		case !ok:
+			k.add(fmt.Sprintf("items[%d].product_id", i), "no such product")
+			continue
+		case i == 0:
+			first, o.SellerID, o.Currency = p, p.SellerID, p.Currency
+		case p.SellerID != o.SellerID:
+			k.add(fmt.Sprintf("items[%d].product_id", i), "is sold by another seller; an order holds one seller's items")
+		case p.Currency != o.Currency:
+			k.add(fmt.Sprintf("items[%d].product_id", i), "is priced in another currency than the first item")
+		}
+		line := p.PriceMinor * int64(it.Quantity)
+		o.SubtotalMinor += line
+		o.Items = append(o.Items, store.OrderItem{
+			ProductID: p.ID, SKU: p.SKU, Name: p.Name,
+			Quantity: it.Quantity, UnitPriceMinor: p.PriceMinor, LineTotalMinor: line,
+		})
+	}
+	if err := k.err(); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.refusePausedSeller(o.SellerID, first.SellerPaused); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.allowSellerOrder(c, o.SellerID, first.OrderLimit()); err != nil {
+		s.fail(c, err)
+		return
+	}
+	o.TotalMinor = o.SubtotalMinor
+	if o, err = store.PrepareOrder(o); err != nil {
+		s.fail(c, err)
+		return
+	}
+	ev, err := store.NewOrderEvent("order.created", o)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ev.RequestID, ev.TraceParent = requestID(c), s.eventTraceParent(ctx, c)
+	body, err := json.Marshal(orderOut(o))
+	if err != nil {
+		s.fail(c, fmt.Errorf("encode response: %w", err))
+		return
+	}
+	n := store.NewOrder{Order: o, Event: ev}
+	if idem != nil {
+		n.Record = &store.IdempotencyRecord{
+			Principal: idem.principal, Key: idem.key, Method: idem.method, Path: idem.path,
+			RequestHash: idem.hash, Status: http.StatusCreated, ContentType: contentTypeJSON, Response: body,
+		}
+	}
+	placed, err := s.placeOrderTx(ctx, n)
+	if errors.Is(err, store.ErrUnknownUser) {
+		err = invalid(FieldError{Field: "user_id", Message: "no such user"})
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if !placed {
+		// A request with the same key committed first, perhaps while
+		// this one waited for it: answer as it did.
+		rec, err := store.GetIdempotencyRecord(ctx, s.stmts.DB(), idem.principal, idem.key)
 		if err != nil {
-			return change{}, err
+			s.fail(c, err)
+			return
 		}
-		o := store.Order{UserID: *userID, PaymentMethod: req.PaymentMethod, ScheduledAt: scheduledAt}
-		var k checker
-		for i, it := range req.Items {
-			f := fmt.Sprintf("items[%d].product_id", i)
-			p, ok := products[ids[i]]
-			switch {
-			case !ok:
-				k.add(f, "no such product")
-				continue
-			case i == 0:
-				o.SellerID, o.Currency = p.SellerID, p.Currency
-			case p.SellerID != o.SellerID:
-				k.add(f, "is sold by another seller; an order holds one seller's items")
-			case p.Currency != o.Currency:
-				k.add(f, "is priced in another currency than the first item")
-			}
-			line := p.PriceMinor * int64(it.Quantity)
-			o.SubtotalMinor += line
-			o.Items = append(o.Items, store.OrderItem{
-				ProductID: p.ID, SKU: p.SKU, Name: p.Name,
-				Quantity: it.Quantity, UnitPriceMinor: p.PriceMinor, LineTotalMinor: line,
-			})
+		s.replay(c, idem, rec)
+		return
+	}
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.EventsCommitted()
+	}
+	c.Data(http.StatusCreated, contentTypeJSON, body)
+}
+
+// placeOrderTx runs store.PlaceOrder alone, as its own implicit
+// transaction, or, when a test set beforeCommit, in an explicit one that
+// runs the hook before committing.
+func (s *Server) placeOrderTx(ctx context.Context, n store.NewOrder) (bool, error) {
+	if s.beforeCommit == nil {
+		return store.PlaceOrder(ctx, s.stmts.DB(), n)
+	}
+	var placed bool
+	err := store.WithTx(ctx, s.cfg.DB, func(tx *sqlx.Tx) error {
+		var err error
+		if placed, err = store.PlaceOrder(ctx, tx, n); err != nil {
+			return err
 		}
-		if err := k.err(); err != nil {
-			return change{}, err
-		}
-		if err := s.refusePausedSeller(ctx, tx, o.SellerID); err != nil {
-			return change{}, err
-		}
-		if err := s.allowSellerOrder(ctx, c, tx, o.SellerID); err != nil {
-			return change{}, err
-		}
-		o.TotalMinor = o.SubtotalMinor
-		created, err := store.CreateOrder(ctx, q, o)
-		if errors.Is(err, store.ErrUnknownUser) {
-			return change{}, invalid(FieldError{Field: "user_id", Message: "no such user"})
-		}
-		if err != nil {
-			return change{}, err
-		}
-		ev, err := store.NewOrderEvent("order.created", created)
-		if err != nil {
-			return change{}, err
-		}
-		return change{http.StatusCreated, orderOut(created), []store.Event{ev}}, nil
+		return s.beforeCommit(ctx, tx)
 	})
+	return placed, err
 }
 
 // getOrder: GET /v1/orders/{id}.

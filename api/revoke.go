@@ -92,6 +92,7 @@ func (s *Server) Start(ctx context.Context) error {
 			if err != nil {
 				continue
 			}
+			s.keys.clear()
 			if n := r.end(key); n > 0 {
 				s.tel.sseRevoked.Add(float64(n))
 				s.log.Info("live streams of a revoked key ended", "key_id", key.String(), "streams", n)

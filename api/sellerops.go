@@ -105,13 +105,9 @@ func (s *Server) resumeSeller(c *gin.Context) {
 }
 
 // refusePausedSeller is the order check of PausedOrdersRefuse.
-func (s *Server) refusePausedSeller(ctx context.Context, q sqlx.QueryerContext, seller uuid.UUID) error {
-	if s.cfg.PausedSellerOrders != PausedOrdersRefuse {
+func (s *Server) refusePausedSeller(seller uuid.UUID, paused bool) error {
+	if s.cfg.PausedSellerOrders != PausedOrdersRefuse || !paused {
 		return nil
-	}
-	at, err := store.SellerPaused(ctx, q, seller)
-	if err != nil || at == nil {
-		return err
 	}
 	return withDetail(errSellerPaused, fmt.Sprintf("Seller %s is paused and takes no orders until it is resumed.", seller))
 }
@@ -181,17 +177,14 @@ func orderLimitOut(s store.Seller) *orderLimitDTO {
 // headers and the metric of 429s.
 const policySellerOrders = "seller-orders"
 
-// allowSellerOrder takes one order from the seller's own quota, if it has
-// one; over it, it sets Retry-After and the RateLimit headers and returns
-// a 429 problem naming the seller's limit. Without Redis, or when Redis
-// does not answer, the order goes through (fail open, as every limit).
-func (s *Server) allowSellerOrder(ctx context.Context, c *gin.Context, q sqlx.QueryerContext, seller uuid.UUID) error {
-	if s.limiter == nil {
+// allowSellerOrder takes one order from the seller's own quota l, if it
+// has one; over it, it sets Retry-After and the RateLimit headers and
+// returns a 429 problem naming the seller's limit. Without Redis, or when
+// Redis does not answer, the order goes through (fail open, as every
+// limit).
+func (s *Server) allowSellerOrder(c *gin.Context, seller uuid.UUID, l store.SellerOrderLimit) error {
+	if s.limiter == nil || l.Rate == 0 {
 		return nil
-	}
-	l, err := store.GetSellerOrderLimit(ctx, q, seller)
-	if err != nil || l.Rate == 0 {
-		return err
 	}
 	lim := ratelimit.Limit{Rate: l.Rate, Period: time.Second, Burst: l.Burst}
 	var res ratelimit.Result

@@ -104,6 +104,8 @@ type Server struct {
 	tel    *telemetry
 	limitState
 	revocations revocations
+	// keys caches the API keys authenticate found (keycache.go).
+	keys keyCache
 	// beforeCommit, when set (by tests), runs last in every write
 	// transaction; an error rolls the transaction back.
 	beforeCommit func(context.Context, *sqlx.Tx) error
