@@ -60,6 +60,12 @@ func BenchmarkFairnessFlood(b *testing.B) {
 				b.ReportMetric(during.steps[0].Seconds(), "flood_reserve_p99_s")
 				b.ReportMetric(during.steps[1].Seconds(), "flood_charge_p99_s")
 				b.ReportMetric(during.steps[2].Seconds(), "flood_confirm_p99_s")
+				// Where within a step: from the event's commit to its XADD
+				// (the outbox relay), and from its XADD to the next step's
+				// event (consumer group, task queue and the task itself),
+				// p99 over the three steps of the small sellers' orders.
+				b.ReportMetric(during.relay.Seconds(), "flood_relay_p99_s")
+				b.ReportMetric(during.after.Seconds(), "flood_after_relay_p99_s")
 			}
 		})
 	}
@@ -68,6 +74,8 @@ func BenchmarkFairnessFlood(b *testing.B) {
 type floodResult struct {
 	p50, p99 time.Duration    // the small sellers' latency
 	steps    [3]time.Duration // its p99 per saga step
+	relay    time.Duration    // p99 of commit -> XADD over its steps' events
+	after    time.Duration    // p99 of XADD -> the next step's event
 	bigRate  float64          // the big seller's orders confirmed per second
 }
 
@@ -158,7 +166,46 @@ ORDER BY 1`, prev, next, pq.Array(uuidStrings(ids))))
 			}
 		}
 	}
+	if len(ids) > 0 {
+		res.relay, res.after = relayWait(b, t, ids)
+	}
 	return res
+}
+
+// relayWait splits the small sellers' saga steps at the XADD of the event
+// that starts each step: the p99 from the event's commit to its stream
+// entry (the stream entry id is the XADD's time), and from there to the
+// commit of the event the step records.
+func relayWait(b *testing.B, t *testBundle, ids []uuid.UUID) (relay, after time.Duration) {
+	b.Helper()
+	var waits []struct {
+		Relay float64 `db:"relay"`
+		After float64 `db:"after"`
+	}
+	require.NoError(b, t.db.Select(&waits, `
+SELECT extract(epoch FROM (to_timestamp(pos.ms / 1000.0) - p.time)) AS relay,
+       extract(epoch FROM (n.time - to_timestamp(pos.ms / 1000.0))) AS after
+FROM events p
+JOIN event_positions pos ON pos.seq = p.seq AND pos.time = p.time
+JOIN events n ON n.subject = p.subject AND n.type = CASE p.type
+  WHEN 'order.created' THEN 'inventory.reserved'
+  WHEN 'inventory.reserved' THEN 'payment.succeeded'
+  ELSE 'order.confirmed' END
+WHERE p.type IN ('order.created', 'inventory.reserved', 'payment.succeeded')
+  AND p.subject = ANY($1)`, pq.Array(uuidStrings(ids))))
+	r := make([]float64, len(waits))
+	a := make([]float64, len(waits))
+	for i, w := range waits {
+		r[i], a[i] = w.Relay, w.After
+	}
+	p99 := func(v []float64) time.Duration {
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		return time.Duration(v[min(len(v)-1, len(v)*99/100)] * float64(time.Second))
+	}
+	return p99(r), p99(a)
 }
 
 func uuidStrings(ids []uuid.UUID) []string {
