@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"context"
 	"os"
 	"slices"
 	"strconv"
@@ -69,6 +70,79 @@ func BenchmarkFairnessFlood(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPausedSellerCost measures what a paused seller with many
+// waiting events costs the others: the 20 small sellers' commit ->
+// order.confirmed latency for 5 s with no seller paused, and again, in the
+// same run, while one paused seller has BAZAAR_BENCH_PAUSED (default
+// 5000) orders' events parked in the consumer groups. The ratio of the
+// p99s is the cost.
+func BenchmarkPausedSellerCost(b *testing.B) {
+	held := 5000
+	if v, err := strconv.Atoi(os.Getenv("BAZAAR_BENCH_PAUSED")); err == nil && v > 0 {
+		held = v
+	}
+	const small = 20
+	b.Run("paused_seller", func(b *testing.B) {
+		for range b.N {
+			alone := floodRun(b, false, 0, small, 5*time.Second)
+			paused := pausedRun(b, held, small, 5*time.Second)
+			b.ReportMetric(alone.p50.Seconds(), "idle_p50_s")
+			b.ReportMetric(alone.p99.Seconds(), "idle_p99_s")
+			b.ReportMetric(paused.p50.Seconds(), "paused_p50_s")
+			b.ReportMetric(paused.p99.Seconds(), "paused_p99_s")
+			b.ReportMetric(paused.p99.Seconds()/alone.p99.Seconds(), "p99_ratio")
+		}
+	})
+}
+
+// pausedRun pauses a seller, places held orders for it (100 per
+// transaction), waits until the consumer groups have parked their events,
+// then lets small sellers place an order a second each for trickleFor.
+func pausedRun(b *testing.B, held, small int, trickleFor time.Duration) floodResult {
+	b.Helper()
+	b.StopTimer()
+	t := setup(b, setupOpts{quiet: true, ownPool: true, pauseSync: 50 * time.Millisecond})
+	ctx := context.Background()
+	u := t.register(b, "buyer-"+uuid.NewString()[:8]+"@example.test", false)
+	big := t.seller(b)
+	_, err := store.PauseSeller(ctx, t.db, big.ID, "benchmark")
+	require.NoError(b, err)
+	holdKey := t.prefix + "hold:{" + big.ID.String() + "}"
+	deadline := time.Now().Add(time.Minute)
+	for t.streams.HGet(ctx, holdKey, "state").Val() != "paused" {
+		require.True(b, time.Now().Before(deadline), "the pause applied")
+		time.Sleep(20 * time.Millisecond)
+	}
+	p := t.product(b, big.ID, held+1, 500)
+	for placed := 0; placed < held; placed += 100 {
+		t.orders(b, u, p, min(100, held-placed))
+	}
+	// Parked: every group that reads order.created has all of them.
+	deadline = time.Now().Add(10 * time.Minute)
+	for {
+		keys, err := t.streams.Keys(ctx, t.prefix+"parked:{"+big.ID.String()+"}:*").Result()
+		require.NoError(b, err)
+		low := int64(-1)
+		for _, k := range keys {
+			n := t.streams.XLen(ctx, k).Val()
+			if low < 0 || n < low {
+				low = n
+			}
+		}
+		if len(keys) > 0 && low >= int64(held) {
+			break
+		}
+		require.True(b, time.Now().Before(deadline), "%d events parked in time", held)
+		time.Sleep(100 * time.Millisecond)
+	}
+	smallProducts := make([]store.Product, small)
+	for i := range smallProducts {
+		smallProducts[i] = t.product(b, t.seller(b).ID, 1000, 900)
+	}
+	b.StartTimer()
+	return trickle(b, t, u, smallProducts, trickleFor)
 }
 
 type floodResult struct {
@@ -249,4 +323,43 @@ WHERE o.id = $1`, id))
 	}
 	b.Fatalf("order %s not confirmed in time", id)
 	return 0
+}
+
+// trickle has each of products' sellers place an order a second for d and
+// returns their commit -> order.confirmed p50 and p99.
+func trickle(b *testing.B, t *testBundle, u store.User, products []store.Product, d time.Duration) floodResult {
+	b.Helper()
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		ids []uuid.UUID
+	)
+	end := time.Now().Add(d)
+	for i, p := range products {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * time.Second / time.Duration(len(products)))
+			for time.Now().Before(end) {
+				o := t.order(b, u, p, 1, "tok_visa", nil)
+				mu.Lock()
+				ids = append(ids, o.ID)
+				mu.Unlock()
+				time.Sleep(time.Second)
+			}
+		}()
+	}
+	wg.Wait()
+	lat := make([]time.Duration, 0, len(ids))
+	for _, id := range ids {
+		lat = append(lat, confirmLatency(b, t, id))
+	}
+	b.StopTimer()
+	var res floodResult
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.p50 = lat[len(lat)/2]
+		res.p99 = lat[min(len(lat)-1, len(lat)*99/100)]
+	}
+	return res
 }

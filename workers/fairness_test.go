@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -217,7 +218,9 @@ func TestFairSharesOfWorkWithoutASeller(t *testing.T) {
 			eventually(t, 2*time.Minute, func() bool { return b.sink.Count(late.Email, "Welcome to Bazaar") == 1 }, "the late user's welcome mail")
 
 			ahead := 0
-			for _, m := range b.sink.Mails() {
+			mails := b.sink.Mails()
+			slices.Reverse(mails) // oldest first
+			for _, m := range mails {
 				if containsFold(m.To, late.Email) {
 					break
 				}
