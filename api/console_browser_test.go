@@ -288,7 +288,7 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// Screenshots and layout at both widths, on every page.
 	shots := os.Getenv("BAZAAR_SCREENSHOTS")
-	pages := []string{"/console", "/console/groups", "/console/dlq/billing", "/console/tasks", "/console/invoicing", "/console/orders", "/console/printers", "/console/announcements", "/console/audit", "/console/operators"}
+	pages := []string{"/console", "/console/groups", "/console/dlq/billing", "/console/tasks", "/console/invoicing", "/console/orders", "/console/printers", "/console/announcements", "/console/sellers", "/console/audit", "/console/operators"}
 	layout := func(suffix string, pages ...string) {
 		t.Helper()
 		for _, w := range []int64{1280, 390} {

@@ -36,6 +36,7 @@ func (s *Server) mountConsole(r *gin.Engine) error {
 		Announce:  s.consoleAnnounce, RetryFailed: s.consoleRetryFailed,
 		InvoicePDF:     s.consoleInvoicePDF,
 		CreateOperator: s.consoleCreateOperator, SetOperatorRole: s.consoleSetOperatorRole, RevokeOperator: s.consoleRevokeOperator,
+		PauseSeller: s.consolePauseSeller, ResumeSeller: s.consoleResumeSeller,
 		Registry: s.cfg.Registry, Logger: s.log.With("component", "console"),
 	}
 	if s.cfg.Monitor != nil {

@@ -48,24 +48,96 @@ func (s *Server) pauseSeller(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	var k checker
-	k.text("reason", req.Reason, true, 500)
-	if err := k.err(); err != nil {
+	if err := checkPauseReason(req.Reason); err != nil {
 		s.fail(c, err)
 		return
 	}
 	e := s.auditEntry(c, ActionSellerPause, req.Reason)
-	e.Target = "seller:" + id.String()
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		sl, err := store.PauseSeller(ctx, tx, id, req.Reason)
+		sl, err := s.pauseSellerTx(ctx, tx, e, id, req.Reason)
 		if err != nil {
-			return change{}, err
-		}
-		if err := s.audit(ctx, tx, e); err != nil {
 			return change{}, err
 		}
 		return change{status: http.StatusOK, body: sellerOut(sl)}, nil
 	})
+}
+
+// checkPauseReason checks the reason of a pause: required, at most 500
+// bytes.
+func checkPauseReason(reason string) error {
+	var k checker
+	k.text("reason", reason, true, 500)
+	return k.err()
+}
+
+// checkResumeReason checks the optional reason of a resume.
+func checkResumeReason(reason string) error {
+	var k checker
+	k.text("reason", reason, false, maxAuditReasonLen)
+	return k.err()
+}
+
+// pauseSellerTx pauses a seller and records e (its action and reason) in
+// the audit log, in tx: the one code of the API's and the console's pause.
+func (s *Server) pauseSellerTx(ctx context.Context, tx *sqlx.Tx, e AuditEntry, id uuid.UUID, reason string) (store.Seller, error) {
+	sl, err := store.PauseSeller(ctx, tx, id, reason)
+	if err != nil {
+		return store.Seller{}, err
+	}
+	e.Target = "seller:" + id.String()
+	return sl, s.audit(ctx, tx, e)
+}
+
+// resumeSellerTx resumes a seller and records e in the audit log, in tx.
+func (s *Server) resumeSellerTx(ctx context.Context, tx *sqlx.Tx, e AuditEntry, id uuid.UUID) (store.Seller, error) {
+	sl, err := store.ResumeSeller(ctx, tx, id)
+	if err != nil {
+		return store.Seller{}, err
+	}
+	e.Target = "seller:" + id.String()
+	return sl, s.audit(ctx, tx, e)
+}
+
+// consolePauseSeller pauses a seller the way POST
+// /v1/admin/sellers/{id}/pause does, with its audit row in the same
+// transaction.
+func (s *Server) consolePauseSeller(ctx context.Context, id uuid.UUID, reason string) (store.Seller, error) {
+	c, ok := consoleGin(ctx)
+	if !ok {
+		return store.Seller{}, errors.New("console seller pause outside a console request")
+	}
+	if err := checkPauseReason(reason); err != nil {
+		return store.Seller{}, consoleInvalid(err)
+	}
+	e := s.auditEntry(c, ActionSellerPause, reason)
+	var sl store.Seller
+	err := store.WithTx(ctx, s.cfg.DB, func(tx *sqlx.Tx) error {
+		var err error
+		sl, err = s.pauseSellerTx(ctx, tx, e, id, reason)
+		return err
+	})
+	return sl, err
+}
+
+// consoleResumeSeller resumes a seller the way POST
+// /v1/admin/sellers/{id}/resume does, with its audit row in the same
+// transaction.
+func (s *Server) consoleResumeSeller(ctx context.Context, id uuid.UUID, reason string) (store.Seller, error) {
+	c, ok := consoleGin(ctx)
+	if !ok {
+		return store.Seller{}, errors.New("console seller resume outside a console request")
+	}
+	if err := checkResumeReason(reason); err != nil {
+		return store.Seller{}, consoleInvalid(err)
+	}
+	e := s.auditEntry(c, ActionSellerResume, reason)
+	var sl store.Seller
+	err := store.WithTx(ctx, s.cfg.DB, func(tx *sqlx.Tx) error {
+		var err error
+		sl, err = s.resumeSellerTx(ctx, tx, e, id)
+		return err
+	})
+	return sl, err
 }
 
 // resumeSeller: POST /v1/admin/sellers/{id}/resume (operator). The events
@@ -84,20 +156,14 @@ func (s *Server) resumeSeller(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	var k checker
-	k.text("reason", req.Reason, false, maxAuditReasonLen)
-	if err := k.err(); err != nil {
+	if err := checkResumeReason(req.Reason); err != nil {
 		s.fail(c, err)
 		return
 	}
 	e := s.auditEntry(c, ActionSellerResume, req.Reason)
-	e.Target = "seller:" + id.String()
 	s.write(c, func(ctx context.Context, tx *sqlx.Tx) (change, error) {
-		sl, err := store.ResumeSeller(ctx, tx, id)
+		sl, err := s.resumeSellerTx(ctx, tx, e, id)
 		if err != nil {
-			return change{}, err
-		}
-		if err := s.audit(ctx, tx, e); err != nil {
 			return change{}, err
 		}
 		return change{status: http.StatusOK, body: sellerOut(sl)}, nil

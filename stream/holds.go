@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -428,4 +429,40 @@ func (c *holdsCollector) Collect(ch chan<- prometheus.Metric) {
 	for g, n := range heldOther {
 		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, n, "other", g)
 	}
+}
+
+// SellerHold is a seller's hold as the consumer groups apply it.
+type SellerHold struct {
+	// State is "paused" (the groups park the seller's events), "draining"
+	// (resumed: the groups work through what they parked) or "" and
+	// "running" (nothing held).
+	State string
+	// Held counts the seller's parked events per consumer group that has
+	// any.
+	Held map[string]int64
+}
+
+// SellerHold reads how the consumer groups hold seller back: the state
+// they last copied from PostgreSQL (within PauseSync of a pause or resume)
+// and the events each group has parked.
+func (a *Admin) SellerHold(ctx context.Context, seller string) (SellerHold, error) {
+	state, err := a.cfg.Redis.HGet(ctx, a.cfg.Names.holdKey(seller), "state").Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return SellerHold{}, fmt.Errorf("hold of seller %s: %w", seller, err)
+	}
+	groups, err := a.Groups(ctx)
+	if err != nil {
+		return SellerHold{}, err
+	}
+	h := SellerHold{State: state, Held: map[string]int64{}}
+	for _, g := range groups {
+		n, err := a.cfg.Redis.XLen(ctx, a.cfg.Names.parkedKey(seller, g)).Result()
+		if err != nil && !isMissingKey(err) {
+			return SellerHold{}, fmt.Errorf("held events of seller %s in %s: %w", seller, g, err)
+		}
+		if n > 0 {
+			h.Held[g] = n
+		}
+	}
+	return h, nil
 }

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,12 @@ type FairnessConfig struct {
 	// seller with a few orders in flight during a flood goes over it, and
 	// its tasks land in the overflow queue behind the flood.
 	SellerCap int
+	// FairWeight is how many times its overflow queue's weight a fair
+	// queue gets (default 4): when both hold work, asynq takes from the
+	// fair queue, where every tenant's first tasks wait, FairWeight times
+	// as often as from the overflow of the tenants over their share. The
+	// two together keep the class's weight against the other queues.
+	FairWeight int
 	// Queues are the fair queues (default: those of critical, default and
 	// low, where the consumer groups' tasks go, that the workers read).
 	Queues []string
@@ -40,6 +47,41 @@ type FairnessConfig struct {
 // OverflowQueue is the queue that takes the tasks of a tenant over its cap
 // in queue q.
 func OverflowQueue(q string) string { return q + "_overflow" }
+
+// DefaultFairWeight is FairnessConfig.FairWeight's default. With equal
+// weights (1) a small seller's task in the fair queue was taken only half
+// of the time while a flood filled the overflow queue.
+const DefaultFairWeight = 4
+
+// fairWeights returns the queue weights with the overflow queue of each
+// fair queue. A fair class of weight w becomes w*FairWeight for the fair
+// queue and w for its overflow; every other queue's weight is multiplied
+// by FairWeight+1, so that the classes keep their shares of the workers
+// when both twins hold work.
+func fairWeights(queues map[string]int, f FairnessConfig) (map[string]int, error) {
+	k := cmp.Or(f.FairWeight, DefaultFairWeight)
+	out := make(map[string]int, len(queues)+len(f.Queues))
+	fair := map[string]bool{}
+	for _, q := range f.Queues {
+		if _, ok := queues[q]; !ok {
+			return nil, fmt.Errorf("workers: fair queue %q is no queue the workers read", q)
+		}
+		fair[q] = true
+	}
+	for q, w := range queues {
+		if fair[q] {
+			out[q] = w * k
+			if _, ok := queues[OverflowQueue(q)]; !ok {
+				out[OverflowQueue(q)] = w
+			}
+			continue
+		}
+		if _, set := out[q]; !set {
+			out[q] = w * (k + 1)
+		}
+	}
+	return out, nil
+}
 
 // fairCountTTL bounds how long a lost count (a worker killed between a
 // task's end and the decrement) holds a tenant's share: the count expires

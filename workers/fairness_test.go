@@ -2,10 +2,13 @@ package workers
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
@@ -159,5 +162,80 @@ func TestPausedSellerWaitsDuringAFloodAndResumes(t *testing.T) {
 		require.NoError(t, b.db.Select(&types, `SELECT type FROM events WHERE subject = $1 AND type LIKE 'order.%' ORDER BY seq`, o.ID.String()))
 		require.Equal(t, []string{eventOrderCreated, eventOrderConfirmed}, types)
 		require.Equal(t, 1, b.sink.Count(u.Email, "Your order "+shortID(o.ID.String())+" is confirmed"), "one confirmation mail")
+	}
+}
+
+// pendingOf lists the tasks of type typ waiting in the queues qs.
+func (b *testBundle) pendingOf(t *testing.T, typ string, qs ...string) int {
+	t.Helper()
+	n := 0
+	for _, q := range qs {
+		tasks, err := b.insp.ListPendingTasks(q, asynq.PageSize(1000))
+		if err != nil {
+			continue // the queue does not exist (yet)
+		}
+		for _, ti := range tasks {
+			if ti.Type == typ {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Work without a seller (a user's welcome mail) is a tenant of its own: it
+// waits behind a seller's share of the mail queue, not behind the seller's
+// whole backlog. The mail queue is paused while a seller's flood of
+// confirmation mails builds up, so the backlog is there, whatever the
+// machine's speed, when the user registers.
+func TestFairSharesOfWorkWithoutASeller(t *testing.T) {
+	const flood = 100
+	for _, tc := range []struct {
+		name   string
+		unfair bool
+	}{{"fair", false}, {"unfair", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t, setupOpts{unfair: tc.unfair, mutate: func(c *Config) { c.Concurrency = 4 }})
+			u := b.register(t, "buyer-"+uuid.NewString()[:8]+"@example.test", false)
+			eventually(t, time.Minute, func() bool { return b.sink.Count(u.Email, "Welcome to Bazaar") == 1 }, "the buyer's welcome mail")
+			mailQueues := []string{QueueDefault, OverflowQueue(QueueDefault)}
+			for _, q := range mailQueues {
+				require.NoError(t, b.insp.PauseQueue(q))
+			}
+			seller := b.seller(t)
+			b.orders(t, u, b.product(t, seller.ID, flood, 500), flood)
+			eventually(t, 2*time.Minute, func() bool {
+				return b.pendingOf(t, TypeEmailOrderConfirmed, mailQueues...) == flood
+			}, "the flood's confirmation mails waiting")
+
+			late := b.register(t, "late-"+uuid.NewString()[:8]+"@example.test", false)
+			eventually(t, time.Minute, func() bool {
+				return b.pendingOf(t, TypeEmailWelcome, mailQueues...) == 1
+			}, "the late user's welcome mail waiting")
+			for _, q := range mailQueues {
+				require.NoError(t, b.insp.UnpauseQueue(q))
+			}
+			eventually(t, 2*time.Minute, func() bool { return b.sink.Count(late.Email, "Welcome to Bazaar") == 1 }, "the late user's welcome mail")
+
+			ahead := 0
+			mails := b.sink.Mails()
+			slices.Reverse(mails) // oldest first
+			for _, m := range mails {
+				if containsFold(m.To, late.Email) {
+					break
+				}
+				if containsFold(m.To, u.Email) && strings.HasSuffix(m.Subject, " is confirmed") {
+					ahead++
+				}
+			}
+			t.Logf("confirmation mails of the flood sent before the late user's welcome mail: %d of %d", ahead, flood)
+			if tc.unfair {
+				// First come, first served: the welcome mail waits for
+				// the whole flood, which is what fairness prevents.
+				require.Greater(t, ahead, flood/2)
+				return
+			}
+			require.Less(t, ahead, flood/4)
+		})
 	}
 }

@@ -181,20 +181,14 @@ func New(cfg Config) (*Workers, error) {
 				}
 			}
 		}
-		queues := maps.Clone(cfg.Queues)
-		for _, q := range cfg.Fairness.Queues {
-			w, ok := queues[q]
-			if !ok {
-				return nil, fmt.Errorf("workers: fair queue %q is no queue the workers read", q)
-			}
-			if _, ok := queues[OverflowQueue(q)]; !ok {
-				queues[OverflowQueue(q)] = w
-			}
+		queues, err := fairWeights(cfg.Queues, cfg.Fairness)
+		if err != nil {
+			return nil, err
 		}
 		cfg.Queues = queues
 	}
-	if cfg.Fairness.SellerCap < 0 {
-		return nil, errors.New("workers: Fairness.SellerCap must not be negative")
+	if cfg.Fairness.SellerCap < 0 || cfg.Fairness.FairWeight < 0 {
+		return nil, errors.New("workers: Fairness.SellerCap and FairWeight must not be negative")
 	}
 	policies := maps.Clone(DefaultPolicies)
 	for typ, p := range cfg.Policies {

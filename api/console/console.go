@@ -107,6 +107,13 @@ type Config struct {
 	// way DELETE /v1/admin/operators/{id} does, with its audit row in the
 	// same transaction.
 	RevokeOperator func(ctx context.Context, id uuid.UUID, reason string) (store.Operator, error)
+	// PauseSeller and ResumeSeller pause and resume a seller the way POST
+	// /v1/admin/sellers/{id}/pause and .../resume do (the same checks and
+	// code), with the audit row in the same transaction. An error wrapping
+	// ErrInvalid is shown to the operator; store.ErrNotFound for an unknown
+	// seller. nil hides the Sellers page's controls.
+	PauseSeller  func(ctx context.Context, id uuid.UUID, reason string) (store.Seller, error)
+	ResumeSeller func(ctx context.Context, id uuid.UUID, reason string) (store.Seller, error)
 	// Registry receives the business figures as Prometheus series; nil
 	// leaves them unexported.
 	Registry prometheus.Registerer
@@ -249,6 +256,9 @@ func (c *Console) routes() *gin.Engine {
 	v.GET("/announcements", c.announcements)
 	v.POST("/announcements", c.mutating(RoleOperator), c.announce)
 	v.GET("/audit", c.auditLog)
+	v.GET("/sellers", c.sellers)
+	v.POST("/sellers/pause", c.mutating(RoleOperator), c.pauseSeller)
+	v.POST("/sellers/resume", c.mutating(RoleOperator), c.resumeSeller)
 	v.GET("/operators", c.operators)
 	v.POST("/operators", c.mutating(RoleAdmin), c.createOperator)
 	v.POST("/operators/:id/role", c.mutating(RoleAdmin), c.setOperatorRole)

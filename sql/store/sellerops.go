@@ -143,3 +143,25 @@ func SellerPublishedSince(ctx context.Context, q sqlx.QueryerContext, seller uui
 	}
 	return out, nil
 }
+
+const pausedSellersQuery = `SELECT ` + sellerColumns + ` FROM sellers WHERE paused_at IS NOT NULL ORDER BY paused_at, id`
+
+// PausedSellers returns the paused sellers, the longest paused first.
+func PausedSellers(ctx context.Context, q sqlx.QueryerContext) ([]Seller, error) {
+	var out []Seller
+	if err := sqlx.SelectContext(ctx, q, &out, pausedSellersQuery); err != nil {
+		return nil, fmt.Errorf("paused sellers: %w", translate(err))
+	}
+	return out, nil
+}
+
+const runningSellersQuery = `SELECT ` + sellerColumns + ` FROM sellers WHERE paused_at IS NULL ORDER BY name, id LIMIT $1`
+
+// RunningSellers returns up to limit sellers that are not paused, by name.
+func RunningSellers(ctx context.Context, q sqlx.QueryerContext, limit int) ([]Seller, error) {
+	var out []Seller
+	if err := sqlx.SelectContext(ctx, q, &out, runningSellersQuery, limit); err != nil {
+		return nil, fmt.Errorf("running sellers: %w", translate(err))
+	}
+	return out, nil
+}
