@@ -253,7 +253,7 @@ func (s *Server) serveEvents(c *gin.Context, opts stream.SubscribeOptions) {
 			defer end()
 			defer conn.Close()
 			defer cancel()
-			s.wheel.add(st)
+			s.wheel.add(st) //nolint:contextcheck // the wheel is shared by every stream and outlives this request; its slot renewals carry their own deadline
 			defer s.wheel.remove(st)
 			s.pump(sctx, w, sub, opts, conf, slot, log, nil)
 		}()

@@ -3,7 +3,6 @@ package workers
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -62,7 +61,7 @@ func bazaarQueues(b *testing.B, db *sqlx.DB) map[string]int {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer w.Stop(context.Background())
+	defer func() { _ = w.Stop(context.Background()) }()
 	return w.cfg.Queues
 }
 
@@ -192,7 +191,7 @@ func BenchmarkInstrument(b *testing.B) {
 	}
 	w := &Workers{
 		cfg: Config{Fairness: FairnessConfig{Queues: []string{QueueDefault}}},
-		log: slog.New(slog.NewJSONHandler(io.Discard, nil)), metrics: m,
+		log: slog.New(slog.DiscardHandler), metrics: m,
 	}
 	h := w.instrument(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
 	b.ReportAllocs()

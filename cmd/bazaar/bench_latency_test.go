@@ -215,11 +215,13 @@ func runLatency(b *testing.B, bin string, rate int, notify bool, d time.Duration
 	if err != nil {
 		b.Fatal(err)
 	}
-	err = groups.Add(stream.Subscription{Group: "latency", Patterns: []string{"order.created"}, Concurrency: 4,
+	err = groups.Add(stream.Subscription{
+		Group: "latency", Patterns: []string{"order.created"}, Concurrency: 4,
 		Handler: func(_ context.Context, m stream.Message) error {
 			clock.mark(clock.seen[0], m.Subject, time.Now())
 			return nil
-		}})
+		},
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
