@@ -389,7 +389,7 @@ var eventConstructors = map[string]int{
 func TestCatalogueHasEveryEventTypeTheCodeEmits(t *testing.T) {
 	t.Parallel()
 	cat := loadCatalog(t)
-	dirs := map[string]string{"api": ".", "store": "../sql/store", "workers": "../workers", "stream": "../stream", "scheduler": "../scheduler", "main": "../cmd/bazaar"}
+	dirs := map[string]string{"api": ".", "store": "../sql/store", "workers": "../workers", "invoicing": "../workers/invoicing", "stream": "../stream", "scheduler": "../scheduler", "main": "../cmd/bazaar"}
 	fset := token.NewFileSet()
 	files := map[string][]*ast.File{}
 	consts := map[string]map[string]string{} // package -> const -> value

@@ -27,10 +27,13 @@ type RelayConfig struct {
 	// BatchSize is how many events one transaction claims (default 5000).
 	BatchSize int
 	// Lanes is how many batches the relay keeps in flight at once (default
-	// 2), each in its own transaction and on its own connection. The
+	// 1), each in its own transaction and on its own connection. The
 	// outbox is split between them by subject hash (store.Lane), so one
 	// lane's PostgreSQL work overlaps another's XADDs while every subject
-	// stays in one lane, in order.
+	// stays in one lane, in order. With one lane (and one relay) a stream
+	// also holds its entries in commit order across subjects, which a
+	// reader such as a seller's receipt printer sees as placement order;
+	// more lanes keep only each subject's order, as several relays do.
 	Lanes int
 	// PollInterval is how often the relay looks for events when nothing
 	// wakes it (default 100ms). Commits in this process wake it at once
@@ -104,7 +107,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.BatchSize < 0 || cfg.Lanes < 0 || cfg.MaxLen < 0 || cfg.MaxAge < 0 || cfg.PollInterval < 0 || cfg.MinReplicas < 0 || cfg.ReplicaTimeout < 0 {
 		return nil, errors.New("relay: BatchSize, Lanes, MaxLen, MaxAge, PollInterval, MinReplicas and ReplicaTimeout must not be negative")
 	}
-	cfg.Lanes = cmp.Or(cfg.Lanes, 2)
+	cfg.Lanes = cmp.Or(cfg.Lanes, 1)
 	cfg.ReplicaTimeout = cmp.Or(cfg.ReplicaTimeout, time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)

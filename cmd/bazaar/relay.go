@@ -32,7 +32,7 @@ type relayOptions struct {
 func defaultRelayOptions() relayOptions {
 	return relayOptions{
 		batch:        5000,
-		lanes:        2,
+		lanes:        1,
 		poll:         100 * time.Millisecond,
 		maxLen:       1_000_000,
 		maxAge:       7 * 24 * time.Hour,
@@ -44,7 +44,7 @@ func defaultRelayOptions() relayOptions {
 func (o *relayOptions) register(fs *flag.FlagSet) {
 	d := defaultRelayOptions()
 	fs.IntVar(&o.batch, "batch", d.batch, "events each lane claims per transaction")
-	fs.IntVar(&o.lanes, "lanes", d.lanes, "batches in flight at once, each on its own PostgreSQL connection; the outbox is split between them by subject hash")
+	fs.IntVar(&o.lanes, "lanes", d.lanes, "batches in flight at once, each on its own PostgreSQL connection; the outbox is split between them by subject hash, so above 1 only each subject's events keep their order in a stream (as with several relays)")
 	fs.DurationVar(&o.poll, "poll", d.poll, "how often to look for events written by other processes")
 	fs.Int64Var(&o.maxLen, "maxlen", d.maxLen, "keep about this many entries per stream (0 = no length limit)")
 	fs.DurationVar(&o.maxAge, "maxage", d.maxAge, "drop stream entries older than this (0 = no age limit)")
