@@ -91,6 +91,26 @@ func HasPendingAccounts(ctx context.Context, q sqlx.QueryerContext, runID uuid.U
 	return out, nil
 }
 
+const runAccountStateQuery = `
+SELECT ra.status,
+       EXISTS (SELECT 1 FROM invoice_run_accounts p WHERE p.run_id = ra.run_id AND p.status = 'pending') AS run_pending
+FROM invoice_run_accounts ra WHERE ra.run_id = $1 AND ra.account_id = $2`
+
+// RunAccountState returns an account's status in a run and whether any
+// account of the run is pending, in one round trip: what a task finding
+// its account billed by another task needs to know. ErrNotFound when the
+// account is not part of the run.
+func RunAccountState(ctx context.Context, q sqlx.QueryerContext, runID, accountID uuid.UUID) (status string, runPending bool, err error) {
+	var row struct {
+		Status     string `db:"status"`
+		RunPending bool   `db:"run_pending"`
+	}
+	if err := sqlx.GetContext(ctx, q, &row, runAccountStateQuery, runID, accountID); err != nil {
+		return "", false, fmt.Errorf("run account %s: %w", accountID, translate(err))
+	}
+	return row.Status, row.RunPending, nil
+}
+
 const createInvoiceRunQuery = `
 INSERT INTO invoice_runs (id, period_start, period_end, timezone, starts_at, ends_at, trigger)
 VALUES ($1, $2::date, $3::date, $4, $5, $6, $7)
