@@ -93,22 +93,28 @@ func HasPendingAccounts(ctx context.Context, q sqlx.QueryerContext, runID uuid.U
 
 const runAccountStateQuery = `
 SELECT ra.status,
-       EXISTS (SELECT 1 FROM invoice_run_accounts p WHERE p.run_id = ra.run_id AND p.status = 'pending') AS run_pending
+       EXISTS (SELECT 1 FROM invoice_run_accounts p WHERE p.run_id = ra.run_id AND p.status = 'pending') AS pending,
+       EXISTS (SELECT 1 FROM invoice_run_accounts p WHERE p.run_id = ra.run_id AND p.status = 'pending' AND p.error = '') AS claimable
 FROM invoice_run_accounts ra WHERE ra.run_id = $1 AND ra.account_id = $2`
 
-// RunAccountState returns an account's status in a run and whether any
-// account of the run is pending, in one round trip: what a task finding
-// its account billed by another task needs to know. ErrNotFound when the
-// account is not part of the run.
-func RunAccountState(ctx context.Context, q sqlx.QueryerContext, runID, accountID uuid.UUID) (status string, runPending bool, err error) {
-	var row struct {
-		Status     string `db:"status"`
-		RunPending bool   `db:"run_pending"`
+// RunAccountState is an account's status in a run, with whether any
+// account of the run is pending and whether one of those could be claimed
+// by a batch (ClaimRunAccounts: no noted error).
+type RunAccountState struct {
+	Status    string `db:"status"`
+	Pending   bool   `db:"pending"`
+	Claimable bool   `db:"claimable"`
+}
+
+// GetRunAccountState returns an account's state in a run in one round
+// trip: what a task finding its account billed by another task needs to
+// know. ErrNotFound when the account is not part of the run.
+func GetRunAccountState(ctx context.Context, q sqlx.QueryerContext, runID, accountID uuid.UUID) (RunAccountState, error) {
+	var out RunAccountState
+	if err := sqlx.GetContext(ctx, q, &out, runAccountStateQuery, runID, accountID); err != nil {
+		return RunAccountState{}, fmt.Errorf("run account %s: %w", accountID, translate(err))
 	}
-	if err := sqlx.GetContext(ctx, q, &row, runAccountStateQuery, runID, accountID); err != nil {
-		return "", false, fmt.Errorf("run account %s: %w", accountID, translate(err))
-	}
-	return row.Status, row.RunPending, nil
+	return out, nil
 }
 
 const createInvoiceRunQuery = `

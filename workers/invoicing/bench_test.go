@@ -64,6 +64,8 @@ func BenchmarkInvoiceRun(b *testing.B) {
 		b.ReportMetric(baseAPS, "baseline-accounts/s")
 		b.ReportMetric(aps/baseAPS, "x-baseline")
 		b.ReportMetric(r.discovery.Seconds(), "discovery-s")
+		b.ReportMetric(float64(r.pgCPU.Microseconds())/float64(r.progress.Accounts), "pg-cpu-us/account")
+		b.ReportMetric(float64(base.pgCPU.Microseconds())/float64(base.progress.Accounts), "baseline-pg-cpu-us/account")
 		b.ReportMetric(float64(r.statements)/float64(r.progress.Accounts), "statements/account")
 		b.ReportMetric(float64(base.statements)/float64(base.progress.Accounts), "baseline-statements/account")
 	}
@@ -75,6 +77,7 @@ type invoiceBenchResult struct {
 	peak       uint64
 	statements int64
 	discovery  time.Duration
+	pgCPU      time.Duration
 }
 
 // benchInvoiceRun seeds a database of its own with accounts and times one
@@ -85,7 +88,7 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	seedDB, dsn := storetest.NewDB(b)
 	// The run goes through a pool that counts its statements; seeding and
 	// watching the run do not.
-	db, statements := countingDB(b, dsn)
+	db, statements := countingDB(b, withApplication(dsn))
 	seller, product := uuid.New(), uuid.New()
 	for _, q := range []struct {
 		sql  string
@@ -130,7 +133,9 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	if err := srv.Start(mux); err != nil {
 		b.Fatal(err)
 	}
+	// As "bazaar work" keeps its pool: idle connections stay open.
 	db.SetMaxOpenConns(20)
+	db.SetMaxIdleConns(20)
 
 	runtime.GC()
 	var peak atomic.Uint64
@@ -173,6 +178,7 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	}
 	took := time.Since(start)
 	counted := statements.Load()
+	pgCPU := backendCPU(ctx, seedDB)
 	b.StopTimer()
 	close(stop)
 	<-sampled
@@ -188,5 +194,5 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	_ = client.Close()
 	_ = rdb.Close()
 	return invoiceBenchResult{took: took, progress: pr, peak: peak.Load(), statements: counted,
-		discovery: run.DiscoveredAt.Sub(start)}
+		discovery: run.DiscoveredAt.Sub(start), pgCPU: pgCPU}
 }

@@ -5,8 +5,13 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -157,4 +162,46 @@ func (c *countingConn) CheckNamedValue(nv *driver.NamedValue) error {
 func (t countingTx) Rollback() error {
 	t.n.Add(1)
 	return t.Tx.Rollback()
+}
+
+// benchApplication names the connections of the pool a benchmark measures,
+// so their server processes can be told from the seeding's.
+const benchApplication = "bazaar_bench_run"
+
+// backendCPU returns the CPU time the server processes of the measured
+// pool have used so far, read from /proc: PostgreSQL runs on this host in
+// the benchmarks. Zero when /proc cannot tell (another host, another OS).
+func backendCPU(ctx context.Context, db *sqlx.DB) time.Duration {
+	var pids []int
+	if err := db.SelectContext(ctx, &pids, `SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1`, benchApplication); err != nil {
+		return 0
+	}
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses: utime and
+		// stime are the 12th and 13th.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + st
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// withApplication adds application_name to a connection URL.
+func withApplication(dsn string) string {
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "application_name=" + benchApplication
 }

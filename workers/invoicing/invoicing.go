@@ -585,13 +585,20 @@ func (iv *Invoicer) HandleAccount(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	// Most tasks find their account billed by another task's batch; one
-	// plain read tells them so, and whether the run still has pending
-	// accounts, whose last task completes it, without a row lock, which
-	// would cost a write and a commit.
-	status, runPending, err := store.RunAccountState(ctx, iv.stmts.DB(), p.RunID, p.AccountID)
-	if err == nil && status != store.RunAccountPending {
+	// plain read tells them so without a row lock, which would cost a
+	// write and a commit, and whether the run has pending accounts.
+	st, err := store.GetRunAccountState(ctx, iv.stmts.DB(), p.RunID, p.AccountID)
+	if err == nil && st.Status != store.RunAccountPending {
 		iv.dropFailedAttempts(ctx, p)
-		if runPending {
+		if st.Claimable && iv.cfg.BatchSize > 1 {
+			// Rather than leave them to tasks still queued behind this
+			// one, it bills a batch of them. Helping is best effort: what
+			// it leaves pending, their own tasks bill.
+			if herr := iv.bill(ctx, p); herr != nil {
+				workers.Logger(ctx, iv.log).Warn("invoice batch not billed", "run_id", p.RunID, "error", herr.Error())
+			}
+		} else if st.Pending {
+			// The last of those to finish completes the run.
 			return nil
 		}
 		return iv.tryComplete(ctx, p.Meta, p.RunID)
@@ -665,8 +672,8 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 // accounts' outcome, all computed in PostgreSQL) and, last, the numbers
 // with the events, since numbering takes the lock every invoicing
 // transaction shares. The statements are prepared unless
-// Config.DisablePrepared. A task whose account is no longer pending
-// changes nothing. Another account whose data cannot be billed
+// Config.DisablePrepared. A task whose account is no longer pending bills
+// up to size other pending accounts instead (size 1: nothing). Another account whose data cannot be billed
 // (BillingError) is left out and left pending with its error noted, so its
 // own task bills it alone and fails it; the task's own account's
 // BillingError is returned after the others commit. On failure it returns
@@ -684,13 +691,16 @@ func (iv *Invoicer) billBatch(ctx context.Context, p InvoiceAccountPayload, size
 		if err != nil {
 			return 0, err
 		}
-		if bc.Status != store.RunAccountPending {
+		run := bc.Run
+		var bcs []store.BillingContext
+		switch {
+		case bc.Status == store.RunAccountPending:
+			bcs = append(bcs, bc)
+		case size == 1:
 			return 0, nil
 		}
-		run := bc.Run
-		bcs := []store.BillingContext{bc}
-		if size > 1 {
-			more, err := store.ClaimRunAccounts(ctx, q, run, []uuid.UUID{p.AccountID}, size-1)
+		if size > len(bcs) {
+			more, err := store.ClaimRunAccounts(ctx, q, run, []uuid.UUID{p.AccountID}, size-len(bcs))
 			if err != nil {
 				return 0, err
 			}
@@ -698,6 +708,9 @@ func (iv *Invoicer) billBatch(ctx context.Context, p InvoiceAccountPayload, size
 				others = append(others, m.Account.ID)
 			}
 			bcs = append(bcs, more...)
+		}
+		if len(bcs) == 0 {
+			return 0, nil
 		}
 		issuedAt := iv.cfg.Now().UTC()
 		issued := issuedAt.In(iv.cfg.Location)
