@@ -23,7 +23,8 @@ import (
 const benchOrdersPerAccount = 10
 
 // benchAccounts is 10,000, or BENCH_INVOICE_ACCOUNTS when set (for a
-// quicker look).
+// quicker look). BENCH_INVOICE_UNPREPARED=1 runs the statements unnamed
+// (Config.DisablePrepared), to weigh the prepared statements.
 func benchAccounts(b *testing.B) int {
 	if v := os.Getenv("BENCH_INVOICE_ACCOUNTS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -120,6 +121,7 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	iv, err := New(Config{
 		DB: db, Client: client, Now: func() time.Time { return time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC) },
 		Logger: slog.New(slog.DiscardHandler), BatchSize: batchSize,
+		DisablePrepared: os.Getenv("BENCH_INVOICE_UNPREPARED") != "",
 	})
 	if err != nil {
 		b.Fatal(err)
