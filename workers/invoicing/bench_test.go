@@ -195,6 +195,8 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	srv.Shutdown()
 	_ = client.Close()
 	_ = rdb.Close()
-	return invoiceBenchResult{took: took, progress: pr, peak: peak.Load(), statements: counted,
-		discovery: run.DiscoveredAt.Sub(start), pgCPU: pgCPU}
+	return invoiceBenchResult{
+		took: took, progress: pr, peak: peak.Load(), statements: counted,
+		discovery: run.DiscoveredAt.Sub(start), pgCPU: pgCPU,
+	}
 }
