@@ -88,69 +88,6 @@ func batchArgs(bcs []BillingContext) (ids, lateFrom, lateTo any) {
 	return pq.Array(id), pq.GenericArray{A: from}, pq.GenericArray{A: to}
 }
 
-// AccountOrder is a BillableOrder with the account it is billed to.
-type AccountOrder struct {
-	AccountID uuid.UUID `db:"account_id"`
-	BillableOrder
-}
-
-// The same filter as billableOrdersQuery, for every account of a batch
-// at once, each with its own late window.
-const batchBillableOrdersQuery = `
-SELECT x.account_id, o.id, u.email AS buyer_email, o.currency, o.subtotal_minor, o.total_minor, o.confirmed_at,
-       coalesce(i.items_minor, 0)::bigint AS items_minor, coalesce(i.item_count, 0)::integer AS item_count,
-       o.confirmed_at < $4 AS late
-FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS x(account_id, late_from, late_to)
-JOIN users u ON u.corporate_account_id = x.account_id
-JOIN orders o ON o.user_id = u.id
-LEFT JOIN LATERAL (
-    SELECT sum(line_total_minor) AS items_minor, count(*) AS item_count
-    FROM order_items WHERE order_id = o.id
-) i ON true
-WHERE o.status IN ('confirmed', 'shipped', 'delivered')
-  AND ((o.confirmed_at >= $4 AND o.confirmed_at < $5) OR (o.confirmed_at >= x.late_from AND o.confirmed_at < x.late_to))
-  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.order_id = o.id AND l.kind = 'order')
-ORDER BY x.account_id, o.currency, o.confirmed_at, o.id`
-
-// BatchBillableOrders is BillableOrders for many accounts in one
-// statement: each account's orders in period or in its own late window, by
-// account, currency and confirmation time.
-func BatchBillableOrders(ctx context.Context, q sqlx.QueryerContext, bcs []BillingContext, period TimeRange) ([]AccountOrder, error) {
-	ids, lf, lt := batchArgs(bcs)
-	var out []AccountOrder
-	if err := sqlx.SelectContext(ctx, q, &out, batchBillableOrdersQuery, ids, lf, lt, period.From, period.To); err != nil {
-		return nil, fmt.Errorf("billable orders of %d accounts: %w", len(bcs), translate(err))
-	}
-	return out, nil
-}
-
-// AccountReturn is a CreditableReturn with the account it is credited to.
-type AccountReturn struct {
-	AccountID uuid.UUID `db:"account_id"`
-	CreditableReturn
-}
-
-const batchCreditableReturnsQuery = `
-SELECT x.account_id, r.id, r.order_id, r.currency, r.refund_minor, r.quantity, r.resolved_at, r.resolved_at < $4 AS late
-FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS x(account_id, late_from, late_to)
-JOIN users u ON u.corporate_account_id = x.account_id
-JOIN returns r ON r.user_id = u.id
-WHERE r.status = 'accepted'
-  AND ((r.resolved_at >= $4 AND r.resolved_at < $5) OR (r.resolved_at >= x.late_from AND r.resolved_at < x.late_to))
-  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.return_id = r.id AND l.kind = 'return')
-ORDER BY x.account_id, r.currency, r.resolved_at, r.id`
-
-// BatchCreditableReturns is CreditableReturns for many accounts in one
-// statement.
-func BatchCreditableReturns(ctx context.Context, q sqlx.QueryerContext, bcs []BillingContext, period TimeRange) ([]AccountReturn, error) {
-	ids, lf, lt := batchArgs(bcs)
-	var out []AccountReturn
-	if err := sqlx.SelectContext(ctx, q, &out, batchCreditableReturnsQuery, ids, lf, lt, period.From, period.To); err != nil {
-		return nil, fmt.Errorf("creditable returns of %d accounts: %w", len(bcs), translate(err))
-	}
-	return out, nil
-}
-
 // One statement writes every invoice of a batch and all their lines; the
 // lines' foreign key is checked at the statement's end, when the invoice
 // rows exist.
@@ -221,33 +158,6 @@ func InsertInvoices(ctx context.Context, q sqlx.ExecerContext, invs []Invoice, l
 	return nil
 }
 
-const finishRunAccountsQuery = `
-UPDATE invoice_run_accounts ra SET status = 'done', error = '', invoices = x.invoices, updated_at = now()
-FROM unnest($2::uuid[], $3::integer[]) AS x(account_id, invoices)
-WHERE ra.run_id = $1 AND ra.account_id = x.account_id AND ra.status = 'pending'`
-
-// FinishRunAccountsDone marks pending accounts of a run done, each with its
-// number of invoices, and returns how many it moved. Call it with their
-// rows locked, so none can have been finished meanwhile.
-func FinishRunAccountsDone(ctx context.Context, q sqlx.ExecerContext, runID uuid.UUID, accounts []uuid.UUID, invoices []int) (int, error) {
-	if len(accounts) != len(invoices) {
-		return 0, fmt.Errorf("finish run accounts: %d counts for %d accounts", len(invoices), len(accounts))
-	}
-	counts := make([]int64, len(invoices))
-	for i, n := range invoices {
-		counts[i] = int64(n)
-	}
-	res, err := q.ExecContext(ctx, finishRunAccountsQuery, runID, pq.Array(uuidStrings(accounts)), pq.Array(counts))
-	if err != nil {
-		return 0, fmt.Errorf("finish %d run accounts: %w", len(accounts), translate(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("finish %d run accounts: %w", len(accounts), err)
-	}
-	return int(n), nil
-}
-
 // TaxRate is a currency's tax rate in basis points, as the billing
 // statement takes it.
 type TaxRate struct {
@@ -286,8 +196,10 @@ type BillingProblem struct {
 const maxTaxable = 922337203685477
 
 // billBatchQuery bills every account of a batch in one statement: it
-// reads their billable orders and creditable returns (the filters of
-// batchBillableOrdersQuery and batchCreditableReturnsQuery), checks them,
+// reads their billable orders (confirmed, shipped or delivered, confirmed
+// in the period or the account's late window, on no invoice line yet) and
+// creditable returns (accepted, resolved in either, credited on no line
+// yet), checks them,
 // computes each invoice's totals and tax from its lines, writes the
 // invoices and their lines and marks the billed accounts done. An account
 // with a record it cannot bill is left out whole and left pending, and
