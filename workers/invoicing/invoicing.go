@@ -221,9 +221,10 @@ type Config struct {
 	BatchSize int
 	// PaymentTermDays is how many days after issue an invoice is due (default 14).
 	PaymentTermDays int
-	// DisablePrepared runs the billing transaction's statements unnamed
-	// instead of as named prepared statements (store.Statements), for a
-	// pooler that cannot carry them across transactions.
+	// DisablePrepared runs the account tasks' small statements (reads,
+	// locks, numbering) unnamed instead of as named prepared statements
+	// (store.Statements), for a pooler that cannot carry them across
+	// transactions. The billing statement always runs unnamed.
 	DisablePrepared bool
 	// Now is the clock (default time.Now); tests control it.
 	Now    func() time.Time
@@ -672,8 +673,9 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 // accounts' outcome, all computed in PostgreSQL) and, last, the numbers
 // with the events, since numbering takes the lock every invoicing
 // transaction shares. The small statements are prepared unless
-// Config.DisablePrepared; the billing statement never is. A task whose account is no longer pending bills
-// up to size other pending accounts instead (size 1: nothing). Another account whose data cannot be billed
+// Config.DisablePrepared; the billing statement never is. A task whose
+// account is no longer pending bills up to size other pending accounts
+// instead (size 1: nothing). Another account whose data cannot be billed
 // (BillingError) is left out and left pending with its error noted, so its
 // own task bills it alone and fails it; the task's own account's
 // BillingError is returned after the others commit. On failure it returns
