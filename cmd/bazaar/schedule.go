@@ -87,6 +87,9 @@ type scheduleConfig struct {
 	Queue           string
 	ChunkSize       int
 	PaymentTermDays int
+	// DBPrepared is BAZAAR_DB_PREPARED (default true), as for the API: the
+	// invoice billing transaction's statements run prepared.
+	DBPrepared bool
 
 	// The event log's partition upkeep (the event-partitions schedule).
 	EventRetention       time.Duration // BAZAAR_EVENT_RETENTION
@@ -108,6 +111,7 @@ func loadScheduleConfig(getenv func(string) string) (scheduleConfig, error) {
 		Queue:           r.str("BAZAAR_INVOICE_QUEUE", workers.QueueLow),
 		ChunkSize:       int(r.integer("BAZAAR_INVOICE_CHUNK", 1000)),
 		PaymentTermDays: int(r.integer("BAZAAR_INVOICE_PAYMENT_DAYS", 14)),
+		DBPrepared:      r.boolean("BAZAAR_DB_PREPARED", true),
 	}
 	d := scheduler.DefaultBookkeepingRetention
 	sc.Retention = scheduler.BookkeepingRetention{
@@ -223,6 +227,7 @@ func (sc scheduleConfig) LogValue() slog.Value {
 		slog.String("invoice_tax", sc.Tax.String()),
 		slog.String("invoice_queue", sc.Queue),
 		slog.Int("invoice_chunk", sc.ChunkSize),
+		slog.Bool("db_prepared", sc.DBPrepared),
 		slog.Int("invoice_payment_days", sc.PaymentTermDays),
 		slog.Duration("catch_up", sc.CatchUp),
 		slog.Duration("poll", sc.Poll),
@@ -246,7 +251,7 @@ func newInvoicer(sc scheduleConfig, db *sqlx.DB, client *asynq.Client, insp *asy
 	tax := sc.Tax
 	return invoicing.New(invoicing.Config{
 		DB: db, Client: client, Inspector: insp, Location: sc.Location, Tax: &tax, Queue: sc.Queue,
-		ChunkSize: sc.ChunkSize, PaymentTermDays: sc.PaymentTermDays,
+		ChunkSize: sc.ChunkSize, PaymentTermDays: sc.PaymentTermDays, DisablePrepared: !sc.DBPrepared,
 		Logger: log.With("component", "invoicing"), Observer: observer,
 	})
 }

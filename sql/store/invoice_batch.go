@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -87,69 +88,6 @@ func batchArgs(bcs []BillingContext) (ids, lateFrom, lateTo any) {
 	return pq.Array(id), pq.GenericArray{A: from}, pq.GenericArray{A: to}
 }
 
-// AccountOrder is a BillableOrder with the account it is billed to.
-type AccountOrder struct {
-	AccountID uuid.UUID `db:"account_id"`
-	BillableOrder
-}
-
-// The same filter as billableOrdersQuery, for every account of a batch
-// at once, each with its own late window.
-const batchBillableOrdersQuery = `
-SELECT x.account_id, o.id, u.email AS buyer_email, o.currency, o.subtotal_minor, o.total_minor, o.confirmed_at,
-       coalesce(i.items_minor, 0)::bigint AS items_minor, coalesce(i.item_count, 0)::integer AS item_count,
-       o.confirmed_at < $4 AS late
-FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS x(account_id, late_from, late_to)
-JOIN users u ON u.corporate_account_id = x.account_id
-JOIN orders o ON o.user_id = u.id
-LEFT JOIN LATERAL (
-    SELECT sum(line_total_minor) AS items_minor, count(*) AS item_count
-    FROM order_items WHERE order_id = o.id
-) i ON true
-WHERE o.status IN ('confirmed', 'shipped', 'delivered')
-  AND ((o.confirmed_at >= $4 AND o.confirmed_at < $5) OR (o.confirmed_at >= x.late_from AND o.confirmed_at < x.late_to))
-  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.order_id = o.id AND l.kind = 'order')
-ORDER BY x.account_id, o.currency, o.confirmed_at, o.id`
-
-// BatchBillableOrders is BillableOrders for many accounts in one
-// statement: each account's orders in period or in its own late window, by
-// account, currency and confirmation time.
-func BatchBillableOrders(ctx context.Context, q sqlx.QueryerContext, bcs []BillingContext, period TimeRange) ([]AccountOrder, error) {
-	ids, lf, lt := batchArgs(bcs)
-	var out []AccountOrder
-	if err := sqlx.SelectContext(ctx, q, &out, batchBillableOrdersQuery, ids, lf, lt, period.From, period.To); err != nil {
-		return nil, fmt.Errorf("billable orders of %d accounts: %w", len(bcs), translate(err))
-	}
-	return out, nil
-}
-
-// AccountReturn is a CreditableReturn with the account it is credited to.
-type AccountReturn struct {
-	AccountID uuid.UUID `db:"account_id"`
-	CreditableReturn
-}
-
-const batchCreditableReturnsQuery = `
-SELECT x.account_id, r.id, r.order_id, r.currency, r.refund_minor, r.quantity, r.resolved_at, r.resolved_at < $4 AS late
-FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS x(account_id, late_from, late_to)
-JOIN users u ON u.corporate_account_id = x.account_id
-JOIN returns r ON r.user_id = u.id
-WHERE r.status = 'accepted'
-  AND ((r.resolved_at >= $4 AND r.resolved_at < $5) OR (r.resolved_at >= x.late_from AND r.resolved_at < x.late_to))
-  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.return_id = r.id AND l.kind = 'return')
-ORDER BY x.account_id, r.currency, r.resolved_at, r.id`
-
-// BatchCreditableReturns is CreditableReturns for many accounts in one
-// statement.
-func BatchCreditableReturns(ctx context.Context, q sqlx.QueryerContext, bcs []BillingContext, period TimeRange) ([]AccountReturn, error) {
-	ids, lf, lt := batchArgs(bcs)
-	var out []AccountReturn
-	if err := sqlx.SelectContext(ctx, q, &out, batchCreditableReturnsQuery, ids, lf, lt, period.From, period.To); err != nil {
-		return nil, fmt.Errorf("creditable returns of %d accounts: %w", len(bcs), translate(err))
-	}
-	return out, nil
-}
-
 // One statement writes every invoice of a batch and all their lines; the
 // lines' foreign key is checked at the statement's end, when the invoice
 // rows exist.
@@ -220,29 +158,214 @@ func InsertInvoices(ctx context.Context, q sqlx.ExecerContext, invs []Invoice, l
 	return nil
 }
 
-const finishRunAccountsQuery = `
-UPDATE invoice_run_accounts ra SET status = 'done', error = '', invoices = x.invoices, updated_at = now()
-FROM unnest($2::uuid[], $3::integer[]) AS x(account_id, invoices)
-WHERE ra.run_id = $1 AND ra.account_id = x.account_id AND ra.status = 'pending'`
+// TaxRate is a currency's tax rate in basis points, as the billing
+// statement takes it.
+type TaxRate struct {
+	Currency string
+	Bps      int
+}
 
-// FinishRunAccountsDone marks pending accounts of a run done, each with its
-// number of invoices, and returns how many it moved. Call it with their
-// rows locked, so none can have been finished meanwhile.
-func FinishRunAccountsDone(ctx context.Context, q sqlx.ExecerContext, runID uuid.UUID, accounts []uuid.UUID, invoices []int) (int, error) {
-	if len(accounts) != len(invoices) {
-		return 0, fmt.Errorf("finish run accounts: %d counts for %d accounts", len(invoices), len(accounts))
+// BillBatch is what billing a batch of accounts in one statement wrote.
+type BillBatch struct {
+	// Invoices are the unnumbered invoices written, with the columns the
+	// invoice.created event needs.
+	Invoices []Invoice
+	// Problems are the accounts left unbilled and pending, each with the
+	// first of its records that cannot be billed.
+	Problems []BillingProblem
+	// Finished is how many accounts were marked done.
+	Finished int
+}
+
+// BillingProblem names why an account of a batch was not billed: Kind
+// "items" (an order whose items do not add up to its subtotal), "currency"
+// (a currency without a rate, Currency) or "overflow" (a subtotal, in
+// SubtotalMinor, too large to tax).
+type BillingProblem struct {
+	AccountID     uuid.UUID
+	Kind          string
+	OrderID       uuid.UUID
+	ItemCount     int
+	ItemsMinor    int64
+	SubtotalMinor int64
+	Currency      string
+}
+
+// maxTaxable is the largest subtotal, either sign, whose tax in basis
+// points fits a bigint: the bound Go's tax rounding checks too.
+const maxTaxable = 922337203685477
+
+// billBatchQuery bills every account of a batch in one statement: it
+// reads their billable orders (confirmed, shipped or delivered, confirmed
+// in the period or the account's late window, on no invoice line yet) and
+// creditable returns (accepted, resolved in either, credited on no line
+// yet), checks them,
+// computes each invoice's totals and tax from its lines, writes the
+// invoices and their lines and marks the billed accounts done. An account
+// with a record it cannot bill is left out whole and left pending, and
+// reported with the first such record in the order billing meets them:
+// orders by currency and time, then returns, then the subtotals.
+//
+// Ids are UUIDv7 built from the statement's clock, like the ones Go makes,
+// so invoices sort by creation. Tax is rounded half away from zero, which
+// numeric round() does.
+var billBatchQuery = `
+WITH x AS (
+    SELECT * FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS x(account_id, late_from, late_to)
+), rate AS (
+    SELECT * FROM unnest($7::text[], $8::integer[]) AS t(currency, bps)
+), item AS (
+    SELECT x.account_id, 0 AS part, 'order' AS kind, o.id AS order_id, NULL::uuid AS return_id, o.id AS line_key,
+           btrim(o.currency) AS currency, o.total_minor AS amount_minor, o.confirmed_at AS occurred_at,
+           o.confirmed_at < $5 AS late,
+           'Order ' || o.id || ', ' || coalesce(i.item_count, 0) ||
+               CASE WHEN coalesce(i.item_count, 0) = 1 THEN ' item' ELSE ' items' END || ', by ' || u.email AS description,
+           coalesce(i.item_count, 0)::integer AS item_count, coalesce(i.items_minor, 0)::bigint AS items_minor,
+           o.subtotal_minor
+    FROM x
+    JOIN users u ON u.corporate_account_id = x.account_id
+    JOIN orders o ON o.user_id = u.id
+    LEFT JOIN LATERAL (
+        SELECT sum(line_total_minor) AS items_minor, count(*) AS item_count
+        FROM order_items WHERE order_id = o.id
+    ) i ON true
+    WHERE o.status IN ('confirmed', 'shipped', 'delivered')
+      AND ((o.confirmed_at >= $5 AND o.confirmed_at < $6) OR (o.confirmed_at >= x.late_from AND o.confirmed_at < x.late_to))
+      AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.order_id = o.id AND l.kind = 'order')
+    UNION ALL
+    SELECT x.account_id, 1, 'return', r.order_id, r.id, r.id,
+           btrim(r.currency), -r.refund_minor, r.resolved_at, r.resolved_at < $5,
+           'Return ' || r.id || ' of order ' || r.order_id || ', ' || r.quantity ||
+               CASE WHEN r.quantity = 1 THEN ' piece' ELSE ' pieces' END,
+           0, 0, 0
+    FROM x
+    JOIN users u ON u.corporate_account_id = x.account_id
+    JOIN returns r ON r.user_id = u.id
+    WHERE r.status = 'accepted'
+      AND ((r.resolved_at >= $5 AND r.resolved_at < $6) OR (r.resolved_at >= x.late_from AND r.resolved_at < x.late_to))
+      AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.return_id = r.id AND l.kind = 'return')
+), checked AS (
+    SELECT item.*, rate.bps,
+           CASE WHEN item.part = 0 AND (item.item_count = 0 OR item.items_minor <> item.subtotal_minor) THEN 'items'
+                WHEN rate.bps IS NULL THEN 'currency' END AS problem
+    FROM item LEFT JOIN rate ON rate.currency = item.currency
+), total AS (
+    SELECT account_id, currency, min(bps) AS bps,
+           coalesce(sum(amount_minor) FILTER (WHERE part = 0), 0) AS orders_minor,
+           coalesce(-sum(amount_minor) FILTER (WHERE part = 1), 0) AS credits_minor,
+           sum(amount_minor) AS subtotal_minor
+    FROM checked GROUP BY account_id, currency
+), bad AS (
+    SELECT DISTINCT ON (account_id) account_id, problem, order_id, item_count, items_minor, subtotal_minor, currency
+    FROM (
+        SELECT account_id, part, currency, occurred_at, line_key, problem, order_id, item_count, items_minor, subtotal_minor::numeric
+        FROM checked WHERE problem IS NOT NULL
+        UNION ALL
+        SELECT account_id, 2, currency, NULL, NULL, 'overflow', NULL, 0, 0, subtotal_minor
+        FROM total WHERE abs(subtotal_minor) > ` + fmt.Sprint(maxTaxable) + `
+    ) p
+    ORDER BY account_id, part, currency, occurred_at, line_key
+), inv AS (
+    SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+               substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+               52, 1), 53, 1), 'hex')::uuid AS id,
+           t.account_id, t.currency, t.bps, t.orders_minor, t.credits_minor, t.subtotal_minor,
+           round(t.subtotal_minor * t.bps / 10000)::bigint AS tax_minor
+    FROM total t
+    WHERE NOT EXISTS (SELECT 1 FROM bad WHERE bad.account_id = t.account_id)
+), written AS (
+    INSERT INTO invoices (id, run_id, account_id, account_name, billing_email, vat_id, period_start, period_end,
+                          timezone, currency, orders_minor, credits_minor, subtotal_minor, tax_rate_bps, tax_minor, total_minor,
+                          issued_at, due_on)
+    SELECT inv.id, r.id, inv.account_id, a.name, a.billing_email, a.vat_id, r.period_start, r.period_end,
+           r.timezone, inv.currency, inv.orders_minor, inv.credits_minor, inv.subtotal_minor, inv.bps, inv.tax_minor,
+           inv.subtotal_minor + inv.tax_minor, $9, $10::date
+    FROM inv
+    JOIN corporate_accounts a ON a.id = inv.account_id
+    JOIN invoice_runs r ON r.id = $1
+    RETURNING id, account_id, account_name, billing_email, currency, total_minor
+), lines AS (
+    INSERT INTO invoice_lines (invoice_id, position, kind, order_id, return_id, description, occurred_at, amount_minor, late)
+    SELECT inv.id, row_number() OVER (PARTITION BY c.account_id, c.currency ORDER BY c.part, c.occurred_at, c.line_key),
+           c.kind, c.order_id, c.return_id, c.description, c.occurred_at, c.amount_minor, c.late
+    FROM checked c JOIN inv ON inv.account_id = c.account_id AND inv.currency = c.currency
+), finished AS (
+    UPDATE invoice_run_accounts ra
+    SET status = 'done', error = '', invoices = coalesce(n.invoices, 0), updated_at = now()
+    FROM x LEFT JOIN (SELECT account_id, count(*)::integer AS invoices FROM inv GROUP BY account_id) n USING (account_id)
+    WHERE ra.run_id = $1 AND ra.account_id = x.account_id AND ra.status = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM bad WHERE bad.account_id = x.account_id)
+    RETURNING ra.account_id
+)
+SELECT 'invoice' AS row_kind, account_id, id AS invoice_id, account_name, billing_email, currency, total_minor,
+       '' AS problem, NULL::uuid AS order_id, 0 AS item_count, 0::bigint AS items_minor, 0::numeric AS subtotal_minor, 0 AS finished
+FROM written
+UNION ALL
+SELECT 'problem', account_id, NULL, '', '', currency, 0, problem, order_id, item_count, items_minor, subtotal_minor, 0
+FROM bad
+UNION ALL
+SELECT 'finished', NULL, NULL, '', '', '', 0, '', NULL, 0, 0, 0, (SELECT count(*)::integer FROM finished)`
+
+// BillAccounts bills the accounts of bcs, all of one run and locked by
+// this transaction, for the run's period and each account's late window,
+// in one statement (see billBatchQuery): one unnumbered invoice per
+// account and currency, a line per order (its total) and a credit line
+// per return (its refund), subtotal = orders - credits, tax = subtotal x
+// the currency's rate in rates rounded half away from zero. Accounts with
+// a record it cannot bill are left pending and returned as Problems.
+// NumberInvoices numbers the invoices later in the same transaction. A
+// line for an order or return already on an invoice is ErrConflict.
+func BillAccounts(ctx context.Context, q sqlx.QueryerContext, run InvoiceRun, bcs []BillingContext, rates []TaxRate,
+	issuedAt, dueOn time.Time,
+) (BillBatch, error) {
+	if len(bcs) == 0 {
+		return BillBatch{}, nil
 	}
-	counts := make([]int64, len(invoices))
-	for i, n := range invoices {
-		counts[i] = int64(n)
+	ids, lf, lt := batchArgs(bcs)
+	codes := make([]string, len(rates))
+	bps := make([]int64, len(rates))
+	for i, r := range rates {
+		codes[i], bps[i] = r.Currency, int64(r.Bps)
 	}
-	res, err := q.ExecContext(ctx, finishRunAccountsQuery, runID, pq.Array(uuidStrings(accounts)), pq.Array(counts))
+	rows, err := q.QueryxContext(ctx, billBatchQuery, run.ID, ids, lf, lt, run.StartsAt, run.EndsAt,
+		pq.Array(codes), pq.Array(bps), issuedAt.UTC().Format(time.RFC3339Nano), dueOn.Format(DateLayout))
 	if err != nil {
-		return 0, fmt.Errorf("finish %d run accounts: %w", len(accounts), translate(err))
+		return BillBatch{}, fmt.Errorf("bill %d accounts: %w", len(bcs), translate(err))
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("finish %d run accounts: %w", len(accounts), err)
+	defer rows.Close()
+	var out BillBatch
+	for rows.Next() {
+		var (
+			kind, name, email, currency, problem string
+			account, invoice, order              uuid.NullUUID
+			total, items                         int64
+			subtotal                             string
+			count, finished                      int
+		)
+		if err := rows.Scan(&kind, &account, &invoice, &name, &email, &currency, &total,
+			&problem, &order, &count, &items, &subtotal, &finished); err != nil {
+			return BillBatch{}, fmt.Errorf("bill %d accounts: %w", len(bcs), err)
+		}
+		switch kind {
+		case "invoice":
+			out.Invoices = append(out.Invoices, Invoice{
+				ID: invoice.UUID, RunID: run.ID, AccountID: account.UUID, AccountName: name, BillingEmail: email,
+				PeriodStart: run.PeriodStart, PeriodEnd: run.PeriodEnd, Timezone: run.Timezone,
+				Currency: currency, TotalMinor: total, IssuedAt: issuedAt, DueOn: dueOn,
+			})
+		case "problem":
+			// A subtotal past bigint only matters as text in the message.
+			sub, _ := strconv.ParseInt(subtotal, 10, 64)
+			out.Problems = append(out.Problems, BillingProblem{
+				AccountID: account.UUID, Kind: problem, OrderID: order.UUID, ItemCount: count,
+				ItemsMinor: items, SubtotalMinor: sub, Currency: currency,
+			})
+		case "finished":
+			out.Finished = finished
+		}
 	}
-	return int(n), nil
+	if err := rows.Err(); err != nil {
+		return BillBatch{}, fmt.Errorf("bill %d accounts: %w", len(bcs), translate(err))
+	}
+	return out, nil
 }

@@ -91,6 +91,32 @@ func HasPendingAccounts(ctx context.Context, q sqlx.QueryerContext, runID uuid.U
 	return out, nil
 }
 
+const runAccountStateQuery = `
+SELECT ra.status,
+       EXISTS (SELECT 1 FROM invoice_run_accounts p WHERE p.run_id = ra.run_id AND p.status = 'pending') AS pending,
+       EXISTS (SELECT 1 FROM invoice_run_accounts p WHERE p.run_id = ra.run_id AND p.status = 'pending' AND p.error = '') AS claimable
+FROM invoice_run_accounts ra WHERE ra.run_id = $1 AND ra.account_id = $2`
+
+// RunAccountState is an account's status in a run, with whether any
+// account of the run is pending and whether one of those could be claimed
+// by a batch (ClaimRunAccounts: no noted error).
+type RunAccountState struct {
+	Status    string `db:"status"`
+	Pending   bool   `db:"pending"`
+	Claimable bool   `db:"claimable"`
+}
+
+// GetRunAccountState returns an account's state in a run in one round
+// trip: what a task finding its account billed by another task needs to
+// know. ErrNotFound when the account is not part of the run.
+func GetRunAccountState(ctx context.Context, q sqlx.QueryerContext, runID, accountID uuid.UUID) (RunAccountState, error) {
+	var out RunAccountState
+	if err := sqlx.GetContext(ctx, q, &out, runAccountStateQuery, runID, accountID); err != nil {
+		return RunAccountState{}, fmt.Errorf("run account %s: %w", accountID, translate(err))
+	}
+	return out, nil
+}
+
 const createInvoiceRunQuery = `
 INSERT INTO invoice_runs (id, period_start, period_end, timezone, starts_at, ends_at, trigger)
 VALUES ($1, $2::date, $3::date, $4, $5, $6, $7)
@@ -499,80 +525,6 @@ func prefixed(p, columns string) string {
 		parts[i] = p + strings.TrimSpace(c)
 	}
 	return strings.Join(parts, ", ")
-}
-
-// BillableOrder is a confirmed order not yet on any invoice, with the sum of
-// its items so the invoice can check the order adds up.
-type BillableOrder struct {
-	ID            uuid.UUID `db:"id"`
-	BuyerEmail    string    `db:"buyer_email"`
-	Currency      string    `db:"currency"`
-	SubtotalMinor int64     `db:"subtotal_minor"`
-	TotalMinor    int64     `db:"total_minor"`
-	ItemsMinor    int64     `db:"items_minor"`
-	ItemCount     int       `db:"item_count"`
-	ConfirmedAt   time.Time `db:"confirmed_at"`
-	Late          bool      `db:"late"`
-}
-
-const billableOrdersQuery = `
-SELECT o.id, u.email AS buyer_email, o.currency, o.subtotal_minor, o.total_minor, o.confirmed_at,
-       coalesce(i.items_minor, 0)::bigint AS items_minor, coalesce(i.item_count, 0)::integer AS item_count,
-       o.confirmed_at < $2 AS late
-FROM orders o
-JOIN users u ON u.id = o.user_id
-LEFT JOIN LATERAL (
-    SELECT sum(line_total_minor) AS items_minor, count(*) AS item_count
-    FROM order_items WHERE order_id = o.id
-) i ON true
-WHERE u.corporate_account_id = $1
-  AND o.status IN ('confirmed', 'shipped', 'delivered')
-  AND ((o.confirmed_at >= $2 AND o.confirmed_at < $3) OR (o.confirmed_at >= $4 AND o.confirmed_at < $5))
-  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.order_id = o.id AND l.kind = 'order')
-ORDER BY o.currency, o.confirmed_at, o.id`
-
-// BillableOrders returns an account's confirmed, shipped or delivered
-// orders confirmed in period or in late that no invoice bills yet, by
-// currency and confirmation time. Late marks those before period.
-func BillableOrders(ctx context.Context, q sqlx.QueryerContext, accountID uuid.UUID, period, late TimeRange) ([]BillableOrder, error) {
-	lf, lt := late.args()
-	var out []BillableOrder
-	if err := sqlx.SelectContext(ctx, q, &out, billableOrdersQuery, accountID, period.From, period.To, lf, lt); err != nil {
-		return nil, fmt.Errorf("billable orders of %s: %w", accountID, translate(err))
-	}
-	return out, nil
-}
-
-// CreditableReturn is an accepted return not yet credited on any invoice.
-type CreditableReturn struct {
-	ID          uuid.UUID `db:"id"`
-	OrderID     uuid.UUID `db:"order_id"`
-	Currency    string    `db:"currency"`
-	RefundMinor int64     `db:"refund_minor"`
-	Quantity    int       `db:"quantity"`
-	ResolvedAt  time.Time `db:"resolved_at"`
-	Late        bool      `db:"late"`
-}
-
-const creditableReturnsQuery = `
-SELECT r.id, r.order_id, r.currency, r.refund_minor, r.quantity, r.resolved_at, r.resolved_at < $2 AS late
-FROM returns r
-JOIN users u ON u.id = r.user_id
-WHERE u.corporate_account_id = $1
-  AND r.status = 'accepted'
-  AND ((r.resolved_at >= $2 AND r.resolved_at < $3) OR (r.resolved_at >= $4 AND r.resolved_at < $5))
-  AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.return_id = r.id AND l.kind = 'return')
-ORDER BY r.currency, r.resolved_at, r.id`
-
-// CreditableReturns returns an account's accepted returns resolved in period
-// or in late that no invoice credits yet.
-func CreditableReturns(ctx context.Context, q sqlx.QueryerContext, accountID uuid.UUID, period, late TimeRange) ([]CreditableReturn, error) {
-	lf, lt := late.args()
-	var out []CreditableReturn
-	if err := sqlx.SelectContext(ctx, q, &out, creditableReturnsQuery, accountID, period.From, period.To, lf, lt); err != nil {
-		return nil, fmt.Errorf("creditable returns of %s: %w", accountID, translate(err))
-	}
-	return out, nil
 }
 
 // Numbers are formatted here, in the statement that allocates them:

@@ -189,3 +189,72 @@ func TestConcurrentInvoiceBatchesBillEveryAccountOnceWithGaplessNumbers(t *testi
 	require.Equal(t, accounts, e.eventCount(t, workers.EventInvoiceCreated))
 	require.Equal(t, 1, e.eventCount(t, workers.EventInvoiceRunCompleted))
 }
+
+func TestTaskOfABilledAccountBillsOtherPendingAccounts(t *testing.T) {
+	t.Parallel()
+	e := newInvEnv(t, func(c *Config) { c.BatchSize = 2 })
+	fx, loc := e.fx, e.loc
+	var accounts []uuid.UUID
+	for i := range 4 {
+		a := fx.account(t, fmt.Sprintf("Corp %d", i))
+		fx.order(t, fx.user(t, a), "EUR", "confirmed", at(loc, 2026, 10, 20, 9, 0), 1000)
+		accounts = append(accounts, a)
+	}
+	run := e.pendingRun(t, mustPeriod(t, "2026-10-15", "2026-10-31"), accounts...)
+
+	require.NoError(t, e.billAccount(t, run, accounts[0]))
+	require.Equal(t, store.RunProgress{Accounts: 4, Pending: 2, Done: 2, Invoices: 2}, e.progress(t, run.ID))
+	// The account of the task that gets the next turn was in that batch: the
+	// task bills the two still pending instead of leaving them to tasks
+	// queued behind it.
+	var billed uuid.UUID
+	for _, a := range accounts[1:] {
+		if e.runAccount(t, run, a).Status == store.RunAccountDone {
+			billed = a
+		}
+	}
+	require.NotEqual(t, uuid.Nil, billed)
+	require.NoError(t, e.billAccount(t, run, billed))
+	require.Equal(t, store.RunProgress{Accounts: 4, Done: 4, Invoices: 4}, e.progress(t, run.ID))
+	require.Equal(t, invoiceNumbers(1, 4), e.numbers(t))
+	require.Equal(t, 1, e.eventCount(t, workers.EventInvoiceRunCompleted))
+
+	// Every task delivered again changes nothing.
+	for _, a := range accounts {
+		require.NoError(t, e.billAccount(t, run, a))
+	}
+	require.Len(t, e.invoices(t, store.InvoiceFilter{}), 4)
+	require.Equal(t, 4, e.eventCount(t, workers.EventInvoiceCreated))
+	require.Equal(t, 1, e.eventCount(t, workers.EventInvoiceRunCompleted))
+}
+
+func TestBillingStatementRunAgainBillsNothingTwice(t *testing.T) {
+	t.Parallel()
+	e := newInvEnv(t)
+	ctx := context.Background()
+	fx, loc := e.fx, e.loc
+	a, b := fx.account(t, "Alpha"), fx.account(t, "Beta")
+	fx.order(t, fx.user(t, a), "EUR", "confirmed", at(loc, 2026, 10, 20, 9, 0), 1000)
+	fx.order(t, fx.user(t, b), "USD", "confirmed", at(loc, 2026, 10, 21, 9, 0), 700)
+	run := e.pendingRun(t, mustPeriod(t, "2026-10-15", "2026-10-31"), a, b)
+	bcs := []store.BillingContext{
+		{Run: run, Account: store.BillingAccount{ID: a}},
+		{Run: run, Account: store.BillingAccount{ID: b}},
+	}
+	issued := e.clock.Now()
+	first, err := store.BillAccounts(ctx, e.db, run, bcs, e.iv.rates, issued, run.PeriodEnd)
+	require.NoError(t, err)
+	require.Len(t, first.Invoices, 2)
+	require.Equal(t, 2, first.Finished)
+
+	// As a batch committed before its task was acknowledged would be, when
+	// the task comes back: the orders are on invoices and the accounts done.
+	again, err := store.BillAccounts(ctx, e.db, run, bcs, e.iv.rates, issued, run.PeriodEnd)
+	require.NoError(t, err)
+	require.Empty(t, again.Invoices)
+	require.Empty(t, again.Problems)
+	require.Zero(t, again.Finished)
+	var lines int
+	require.NoError(t, e.db.GetContext(ctx, &lines, `SELECT count(*) FROM invoice_lines`))
+	require.Equal(t, 2, lines)
+}

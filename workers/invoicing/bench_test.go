@@ -23,7 +23,8 @@ import (
 const benchOrdersPerAccount = 10
 
 // benchAccounts is 10,000, or BENCH_INVOICE_ACCOUNTS when set (for a
-// quicker look).
+// quicker look). BENCH_INVOICE_UNPREPARED=1 runs the statements unnamed
+// (Config.DisablePrepared), to weigh the prepared statements.
 func benchAccounts(b *testing.B) int {
 	if v := os.Getenv("BENCH_INVOICE_ACCOUNTS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -63,13 +64,21 @@ func BenchmarkInvoiceRun(b *testing.B) {
 		b.ReportMetric(float64(r.peak)/(1<<20), "peak-heap-MB")
 		b.ReportMetric(baseAPS, "baseline-accounts/s")
 		b.ReportMetric(aps/baseAPS, "x-baseline")
+		b.ReportMetric(r.discovery.Seconds(), "discovery-s")
+		b.ReportMetric(float64(r.pgCPU.Microseconds())/float64(r.progress.Accounts), "pg-cpu-us/account")
+		b.ReportMetric(float64(base.pgCPU.Microseconds())/float64(base.progress.Accounts), "baseline-pg-cpu-us/account")
+		b.ReportMetric(float64(r.statements)/float64(r.progress.Accounts), "statements/account")
+		b.ReportMetric(float64(base.statements)/float64(base.progress.Accounts), "baseline-statements/account")
 	}
 }
 
 type invoiceBenchResult struct {
-	took     time.Duration
-	progress store.RunProgress
-	peak     uint64
+	took       time.Duration
+	progress   store.RunProgress
+	peak       uint64
+	statements int64
+	discovery  time.Duration
+	pgCPU      time.Duration
 }
 
 // benchInvoiceRun seeds a database of its own with accounts and times one
@@ -77,7 +86,10 @@ type invoiceBenchResult struct {
 func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	b.Helper()
 	ctx := context.Background()
-	db, _ := storetest.NewDB(b)
+	seedDB, dsn := storetest.NewDB(b)
+	// The run goes through a pool that counts its statements; seeding and
+	// watching the run do not.
+	db, statements := countingDB(b, withApplication(dsn))
 	seller, product := uuid.New(), uuid.New()
 	for _, q := range []struct {
 		sql  string
@@ -99,7 +111,7 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 		  SELECT gen_random_uuid(), o.id, $1, 'B-1', 'Bench', 1, o.subtotal_minor, o.subtotal_minor FROM orders o`, []any{product}},
 		{`ANALYZE`, nil},
 	} {
-		if _, err := db.ExecContext(ctx, q.sql, q.args...); err != nil {
+		if _, err := seedDB.ExecContext(ctx, q.sql, q.args...); err != nil {
 			b.Fatalf("seed: %v", err)
 		}
 	}
@@ -109,6 +121,7 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	iv, err := New(Config{
 		DB: db, Client: client, Now: func() time.Time { return time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC) },
 		Logger: slog.New(slog.DiscardHandler), BatchSize: batchSize,
+		DisablePrepared: os.Getenv("BENCH_INVOICE_UNPREPARED") != "",
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -122,7 +135,9 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	if err := srv.Start(mux); err != nil {
 		b.Fatal(err)
 	}
+	// As "bazaar work" keeps its pool: idle connections stay open.
 	db.SetMaxOpenConns(20)
+	db.SetMaxIdleConns(20)
 
 	runtime.GC()
 	var peak atomic.Uint64
@@ -154,7 +169,7 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 		b.Fatal(err)
 	}
 	for {
-		run, err = store.GetInvoiceRun(ctx, db, run.ID)
+		run, err = store.GetInvoiceRun(ctx, seedDB, run.ID)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -164,11 +179,13 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 		time.Sleep(20 * time.Millisecond)
 	}
 	took := time.Since(start)
+	counted := statements.Load()
+	pgCPU := backendCPU(ctx, seedDB)
 	b.StopTimer()
 	close(stop)
 	<-sampled
 
-	pr, err := store.InvoiceRunProgress(ctx, db, run.ID)
+	pr, err := store.InvoiceRunProgress(ctx, seedDB, run.ID)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -178,5 +195,8 @@ func benchInvoiceRun(b *testing.B, accounts, batchSize int) invoiceBenchResult {
 	srv.Shutdown()
 	_ = client.Close()
 	_ = rdb.Close()
-	return invoiceBenchResult{took: took, progress: pr, peak: peak.Load()}
+	return invoiceBenchResult{
+		took: took, progress: pr, peak: peak.Load(), statements: counted,
+		discovery: run.DiscoveredAt.Sub(start), pgCPU: pgCPU,
+	}
 }

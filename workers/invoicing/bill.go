@@ -4,13 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
+	"sync"
 
-	"github.com/google/uuid"
 	"golang.org/x/text/currency"
 
 	"github.com/bazaarhq/bazaar/sql/store"
@@ -94,112 +92,64 @@ func (t TaxTable) String() string {
 	return strings.Join(parts, ",")
 }
 
-// draftInvoice is one invoice before it gets its number.
-type draftInvoice struct {
-	inv   store.Invoice
-	lines []store.InvoiceLine
+// isoCurrencies lists every upper-case code currency.ParseISO knows, so
+// the billing statement can tell a currency without a rate from one that
+// is no currency at all without asking Go about each order.
+var isoCurrencies = sync.OnceValue(func() []string {
+	var out []string
+	code := []byte("AAA")
+	for a := byte('A'); a <= 'Z'; a++ {
+		for b := byte('A'); b <= 'Z'; b++ {
+			for c := byte('A'); c <= 'Z'; c++ {
+				code[0], code[1], code[2] = a, b, c
+				if _, err := currency.ParseISO(string(code)); err == nil {
+					out = append(out, string(code))
+				}
+			}
+		}
+	}
+	return out
+})
+
+// billingRates spreads the table over every ISO 4217 currency it has a
+// rate for, as the billing statement takes it: a currency left out cannot
+// be billed.
+func (t TaxTable) billingRates() []store.TaxRate {
+	var out []store.TaxRate
+	for _, code := range isoCurrencies() {
+		if bps, ok := t.Rate(code); ok {
+			out = append(out, store.TaxRate{Currency: code, Bps: bps})
+		}
+	}
+	return out
 }
 
-// billAccount turns an account's billable orders and creditable returns into
-// one invoice per currency, in currency order. Each order is one line at its
-// total; each return is a credit line at its refund. Tax is charged on the
-// net subtotal (orders less credits), rounded half away from zero, so a
-// period with more credits than orders gives a negative (credit) invoice.
-func billAccount(run store.InvoiceRun, acct store.BillingAccount, orders []store.BillableOrder,
-	returns []store.CreditableReturn, tax TaxTable, issuedAt time.Time, loc *time.Location, termDays int,
-) ([]draftInvoice, error) {
-	byCurrency := map[string]*draftInvoice{}
-	var codes []string
-	draft := func(code string) (*draftInvoice, error) {
-		if d, ok := byCurrency[code]; ok {
-			return d, nil
-		}
-		if _, err := currency.ParseISO(code); err != nil || len(code) != 3 || strings.ToUpper(code) != code {
-			return nil, billingErrorf("currency %q is not an ISO 4217 code", code)
-		}
-		rate, ok := tax.Rate(code)
-		if !ok {
-			return nil, billingErrorf("no tax rate for currency %s (configure it in the tax table)", code)
-		}
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, fmt.Errorf("invoice id: %w", err)
-		}
-		issued := issuedAt.In(loc)
-		due := time.Date(issued.Year(), issued.Month(), issued.Day()+termDays, 0, 0, 0, 0, time.UTC)
-		d := &draftInvoice{inv: store.Invoice{
-			ID:           id,
-			RunID:        run.ID,
-			AccountID:    acct.ID,
-			AccountName:  acct.Name,
-			BillingEmail: acct.BillingEmail,
-			VATID:        acct.VATID,
-			PeriodStart:  run.PeriodStart,
-			PeriodEnd:    run.PeriodEnd,
-			Timezone:     run.Timezone,
-			Currency:     code,
-			TaxRateBps:   rate,
-			IssuedAt:     issuedAt,
-			DueOn:        due,
-		}}
-		byCurrency[code] = d
-		codes = append(codes, code)
-		return d, nil
+// checkCurrency says why a currency cannot be billed, or nil.
+func (t TaxTable) checkCurrency(code string) error {
+	if _, err := currency.ParseISO(code); err != nil || len(code) != 3 || strings.ToUpper(code) != code {
+		return billingErrorf("currency %q is not an ISO 4217 code", code)
 	}
-	for _, o := range orders {
-		if o.ItemCount == 0 || o.ItemsMinor != o.SubtotalMinor {
-			return nil, billingErrorf("order %s: its %d items add up to %d but its subtotal is %d",
-				o.ID, o.ItemCount, o.ItemsMinor, o.SubtotalMinor)
-		}
-		d, err := draft(strings.TrimSpace(o.Currency))
-		if err != nil {
-			return nil, err
-		}
-		d.inv.OrdersMinor += o.TotalMinor
-		d.lines = append(d.lines, store.InvoiceLine{
-			Kind:        "order",
-			OrderID:     o.ID,
-			Description: fmt.Sprintf("Order %s, %d %s, by %s", o.ID, o.ItemCount, plural(o.ItemCount, "item", "items"), o.BuyerEmail),
-			OccurredAt:  o.ConfirmedAt,
-			AmountMinor: o.TotalMinor,
-			Late:        o.Late,
-		})
+	if _, ok := t.Rate(code); !ok {
+		return billingErrorf("no tax rate for currency %s (configure it in the tax table)", code)
 	}
-	for _, r := range returns {
-		d, err := draft(strings.TrimSpace(r.Currency))
-		if err != nil {
-			return nil, err
+	return nil
+}
+
+// problemError writes what the billing statement found wrong with an
+// account as the BillingError the account fails with.
+func (t TaxTable) problemError(p store.BillingProblem) error {
+	switch p.Kind {
+	case "items":
+		return billingErrorf("order %s: its %d items add up to %d but its subtotal is %d",
+			p.OrderID, p.ItemCount, p.ItemsMinor, p.SubtotalMinor)
+	case "currency":
+		if err := t.checkCurrency(p.Currency); err != nil {
+			return err
 		}
-		d.inv.CreditsMinor += r.RefundMinor
-		id := r.ID
-		d.lines = append(d.lines, store.InvoiceLine{
-			Kind:        "return",
-			OrderID:     r.OrderID,
-			ReturnID:    &id,
-			Description: fmt.Sprintf("Return %s of order %s, %d %s", r.ID, r.OrderID, r.Quantity, plural(r.Quantity, "piece", "pieces")),
-			OccurredAt:  r.ResolvedAt,
-			AmountMinor: -r.RefundMinor,
-			Late:        r.Late,
-		})
+	case "overflow":
+		return billingErrorf("subtotal in %s is too large to tax", p.Currency)
 	}
-	slices.Sort(codes)
-	out := make([]draftInvoice, 0, len(codes))
-	for _, code := range codes {
-		d := byCurrency[code]
-		d.inv.SubtotalMinor = d.inv.OrdersMinor - d.inv.CreditsMinor
-		t, err := taxOf(d.inv.SubtotalMinor, d.inv.TaxRateBps)
-		if err != nil {
-			return nil, err
-		}
-		d.inv.TaxMinor = t
-		d.inv.TotalMinor = d.inv.SubtotalMinor + t
-		for i := range d.lines {
-			d.lines[i].InvoiceID = d.inv.ID
-			d.lines[i].Position = i + 1
-		}
-		out = append(out, *d)
-	}
-	return out, nil
+	return billingErrorf("account cannot be billed: %s", p.Kind)
 }
 
 // taxOf returns amount*bps/10000 rounded half away from zero.
@@ -212,13 +162,6 @@ func taxOf(amount int64, bps int) (int64, error) {
 		return -((-p + 5000) / 10000), nil
 	}
 	return (p + 5000) / 10000, nil
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // isBillingError reports whether err is a data problem no retry fixes.

@@ -2,7 +2,8 @@
 // it owns invoice runs (one per period, started by the scheduler or the
 // API), their discovery of the accounts to bill, the invoice:run and
 // invoice:account task handlers, batch billing (up to BatchSize pending
-// accounts per transaction, a statement per step for the whole batch),
+// accounts per transaction, whose invoices and lines one statement,
+// store.BillAccounts, computes and writes in PostgreSQL),
 // the tax table, gapless numbering through the store, retries of failed
 // accounts and the "invoicing" consumer group that hands runs started
 // without Redis (by the API) to the workers.

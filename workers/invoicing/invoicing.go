@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -219,6 +221,11 @@ type Config struct {
 	BatchSize int
 	// PaymentTermDays is how many days after issue an invoice is due (default 14).
 	PaymentTermDays int
+	// DisablePrepared runs the account tasks' small statements (reads,
+	// locks, numbering) unnamed instead of as named prepared statements
+	// (store.Statements), for a pooler that cannot carry them across
+	// transactions. The billing statement always runs unnamed.
+	DisablePrepared bool
 	// Now is the clock (default time.Now); tests control it.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -229,10 +236,12 @@ type Config struct {
 // Invoicer runs batch invoicing: it starts runs, bills accounts in asynq
 // tasks, retries failed accounts and tracks each run to its completion.
 type Invoicer struct {
-	cfg Config
-	db  *sqlx.DB
-	log *slog.Logger
-	tax TaxTable
+	cfg   Config
+	db    *sqlx.DB
+	log   *slog.Logger
+	tax   TaxTable
+	rates []store.TaxRate
+	stmts *store.Statements
 }
 
 // New validates cfg and builds an Invoicer.
@@ -267,7 +276,10 @@ func New(cfg Config) (*Invoicer, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
-	return &Invoicer{cfg: cfg, db: cfg.DB, log: cfg.Logger, tax: tax}, nil
+	return &Invoicer{
+		cfg: cfg, db: cfg.DB, log: cfg.Logger, tax: tax, rates: tax.billingRates(),
+		stmts: store.NewStatements(cfg.DB, !cfg.DisablePrepared),
+	}, nil
 }
 
 // Location returns the time zone of the invoicing calendar.
@@ -573,7 +585,28 @@ func (iv *Invoicer) HandleAccount(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	err = iv.bill(ctx, p)
+	// Most tasks find their account billed by another task's batch; one
+	// plain read tells them so without a row lock, which would cost a
+	// write and a commit, and whether the run has pending accounts.
+	st, err := store.GetRunAccountState(ctx, iv.stmts.DB(), p.RunID, p.AccountID)
+	if err == nil && st.Status != store.RunAccountPending {
+		iv.dropFailedAttempts(ctx, p)
+		if st.Claimable && iv.cfg.BatchSize > 1 {
+			// Rather than leave them to tasks still queued behind this
+			// one, it bills a batch of them. Helping is best effort: what
+			// it leaves pending, their own tasks bill.
+			if herr := iv.bill(ctx, p); herr != nil {
+				workers.Logger(ctx, iv.log).Warn("invoice batch not billed", "run_id", p.RunID, "error", herr.Error())
+			}
+		} else if st.Pending {
+			// The last of those to finish completes the run.
+			return nil
+		}
+		return iv.tryComplete(ctx, p.Meta, p.RunID)
+	}
+	if err == nil {
+		err = iv.bill(ctx, p)
+	}
 	if err == nil {
 		iv.dropFailedAttempts(ctx, p)
 		return iv.tryComplete(ctx, p.Meta, p.RunID)
@@ -632,46 +665,44 @@ func (iv *Invoicer) bill(ctx context.Context, p InvoiceAccountPayload) error {
 }
 
 // billBatch bills the task's account and up to size-1 other pending
-// accounts of its run in one transaction, a statement per step for all of
-// them: the account's row lock (waiting for another copy of the task),
-// the others' row locks (store.ClaimRunAccounts, never waiting), their
-// orders, their returns, the invoices with their lines, the accounts'
-// outcome and, last, the numbers with the events, since numbering takes
-// the lock every invoicing transaction shares. A task whose account is no
-// longer pending changes nothing. Another account whose data cannot be
-// billed (BillingError) is left out and left pending with its error noted,
-// so its own task bills it alone and fails it; the task's own account's
+// accounts of its run in one transaction of four statements whatever the
+// batch's size: the account's row lock (waiting for another copy of the
+// task), the others' row locks (store.ClaimRunAccounts, never waiting),
+// the billing statement (store.BillAccounts: their orders and returns,
+// every invoice's totals and tax, the invoices with their lines and the
+// accounts' outcome, all computed in PostgreSQL) and, last, the numbers
+// with the events, since numbering takes the lock every invoicing
+// transaction shares. The small statements are prepared unless
+// Config.DisablePrepared; the billing statement never is. A task whose
+// account is no longer pending bills up to size other pending accounts
+// instead (size 1: nothing). Another account whose data cannot be billed
+// (BillingError) is left out and left pending with its error noted, so its
+// own task bills it alone and fails it; the task's own account's
 // BillingError is returned after the others commit. On failure it returns
 // the other accounts it had claimed, which the rollback left pending.
 func (iv *Invoicer) billBatch(ctx context.Context, p InvoiceAccountPayload, size int) ([]uuid.UUID, error) {
-	// Most tasks find their account billed by another task's batch; a
-	// plain read tells them so without a row lock, which would cost a
-	// write and a commit.
-	ra, err := store.GetRunAccount(ctx, iv.db, p.RunID, p.AccountID)
-	if err != nil {
-		return nil, err
-	}
-	if ra.Status != store.RunAccountPending {
-		return nil, nil
-	}
 	var (
 		created []store.Invoice
 		others  []uuid.UUID
 		ownErr  error
 	)
-	err = iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
+	err := iv.inTx(ctx, func(tx *sqlx.Tx) (int, error) {
 		created, others, ownErr = nil, nil, nil
-		bc, err := store.LockBillingContext(ctx, tx, p.RunID, p.AccountID)
+		q := iv.stmts.Tx(tx)
+		bc, err := store.LockBillingContext(ctx, q, p.RunID, p.AccountID)
 		if err != nil {
 			return 0, err
 		}
-		if bc.Status != store.RunAccountPending {
+		run := bc.Run
+		var bcs []store.BillingContext
+		switch {
+		case bc.Status == store.RunAccountPending:
+			bcs = append(bcs, bc)
+		case size == 1:
 			return 0, nil
 		}
-		run := bc.Run
-		bcs := []store.BillingContext{bc}
-		if size > 1 {
-			more, err := store.ClaimRunAccounts(ctx, tx, run, []uuid.UUID{p.AccountID}, size-1)
+		if size > len(bcs) {
+			more, err := store.ClaimRunAccounts(ctx, q, run, []uuid.UUID{p.AccountID}, size-len(bcs))
 			if err != nil {
 				return 0, err
 			}
@@ -680,68 +711,46 @@ func (iv *Invoicer) billBatch(ctx context.Context, p InvoiceAccountPayload, size
 			}
 			bcs = append(bcs, more...)
 		}
-		window := store.TimeRange{From: run.StartsAt, To: run.EndsAt}
-		orders, err := store.BatchBillableOrders(ctx, tx, bcs, window)
-		if err != nil {
-			return 0, err
-		}
-		returns, err := store.BatchCreditableReturns(ctx, tx, bcs, window)
-		if err != nil {
-			return 0, err
-		}
-		ordersOf := make(map[uuid.UUID][]store.BillableOrder, len(bcs))
-		for _, o := range orders {
-			ordersOf[o.AccountID] = append(ordersOf[o.AccountID], o.BillableOrder)
-		}
-		returnsOf := make(map[uuid.UUID][]store.CreditableReturn)
-		for _, r := range returns {
-			returnsOf[r.AccountID] = append(returnsOf[r.AccountID], r.CreditableReturn)
+		if len(bcs) == 0 {
+			return 0, nil
 		}
 		issuedAt := iv.cfg.Now().UTC()
-		var (
-			invs   []store.Invoice
-			lines  []store.InvoiceLine
-			billed []uuid.UUID
-			counts []int
-		)
-		for _, b := range bcs {
-			id := b.Account.ID
-			drafts, err := billAccount(run, b.Account, ordersOf[id], returnsOf[id], iv.tax, issuedAt, iv.cfg.Location, iv.cfg.PaymentTermDays)
-			switch {
-			case err == nil:
-			case !isBillingError(err):
-				return 0, err
-			case id == p.AccountID:
-				ownErr = err
-				continue
-			default:
-				if err := store.NoteRunAccountError(ctx, tx, p.RunID, id, err.Error()); err != nil {
-					return 0, err
-				}
-				continue
-			}
-			for _, d := range drafts {
-				invs = append(invs, d.inv)
-				lines = append(lines, d.lines...)
-			}
-			billed = append(billed, id)
-			counts = append(counts, len(drafts))
-		}
-		if err := store.InsertInvoices(ctx, tx, invs, lines); err != nil {
+		issued := issuedAt.In(iv.cfg.Location)
+		dueOn := time.Date(issued.Year(), issued.Month(), issued.Day()+iv.cfg.PaymentTermDays, 0, 0, 0, 0, time.UTC)
+		// The billing statement runs unnamed: planned for each batch's
+		// arrays, it costs less in PostgreSQL than the generic plan a
+		// prepared statement settles on (docs/benchmarks.md), and its
+		// planning is paid once per batch, not per account.
+		res, err := store.BillAccounts(ctx, tx, run, bcs, iv.rates, issuedAt, dueOn)
+		if err != nil {
 			return 0, err
 		}
-		if len(billed) > 0 {
-			n, err := store.FinishRunAccountsDone(ctx, tx, p.RunID, billed, counts)
-			if err != nil {
+		for _, pr := range res.Problems {
+			perr := iv.tax.problemError(pr)
+			if pr.AccountID == p.AccountID {
+				ownErr = perr
+				continue
+			}
+			if err := store.NoteRunAccountError(ctx, q, p.RunID, pr.AccountID, perr.Error()); err != nil {
 				return 0, err
 			}
-			if n != len(billed) {
-				return 0, fmt.Errorf("finish run accounts: %d of %d were pending: %w", n, len(billed), store.ErrConflict)
-			}
 		}
+		if want := len(bcs) - len(res.Problems); res.Finished != want {
+			return 0, fmt.Errorf("finish run accounts: %d of %d were pending: %w", res.Finished, want, store.ErrConflict)
+		}
+		invs := res.Invoices
 		if len(invs) == 0 {
 			return 0, nil
 		}
+		// Numbers follow the batch's order: the task's account first, then
+		// the others by id, each account's invoices by currency.
+		order := make(map[uuid.UUID]int, len(bcs))
+		for i, b := range bcs {
+			order[b.Account.ID] = i
+		}
+		slices.SortFunc(invs, func(a, b store.Invoice) int {
+			return cmp.Or(cmp.Compare(order[a.AccountID], order[b.AccountID]), strings.Compare(a.Currency, b.Currency))
+		})
 		// The events get their invoice's number from the numbering statement.
 		ids := make([]uuid.UUID, len(invs))
 		events := make([]store.Event, len(invs))
@@ -751,7 +760,7 @@ func (iv *Invoicer) billBatch(ctx context.Context, p InvoiceAccountPayload, size
 				return 0, err
 			}
 		}
-		numbers, err := store.NumberInvoices(ctx, tx, issuedAt.In(iv.cfg.Location).Year(), ids, events)
+		numbers, err := store.NumberInvoices(ctx, q, issued.Year(), ids, events)
 		if err != nil {
 			return 0, err
 		}
@@ -814,7 +823,7 @@ func (iv *Invoicer) fail(ctx context.Context, p InvoiceAccountPayload, cause err
 // always gets here after its commit, so the run completes exactly once per
 // time its accounts run out.
 func (iv *Invoicer) tryComplete(ctx context.Context, m workers.Meta, runID uuid.UUID) error {
-	pending, err := store.HasPendingAccounts(ctx, iv.db, runID)
+	pending, err := store.HasPendingAccounts(ctx, iv.stmts.DB(), runID)
 	if err != nil || pending {
 		return err
 	}
