@@ -83,18 +83,6 @@ type SellerOrderLimit struct {
 	Rate, Burst int
 }
 
-const sellerOrderLimitQuery = `SELECT coalesce(order_rate, 0), coalesce(order_burst, 0) FROM sellers WHERE id = $1`
-
-// GetSellerOrderLimit reads a seller's order limit; ErrNotFound when there
-// is no such seller.
-func GetSellerOrderLimit(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (SellerOrderLimit, error) {
-	var l SellerOrderLimit
-	if err := q.QueryRowxContext(ctx, sellerOrderLimitQuery, id).Scan(&l.Rate, &l.Burst); err != nil {
-		return SellerOrderLimit{}, fmt.Errorf("order limit of seller %s: %w", id, translate(err))
-	}
-	return l, nil
-}
-
 const setSellerOrderLimitQuery = `
 UPDATE sellers SET order_rate = $2, order_burst = $3, updated_at = now()
 WHERE id = $1
@@ -115,16 +103,6 @@ func SetSellerOrderLimit(ctx context.Context, q sqlx.QueryerContext, id uuid.UUI
 		return Seller{}, fmt.Errorf("set order limit of seller %s: %w", id, translate(err))
 	}
 	return s, nil
-}
-
-// SellerPaused reports whether a seller is paused, and since when;
-// ErrNotFound when there is no such seller.
-func SellerPaused(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (*time.Time, error) {
-	var at *time.Time
-	if err := sqlx.GetContext(ctx, q, &at, `SELECT paused_at FROM sellers WHERE id = $1`, id); err != nil {
-		return nil, fmt.Errorf("seller %s paused: %w", id, translate(err))
-	}
-	return at, nil
 }
 
 const sellerPublishedSinceQuery = `
