@@ -170,26 +170,7 @@ func runLatency(b *testing.B, bin string, rate int, notify bool, d time.Duration
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
 	waitHealthy(b, client, base)
-	post := func(path, token string, body any, want int) map[string]any {
-		raw, _ := json.Marshal(body)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(raw))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer res.Body.Close()
-		out, _ := io.ReadAll(res.Body)
-		if res.StatusCode != want {
-			b.Fatalf("POST %s: %d %s", path, res.StatusCode, out)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(out, &m); err != nil {
-			b.Fatal(err)
-		}
-		return m
-	}
+	post := benchPoster(ctx, b, client, base)
 	seller := post("/v1/sellers", testAdmin, map[string]any{"name": "Latency", "email": "s@example.com"}, http.StatusCreated)["id"]
 	front := post("/v1/storefront-keys", testAdmin, map[string]any{"name": "latency"}, http.StatusCreated)["key"].(string)
 	product := post("/v1/products", testAdmin, map[string]any{
@@ -354,22 +335,4 @@ func cmpErr(a, b error) error {
 		return a
 	}
 	return b
-}
-
-func waitHealthy(b *testing.B, client *http.Client, base string) {
-	b.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		res, err := client.Get(base + "/healthz") //nolint:noctx // a probe of our own server
-		if err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("serve did not answer /healthz: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

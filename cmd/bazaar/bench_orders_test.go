@@ -157,40 +157,8 @@ func runOrderStorm(b *testing.B, d time.Duration) stormResult {
 	base := "http://" + addr
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients * 2}}
 	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		res, err := client.Get(base + "/healthz") //nolint:noctx // a probe of our own server
-		if err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("serve did not answer /healthz: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	post := func(path, token string, body any, want int) map[string]any {
-		raw, _ := json.Marshal(body)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(raw))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer res.Body.Close()
-		out, _ := io.ReadAll(res.Body)
-		if res.StatusCode != want {
-			b.Fatalf("POST %s: %d %s", path, res.StatusCode, out)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(out, &m); err != nil {
-			b.Fatal(err)
-		}
-		return m
-	}
+	waitHealthy(b, client, base)
+	post := benchPoster(ctx, b, client, base)
 	seller := post("/v1/sellers", testAdmin, map[string]any{"name": "Storm", "email": "s@example.com"}, http.StatusCreated)["id"]
 	front := post("/v1/storefront-keys", testAdmin, map[string]any{"name": "storm"}, http.StatusCreated)["key"].(string)
 	var products []any
@@ -263,4 +231,48 @@ func benchServeEnv() map[string]string {
 		}
 	}
 	return out
+}
+
+// benchPoster returns a POST helper for the benchmarks' setup requests: it
+// fails the benchmark on any other status than want and decodes the answer.
+func benchPoster(ctx context.Context, b *testing.B, client *http.Client, base string) func(path, token string, body any, want int) map[string]any {
+	return func(path, token string, body any, want int) map[string]any {
+		raw, _ := json.Marshal(body)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(raw))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer res.Body.Close()
+		out, _ := io.ReadAll(res.Body)
+		if res.StatusCode != want {
+			b.Fatalf("POST %s: %d %s", path, res.StatusCode, out)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			b.Fatal(err)
+		}
+		return m
+	}
+}
+
+// waitHealthy waits for a started server to answer /healthz.
+func waitHealthy(b *testing.B, client *http.Client, base string) {
+	b.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := client.Get(base + "/healthz") //nolint:noctx // a probe of our own server
+		if err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("serve did not answer /healthz: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
