@@ -117,8 +117,19 @@ type GroupsConfig struct {
 	// needs DB; without it the groups honour holds another process set.
 	PauseSync time.Duration
 	// DisableFairness turns off the fair order by seller within a batch
-	// (see fairOrder), for comparison: BAZAAR_FAIRNESS=off.
+	// (see fairOrder) and the deferral of a seller's share (SellerShare),
+	// for comparison: BAZAAR_FAIRNESS=off.
 	DisableFairness bool
+	// SellerShare is how many entries of one seller a batch runs while
+	// the batch also holds other tenants' work (default: the
+	// subscription's Concurrency). The seller's further entries are
+	// deferred, in order, to its parked stream for the group, which the
+	// group works through a batch at a time between its live reads: a
+	// flood of one seller then costs the live read one script call per
+	// entry instead of a handler call, and the others' entries no longer
+	// queue behind the whole flood. A seller alone in its batches is never
+	// deferred (BAZAAR_GROUP_SELLER_SHARE).
+	SellerShare int
 	// TracerProvider, when set, traces each handler call as a consumer span
 	// in the event's trace, and hands the handler that span as the
 	// message's traceparent. Nil turns tracing off.
@@ -143,8 +154,8 @@ func NewGroups(cfg GroupsConfig) (*Groups, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("groups: Redis is required")
 	}
-	if cfg.BatchSize < 0 || cfg.Block < 0 || cfg.IdleConsumerTimeout < 0 || cfg.LeaseTTL < 0 || cfg.PauseSync < 0 {
-		return nil, errors.New("groups: BatchSize, Block, IdleConsumerTimeout, LeaseTTL and PauseSync must not be negative")
+	if cfg.BatchSize < 0 || cfg.Block < 0 || cfg.IdleConsumerTimeout < 0 || cfg.LeaseTTL < 0 || cfg.PauseSync < 0 || cfg.SellerShare < 0 {
+		return nil, errors.New("groups: BatchSize, Block, IdleConsumerTimeout, LeaseTTL, PauseSync and SellerShare must not be negative")
 	}
 	if cfg.Consumer == "" {
 		host, _ := os.Hostname()

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -135,32 +136,43 @@ func (r *runner) park(ctx context.Context, stream string, items []*item) {
 		if !it.run || it.env.Seller == "" {
 			continue
 		}
-		args := make([]any, 0, 2*len(it.msg.Values)+5)
-		args = append(args, r.sub.Group)
-		for k, v := range it.msg.Values {
-			if k == fieldParkedStream || k == fieldParkedEntryID {
-				continue
-			}
-			args = append(args, k, v)
-		}
-		args = append(args, fieldParkedStream, stream, fieldParkedEntryID, it.msg.ID)
 		keys := []string{names.holdKey(it.env.Seller), names.parkedKey(it.env.Seller, r.sub.Group)}
-		cmds = append(cmds, parkScript.Eval(ctx, pipe, keys, args...))
+		cmds = append(cmds, parkScript.Eval(ctx, pipe, keys, r.parkedArgs(stream, it)...))
 		held = append(held, it)
 	}
 	if len(held) == 0 {
 		return
 	}
 	_, _ = pipe.Exec(ctx) // each command's error is read below
-	for i, it := range held {
+	r.parkedVerdicts(ctx, held, cmds, "check seller hold")
+}
+
+// parkedArgs are a parking script's ARGV for it: the group, then the
+// entry's fields with where it came from.
+func (r *runner) parkedArgs(stream string, it *item) []any {
+	args := make([]any, 0, 2*len(it.msg.Values)+5)
+	args = append(args, r.sub.Group)
+	for k, v := range it.msg.Values {
+		if k == fieldParkedStream || k == fieldParkedEntryID {
+			continue
+		}
+		args = append(args, k, v)
+	}
+	return append(args, fieldParkedStream, stream, fieldParkedEntryID, it.msg.ID)
+}
+
+// parkedVerdicts reads the parking scripts' answers: a parked entry counts
+// as handled here, one whose script failed is not run either.
+func (r *runner) parkedVerdicts(ctx context.Context, items []*item, cmds []*redis.Cmd, what string) {
+	for i, it := range items {
 		n, err := cmds[i].Int()
 		switch {
 		case err != nil:
 			// Not knowing whether the seller is held, the entry is not
-			// run; it stays pending and comes back after the
-			// visibility timeout.
-			it.run, it.verdict, it.err = false, leave, fmt.Errorf("check seller hold: %w", err)
-			r.log.WarnContext(ctx, "check seller hold; the event waits for the visibility timeout",
+			// run (a later entry of its seller may be parked already); it
+			// stays pending and comes back after the visibility timeout.
+			it.run, it.verdict, it.err = false, leave, fmt.Errorf("%s: %w", what, err)
+			r.log.WarnContext(ctx, what+"; the event waits for the visibility timeout",
 				"event_id", it.env.ID, "seller", it.env.Seller, "err", err)
 		case n == 1:
 			it.run, it.verdict = false, ack
@@ -168,17 +180,83 @@ func (r *runner) park(ctx context.Context, stream string, items []*item) {
 	}
 }
 
-// drainHeld works through the parked entries of resumed sellers for this
-// group, a batch per seller per call, in order.
-func (r *runner) drainHeld(loopCtx, handlerCtx context.Context) {
+// deferScript parks an entry of a seller over its share of a batch and
+// makes the seller's hold draining, so the group works through its parked
+// stream in order while the seller's later entries queue behind them (see
+// parkScript). A paused hold stays paused. KEYS: hold, parked stream;
+// ARGV: group, then field/value pairs.
+var deferScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then
+  redis.call('HSET', KEYS[1], 'state', 'draining')
+end
+redis.call('PERSIST', KEYS[1])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], 'parked:' .. ARGV[1], 1)
+return 1
+`)
+
+// deferShare parks, in stream order, each seller's entries beyond the
+// first SellerShare of a batch that holds more than one tenant's work or
+// that is full (more may wait behind it): the others' entries run now,
+// the seller's excess a batch at a time from its parked stream
+// (drainHeld), and nothing of it is lost or reordered. Entries without a
+// seller are never deferred: they have no hold.
+func (r *runner) deferShare(ctx context.Context, stream string, items []*item, full bool) {
+	share := cmp.Or(r.g.cfg.SellerShare, r.sub.Concurrency)
+	if r.g.cfg.DisableFairness || len(items) <= share {
+		return
+	}
+	if !full {
+		tenants := map[string]bool{}
+		for _, it := range items {
+			if it.run {
+				tenants[FairKey(it.env)] = true
+			}
+		}
+		if len(tenants) < 2 {
+			return // alone and caught up, a seller gets the whole group
+		}
+	}
+	names := r.g.cfg.Names
+	seen := map[string]int{}
+	var over []*item
+	var cmds []*redis.Cmd
+	pipe := r.rdb().Pipeline()
+	for _, it := range items {
+		if !it.run || it.env.Seller == "" {
+			continue
+		}
+		if seen[it.env.Seller]++; seen[it.env.Seller] <= share {
+			continue
+		}
+		if seen[it.env.Seller] == share+1 {
+			pipe.SAdd(ctx, names.holdsKey(), it.env.Seller)
+		}
+		keys := []string{names.holdKey(it.env.Seller), names.parkedKey(it.env.Seller, r.sub.Group)}
+		cmds = append(cmds, deferScript.Eval(ctx, pipe, keys, r.parkedArgs(stream, it)...))
+		over = append(over, it)
+	}
+	if len(over) == 0 {
+		return
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is read below
+	r.parkedVerdicts(ctx, over, cmds, "defer a seller's entry")
+	r.g.tel.deferred(r.sub.Group, len(over))
+}
+
+// drainHeld works through the parked entries of resumed and deferred
+// sellers for this group, in order, one batch per seller per call, so the
+// live read between two calls keeps the other sellers' wait to about a
+// batch. It reports whether a seller has more parked entries waiting.
+func (r *runner) drainHeld(loopCtx, handlerCtx context.Context) (more bool) {
 	names := r.g.cfg.Names
 	sellers, err := r.rdb().SMembers(loopCtx, names.holdsKey()).Result()
 	if err != nil || len(sellers) == 0 {
-		return
+		return false
 	}
 	for _, seller := range sellers {
 		if loopCtx.Err() != nil {
-			return
+			return false
 		}
 		st, err := r.rdb().HMGet(loopCtx, names.holdKey(seller), "state", "parked:"+r.sub.Group).Result()
 		if err != nil {
@@ -198,76 +276,78 @@ func (r *runner) drainHeld(loopCtx, handlerCtx context.Context) {
 		if err != nil || !got {
 			continue // another consumer of the group drains it
 		}
-		r.drainSeller(loopCtx, handlerCtx, seller)
+		if r.drainSeller(loopCtx, handlerCtx, seller) {
+			more = true
+		}
 		_ = releaseLeaseScript.Run(context.WithoutCancel(loopCtx), r.rdb(), []string{lock}, r.consumer()).Err()
 	}
+	return more
 }
 
-// drainSeller handles parked entries of one seller until its parked
-// stream is empty, the loop stops, or an entry cannot be finished.
-func (r *runner) drainSeller(loopCtx, handlerCtx context.Context, seller string) {
+// drainSeller handles a batch of the parked entries of one seller, oldest
+// first, and reports whether more wait behind it. It
+// stops early at an entry that cannot be finished: that one is tried again
+// on a later call.
+func (r *runner) drainSeller(loopCtx, handlerCtx context.Context, seller string) bool {
 	names := r.g.cfg.Names
 	parked := names.parkedKey(seller, r.sub.Group)
 	lock := names.drainKey(seller, r.sub.Group)
-	for loopCtx.Err() == nil {
-		msgs, err := r.rdb().XRangeN(loopCtx, parked, "-", "+", int64(r.g.cfg.BatchSize)).Result()
-		if err != nil || len(msgs) == 0 {
-			return
+	msgs, err := r.rdb().XRangeN(loopCtx, parked, "-", "+", int64(r.g.cfg.BatchSize)).Result()
+	if err != nil || len(msgs) == 0 {
+		return false
+	}
+	items := make([]*item, 0, len(msgs))
+	for _, m := range msgs {
+		origin, _ := m.Values[fieldParkedStream].(string)
+		originID, _ := m.Values[fieldParkedEntryID].(string)
+		it := &item{stream: origin, msg: redis.XMessage{ID: originID, Values: m.Values}, deliv: 1, run: true}
+		env, err := DecodeEnvelope(m.Values)
+		if err != nil {
+			it.run, it.verdict, it.err = false, dead, err
 		}
-		items := make([]*item, 0, len(msgs))
-		for _, m := range msgs {
-			origin, _ := m.Values[fieldParkedStream].(string)
-			originID, _ := m.Values[fieldParkedEntryID].(string)
-			it := &item{stream: origin, msg: redis.XMessage{ID: originID, Values: m.Values}, deliv: 1, run: true}
-			env, err := DecodeEnvelope(m.Values)
-			if err != nil {
-				it.run, it.verdict, it.err = false, dead, err
-			}
-			it.env = env
-			items = append(items, it)
-		}
-		var toRun []*item
-		for _, it := range items {
-			if it.run {
-				toRun = append(toRun, it)
-			}
-		}
-		r.runAll(handlerCtx, toRun, true)
-		sctx := context.WithoutCancel(loopCtx)
-		pipe := r.rdb().Pipeline()
-		done := make([]any, 0, len(items))
-		stop := false
-		for i, it := range items {
-			switch it.verdict {
-			case dead:
-				r.queueDead(sctx, pipe, it)
-				done = append(done, msgs[i].ID)
-			case ack:
-				done = append(done, msgs[i].ID)
-			default:
-				stop = true
-			}
-		}
-		if len(done) > 0 {
-			unpark := unparkScript.Eval(sctx, pipe, []string{names.holdKey(seller), parked},
-				append([]any{r.sub.Group, holdTombstone.Milliseconds()}, done...)...)
-			pipe.PExpire(sctx, lock, r.g.cfg.LeaseTTL)
-			if _, err := pipe.Exec(sctx); err != nil {
-				r.log.Warn("delete drained entries; they will be handled again", "seller", seller, "err", err)
-				return
-			}
-			if n, _ := unpark.Int(); n > 0 {
-				if n == 2 {
-					_ = r.rdb().SRem(sctx, names.holdsKey(), seller).Err()
-				}
-				r.log.Info("held events of resumed seller handled", "seller", seller)
-				return
-			}
-		}
-		if stop {
-			return
+		it.env = env
+		items = append(items, it)
+	}
+	var toRun []*item
+	for _, it := range items {
+		if it.run {
+			toRun = append(toRun, it)
 		}
 	}
+	r.runAll(handlerCtx, toRun, true)
+	sctx := context.WithoutCancel(loopCtx)
+	pipe := r.rdb().Pipeline()
+	done := make([]any, 0, len(items))
+	stop := false
+	for i, it := range items {
+		switch it.verdict {
+		case dead:
+			r.queueDead(sctx, pipe, it)
+			done = append(done, msgs[i].ID)
+		case ack:
+			done = append(done, msgs[i].ID)
+		default:
+			stop = true
+		}
+	}
+	if len(done) > 0 {
+		unpark := unparkScript.Eval(sctx, pipe, []string{names.holdKey(seller), parked},
+			append([]any{r.sub.Group, holdTombstone.Milliseconds()}, done...)...)
+		pipe.PExpire(sctx, lock, r.g.cfg.LeaseTTL)
+		if _, err := pipe.Exec(sctx); err != nil {
+			r.log.Warn("delete drained entries; they will be handled again", "seller", seller, "err", err)
+			return false
+		}
+		if n, _ := unpark.Int(); n > 0 {
+			if n == 2 {
+				_ = r.rdb().SRem(sctx, names.holdsKey(), seller).Err()
+				r.log.Info("parked events of seller handled in every group", "seller", seller)
+			}
+			return false
+		}
+	}
+	// Here the parked stream still holds entries (unpark said so).
+	return !stop && len(done) > 0
 }
 
 // syncPauses copies the pause state of sellers from PostgreSQL to their

@@ -130,3 +130,88 @@ func TestFairOrderInterleavesTenantsAndKeepsSubjectOrder(t *testing.T) {
 	}
 	require.Equal(t, []string{"0", "6", "7", "1", "2", "3", "4", "5", "8"}, got)
 }
+
+// TestSellerOverItsShareDeferredInOrder: a backlog of one seller's
+// events with another seller's few behind it. With fairness the group
+// runs the big seller's first SellerShare entries, defers the rest to its
+// parked stream and reaches the small seller's events before the big
+// seller's third; without, they come after all of them. Either way every
+// event runs once, each subject in order, and nothing is left parked.
+func TestSellerOverItsShareDeferredInOrder(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		off  bool
+	}{{"fair", false}, {"fairness_off", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ctx := context.Background()
+			big, err := store.CreateSeller(ctx, b.db, "Flash Sale Ltd", "big@example.test")
+			require.NoError(t, err)
+			small, err := store.CreateSeller(ctx, b.db, "Corner Shop", "small@example.test")
+			require.NoError(t, err)
+			const flood, subjects = 200, 5
+			recordFor(t, b, small.ID, "small-0", 0)
+			for i := range flood {
+				recordFor(t, b, big.ID, fmt.Sprintf("big-%d", i%subjects), i)
+			}
+			for i := 1; i <= 3; i++ {
+				recordFor(t, b, small.ID, fmt.Sprintf("small-%d", i), i)
+			}
+			startRelay(t, b, RelayConfig{PollInterval: 10 * time.Millisecond})
+			eventually(t, "the backlog published", func() bool {
+				var n int64
+				for _, s := range b.names.Streams("order") {
+					n += b.rdb.XLen(ctx, s).Val()
+				}
+				return n == flood+4
+			})
+
+			rec := &recorder{}
+			g, err := NewGroups(GroupsConfig{
+				Redis: b.rdb, DB: b.db, Names: b.names, Logger: b.log, Consumer: "c1", BatchSize: 20,
+				Block: 50 * time.Millisecond, LeaseTTL: time.Second, PauseSync: 20 * time.Millisecond,
+				SellerShare: 2, DisableFairness: tc.off,
+			})
+			require.NoError(t, err)
+			require.NoError(t, g.Add(Subscription{
+				Group: "fulfil", Patterns: []string{"order.#"}, Handler: rec.handle,
+				Concurrency: 2, OrderedBySubject: true, MaxDeliveries: 2, StartFrom: StartBeginning,
+			}))
+			require.NoError(t, g.Start(ctx))
+			t.Cleanup(func() { require.NoError(t, g.Stop(context.Background())) })
+
+			eventually(t, "every event handled", func() bool { return rec.count() >= flood+4 })
+			seen := rec.seen()
+			require.Len(t, seen, flood+4, "each event once")
+			bigRun, lastSmall := 0, 0
+			for _, m := range seen {
+				switch m.Seller {
+				case big.ID.String():
+					bigRun++
+				case small.ID.String():
+					lastSmall = bigRun // the big seller's events run before it
+				}
+			}
+			if tc.off {
+				require.Equal(t, flood, lastSmall, "first come, first served")
+			} else {
+				require.LessOrEqual(t, lastSmall, 2, "the small seller waits for the big seller's share only")
+			}
+			for subject, ns := range numbersBySubject(t, seen, big.ID) {
+				require.IsIncreasing(t, ns, "subject %s handled in order", subject)
+				require.Len(t, ns, flood/subjects, "subject %s handled once each", subject)
+			}
+			parked := b.names.parkedKey(big.ID.String(), "fulfil")
+			require.Eventually(t, func() bool { return b.rdb.Exists(ctx, parked).Val() == 0 },
+				10*time.Second, 10*time.Millisecond, "nothing left parked")
+			require.NotEqual(t, holdDraining, b.rdb.HGet(ctx, b.names.holdKey(big.ID.String()), "state").Val())
+			for _, s := range b.names.Streams("order") {
+				p, err := b.rdb.XPending(ctx, s, "fulfil").Result()
+				require.NoError(t, err)
+				require.Zero(t, p.Count, "nothing left pending on %s", s)
+			}
+		})
+	}
+}

@@ -102,6 +102,13 @@ type groupTelemetry struct {
 	tracer   trace.Tracer
 	duration *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
+	deferral *prometheus.CounterVec
+}
+
+// deferred counts entries a group moved to their sellers' parked streams
+// for being over the seller's share of a batch.
+func (t *groupTelemetry) deferred(group string, n int) {
+	t.deferral.WithLabelValues(group).Add(float64(n))
 }
 
 func newGroupTelemetry(reg prometheus.Registerer, tp trace.TracerProvider) (*groupTelemetry, error) {
@@ -119,6 +126,13 @@ func newGroupTelemetry(reg prometheus.Registerer, tp trace.TracerProvider) (*gro
 		Name: "bazaar_consumer_handler_errors_total",
 		Help: "Handler failures by group and event type; every failed delivery counts.",
 	}, []string{"group", "event_type"}))
+	if err != nil {
+		return nil, err
+	}
+	t.deferral, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bazaar_consumer_deferred_total",
+		Help: "Events a consumer group deferred to their seller's parked stream, the seller being over its share of a batch that held others' work.",
+	}, []string{"group"}))
 	if err != nil {
 		return nil, err
 	}

@@ -56,8 +56,9 @@ func (r *runner) matches(eventType string) bool {
 
 // handleBatch handles the entries of one read from one stream, then
 // acknowledges the ones done and dead-letters the ones given up, in one
-// round trip.
-func (r *runner) handleBatch(ctx context.Context, stream string, msgs []redis.XMessage, deliveries map[string]int64) {
+// round trip. It returns how many entries it ran a handler for (not those
+// parked or deferred).
+func (r *runner) handleBatch(ctx context.Context, stream string, msgs []redis.XMessage, deliveries map[string]int64) (ran int) {
 	items := make([]*item, len(msgs))
 	var toRun []*item
 	for i, m := range msgs {
@@ -86,9 +87,11 @@ func (r *runner) handleBatch(ctx context.Context, stream string, msgs []redis.XM
 		}
 	}
 	r.park(ctx, stream, toRun)
+	r.deferShare(ctx, stream, toRun, len(msgs) >= r.g.cfg.BatchSize)
 	toRun = slices.DeleteFunc(toRun, func(it *item) bool { return !it.run })
 	r.runAll(ctx, toRun, r.sub.OrderedBySubject)
 	r.settle(context.WithoutCancel(ctx), stream, items)
+	return len(toRun)
 }
 
 // runAll calls the handler for items: in subject lanes when ordered, from

@@ -139,15 +139,20 @@ func (r *runner) run(loopCtx, handlerCtx context.Context) {
 			}
 			nextClaim = now.Add(max(r.sub.VisibilityTimeout/4, 10*time.Millisecond))
 		}
+		block := r.g.cfg.Block
 		if !now.Before(nextDrain) {
-			r.drainHeld(loopCtx, handlerCtx)
 			nextDrain = time.Now().Add(drainInterval)
+			if r.drainHeld(loopCtx, handlerCtx) {
+				// More parked entries wait: the live read between two
+				// batches of them must not sit out its block time.
+				nextDrain, block = time.Time{}, -1
+			}
 		}
 		if !now.Before(nextCleanup) {
 			r.removeIdleConsumers(loopCtx)
 			nextCleanup = now.Add(max(r.g.cfg.IdleConsumerTimeout/4, time.Second))
 		}
-		if err := r.readNew(loopCtx, handlerCtx); err != nil {
+		if err := r.readNew(loopCtx, handlerCtx, block); err != nil {
 			if loopCtx.Err() != nil {
 				return
 			}
@@ -210,10 +215,21 @@ func (r *runner) readStreams() []string {
 	return append(out, r.retry)
 }
 
-func (r *runner) readNew(loopCtx, handlerCtx context.Context) error {
+// readNew reads and handles the next entries, waiting up to block for
+// some (-1: not at all).
+func (r *runner) readNew(loopCtx, handlerCtx context.Context, block time.Duration) error {
+	return r.readNewRounds(loopCtx, handlerCtx, block, maxParkedRounds)
+}
+
+// maxParkedRounds bounds how many reads in a row readNew makes while all
+// it reads is parked, so the loop's other duties (acknowledgements owed,
+// leases, reclaims) still come round.
+const maxParkedRounds = 20
+
+func (r *runner) readNewRounds(loopCtx, handlerCtx context.Context, block time.Duration, rounds int) error {
 	streams := r.readStreams()
 	if _, ok := r.rdb().(*redis.ClusterClient); ok && len(streams) > 1 {
-		return r.readNewSplit(loopCtx, handlerCtx, streams)
+		return r.readNewSplit(loopCtx, handlerCtx, streams, block)
 	}
 	args := make([]string, 0, 2*len(streams))
 	args = append(args, streams...)
@@ -225,7 +241,7 @@ func (r *runner) readNew(loopCtx, handlerCtx context.Context) error {
 		Consumer: r.consumer(),
 		Streams:  args,
 		Count:    int64(r.g.cfg.BatchSize),
-		Block:    r.g.cfg.Block,
+		Block:    block,
 	}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil
@@ -240,12 +256,20 @@ func (r *runner) readNew(loopCtx, handlerCtx context.Context) error {
 		}
 		return err
 	}
+	ran, full := 0, false
 	for _, xs := range res {
 		deliveries := make(map[string]int64, len(xs.Messages))
 		for _, m := range xs.Messages {
 			deliveries[m.ID] = 1
 		}
-		r.handleBatch(handlerCtx, xs.Stream, xs.Messages, deliveries)
+		ran += r.handleBatch(handlerCtx, xs.Stream, xs.Messages, deliveries)
+		full = full || len(xs.Messages) >= r.g.cfg.BatchSize
+	}
+	if ran == 0 && full && rounds > 1 {
+		// Everything read was parked (a paused or deferred seller's
+		// backlog): read on at once, so the entries of others behind it
+		// run now rather than after the next batches of the drain.
+		return r.readNewRounds(loopCtx, handlerCtx, -1, rounds-1)
 	}
 	return nil
 }
@@ -259,7 +283,7 @@ const clusterPoll = 50 * time.Millisecond
 // (go-redis sends each node its share at once), then a short pause when
 // none had anything. A blocking read per stream would hold a connection
 // per stream and, waited for together, delay every stream by the slowest.
-func (r *runner) readNewSplit(loopCtx, handlerCtx context.Context, streams []string) error {
+func (r *runner) readNewSplit(loopCtx, handlerCtx context.Context, streams []string, block time.Duration) error {
 	pipe := r.rdb().Pipeline()
 	cmds := make([]*redis.XStreamSliceCmd, len(streams))
 	for i, s := range streams {
@@ -302,8 +326,8 @@ func (r *runner) readNewSplit(loopCtx, handlerCtx context.Context, streams []str
 		}
 		return firstErr
 	}
-	if !got {
-		waitFor(loopCtx, min(r.g.cfg.Block, clusterPoll))
+	if !got && block >= 0 {
+		waitFor(loopCtx, min(block, clusterPoll))
 	}
 	return nil
 }

@@ -115,6 +115,10 @@ type workConfig struct {
 	// BAZAAR_FAIR_SELLER_CAP (tasks per seller in a fair queue; 0: the
 	// concurrency).
 	Fairness workers.FairnessConfig
+	// GroupSellerShare is BAZAAR_GROUP_SELLER_SHARE: entries of one seller
+	// a consumer group's batch runs before it defers the rest (0: the
+	// group's concurrency).
+	GroupSellerShare int
 }
 
 // loadWorkConfig reads the workers' settings. Outside development an SMTP
@@ -153,6 +157,10 @@ func loadWorkConfig(getenv func(string) string, dev bool) (workConfig, error) {
 	if wc.Fairness.SellerCap < 0 {
 		r.fail("BAZAAR_FAIR_SELLER_CAP", "must not be negative")
 	}
+	wc.GroupSellerShare = int(r.integer("BAZAAR_GROUP_SELLER_SHARE", 0))
+	if wc.GroupSellerShare < 0 {
+		r.fail("BAZAAR_GROUP_SELLER_SHARE", "must not be negative")
+	}
 	switch wc.SMTP.TLS {
 	case workers.TLSStartTLS, workers.TLSOpportunistic, workers.TLSImplicit, workers.TLSNone:
 	default:
@@ -189,6 +197,7 @@ func (w workConfig) LogValue() slog.Value {
 		slog.Duration("webhook_disable_after", w.WebhookDisableAfter),
 		slog.Bool("fairness", !w.Fairness.Off),
 		slog.Int("fair_seller_cap", w.Fairness.SellerCap),
+		slog.Int("group_seller_share", w.GroupSellerShare),
 	)
 }
 
@@ -259,6 +268,7 @@ func newWorkerParts(d workerDeps) (workerParts, error) {
 	g, err := stream.NewGroups(stream.GroupsConfig{
 		Redis: d.Redis, DB: d.DB, Names: d.Config.names(), Logger: d.Logger,
 		Registry: d.Registry, TracerProvider: d.TracerProvider, DisableFairness: d.Work.Fairness.Off,
+		SellerShare: d.Work.GroupSellerShare,
 	})
 	if err != nil {
 		return workerParts{}, err
