@@ -180,6 +180,9 @@ func (r *runner) parkedVerdicts(ctx context.Context, items []*item, cmds []*redi
 	}
 }
 
+// share is how many entries of one seller a batch runs while others wait.
+func (r *runner) share() int { return cmp.Or(r.g.cfg.SellerShare, r.sub.Concurrency) }
+
 // deferScript parks an entry of a seller over its share of a batch and
 // makes the seller's hold draining, so the group works through its parked
 // stream in order while the seller's later entries queue behind them (see
@@ -202,7 +205,7 @@ return 1
 // (drainHeld), and nothing of it is lost or reordered. Entries without a
 // seller are never deferred: they have no hold.
 func (r *runner) deferShare(ctx context.Context, stream string, items []*item, full bool) {
-	share := cmp.Or(r.g.cfg.SellerShare, r.sub.Concurrency)
+	share := r.share()
 	if r.g.cfg.DisableFairness || len(items) <= share {
 		return
 	}
@@ -292,7 +295,9 @@ func (r *runner) drainSeller(loopCtx, handlerCtx context.Context, seller string)
 	names := r.g.cfg.Names
 	parked := names.parkedKey(seller, r.sub.Group)
 	lock := names.drainKey(seller, r.sub.Group)
-	msgs, err := r.rdb().XRangeN(loopCtx, parked, "-", "+", int64(r.g.cfg.BatchSize)).Result()
+	// A batch of a seller's share, not a whole read's worth: the others'
+	// entries read next wait for this batch.
+	msgs, err := r.rdb().XRangeN(loopCtx, parked, "-", "+", int64(r.share())).Result()
 	if err != nil || len(msgs) == 0 {
 		return false
 	}

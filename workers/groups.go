@@ -9,7 +9,6 @@ import (
 	"slices"
 
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
 
 	"github.com/bazaarhq/bazaar/sql/store"
 	"github.com/bazaarhq/bazaar/stream"
@@ -124,14 +123,16 @@ func (w *Workers) Groups() []Group {
 
 // reactor returns the handler of a group that enqueues, for each event,
 // the tasks its table names. Each event is enqueued once per group: the
-// group records it in processed_events in a transaction that commits only
-// after every task is in Redis, so a redelivered event (a delivery whose
-// XACK was lost, a reclaim) finds the record and enqueues nothing, even
-// when its tasks finished and asynq forgot their ids (Config.Retention).
-// A concurrent duplicate waits on the record's row and then finds it. A
-// crash between the enqueue and the commit enqueues again under the same
-// TaskIDs: refused while the first tasks wait, and run as no-ops by the
-// handlers' own keys once they finished.
+// group records it in processed_events after every task is in Redis, so a
+// redelivered event (a delivery whose XACK was lost, a reclaim) finds the
+// record and enqueues nothing, even when its tasks finished and asynq
+// forgot their ids (Config.Retention). The record is looked up and written
+// by two statements outside a transaction, so no PostgreSQL connection is
+// held while Redis answers: under a flood the groups and the tasks share
+// the pool. A crash (or a failed write of the record) after the enqueue,
+// or a concurrent duplicate, enqueues again under the same TaskIDs:
+// refused while the first tasks wait, and run as no-ops by the handlers'
+// own keys once they finished.
 func (w *Workers) reactor(group string, on map[string][]reaction) func(context.Context, stream.Envelope) error {
 	return func(ctx context.Context, env stream.Envelope) error {
 		if _, ok := on[env.Type]; !ok {
@@ -141,13 +142,15 @@ func (w *Workers) reactor(group string, on map[string][]reaction) func(context.C
 		if err != nil {
 			return fmt.Errorf("event id %q: %w", env.ID, errBadEvent)
 		}
-		return store.WithTx(ctx, w.db, func(tx *sqlx.Tx) error {
-			first, err := store.MarkProcessed(ctx, tx, reactorMark+group, id)
-			if err != nil || !first {
-				return err
-			}
-			return w.react(ctx, group, on[env.Type], env)
-		})
+		done, err := store.Processed(ctx, w.db, reactorMark+group, id)
+		if err != nil || done {
+			return err
+		}
+		if err := w.react(ctx, group, on[env.Type], env); err != nil {
+			return err
+		}
+		_, err = store.MarkProcessed(ctx, w.db, reactorMark+group, id)
+		return err
 	}
 }
 

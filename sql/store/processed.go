@@ -29,3 +29,17 @@ func MarkProcessed(ctx context.Context, tx sqlx.ExecerContext, group string, eve
 	}
 	return n == 1, nil
 }
+
+const processedQuery = `
+SELECT EXISTS (SELECT 1 FROM processed_events WHERE group_name = $1 AND event_id = $2)`
+
+// Processed reports whether group recorded eventID as handled. It takes no
+// lock: a caller that acts on false must tolerate a concurrent duplicate
+// doing the same.
+func Processed(ctx context.Context, q sqlx.QueryerContext, group string, eventID uuid.UUID) (bool, error) {
+	var done bool
+	if err := sqlx.GetContext(ctx, q, &done, processedQuery, group, eventID); err != nil {
+		return false, fmt.Errorf("look up event %s processed by %s: %w", eventID, group, translate(err))
+	}
+	return done, nil
+}
