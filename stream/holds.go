@@ -444,7 +444,7 @@ func newHoldsCollector(rdb redis.UniversalClient, names Names, groups []string) 
 		paused: prometheus.NewDesc("bazaar_seller_paused",
 			"Paused sellers by name (at most 50 series; the rest are summed under seller=\"other\").", []string{"seller"}, nil),
 		held: prometheus.NewDesc("bazaar_seller_held_events",
-			"Events of a paused or resuming seller waiting in its parked streams, by seller and consumer group.", []string{"seller", "group"}, nil),
+			"Events of a paused, resuming or deferred seller waiting in its parked streams, by seller and consumer group.", []string{"seller", "group"}, nil),
 	}
 }
 
@@ -519,7 +519,8 @@ func (c *holdsCollector) Collect(ch chan<- prometheus.Metric) {
 // SellerHold is a seller's hold as the consumer groups apply it.
 type SellerHold struct {
 	// State is "paused" (the groups park the seller's events), "draining"
-	// (resumed: the groups work through what they parked) or "" and
+	// (resumed, or over its share of a batch: the groups work through what
+	// they parked) or "" and
 	// "running" (nothing held).
 	State string
 	// Held counts the seller's parked events per consumer group that has
