@@ -42,7 +42,8 @@ func TestLoadWorkConfig(t *testing.T) {
 		{"zero webhook disable", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_WEBHOOK_DISABLE_AFTER": "0s"}, false, "BAZAAR_WEBHOOK_DISABLE_AFTER"},
 		{"bad webhook disable", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_WEBHOOK_DISABLE_AFTER": "5d"}, false, "BAZAAR_WEBHOOK_DISABLE_AFTER"},
 		{"negative task retention", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_TASK_RETENTION": "-1m"}, false, "BAZAAR_TASK_RETENTION"},
-		{"complete", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_SMTP_PORT": "465", "BAZAAR_SMTP_TLS": "tls", "BAZAAR_FOLLOWUP_DELAY": "2m", "BAZAAR_WEBHOOK_DISABLE_AFTER": "48h", "BAZAAR_TASK_RETENTION": "10m"}, false, ""},
+		{"negative group seller share", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_GROUP_SELLER_SHARE": "-1"}, false, "BAZAAR_GROUP_SELLER_SHARE"},
+		{"complete", map[string]string{"BAZAAR_SMTP_HOST": "mail", "BAZAAR_SMTP_PORT": "465", "BAZAAR_SMTP_TLS": "tls", "BAZAAR_FOLLOWUP_DELAY": "2m", "BAZAAR_WEBHOOK_DISABLE_AFTER": "48h", "BAZAAR_TASK_RETENTION": "10m", "BAZAAR_GROUP_SELLER_SHARE": "4"}, false, ""},
 	}
 	for _, tc := range tests {
 		wc, err := loadWorkConfig(envOf(tc.env), tc.dev)
@@ -58,7 +59,7 @@ func TestLoadWorkConfig(t *testing.T) {
 		if tc.name == "dev does not" && (wc.WebhookDisableAfter != 120*time.Hour || wc.TaskRetention != 0) {
 			t.Fatalf("default webhook disable after: %v", wc.WebhookDisableAfter)
 		}
-		if tc.name == "complete" && (wc.SMTP.Port != 465 || wc.FollowUpDelay != 2*time.Minute || wc.WebhookDisableAfter != 48*time.Hour || wc.TaskRetention != 10*time.Minute) {
+		if tc.name == "complete" && (wc.SMTP.Port != 465 || wc.FollowUpDelay != 2*time.Minute || wc.WebhookDisableAfter != 48*time.Hour || wc.TaskRetention != 10*time.Minute || wc.GroupSellerShare != 4) {
 			t.Fatalf("complete: got %+v", wc)
 		}
 	}
