@@ -154,21 +154,56 @@ func CreateOrder(ctx context.Context, q sqlx.QueryerContext, o Order) (Order, er
 	return out, nil
 }
 
-const getOrderQuery = `SELECT ` + orderColumns + ` FROM orders WHERE id = $1`
+// getOrderQuery reads an order and its lines in one statement, a row per
+// line: the saga reads an order at most of its steps, and a second round
+// trip for the lines was a statement per step.
+const getOrderQuery = `
+SELECT o.id, o.seller_id, o.user_id, o.status, o.currency, o.subtotal_minor, o.total_minor,
+       o.payment_method, o.scheduled_at, o.cancel_reason, o.created_at, o.updated_at,
+       o.confirmed_at, o.cancelled_at, o.shipped_at, o.delivered_at,
+       i.id AS item_id, i.product_id AS item_product_id, i.sku AS item_sku, i.name AS item_name,
+       i.quantity AS item_quantity, i.unit_price_minor AS item_unit_price_minor,
+       i.line_total_minor AS item_line_total_minor
+FROM orders o LEFT JOIN order_items i ON i.order_id = o.id
+WHERE o.id = $1
+ORDER BY i.id`
 
 const orderItemsQuery = `SELECT ` + orderItemColumns + ` FROM order_items WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, id`
 
+// orderLineRow is a row of getOrderQuery: the order, and one of its lines
+// (none when the order has no lines).
+type orderLineRow struct {
+	Order
+	ItemID             *uuid.UUID `db:"item_id"`
+	ItemProductID      *uuid.UUID `db:"item_product_id"`
+	ItemSKU            *string    `db:"item_sku"`
+	ItemName           *string    `db:"item_name"`
+	ItemQuantity       *int       `db:"item_quantity"`
+	ItemUnitPriceMinor *int64     `db:"item_unit_price_minor"`
+	ItemLineTotalMinor *int64     `db:"item_line_total_minor"`
+}
+
 // GetOrder reads an order with its items; ErrNotFound when there is none.
 func GetOrder(ctx context.Context, q sqlx.QueryerContext, id uuid.UUID) (Order, error) {
-	var o Order
-	if err := sqlx.GetContext(ctx, q, &o, getOrderQuery, id); err != nil {
+	var rows []orderLineRow
+	if err := sqlx.SelectContext(ctx, q, &rows, getOrderQuery, id); err != nil {
 		return Order{}, fmt.Errorf("get order %s: %w", id, translate(err))
 	}
-	orders := []Order{o}
-	if err := loadItems(ctx, q, orders); err != nil {
-		return Order{}, err
+	if len(rows) == 0 {
+		return Order{}, fmt.Errorf("get order %s: %w", id, ErrNotFound)
 	}
-	return orders[0], nil
+	o := rows[0].Order
+	o.Items = make([]OrderItem, 0, len(rows))
+	for _, r := range rows {
+		if r.ItemID == nil {
+			continue
+		}
+		o.Items = append(o.Items, OrderItem{
+			ID: *r.ItemID, OrderID: o.ID, ProductID: *r.ItemProductID, SKU: *r.ItemSKU, Name: *r.ItemName,
+			Quantity: *r.ItemQuantity, UnitPriceMinor: *r.ItemUnitPriceMinor, LineTotalMinor: *r.ItemLineTotalMinor,
+		})
+	}
+	return o, nil
 }
 
 func loadItems(ctx context.Context, q sqlx.QueryerContext, orders []Order) error {

@@ -247,3 +247,36 @@ func TestAPIKeys(t *testing.T) {
 	require.Len(t, keys, 1)
 	require.NotNil(t, keys[0].RevokedAt)
 }
+
+func TestGetOrderReadsItsLines(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	p2, err := store.CreateProduct(ctx, f.db, store.Product{SellerID: f.seller.ID, SKU: "pot", Name: "Teapot", PriceMinor: 3000, Currency: "EUR", Stock: 3})
+	require.NoError(t, err)
+	o, err := store.CreateOrder(ctx, f.db, store.Order{
+		SellerID: f.seller.ID, UserID: f.user.ID, Currency: "EUR", SubtotalMinor: 5500, TotalMinor: 5500, PaymentMethod: "pm_test",
+		Items: []store.OrderItem{
+			{ProductID: f.product.ID, SKU: "mug", Name: "Mug", Quantity: 2, UnitPriceMinor: 1250, LineTotalMinor: 2500},
+			{ProductID: p2.ID, SKU: "pot", Name: "Teapot", Quantity: 1, UnitPriceMinor: 3000, LineTotalMinor: 3000},
+		},
+	})
+	require.NoError(t, err)
+	other := f.order(t) // another order's line must not show
+
+	got, err := store.GetOrder(ctx, f.db, o.ID)
+	require.NoError(t, err)
+	require.Equal(t, o.ID, got.ID)
+	require.Equal(t, int64(5500), got.TotalMinor)
+	require.Equal(t, o.CreatedAt.UTC(), got.CreatedAt.UTC())
+	require.ElementsMatch(t, o.Items, got.Items)
+	for _, it := range got.Items {
+		require.Equal(t, o.ID, it.OrderID)
+	}
+	one, err := store.GetOrder(ctx, f.db, other.ID)
+	require.NoError(t, err)
+	require.Len(t, one.Items, 1)
+
+	_, err = store.GetOrder(ctx, f.db, uuid.New())
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
