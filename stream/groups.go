@@ -194,6 +194,8 @@ func (g *Groups) Add(sub Subscription) error {
 	sub.Concurrency = cmp.Or(sub.Concurrency, 1)
 	sub.MaxDeliveries = cmp.Or(sub.MaxDeliveries, 5)
 	sub.VisibilityTimeout = cmp.Or(sub.VisibilityTimeout, 30*time.Second)
+	// The group's deferral count shows from the start, at zero.
+	g.tel.deferred(sub.Group, 0)
 	r := &runner{g: g, sub: sub, retry: g.cfg.Names.Retry(sub.Group), dlq: g.cfg.Names.DLQ(sub.Group)}
 	r.log = g.log.With("group", sub.Group)
 	seen := make(map[string]bool)
