@@ -179,8 +179,16 @@ admin_users = %s
 		return "", err
 	}
 	args := []string{iniPath}
+	attr := parentDeathSignal()
 	if os.Geteuid() == 0 {
-		args = append([]string{"-u", unprivilegedUser()}, args...)
+		// pgbouncer refuses to run as root.
+		switched, err := runAs(attr, unprivilegedUser())
+		if err != nil {
+			return "", err
+		}
+		if !switched {
+			args = append([]string{"-u", unprivilegedUser()}, args...)
+		}
 	}
 	// Not CommandContext's cancellation: the bouncer outlives the call.
 	cmd := exec.CommandContext(context.Background(), bin, args...) //nolint:gosec // the installed pgbouncer, arguments of our own
@@ -193,7 +201,7 @@ admin_users = %s
 	}
 	defer logFile.Close()
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = parentDeathSignal()
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("start pgbouncer: %w", err)
 	}

@@ -2,7 +2,14 @@ package storetest
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
@@ -46,4 +53,33 @@ func text(v any) string {
 		return v
 	}
 	return ""
+}
+
+// The bouncer ends with the test binary that started it, also when the
+// tests run as root and it runs as another user: a child test binary
+// starts one, prints its address and exits, and nothing may answer there
+// afterwards.
+func TestPgBouncerEndsWithTheTestBinary(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("STORETEST_BOUNCER_CHILD") != "" {
+		u, err := url.Parse(PgBouncerAdminURL(t))
+		require.NoError(t, err)
+		fmt.Println("bouncer at", u.Host)
+		return
+	}
+	cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^TestPgBouncerEndsWithTheTestBinary$", "-test.count=1") //nolint:gosec // this test binary
+	cmd.Env = append(os.Environ(), "STORETEST_BOUNCER_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	m := regexp.MustCompile(`bouncer at (\S+)`).FindSubmatch(out)
+	require.NotNil(t, m, "%s", out)
+	addr := string(m[1])
+	require.Eventually(t, func() bool {
+		var d net.Dialer
+		c, err := d.DialContext(context.Background(), "tcp", addr)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err != nil
+	}, 10*time.Second, 50*time.Millisecond, "the bouncer at %s still answers after its test binary exited", addr)
 }

@@ -11,3 +11,6 @@ func parentDeathSignal() *syscall.SysProcAttr { return nil }
 // exited cannot tell without waiting here; a helper that failed to start
 // is noticed when it does not answer.
 func exited(int) bool { return false }
+
+// runAs leaves the switch of user to the helper itself (pgbouncer -u).
+func runAs(*syscall.SysProcAttr, string) (bool, error) { return false, nil }
