@@ -121,14 +121,15 @@ type GroupsConfig struct {
 	// for comparison: BAZAAR_FAIRNESS=off.
 	DisableFairness bool
 	// SellerShare is how many entries of one seller a batch runs while
-	// the batch also holds other tenants' work (default: the
-	// subscription's Concurrency). The seller's further entries are
-	// deferred, in order, to its parked stream for the group, which the
-	// group works through a batch at a time between its live reads: a
-	// flood of one seller then costs the live read one script call per
-	// entry instead of a handler call, and the others' entries no longer
-	// queue behind the whole flood. A seller alone in its batches is never
-	// deferred (BAZAAR_GROUP_SELLER_SHARE).
+	// the batch also holds other tenants' work, or is full so that more
+	// may wait behind it (default: the subscription's Concurrency). The
+	// seller's further entries are deferred, in order, to its parked
+	// stream for the group, which the group works through a share at a
+	// time between its live reads: a flood of one seller then costs the
+	// live read one script call per entry instead of a handler call, and
+	// the others' entries no longer queue behind the whole flood. A seller
+	// alone keeps every handler: with nothing else to read, the drain runs
+	// batch after batch (BAZAAR_GROUP_SELLER_SHARE).
 	SellerShare int
 	// TracerProvider, when set, traces each handler call as a consumer span
 	// in the event's trace, and hands the handler that span as the

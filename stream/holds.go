@@ -128,23 +128,47 @@ return 2
 // sellers' parked streams and count as handled here. Entries without a
 // seller are never held.
 func (r *runner) park(ctx context.Context, stream string, items []*item) {
-	names := r.g.cfg.Names
 	var held []*item
-	var cmds []*redis.Cmd
-	pipe := r.rdb().Pipeline()
 	for _, it := range items {
-		if !it.run || it.env.Seller == "" {
-			continue
+		if it.run && it.env.Seller != "" {
+			held = append(held, it)
 		}
-		keys := []string{names.holdKey(it.env.Seller), names.parkedKey(it.env.Seller, r.sub.Group)}
-		cmds = append(cmds, parkScript.Eval(ctx, pipe, keys, r.parkedArgs(stream, it)...))
-		held = append(held, it)
 	}
-	if len(held) == 0 {
-		return
+	r.parkEach(ctx, stream, held, parkScript, "check seller hold")
+}
+
+// parkEach runs script (parkScript or deferScript) for each of items, in
+// their order, in one pipeline, and reads the answers: a parked entry
+// counts as handled here. It returns how many were parked.
+func (r *runner) parkEach(ctx context.Context, stream string, items []*item, script *redis.Script, what string) int {
+	if len(items) == 0 {
+		return 0
+	}
+	names := r.g.cfg.Names
+	cmds := make([]*redis.Cmd, len(items))
+	pipe := r.rdb().Pipeline()
+	for i, it := range items {
+		keys := []string{names.holdKey(it.env.Seller), names.parkedKey(it.env.Seller, r.sub.Group)}
+		cmds[i] = script.Eval(ctx, pipe, keys, r.parkedArgs(stream, it)...)
 	}
 	_, _ = pipe.Exec(ctx) // each command's error is read below
-	r.parkedVerdicts(ctx, held, cmds, "check seller hold")
+	parked := 0
+	for i, it := range items {
+		n, err := cmds[i].Int()
+		switch {
+		case err != nil:
+			// Not knowing whether the seller is held, the entry is not
+			// run (a later entry of its seller may be parked already); it
+			// stays pending and comes back after the visibility timeout.
+			it.run, it.verdict, it.err = false, leave, fmt.Errorf("%s: %w", what, err)
+			r.log.WarnContext(ctx, what+"; the event waits for the visibility timeout",
+				"event_id", it.env.ID, "seller", it.env.Seller, "err", err)
+		case n == 1:
+			it.run, it.verdict = false, ack
+			parked++
+		}
+	}
+	return parked
 }
 
 // parkedArgs are a parking script's ARGV for it: the group, then the
@@ -159,25 +183,6 @@ func (r *runner) parkedArgs(stream string, it *item) []any {
 		args = append(args, k, v)
 	}
 	return append(args, fieldParkedStream, stream, fieldParkedEntryID, it.msg.ID)
-}
-
-// parkedVerdicts reads the parking scripts' answers: a parked entry counts
-// as handled here, one whose script failed is not run either.
-func (r *runner) parkedVerdicts(ctx context.Context, items []*item, cmds []*redis.Cmd, what string) {
-	for i, it := range items {
-		n, err := cmds[i].Int()
-		switch {
-		case err != nil:
-			// Not knowing whether the seller is held, the entry is not
-			// run (a later entry of its seller may be parked already); it
-			// stays pending and comes back after the visibility timeout.
-			it.run, it.verdict, it.err = false, leave, fmt.Errorf("%s: %w", what, err)
-			r.log.WarnContext(ctx, what+"; the event waits for the visibility timeout",
-				"event_id", it.env.ID, "seller", it.env.Seller, "err", err)
-		case n == 1:
-			it.run, it.verdict = false, ack
-		}
-	}
 }
 
 // share is how many entries of one seller a batch runs while others wait.
@@ -220,11 +225,9 @@ func (r *runner) deferShare(ctx context.Context, stream string, items []*item, f
 			return // alone and caught up, a seller gets the whole group
 		}
 	}
-	names := r.g.cfg.Names
 	seen := map[string]int{}
 	var over []*item
-	var cmds []*redis.Cmd
-	pipe := r.rdb().Pipeline()
+	var sellers []any
 	for _, it := range items {
 		if !it.run || it.env.Seller == "" {
 			continue
@@ -233,18 +236,19 @@ func (r *runner) deferShare(ctx context.Context, stream string, items []*item, f
 			continue
 		}
 		if seen[it.env.Seller] == share+1 {
-			pipe.SAdd(ctx, names.holdsKey(), it.env.Seller)
+			sellers = append(sellers, it.env.Seller)
 		}
-		keys := []string{names.holdKey(it.env.Seller), names.parkedKey(it.env.Seller, r.sub.Group)}
-		cmds = append(cmds, deferScript.Eval(ctx, pipe, keys, r.parkedArgs(stream, it)...))
 		over = append(over, it)
 	}
 	if len(over) == 0 {
 		return
 	}
-	_, _ = pipe.Exec(ctx) // each command's error is read below
-	r.parkedVerdicts(ctx, over, cmds, "defer a seller's entry")
-	r.g.tel.deferred(r.sub.Group, len(over))
+	// Listed before they park, so a drainer finds every deferred seller.
+	if err := r.rdb().SAdd(ctx, r.g.cfg.Names.holdsKey(), sellers...).Err(); err != nil {
+		r.log.WarnContext(ctx, "list deferred sellers; their events run now", "err", err)
+		return
+	}
+	r.g.tel.deferred(r.sub.Group, r.parkEach(ctx, stream, over, deferScript, "defer a seller's entry"))
 }
 
 // drainHeld works through the parked entries of resumed and deferred
@@ -288,9 +292,8 @@ func (r *runner) drainHeld(loopCtx, handlerCtx context.Context) (more bool) {
 }
 
 // drainSeller handles a batch of the parked entries of one seller, oldest
-// first, and reports whether more wait behind it. It
-// stops early at an entry that cannot be finished: that one is tried again
-// on a later call.
+// first, and reports whether more wait behind it. It stops early at an
+// entry that cannot be finished: that one is tried again on a later call.
 func (r *runner) drainSeller(loopCtx, handlerCtx context.Context, seller string) bool {
 	names := r.g.cfg.Names
 	parked := names.parkedKey(seller, r.sub.Group)

@@ -131,7 +131,7 @@ func newGroupTelemetry(reg prometheus.Registerer, tp trace.TracerProvider) (*gro
 	}
 	t.deferral, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bazaar_consumer_deferred_total",
-		Help: "Events a consumer group deferred to their seller's parked stream, the seller being over its share of a batch that held others' work.",
+		Help: "Events a consumer group deferred to their seller's parked stream, the seller being over its share of a batch that held others' work or was full.",
 	}, []string{"group"}))
 	if err != nil {
 		return nil, err

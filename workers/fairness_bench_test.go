@@ -68,7 +68,8 @@ func BenchmarkFairnessFlood(b *testing.B) {
 				b.ReportMetric(during.relay.Seconds(), "flood_relay_p99_s")
 				b.ReportMetric(during.after.Seconds(), "flood_after_relay_p99_s")
 				// The first part of that: from the XADD to the consumer
-				// group's enqueue of the step's task (its stream backlog).
+				// group's record of the event, written once it enqueued
+				// the step's task (its backlog and the enqueue).
 				b.ReportMetric(during.group.Seconds(), "flood_group_p99_s")
 			}
 		})
@@ -157,7 +158,7 @@ type floodResult struct {
 	p50, p99 time.Duration    // the small sellers' latency
 	steps    [3]time.Duration // its p99 per saga step
 	relay    time.Duration    // p99 of commit -> XADD over its steps' events
-	group    time.Duration    // p99 of XADD -> the group enqueueing the step's task
+	group    time.Duration    // p99 of XADD -> the group's record, after its enqueue
 	after    time.Duration    // p99 of XADD -> the next step's event
 	bigRate  float64          // the big seller's orders confirmed per second
 }
@@ -266,8 +267,8 @@ func relayWait(b *testing.B, t *testBundle, ids []uuid.UUID) (relay, group, afte
 		Group float64 `db:"grp"`
 		After float64 `db:"after"`
 	}
-	// processed_events.processed_at is the start of the transaction in
-	// which the step's group enqueued the step's task.
+	// processed_events.processed_at is when the step's group recorded the
+	// event, right after it enqueued the step's task.
 	require.NoError(b, t.db.Select(&waits, `
 SELECT extract(epoch FROM (to_timestamp(pos.ms / 1000.0) - p.time)) AS relay,
        extract(epoch FROM (pe.processed_at - to_timestamp(pos.ms / 1000.0))) AS grp,

@@ -156,17 +156,18 @@ func CreateOrder(ctx context.Context, q sqlx.QueryerContext, o Order) (Order, er
 
 // getOrderQuery reads an order and its lines in one statement, a row per
 // line: the saga reads an order at most of its steps, and a second round
-// trip for the lines was a statement per step.
+// trip for the lines was a statement per step. The lines' columns are
+// renamed in the subquery so the order's keep their own names.
 const getOrderQuery = `
-SELECT o.id, o.seller_id, o.user_id, o.status, o.currency, o.subtotal_minor, o.total_minor,
-       o.payment_method, o.scheduled_at, o.cancel_reason, o.created_at, o.updated_at,
-       o.confirmed_at, o.cancelled_at, o.shipped_at, o.delivered_at,
-       i.id AS item_id, i.product_id AS item_product_id, i.sku AS item_sku, i.name AS item_name,
-       i.quantity AS item_quantity, i.unit_price_minor AS item_unit_price_minor,
-       i.line_total_minor AS item_line_total_minor
-FROM orders o LEFT JOIN order_items i ON i.order_id = o.id
+SELECT ` + orderColumns + `, i.*
+FROM orders o LEFT JOIN (
+    SELECT id AS item_id, order_id AS item_order_id, product_id AS item_product_id, sku AS item_sku,
+           name AS item_name, quantity AS item_quantity, unit_price_minor AS item_unit_price_minor,
+           line_total_minor AS item_line_total_minor
+    FROM order_items
+) i ON i.item_order_id = o.id
 WHERE o.id = $1
-ORDER BY i.id`
+ORDER BY i.item_id`
 
 const orderItemsQuery = `SELECT ` + orderItemColumns + ` FROM order_items WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, id`
 
@@ -175,6 +176,7 @@ const orderItemsQuery = `SELECT ` + orderItemColumns + ` FROM order_items WHERE 
 type orderLineRow struct {
 	Order
 	ItemID             *uuid.UUID `db:"item_id"`
+	ItemOrderID        *uuid.UUID `db:"item_order_id"`
 	ItemProductID      *uuid.UUID `db:"item_product_id"`
 	ItemSKU            *string    `db:"item_sku"`
 	ItemName           *string    `db:"item_name"`

@@ -13,11 +13,12 @@ INSERT INTO processed_events (group_name, event_id) VALUES ($1, $2)
 ON CONFLICT DO NOTHING`
 
 // MarkProcessed records that group handled eventID, in tx, and reports
-// whether this is the first time. Call it in the transaction that applies the
-// event's effects: when first is false the effects are already committed
-// and the caller should change nothing. A concurrent duplicate waits for the
-// first transaction and then sees first == false (or true, if that one
-// rolled back).
+// whether this is the first time. In the transaction that applies the
+// event's effects, first == false means the effects are already committed
+// and the caller should change nothing; a concurrent duplicate waits for
+// the first transaction and then sees first == false (or true, if that one
+// rolled back). Effects outside PostgreSQL (the reactor's enqueue) are
+// recorded after the fact, on their own, with Processed looked up before.
 func MarkProcessed(ctx context.Context, tx sqlx.ExecerContext, group string, eventID uuid.UUID) (first bool, err error) {
 	res, err := tx.ExecContext(ctx, markProcessedQuery, group, eventID)
 	if err != nil {
